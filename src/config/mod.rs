@@ -1,0 +1,191 @@
+//! The configuration file: its YAML schema, how it is read, and where its
+//! errors point. The doc comments on these structs are the reference for each
+//! setting. Everything is checked against the schema (`deny_unknown_fields`);
+//! meaning (selectors, actions, keys) is checked when the file is compiled into
+//! a [`Policy`](crate::policy::Policy).
+
+mod error;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+pub use serde_saphyr::Spanned;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use secret::{Environment, ProcessEnvironment, resolve_secret};
+
+/// A whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the proxy listens on. Default `127.0.0.1:8080`.
+    pub listen: Option<Spanned<String>>,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: Option<AdminConfig>,
+    /// Named secrets, each `${ENV_VAR}` or `file:/path`. Never inline.
+    #[serde(default)]
+    pub keys: BTreeMap<String, Spanned<String>>,
+    /// Defaults for every route; a route may override them.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Where requests go and what is rewritten on the way.
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin listener. Default `127.0.0.1:9090`.
+    pub listen: Option<Spanned<String>>,
+}
+
+/// Size and depth limits. Every field is optional: unset fields take the
+/// global value, then the built-in default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted (413 above). Default 10 MiB.
+    pub max_body_bytes: Option<Spanned<u64>>,
+    /// Bodies up to this size are rewritten whole and sent with
+    /// `Content-Length`; larger ones stream. Default 256 KiB.
+    pub buffer_limit: Option<Spanned<u64>>,
+    /// Deepest nesting of objects and arrays accepted. Default 128.
+    pub max_depth: Option<Spanned<u32>>,
+    /// Largest single value a rule may buffer to rewrite it. Default 64 KiB.
+    pub max_value_bytes: Option<Spanned<u32>>,
+    /// Largest embedded document (JSON inside a string or a form field) that
+    /// is opened to rewrite values inside it. Default 1 MiB.
+    pub max_embedded_bytes: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name, used in metrics and logs.
+    pub name: Spanned<String>,
+    /// Which requests this route takes.
+    #[serde(rename = "match")]
+    pub matches: MatchConfig,
+    /// Remove the matched `path_prefix` before forwarding.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Base URL of the platform, `https://host[:port][/path]`.
+    pub upstream: Spanned<String>,
+    /// Rewriting rules, applied in order; where two select the same value the
+    /// later one wins.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// What happens to body values no rule selects: `keep` (default) or
+    /// `drop` (allow-list mode: only what the rules name leaves).
+    pub unlisted: Option<Spanned<String>>,
+    /// Overrides of the global limits for this route.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// Requests whose path starts with this; the longest prefix wins.
+    pub path_prefix: Option<Spanned<String>>,
+    /// Requests for this `Host`.
+    pub host: Option<Spanned<String>>,
+}
+
+/// One rule: a selector, an action, and the action's options.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// What the rule applies to: `$.path` in the body, `query.NAME`, or
+    /// `header.NAME`.
+    pub select: Spanned<String>,
+    /// `drop`, `redact`, `hash`, `hmac`, `mask`, `truncate_ip`,
+    /// `generalize` or `keep`.
+    pub action: Spanned<String>,
+    /// What to do with a value the action cannot handle: `drop` (default),
+    /// `redact` or `reject` (fail the whole request).
+    pub on_invalid: Option<Spanned<String>>,
+    /// `hash`, `hmac`: the normalizer applied first. Default `none`.
+    pub normalize: Option<Spanned<String>>,
+    /// `phone` normalizer: region for numbers without a country code (`US`).
+    pub default_region: Option<Spanned<String>>,
+    /// `phone` normalizer: `e164` (`+16505551212`, default) or `digits`
+    /// (`16505551212`).
+    pub phone_format: Option<Spanned<String>>,
+    /// `hash`: `hex` (default), `base64` or `base64url`.
+    pub encoding: Option<Spanned<String>>,
+    /// `hmac`: name of the key under `keys:`. Default `pseudonym`.
+    pub key: Option<Spanned<String>>,
+    /// `hmac`: text put before each token.
+    pub prefix: Option<Spanned<String>>,
+    /// `hmac`: characters of the MAC kept in the token (16 to 43, default 22).
+    pub length: Option<Spanned<u32>>,
+    /// `redact`: the replacement. Default `[REDACTED]`.
+    pub with: Option<Spanned<String>>,
+    /// `mask`, `generalize`: characters kept at the start.
+    pub keep_first: Option<Spanned<u32>>,
+    /// `mask`: characters kept at the end. Default 4.
+    pub keep_last: Option<Spanned<u32>>,
+    /// `mask`: the masking character. Default `*`.
+    #[serde(rename = "char")]
+    pub mask_char: Option<Spanned<char>>,
+    /// `truncate_ip`: IPv4 bits kept. Default 24.
+    pub v4_prefix: Option<Spanned<u8>>,
+    /// `truncate_ip`: IPv6 bits kept. Default 48.
+    pub v6_prefix: Option<Spanned<u8>>,
+}
+
+impl Config {
+    /// Parses a configuration text; `file` names it in errors.
+    pub fn parse(source: &str, file: &str) -> Result<Config, ConfigErrors> {
+        serde_saphyr::from_str(source).map_err(|err| ConfigErrors::from_yaml(file, &err))
+    }
+
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> Result<(Config, String), ConfigErrors> {
+        let file = path.display().to_string();
+        let source = std::fs::read_to_string(path).map_err(|err| {
+            ConfigErrors::single(ConfigError::new(
+                &file,
+                0,
+                0,
+                format!("cannot read the file: {err}"),
+            ))
+        })?;
+        Config::parse(&source, &file).map(|config| (config, file))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_position() {
+        let yaml = "routes:\n  - name: a\n    match: {path_prefix: /a}\n    upstream: https://x\n    rulez: []\n";
+        let err = Config::parse(yaml, "scrim.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("scrim.yaml:5:5: "), "{err}");
+        assert!(err.contains("rulez"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let err = Config::parse("routes: [\n", "c.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn spans_point_at_values() {
+        let yaml = "routes:\n  - name: a\n    match: {path_prefix: /a}\n    upstream: https://x\n    rules:\n      - select: $.email\n        action: hash\n";
+        let config = Config::parse(yaml, "c.yaml").unwrap();
+        let action = &config.routes[0].rules[0].action;
+        assert_eq!(
+            (action.referenced.line(), action.referenced.column()),
+            (7, 17)
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! scrim: a streaming pseudonymization reverse proxy.
+//!
+//! The library is layered so that the heart of it builds and tests without
+//! any network code: [`transform`] changes one value, [`rewrite`] walks a body
+//! and changes the values a [`policy`] selects, [`config`] reads the YAML the
+//! policy is compiled from.
+
+pub mod config;
+pub mod policy;
+pub mod rewrite;
+pub mod transform;

@@ -1,0 +1,268 @@
+//! The `scrim` command line. Argument parsing and output only: the work is
+//! done by the library.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use scrim::policy::{Policy, Route, Unlisted};
+use scrim::rewrite::{BodyKind, BodyRewriter, Report, Sink};
+
+/// scrim: a streaming pseudonymization reverse proxy for marketing and ad
+/// platform APIs. It rewrites the personal data in each request (hashing,
+/// keyed pseudonyms, IP truncation, removal) before it leaves.
+#[derive(Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a configuration file and print a summary of its routes and
+    /// rules. Exit 1 with one `FILE:LINE:COL: message` line per error.
+    Check {
+        /// The configuration file.
+        #[arg(long, short, env = "SCRIM_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Apply a route's rewriting to a body offline: rewritten body on stdout.
+    /// Exit 2 if the route would reject the body (reason on stderr; discard
+    /// whatever stdout received).
+    Rewrite {
+        /// The configuration file.
+        #[arg(long, short, env = "SCRIM_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+        /// The route whose rules apply.
+        #[arg(long, short, value_name = "NAME")]
+        route: String,
+        /// Media type of the body: JSON (also `+json` types), NDJSON
+        /// (`application/x-ndjson`) or a form
+        /// (`application/x-www-form-urlencoded`).
+        #[arg(long, default_value = "application/json", value_name = "TYPE")]
+        content_type: String,
+        /// Feed the engine N bytes at a time (to check chunk boundaries).
+        #[arg(long, default_value_t = 64 * 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+        chunk_size: u64,
+        /// Write a JSON report of each change (path, rule, action; never a
+        /// value) to stderr.
+        #[arg(long)]
+        explain: bool,
+        /// The body to rewrite; `-` or nothing reads standard input.
+        #[arg(value_name = "INPUT")]
+        input: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Check { config } => check(&config),
+        Command::Rewrite {
+            config,
+            route,
+            content_type,
+            chunk_size,
+            explain,
+            input,
+        } => rewrite(
+            &config,
+            &route,
+            &content_type,
+            chunk_size as usize,
+            explain,
+            input,
+        ),
+    }
+}
+
+fn load(config: &std::path::Path) -> Result<Policy, ExitCode> {
+    Policy::load(config).map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(1)
+    })
+}
+
+fn check(config: &std::path::Path) -> ExitCode {
+    let policy = match load(config) {
+        Ok(policy) => policy,
+        Err(code) => return code,
+    };
+    println!("{}: OK", config.display());
+    println!("listen {}   admin {}", policy.listen, policy.admin_listen);
+    for (name, id) in &policy.key_ids {
+        println!("key {name} (id {id})");
+    }
+    for route in &policy.routes {
+        print_route(route);
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_route(route: &Route) {
+    let mut matches = Vec::new();
+    if let Some(host) = &route.host {
+        matches.push(format!("host {host}"));
+    }
+    if let Some(prefix) = &route.path_prefix {
+        matches.push(format!(
+            "path {prefix}{}",
+            if route.strip_prefix {
+                " (stripped)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let unlisted = match route.rules.unlisted {
+        Unlisted::Keep => "unlisted values kept",
+        Unlisted::Drop => "unlisted values dropped",
+    };
+    println!();
+    println!(
+        "route {}: {} -> {}   {unlisted}",
+        route.name,
+        matches.join(", "),
+        route.upstream
+    );
+    for (i, rule) in route.rules.rules.iter().enumerate() {
+        println!("  {:>2}. {:<40} {}", i + 1, rule.selector, rule.action);
+    }
+}
+
+/// Writes to an `io::Write`, keeping the first error for the end.
+struct WriteSink<W: Write> {
+    out: W,
+    error: Option<io::Error>,
+}
+
+impl<W: Write> Sink for WriteSink<W> {
+    fn write(&mut self, bytes: Bytes) {
+        if self.error.is_none()
+            && let Err(err) = self.out.write_all(&bytes)
+        {
+            self.error = Some(err);
+        }
+    }
+}
+
+fn rewrite(
+    config: &std::path::Path,
+    route_name: &str,
+    content_type: &str,
+    chunk_size: usize,
+    explain: bool,
+    input: Option<PathBuf>,
+) -> ExitCode {
+    let policy = match load(config) {
+        Ok(policy) => policy,
+        Err(code) => return code,
+    };
+    let Some(route) = policy.route(route_name) else {
+        let names: Vec<&str> = policy.routes.iter().map(|r| r.name.as_str()).collect();
+        eprintln!(
+            "no route named `{route_name}`; routes: {}",
+            names.join(", ")
+        );
+        return ExitCode::from(1);
+    };
+    let Some(kind) = BodyKind::from_content_type(content_type) else {
+        eprintln!(
+            "unsupported media type `{content_type}`: scrim rewrites JSON, NDJSON and form bodies"
+        );
+        return ExitCode::from(2);
+    };
+    let mut reader: Box<dyn Read> = match input.as_deref() {
+        None => Box::new(io::stdin().lock()),
+        Some(path) if path.as_os_str() == "-" => Box::new(io::stdin().lock()),
+        Some(path) => match std::fs::File::open(path) {
+            Ok(file) => Box::new(file),
+            Err(err) => {
+                eprintln!("cannot read {}: {err}", path.display());
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let sink = WriteSink {
+        out: io::BufWriter::with_capacity(256 * 1024, io::stdout().lock()),
+        error: None,
+    };
+    let mut rewriter = BodyRewriter::new(kind, &route.rules, sink, explain);
+    let mut buffer = vec![0u8; chunk_size];
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                eprintln!("cannot read the input: {err}");
+                return ExitCode::from(1);
+            }
+        };
+        if let Err(err) = rewriter.write(Bytes::copy_from_slice(&buffer[..n])) {
+            eprintln!("rejected: {err}");
+            return ExitCode::from(2);
+        }
+        if let Some(err) = rewriter.sink_mut().error.take() {
+            eprintln!("cannot write the output: {err}");
+            return ExitCode::from(1);
+        }
+    }
+    let (mut sink, report) = match rewriter.finish() {
+        Ok(done) => done,
+        Err(err) => {
+            eprintln!("rejected: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(err) = sink.error.take().or_else(|| sink.out.flush().err()) {
+        eprintln!("cannot write the output: {err}");
+        return ExitCode::from(1);
+    }
+    if explain {
+        eprintln!("{}", explain_json(route, &report));
+    }
+    ExitCode::SUCCESS
+}
+
+/// The `--explain` report: each change by path, rule and action, and the
+/// counts per rule. Never a value.
+fn explain_json(route: &Route, report: &Report) -> String {
+    let rules = &route.rules.rules;
+    let changes: Vec<serde_json::Value> = report
+        .changes
+        .iter()
+        .flatten()
+        .map(|change| {
+            serde_json::json!({
+                "path": change.path,
+                "rule": change.rule.map(|r| r + 1),
+                "selector": change.rule.map(|r| rules[r].selector.as_str()),
+                "action": change.rule.map_or("unlisted", |r| rules[r].action.kind().as_str()),
+                "outcome": change.what.as_str(),
+            })
+        })
+        .collect();
+    let counts: Vec<serde_json::Value> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            serde_json::json!({
+                "rule": i + 1,
+                "selector": rule.selector,
+                "action": rule.action.kind().as_str(),
+                "rewritten": report.rewritten[i],
+                "invalid": report.invalid[i],
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "route": route.name,
+        "changes": changes,
+        "rules": counts,
+        "unlisted_dropped": report.unlisted_dropped,
+    })
+    .to_string()
+}

@@ -1,0 +1,567 @@
+//! Config → Policy. Every error is collected (not just the first), each
+//! pointing at the value it is about.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_saphyr::Spanned;
+
+use super::{Limits, OnInvalid, Policy, REDACTED, Route, Rule, Rules, Selector, Unlisted};
+use crate::config::{
+    Config, ConfigError, ConfigErrors, Environment, LimitsConfig, RouteConfig, RuleConfig,
+    resolve_secret,
+};
+use crate::transform::{
+    Action, ActionKind, Encoding, Normalizer, PhoneOptions, PseudonymKey, normalize,
+};
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+const DEFAULT_KEY: &str = "pseudonym";
+
+/// Compiles a parsed configuration. `file` names it in errors; `env`
+/// resolves `${VAR}` secrets.
+pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Policy, ConfigErrors> {
+    let mut errors = Errors {
+        file,
+        list: Vec::new(),
+    };
+
+    let mut keys = BTreeMap::new();
+    for (name, reference) in &config.keys {
+        match resolve_secret(name, &reference.value, env) {
+            Ok(secret) => {
+                keys.insert(name.clone(), Arc::new(PseudonymKey::new(secret)));
+            }
+            Err(message) => errors.at(reference, message),
+        }
+    }
+    let global_limits = limits(&mut errors, Limits::default(), &config.limits);
+
+    let mut routes: Vec<Arc<Route>> = Vec::new();
+    let mut names: BTreeMap<&str, u64> = BTreeMap::new();
+    if config.routes.is_empty() {
+        errors.list.push(ConfigError::new(
+            file,
+            0,
+            0,
+            "no routes: add at least one under `routes:`",
+        ));
+    }
+    for route in &config.routes {
+        if let Some(first) = names.insert(&route.name.value, route.name.referenced.line()) {
+            errors.at(
+                &route.name,
+                format!(
+                    "duplicate route name `{}` (first on line {first})",
+                    route.name.value
+                ),
+            );
+        }
+        if let Some(compiled) = compile_route(
+            &mut errors,
+            route,
+            &keys,
+            global_limits,
+            config.keys.is_empty(),
+        ) {
+            routes.push(Arc::new(compiled));
+        }
+    }
+
+    if !errors.list.is_empty() {
+        return Err(ConfigErrors(errors.list));
+    }
+    let spanned_or = |value: &Option<Spanned<String>>, default: &str| {
+        value
+            .as_ref()
+            .map_or_else(|| default.to_owned(), |v| v.value.clone())
+    };
+    Ok(Policy {
+        listen: spanned_or(&config.listen, DEFAULT_LISTEN),
+        admin_listen: spanned_or(
+            &config.admin.as_ref().and_then(|a| a.listen.clone()),
+            DEFAULT_ADMIN_LISTEN,
+        ),
+        key_ids: keys
+            .iter()
+            .map(|(name, key)| (name.clone(), key.id().to_owned()))
+            .collect(),
+        routes,
+    })
+}
+
+struct Errors<'a> {
+    file: &'a str,
+    list: Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    fn at<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+        self.list.push(ConfigError::at(self.file, at, message));
+    }
+}
+
+fn limits(errors: &mut Errors<'_>, base: Limits, config: &LimitsConfig) -> Limits {
+    let mut limits = base;
+    if let Some(v) = &config.max_body_bytes {
+        limits.max_body_bytes = v.value;
+    }
+    if let Some(v) = &config.buffer_limit {
+        limits.buffer_limit = v.value;
+    }
+    if let Some(v) = &config.max_depth {
+        if !(1..=4096).contains(&v.value) {
+            errors.at(v, "max_depth must be between 1 and 4096");
+        }
+        limits.max_depth = v.value;
+    }
+    if let Some(v) = &config.max_value_bytes {
+        if v.value < 256 {
+            errors.at(v, "max_value_bytes must be at least 256");
+        }
+        limits.max_value_bytes = v.value;
+    }
+    if let Some(v) = &config.max_embedded_bytes {
+        limits.max_embedded_bytes = v.value;
+    }
+    limits
+}
+
+fn compile_route(
+    errors: &mut Errors<'_>,
+    route: &RouteConfig,
+    keys: &BTreeMap<String, Arc<PseudonymKey>>,
+    global_limits: Limits,
+    no_keys_configured: bool,
+) -> Option<Route> {
+    let before = errors.list.len();
+    if route.name.value.is_empty()
+        || !route
+            .name
+            .value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        errors.at(
+            &route.name,
+            "a route name is letters, digits, `_` and `-` (it becomes a metric label)",
+        );
+    }
+    let upstream = &route.upstream.value;
+    let scheme_ok = upstream.starts_with("http://") || upstream.starts_with("https://");
+    let host_ok = upstream
+        .split_once("://")
+        .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
+    if !scheme_ok || !host_ok {
+        errors.at(
+            &route.upstream,
+            "upstream must be an http:// or https:// URL with a host",
+        );
+    }
+    if let Some(prefix) = &route.matches.path_prefix
+        && !prefix.value.starts_with('/')
+    {
+        errors.at(prefix, "path_prefix must start with `/`");
+    }
+    if route.matches.path_prefix.is_none() && route.matches.host.is_none() {
+        errors.at(
+            &route.name,
+            "route has an empty `match:`; give a `path_prefix`, a `host`, or both",
+        );
+    }
+
+    let unlisted = match &route.unlisted {
+        None => Unlisted::Keep,
+        Some(v) => match v.value.as_str() {
+            "keep" => Unlisted::Keep,
+            "drop" => Unlisted::Drop,
+            other => {
+                errors.at(
+                    v,
+                    format!("unknown `unlisted` value `{other}`; expected `keep` or `drop`"),
+                );
+                Unlisted::Keep
+            }
+        },
+    };
+    let mut rules = Rules {
+        unlisted,
+        limits: limits(errors, global_limits, &route.limits),
+        ..Rules::default()
+    };
+    for rule in &route.rules {
+        let selector = Selector::parse(&rule.select.value)
+            .map_err(|err| errors.at(&rule.select, format!("bad selector: {err}")));
+        let action = compile_action(errors, rule, keys, no_keys_configured);
+        let on_invalid = match &rule.on_invalid {
+            None => OnInvalid::Drop,
+            Some(v) => OnInvalid::from_name(&v.value).unwrap_or_else(|| {
+                errors.at(
+                    v,
+                    format!(
+                        "unknown on_invalid `{}`; expected drop, redact or reject",
+                        v.value
+                    ),
+                );
+                OnInvalid::Drop
+            }),
+        };
+        if let (Ok(selector), Some(action)) = (selector, action) {
+            rules.push(
+                Rule {
+                    selector: rule.select.value.clone(),
+                    action,
+                    on_invalid,
+                },
+                selector,
+            );
+        }
+    }
+    (errors.list.len() == before).then(|| Route {
+        name: route.name.value.clone(),
+        path_prefix: route.matches.path_prefix.as_ref().map(|p| p.value.clone()),
+        host: route
+            .matches
+            .host
+            .as_ref()
+            .map(|h| h.value.to_ascii_lowercase()),
+        strip_prefix: route.strip_prefix,
+        upstream: route.upstream.value.clone(),
+        rules,
+    })
+}
+
+/// The options each action takes, checked so that a misplaced option is an
+/// error rather than silently ignored.
+fn allowed_options(kind: ActionKind) -> &'static [&'static str] {
+    match kind {
+        ActionKind::Drop | ActionKind::Keep => &[],
+        ActionKind::Redact => &["with"],
+        ActionKind::Hash => &["normalize", "default_region", "phone_format", "encoding"],
+        ActionKind::Hmac => &[
+            "normalize",
+            "default_region",
+            "phone_format",
+            "key",
+            "prefix",
+            "length",
+        ],
+        ActionKind::Mask => &["keep_first", "keep_last", "char"],
+        ActionKind::TruncateIp => &["v4_prefix", "v6_prefix"],
+        ActionKind::Generalize => &["keep_first"],
+    }
+}
+
+fn compile_action(
+    errors: &mut Errors<'_>,
+    rule: &RuleConfig,
+    keys: &BTreeMap<String, Arc<PseudonymKey>>,
+    no_keys_configured: bool,
+) -> Option<Action> {
+    let Some(kind) = ActionKind::from_name(&rule.action.value) else {
+        let names: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
+        errors.at(
+            &rule.action,
+            format!(
+                "unknown action `{}`; expected one of {}",
+                rule.action.value,
+                names.join(", ")
+            ),
+        );
+        return None;
+    };
+    let before = errors.list.len();
+    let given: [(&str, Option<(u64, u64)>); 13] = [
+        ("normalize", loc(&rule.normalize)),
+        ("default_region", loc(&rule.default_region)),
+        ("phone_format", loc(&rule.phone_format)),
+        ("encoding", loc(&rule.encoding)),
+        ("key", loc(&rule.key)),
+        ("prefix", loc(&rule.prefix)),
+        ("length", loc(&rule.length)),
+        ("with", loc(&rule.with)),
+        ("keep_first", loc(&rule.keep_first)),
+        ("keep_last", loc(&rule.keep_last)),
+        ("char", loc(&rule.mask_char)),
+        ("v4_prefix", loc(&rule.v4_prefix)),
+        ("v6_prefix", loc(&rule.v6_prefix)),
+    ];
+    for (option, at) in given {
+        if let Some((line, column)) = at
+            && !allowed_options(kind).contains(&option)
+        {
+            errors.list.push(ConfigError::new(
+                errors.file,
+                line,
+                column,
+                format!("`{option}` does not apply to action `{}`", kind.as_str()),
+            ));
+        }
+    }
+
+    let action = match kind {
+        ActionKind::Drop => Action::Drop,
+        ActionKind::Keep => Action::Keep,
+        ActionKind::Redact => Action::Redact {
+            with: rule
+                .with
+                .as_ref()
+                .map_or_else(|| REDACTED.to_owned(), |w| w.value.clone()),
+        },
+        ActionKind::Hash => Action::Hash {
+            normalizer: normalizer(errors, rule),
+            encoding: match &rule.encoding {
+                None => Encoding::Hex,
+                Some(v) => Encoding::from_name(&v.value).unwrap_or_else(|| {
+                    errors.at(
+                        v,
+                        format!(
+                            "unknown encoding `{}`; expected hex, base64 or base64url",
+                            v.value
+                        ),
+                    );
+                    Encoding::Hex
+                }),
+            },
+        },
+        ActionKind::Hmac => {
+            let key_name = rule.key.as_ref().map_or(DEFAULT_KEY, |k| k.value.as_str());
+            let key = keys.get(key_name).cloned();
+            if key.is_none() {
+                let message = if no_keys_configured {
+                    format!(
+                        "action `hmac` needs the key `{key_name}`: add it under `keys:` as `${{ENV_VAR}}` or `file:/path`"
+                    )
+                } else {
+                    format!(
+                        "action `hmac` uses key `{key_name}`, which is not under `keys:` (or could not be loaded)"
+                    )
+                };
+                match &rule.key {
+                    Some(at) => errors.at(at, message),
+                    None => errors.at(&rule.action, message),
+                }
+            }
+            let length = rule.length.as_ref().map_or(22, |l| l.value);
+            if let Some(at) = &rule.length
+                && !(16..=43).contains(&length)
+            {
+                errors.at(at, "length must be between 16 and 43");
+            }
+            let normalizer = normalizer(errors, rule);
+            Action::Hmac {
+                key: key?,
+                prefix: rule
+                    .prefix
+                    .as_ref()
+                    .map(|p| p.value.clone())
+                    .unwrap_or_default(),
+                length: length as usize,
+                normalizer,
+            }
+        }
+        ActionKind::Mask => Action::Mask {
+            keep_first: rule.keep_first.as_ref().map_or(0, |v| v.value as usize),
+            keep_last: rule.keep_last.as_ref().map_or(4, |v| v.value as usize),
+            with: rule.mask_char.as_ref().map_or('*', |v| v.value),
+        },
+        ActionKind::TruncateIp => {
+            let v4_prefix = rule.v4_prefix.as_ref().map_or(24, |v| v.value);
+            let v6_prefix = rule.v6_prefix.as_ref().map_or(48, |v| v.value);
+            if let Some(at) = &rule.v4_prefix
+                && v4_prefix > 32
+            {
+                errors.at(at, "v4_prefix must be between 0 and 32");
+            }
+            if let Some(at) = &rule.v6_prefix
+                && v6_prefix > 128
+            {
+                errors.at(at, "v6_prefix must be between 0 and 128");
+            }
+            Action::TruncateIp {
+                v4_prefix,
+                v6_prefix,
+            }
+        }
+        ActionKind::Generalize => Action::Generalize {
+            keep_first: rule.keep_first.as_ref().map_or(3, |v| v.value as usize),
+        },
+    };
+    (errors.list.len() == before).then_some(action)
+}
+
+fn loc<T>(value: &Option<Spanned<T>>) -> Option<(u64, u64)> {
+    value
+        .as_ref()
+        .map(|v| (v.referenced.line(), v.referenced.column()))
+}
+
+fn normalizer(errors: &mut Errors<'_>, rule: &RuleConfig) -> Normalizer {
+    let Some(name) = &rule.normalize else {
+        if let Some(at) = &rule.default_region {
+            errors.at(at, "`default_region` applies only with `normalize: phone`");
+        }
+        return Normalizer::None;
+    };
+    let Some(mut normalizer) = Normalizer::from_name(&name.value) else {
+        errors.at(
+            name,
+            format!(
+                "unknown normalizer `{}`; expected one of {}",
+                name.value,
+                normalize::NAMES.join(", ")
+            ),
+        );
+        return Normalizer::None;
+    };
+    match &mut normalizer {
+        Normalizer::Phone(options) => *options = phone_options(errors, rule),
+        _ => {
+            for (option, at) in [
+                ("default_region", loc(&rule.default_region)),
+                ("phone_format", loc(&rule.phone_format)),
+            ] {
+                if let Some((line, column)) = at {
+                    errors.list.push(ConfigError::new(
+                        errors.file,
+                        line,
+                        column,
+                        format!("`{option}` applies only with `normalize: phone`"),
+                    ));
+                }
+            }
+        }
+    }
+    normalizer
+}
+
+fn phone_options(errors: &mut Errors<'_>, rule: &RuleConfig) -> PhoneOptions {
+    let mut options = PhoneOptions::default();
+    if let Some(region) = &rule.default_region {
+        match region
+            .value
+            .to_ascii_uppercase()
+            .parse::<phonenumber::country::Id>()
+        {
+            Ok(id) => options.default_region = Some(id),
+            Err(_) => errors.at(
+                region,
+                format!(
+                    "unknown region `{}`; expected a two-letter country code such as US",
+                    region.value
+                ),
+            ),
+        }
+    }
+    if let Some(format) = &rule.phone_format {
+        match format.value.as_str() {
+            "e164" => options.plus = true,
+            "digits" => options.plus = false,
+            other => errors.at(
+                format,
+                format!("unknown phone_format `{other}`; expected e164 or digits"),
+            ),
+        }
+    }
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+
+    fn env(name: &str) -> Option<OsString> {
+        (name == "PSEUDO").then(|| OsString::from("0123456789abcdef0123456789abcdef"))
+    }
+
+    fn check(yaml: &str) -> Result<Policy, String> {
+        let config = Config::parse(yaml, "t.yaml").map_err(|e| e.to_string())?;
+        compile(&config, "t.yaml", &env).map_err(|e| e.to_string())
+    }
+
+    const HEAD: &str = "keys:\n  pseudonym: ${PSEUDO}\nroutes:\n  - name: meta\n    match: {path_prefix: /meta}\n    upstream: https://graph.facebook.com\n    rules:\n";
+
+    #[test]
+    fn compiles_a_valid_route() {
+        let yaml = format!(
+            "{HEAD}      - select: $.data[*].user_data.em\n        action: hash\n        normalize: email\n      - select: query.email\n        action: drop\n      - select: $.x\n        action: hmac\n"
+        );
+        let policy = check(&yaml).unwrap();
+        let route = policy.route("meta").unwrap();
+        assert_eq!(route.rules.rules.len(), 3);
+        assert_eq!(route.rules.query, vec![("email".to_owned(), 1)]);
+        assert_eq!(policy.listen, DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn each_error_names_its_place() {
+        let cases = [
+            (
+                "      - select: $.a[\n        action: hash\n",
+                "t.yaml:8:17: bad selector",
+            ),
+            (
+                "      - select: $.a\n        action: shred\n",
+                "t.yaml:9:17: unknown action `shred`",
+            ),
+            (
+                "      - select: $.a\n        action: hash\n        normalize: shout\n",
+                "t.yaml:10:20: unknown normalizer `shout`",
+            ),
+            (
+                "      - select: $.a\n        action: hash\n        with: x\n",
+                "t.yaml:10:15: `with` does not apply to action `hash`",
+            ),
+            (
+                "      - select: $.a\n        action: hmac\n        key: other\n",
+                "t.yaml:10:14: action `hmac` uses key `other`",
+            ),
+            (
+                "      - select: $.a\n        action: hash\n        on_invalid: ignore\n",
+                "t.yaml:10:21: unknown on_invalid",
+            ),
+        ];
+        for (rules, expected) in cases {
+            let err = check(&format!("{HEAD}{rules}")).unwrap_err();
+            assert!(
+                err.starts_with(expected),
+                "expected {expected:?}, got {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_secret_and_duplicate_routes() {
+        let yaml = "keys:\n  pseudonym: ${NOT_SET}\nroutes:\n  - name: a\n    match: {path_prefix: /a}\n    upstream: https://x\n  - name: a\n    match: {path_prefix: /b}\n    upstream: https://y\n";
+        let err = check(yaml).unwrap_err();
+        assert!(
+            err.contains("t.yaml:2:14: key `pseudonym`: environment variable NOT_SET is not set"),
+            "{err}"
+        );
+        assert!(
+            err.contains("t.yaml:7:11: duplicate route name `a` (first on line 4)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hmac_without_any_key_says_how_to_add_one() {
+        let yaml = "routes:\n  - name: a\n    match: {path_prefix: /a}\n    upstream: https://x\n    rules:\n      - select: $.phone\n        action: hmac\n";
+        let err = check(yaml).unwrap_err();
+        assert!(
+            err.contains("t.yaml:7:17: action `hmac` needs the key `pseudonym`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn inline_secrets_are_refused_without_being_echoed() {
+        let yaml = "keys:\n  pseudonym: correct-horse-battery-staple\nroutes:\n  - name: a\n    match: {path_prefix: /a}\n    upstream: https://x\n";
+        let err = check(yaml).unwrap_err();
+        assert!(err.contains("inline secrets are not allowed"), "{err}");
+        assert!(!err.contains("correct-horse"), "{err}");
+    }
+}

@@ -1,0 +1,185 @@
+//! Compiling a [`Config`] into an immutable [`Policy`]: routes with their rules
+//! parsed, selectors turned into a [`Matcher`], keys loaded and limits
+//! resolved. Everything that can be wrong with a configuration is found here,
+//! once, so that the request path never meets a configuration error.
+
+mod compile;
+pub mod matcher;
+pub mod selector;
+
+use std::sync::Arc;
+
+pub use compile::compile;
+pub use matcher::{Label, Matcher, State};
+pub use selector::{Selector, SelectorError, Step};
+
+use crate::transform::Action;
+
+/// Index of a rule within its route; later rules win.
+pub type RuleId = usize;
+
+/// A compiled configuration.
+#[derive(Debug)]
+pub struct Policy {
+    pub listen: String,
+    pub admin_listen: String,
+    /// Each key's name and identifier (a fingerprint, never the secret).
+    pub key_ids: Vec<(String, String)>,
+    pub routes: Vec<Arc<Route>>,
+}
+
+impl Policy {
+    /// Reads, parses and compiles a configuration file, with secrets from the
+    /// process environment.
+    pub fn load(path: &std::path::Path) -> Result<Policy, crate::config::ConfigErrors> {
+        let (config, file) = crate::config::Config::load(path)?;
+        compile(&config, &file, &crate::config::ProcessEnvironment)
+    }
+
+    pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|route| route.name == name)
+    }
+}
+
+/// One route: where it forwards and what it rewrites.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub path_prefix: Option<String>,
+    pub host: Option<String>,
+    pub strip_prefix: bool,
+    pub upstream: String,
+    pub rules: Rules,
+}
+
+/// The rewriting rules of a route, as the rewriters use them.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub rules: Vec<Rule>,
+    /// Body selectors (`$...`), stepped together.
+    pub body: Matcher,
+    /// `query.NAME` selectors: the name and the rule, in rule order.
+    pub query: Vec<(String, RuleId)>,
+    /// `header.NAME` selectors (names lowercase), in rule order.
+    pub headers: Vec<(String, RuleId)>,
+    pub unlisted: Unlisted,
+    pub limits: Limits,
+}
+
+impl Rules {
+    /// Builds rules from selector texts and actions, without a configuration
+    /// file: for tests, benches and embedding.
+    pub fn build(
+        rules: impl IntoIterator<Item = (String, Action, OnInvalid)>,
+        unlisted: Unlisted,
+        limits: Limits,
+    ) -> Result<Rules, SelectorError> {
+        let mut built = Rules {
+            unlisted,
+            limits,
+            ..Rules::default()
+        };
+        for (selector, action, on_invalid) in rules {
+            let parsed = Selector::parse(&selector)?;
+            built.push(
+                Rule {
+                    selector,
+                    action,
+                    on_invalid,
+                },
+                parsed,
+            );
+        }
+        Ok(built)
+    }
+
+    fn push(&mut self, rule: Rule, selector: Selector) {
+        let id = self.rules.len();
+        match selector {
+            Selector::Body(steps) => self.body.add(steps, id),
+            Selector::Query(name) => self.query.push((name, id)),
+            Selector::Header(name) => self.headers.push((name, id)),
+        }
+        self.rules.push(rule);
+    }
+
+    /// The rule that selects a flat field by name (query parameters and
+    /// headers): the last one wins.
+    pub fn field_rule(fields: &[(String, RuleId)], name: &str) -> Option<RuleId> {
+        fields
+            .iter()
+            .rev()
+            .find(|(field, _)| field == name)
+            .map(|(_, id)| *id)
+    }
+
+    pub fn has_body_rules(&self) -> bool {
+        !self.body.is_empty() || self.unlisted == Unlisted::Drop
+    }
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The selector as written, for reports.
+    pub selector: String,
+    pub action: Action,
+    pub on_invalid: OnInvalid,
+}
+
+/// What happens to a value the rule's action cannot handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnInvalid {
+    /// Remove the value (the default: nothing unhandled leaves).
+    #[default]
+    Drop,
+    /// Replace it with `"[REDACTED]"`.
+    Redact,
+    /// Fail the whole body.
+    Reject,
+}
+
+impl OnInvalid {
+    pub fn from_name(name: &str) -> Option<OnInvalid> {
+        match name {
+            "drop" => Some(OnInvalid::Drop),
+            "redact" => Some(OnInvalid::Redact),
+            "reject" => Some(OnInvalid::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// What happens to body values that no rule selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Unlisted {
+    #[default]
+    Keep,
+    /// Allow-list mode: every scalar no rule selects is removed.
+    Drop,
+}
+
+/// The replacement `redact` and `on_invalid: redact` use by default.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Size and depth limits of one route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: u64,
+    pub buffer_limit: u64,
+    pub max_depth: u32,
+    pub max_value_bytes: u32,
+    pub max_embedded_bytes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 10 * 1024 * 1024,
+            buffer_limit: 256 * 1024,
+            max_depth: 128,
+            max_value_bytes: 64 * 1024,
+            max_embedded_bytes: 1024 * 1024,
+        }
+    }
+}

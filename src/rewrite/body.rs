@@ -1,0 +1,117 @@
+//! Choosing the rewriter for a body by its media type, and driving it.
+
+use bytes::Bytes;
+
+use super::error::Error;
+use super::form::FormRewriter;
+use super::json::{Framing, JsonRewriter};
+use super::report::Report;
+use super::sink::Sink;
+use crate::policy::Rules;
+
+/// The body formats scrim can rewrite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    Json,
+    Ndjson,
+    Form,
+}
+
+impl BodyKind {
+    /// Reads a `Content-Type` value. Parameters are allowed (`; charset=utf-8`)
+    /// and structured suffixes count (`application/vnd.api+json` is JSON).
+    /// `None` for anything else, including a charset other than UTF-8: JSON
+    /// must be UTF-8 (RFC 8259), and guessing at another encoding could let a
+    /// value slip past its rule.
+    pub fn from_content_type(value: &str) -> Option<BodyKind> {
+        let mut parts = value.split(';');
+        let essence = parts.next()?.trim().to_ascii_lowercase();
+        for parameter in parts {
+            if let Some((name, charset)) = parameter.split_once('=')
+                && name.trim().eq_ignore_ascii_case("charset")
+            {
+                let charset = charset.trim().trim_matches('"');
+                if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
+                    return None;
+                }
+            }
+        }
+        let (kind, subtype) = essence.split_once('/')?;
+        match (kind, subtype) {
+            ("application", "json") | ("text", "json") => Some(BodyKind::Json),
+            ("application", "x-ndjson" | "ndjson" | "jsonl" | "x-jsonlines" | "jsonlines") => {
+                Some(BodyKind::Ndjson)
+            }
+            ("application", "x-www-form-urlencoded") => Some(BodyKind::Form),
+            (_, subtype) if subtype.ends_with("+json") => Some(BodyKind::Json),
+            _ => None,
+        }
+    }
+}
+
+/// A rewriter for one body of a known kind.
+pub enum BodyRewriter<'r, S: Sink> {
+    Json(JsonRewriter<'r, S>),
+    Form(FormRewriter<'r, S>),
+}
+
+impl<'r, S: Sink> BodyRewriter<'r, S> {
+    pub fn new(kind: BodyKind, rules: &'r Rules, sink: S, explain: bool) -> Self {
+        match kind {
+            BodyKind::Json => {
+                BodyRewriter::Json(JsonRewriter::new(rules, Framing::Single, sink).explain(explain))
+            }
+            BodyKind::Ndjson => {
+                BodyRewriter::Json(JsonRewriter::new(rules, Framing::Lines, sink).explain(explain))
+            }
+            BodyKind::Form => BodyRewriter::Form(FormRewriter::new(rules, sink).explain(explain)),
+        }
+    }
+
+    pub fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
+        match self {
+            BodyRewriter::Json(r) => r.write(chunk),
+            BodyRewriter::Form(r) => r.write(chunk),
+        }
+    }
+
+    pub fn finish(self) -> Result<(S, Report), Error> {
+        match self {
+            BodyRewriter::Json(r) => r.finish(),
+            BodyRewriter::Form(r) => r.finish(),
+        }
+    }
+
+    pub fn sink_mut(&mut self) -> &mut S {
+        match self {
+            BodyRewriter::Json(r) => r.sink_mut(),
+            BodyRewriter::Form(r) => r.sink_mut(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types() {
+        let cases = [
+            ("application/json", Some(BodyKind::Json)),
+            ("Application/JSON; charset=UTF-8", Some(BodyKind::Json)),
+            ("application/vnd.api+json", Some(BodyKind::Json)),
+            ("application/x-ndjson", Some(BodyKind::Ndjson)),
+            (
+                "application/x-www-form-urlencoded;charset=utf-8",
+                Some(BodyKind::Form),
+            ),
+            ("application/json; charset=iso-8859-1", None),
+            ("text/plain", None),
+            ("multipart/form-data; boundary=x", None),
+            ("json", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(BodyKind::from_content_type(value), expected, "{value}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The rewriters' error: opaque, with predicates, in the manner of hyper's.
+//! It says where (byte offset and path) and why, never what the value was.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// A body the rewriter will not forward.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Inner {
+    kind: Kind,
+    offset: u64,
+    path: String,
+    reason: Cow<'static, str>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Not valid JSON (or form encoding, or UTF-8).
+    Syntax,
+    /// Nested deeper than the route allows.
+    TooDeep,
+    /// A value, key or embedded document larger than the route allows.
+    TooLarge,
+    /// A rule with `on_invalid: reject` met a value it cannot handle.
+    Rejected,
+}
+
+impl Error {
+    pub(crate) fn new(
+        kind: Kind,
+        offset: u64,
+        path: String,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Error {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                offset,
+                path,
+                reason: reason.into(),
+            }),
+        }
+    }
+
+    /// The body is not well-formed.
+    pub fn is_syntax(&self) -> bool {
+        self.inner.kind == Kind::Syntax
+    }
+
+    /// The body nests deeper than `max_depth`.
+    pub fn is_too_deep(&self) -> bool {
+        self.inner.kind == Kind::TooDeep
+    }
+
+    /// A value is larger than the limit that applies to it.
+    pub fn is_too_large(&self) -> bool {
+        self.inner.kind == Kind::TooLarge
+    }
+
+    /// A rule rejected a value it cannot handle (`on_invalid: reject`).
+    pub fn is_rejected(&self) -> bool {
+        self.inner.kind == Kind::Rejected
+    }
+
+    /// Byte offset in the body where the problem is.
+    pub fn offset(&self) -> u64 {
+        self.inner.offset
+    }
+
+    /// The path of the value concerned (`$.data[0].user_data.em`). Keys that
+    /// do not look like identifiers are shown as `[?]`: a key can be data.
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    pub fn reason(&self) -> &str {
+        &self.inner.reason
+    }
+
+    /// A short, fixed label for metrics: never request data.
+    pub fn label(&self) -> &'static str {
+        match self.inner.kind {
+            Kind::Syntax => "invalid_body",
+            Kind::TooDeep => "too_deep",
+            Kind::TooLarge => "value_too_large",
+            Kind::Rejected => "rejected_value",
+        }
+    }
+
+    /// The same error, seen from an enclosing document: an error inside an
+    /// embedded document is reported at the embedding value.
+    pub(crate) fn nested_in(self, offset: u64, path_prefix: &str) -> Error {
+        let inner = *self.inner;
+        let path = format!(
+            "{path_prefix}{}",
+            inner.path.strip_prefix('$').unwrap_or(&inner.path)
+        );
+        let reason = format!(
+            "in the embedded document at byte {}: {}",
+            inner.offset, inner.reason
+        );
+        Error::new(inner.kind, offset, path, reason)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at byte {}, path {}",
+            self.inner.reason, self.inner.offset, self.inner.path
+        )
+    }
+}
+
+impl std::error::Error for Error {}

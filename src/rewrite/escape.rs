@@ -1,0 +1,115 @@
+//! JSON string escapes, both ways. The scanner has already validated the
+//! escapes it hands over, so unescaping cannot meet a malformed one; it still
+//! answers `None` rather than panic if it ever did.
+
+/// Appends the unescaped content of a JSON string (without its quotes).
+pub(crate) fn unescape_into(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let mut i = 0;
+    while i < raw.len() {
+        let Some(offset) = memchr::memchr(b'\\', &raw[i..]) else {
+            out.extend_from_slice(&raw[i..]);
+            break;
+        };
+        out.extend_from_slice(&raw[i..i + offset]);
+        i += offset + 1;
+        let escaped = *raw.get(i)?;
+        i += 1;
+        let simple = match escaped {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let high = hex4(raw.get(i..i + 4)?)?;
+                i += 4;
+                let code = if (0xD800..0xDC00).contains(&high) {
+                    let low = hex4(raw.get(i + 2..i + 6)?)?;
+                    i += 6;
+                    0x10000 + ((u32::from(high) - 0xD800) << 10) + (u32::from(low) - 0xDC00)
+                } else {
+                    u32::from(high)
+                };
+                let c = char::from_u32(code)?;
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                continue;
+            }
+            _ => return None,
+        };
+        out.push(simple);
+    }
+    Some(())
+}
+
+fn hex4(digits: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(digits).ok()?;
+    u16::from_str_radix(text, 16).ok()
+}
+
+/// Appends `text` as the content of a JSON string (without quotes).
+pub(crate) fn escape_into(text: &[u8], out: &mut Vec<u8>) {
+    let mut start = 0;
+    for (i, &b) in text.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&text[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&text[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unescape(raw: &str) -> String {
+        let mut out = Vec::new();
+        unescape_into(raw.as_bytes(), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn unescapes_every_form() {
+        assert_eq!(unescape(r#"\u0065m"#), "em");
+        assert_eq!(
+            unescape(r#"a\"b\\c\/d\b\f\n\r\t"#),
+            "a\"b\\c/d\u{8}\u{c}\n\r\t"
+        );
+        assert_eq!(unescape(r#"\ud83d\ude00!"#), "😀!");
+        assert_eq!(unescape("plain é"), "plain é");
+    }
+
+    #[test]
+    fn escape_round_trips_through_serde_json() {
+        let text = "q\"b\\s\n\u{1}é😀";
+        let mut out = b"\"".to_vec();
+        escape_into(text.as_bytes(), &mut out);
+        out.push(b'"');
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, text);
+    }
+}

@@ -1,0 +1,498 @@
+//! The push rewriter for `application/x-www-form-urlencoded` bodies, and the
+//! pair-level helpers that query strings share.
+//!
+//! A form is addressed like a flat JSON object: `$.email`,
+//! `$['user_data[em]']`. Fields nobody selects leave byte for byte; a changed
+//! field is decoded (`+` is a space, `%XX` a byte), rewritten, and encoded
+//! again. A field whose value is a JSON document (Meta's SDKs post `data=`
+//! that way) is opened when a selector continues below it.
+
+use bytes::Bytes;
+
+use super::error::{Error, Kind};
+use super::json::{Embedded, rewrite_embedded};
+use super::output::{Mode, Output};
+use super::path::push_key;
+use super::report::{ChangeKind, Report};
+use super::sink::Sink;
+use crate::policy::{Label, OnInvalid, REDACTED, RuleId, Rules, State, Unlisted};
+use crate::transform::{Action, Outcome, Scalar};
+
+/// Rewrites one form body pushed in chunks.
+pub struct FormRewriter<'r, S: Sink> {
+    rules: &'r Rules,
+    sink: S,
+    offset: u64,
+    out: Output,
+    root_states: Vec<State>,
+    root_rule: Option<RuleId>,
+    child_states: Vec<State>,
+    in_value: bool,
+    field: Field,
+    /// Where the part of the field being captured starts in this chunk.
+    capture_from: Option<usize>,
+    capture: Vec<u8>,
+    capture_limit: usize,
+    field_offset: u64,
+    key: Vec<u8>,
+    emitted_any: bool,
+    report: Report,
+    failed: Option<Error>,
+}
+
+/// What the current field's value is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Pass,
+    /// Removed by a `drop` rule, or by `unlisted: drop` (no rule).
+    Dropped(Option<RuleId>),
+    Select(RuleId),
+    /// Selectors continue below: maybe an embedded JSON document.
+    Track,
+}
+
+impl<'r, S: Sink> FormRewriter<'r, S> {
+    pub fn new(rules: &'r Rules, sink: S) -> Self {
+        let mut root_states = Vec::new();
+        let root_rule = rules.body.start(&mut root_states);
+        FormRewriter {
+            rules,
+            sink,
+            offset: 0,
+            out: Output::default(),
+            root_states,
+            root_rule,
+            child_states: Vec::new(),
+            in_value: false,
+            field: Field::Pass,
+            capture_from: Some(0),
+            capture: Vec::new(),
+            capture_limit: rules.limits.max_value_bytes as usize,
+            field_offset: 0,
+            key: Vec::new(),
+            emitted_any: false,
+            report: Report::new(rules.rules.len(), false),
+            failed: None,
+        }
+    }
+
+    pub fn explain(mut self, explain: bool) -> Self {
+        self.report.changes = explain.then(Vec::new);
+        self
+    }
+
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
+    pub fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let result = self.write_chunk(&chunk);
+        self.offset += chunk.len() as u64;
+        if let Err(err) = &result {
+            self.failed = Some(err.clone());
+        }
+        result
+    }
+
+    pub fn finish(mut self) -> Result<(S, Report), Error> {
+        if let Some(err) = self.failed.take() {
+            return Err(err);
+        }
+        let empty = Bytes::new();
+        // An empty body has no field to end.
+        if self.offset > 0 {
+            self.field_end(&empty, 0)?;
+        }
+        self.out.flush(&empty, 0, &mut self.sink);
+        Ok((self.sink, self.report))
+    }
+
+    fn write_chunk(&mut self, chunk: &Bytes) -> Result<(), Error> {
+        self.out.from = 0;
+        if self.offset == 0 && !chunk.is_empty() {
+            // The first field is held from the start, like every later one
+            // is from its `&`.
+            self.out.hold(chunk, 0, false, &mut self.sink);
+        }
+        let mut i = 0;
+        while i < chunk.len() {
+            let found = if self.in_value {
+                memchr::memchr(b'&', &chunk[i..])
+            } else {
+                memchr::memchr2(b'&', b'=', &chunk[i..])
+            };
+            let Some(found) = found else { break };
+            let at = i + found;
+            if chunk[at] == b'=' {
+                self.key_end(chunk, at)?;
+            } else {
+                self.field_end(chunk, at)?;
+                self.out.hold(chunk, at, true, &mut self.sink);
+                self.field_offset = self.offset + at as u64 + 1;
+                self.capture_from = Some(at + 1);
+            }
+            i = at + 1;
+        }
+        self.out.flush(chunk, chunk.len(), &mut self.sink);
+        if let Some(from) = self.capture_from {
+            self.spill(chunk, from, chunk.len())?;
+            // The next chunk (or `finish`) continues from its own start.
+            self.capture_from = Some(0);
+        }
+        if self.out.held_len > self.rules.limits.max_value_bytes as usize {
+            return Err(self.error(Kind::TooLarge, "form field name too long"));
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self, chunk: &Bytes, from: usize, to: usize) -> Result<(), Error> {
+        if self.capture.len() + (to - from) > self.capture_limit {
+            let what = if self.in_value {
+                "form field value"
+            } else {
+                "form field name"
+            };
+            return Err(self.error(
+                Kind::TooLarge,
+                format!("{what} larger than {} bytes", self.capture_limit),
+            ));
+        }
+        self.capture.extend_from_slice(&chunk[from..to]);
+        Ok(())
+    }
+
+    fn take_capture(&mut self, chunk: &Bytes, end: usize) -> Result<Vec<u8>, Error> {
+        if let Some(from) = self.capture_from.take() {
+            self.spill(chunk, from, end)?;
+        }
+        Ok(std::mem::take(&mut self.capture))
+    }
+
+    /// The field's name ended at the `=` at `at`: decide the field.
+    fn key_end(&mut self, chunk: &Bytes, at: usize) -> Result<(), Error> {
+        let raw = self.take_capture(chunk, at)?;
+        self.in_value = true;
+        self.key = decode(&raw).ok_or_else(|| {
+            self.error(
+                Kind::Syntax,
+                "invalid percent-encoding in a form field name",
+            )
+        })?;
+        self.field = self.decide();
+        match self.field {
+            Field::Pass => self.keep(chunk, at + 1),
+            Field::Dropped(_) => {}
+            Field::Select(_) | Field::Track => {
+                self.out
+                    .set_mode(chunk, at + 1, Mode::Suppress, &mut self.sink);
+                self.capture_limit = match self.field {
+                    Field::Track => self.rules.limits.max_embedded_bytes as usize,
+                    _ => self.rules.limits.max_value_bytes as usize,
+                };
+                self.capture_from = Some(at + 1);
+            }
+        }
+        Ok(())
+    }
+
+    fn decide(&mut self) -> Field {
+        self.child_states.clear();
+        let selected = self
+            .rules
+            .body
+            .step(
+                &self.root_states,
+                Label::Key(&self.key),
+                &mut self.child_states,
+            )
+            .or(self.root_rule);
+        match selected {
+            Some(rule) => match self.rules.rules[rule].action {
+                Action::Drop => Field::Dropped(Some(rule)),
+                Action::Keep => Field::Pass,
+                _ => Field::Select(rule),
+            },
+            None if !self.child_states.is_empty() => Field::Track,
+            None if self.rules.unlisted == Unlisted::Drop => Field::Dropped(None),
+            None => Field::Pass,
+        }
+    }
+
+    fn keep(&mut self, chunk: &Bytes, at: usize) {
+        self.out.set_mode(chunk, at, Mode::Pass, &mut self.sink);
+        self.out.write_held(!self.emitted_any, &mut self.sink);
+        self.emitted_any = true;
+    }
+
+    /// The field ends at `at` (an `&`, or the end of the body).
+    fn field_end(&mut self, chunk: &Bytes, at: usize) -> Result<(), Error> {
+        if !self.in_value {
+            // A field without `=`: decide it on its name alone.
+            let raw = self.take_capture(chunk, at)?;
+            self.key = decode(&raw).ok_or_else(|| {
+                self.error(
+                    Kind::Syntax,
+                    "invalid percent-encoding in a form field name",
+                )
+            })?;
+            self.field = match self.decide() {
+                Field::Track => Field::Pass,
+                field => field,
+            };
+            if self.field == Field::Pass || self.key.is_empty() {
+                self.keep(chunk, at);
+                return Ok(());
+            }
+        }
+        self.in_value = false;
+        match self.field {
+            Field::Pass => {}
+            Field::Dropped(None) => self.drop_field(chunk, at, None, ChangeKind::Unlisted),
+            Field::Dropped(Some(rule)) => {
+                self.drop_field(chunk, at, Some(rule), ChangeKind::Dropped)
+            }
+            Field::Select(rule) => {
+                let raw = self.take_capture(chunk, at)?;
+                self.out.set_mode(chunk, at, Mode::Pass, &mut self.sink);
+                self.rewrite_value(chunk, at, rule, &raw)?;
+            }
+            Field::Track => {
+                let raw = self.take_capture(chunk, at)?;
+                self.out.set_mode(chunk, at, Mode::Pass, &mut self.sink);
+                self.embedded(chunk, at, &raw)?;
+            }
+        }
+        self.capture_limit = self.rules.limits.max_value_bytes as usize;
+        Ok(())
+    }
+
+    fn drop_field(&mut self, chunk: &Bytes, at: usize, rule: Option<RuleId>, what: ChangeKind) {
+        self.out.set_mode(chunk, at, Mode::Pass, &mut self.sink);
+        self.out.discard_held();
+        let key = &self.key;
+        self.report.record(rule, what, || field_path(key));
+    }
+
+    fn rewrite_value(
+        &mut self,
+        chunk: &Bytes,
+        at: usize,
+        rule: RuleId,
+        raw: &[u8],
+    ) -> Result<(), Error> {
+        let value = decode(raw).ok_or_else(|| {
+            self.error(
+                Kind::Syntax,
+                "invalid percent-encoding in a form field value",
+            )
+        })?;
+        let text = std::str::from_utf8(&value)
+            .map_err(|_| self.error(Kind::Syntax, "form field value is not UTF-8"))?;
+        match self.rules.rules[rule].action.apply(Scalar::Str(text)) {
+            Ok(Outcome::Replace(new)) => {
+                self.emit_field(&new);
+                let key = &self.key;
+                self.report
+                    .record(Some(rule), ChangeKind::Rewritten, || field_path(key));
+            }
+            Ok(Outcome::Unchanged) => {
+                self.out.write_held(!self.emitted_any, &mut self.sink);
+                self.emitted_any = true;
+                self.sink.write(Bytes::copy_from_slice(raw));
+            }
+            Err(why) => match self.rules.rules[rule].on_invalid {
+                OnInvalid::Drop => {
+                    self.drop_field(chunk, at, Some(rule), ChangeKind::InvalidDropped)
+                }
+                OnInvalid::Redact => {
+                    self.emit_field(REDACTED);
+                    let key = &self.key;
+                    self.report
+                        .record(Some(rule), ChangeKind::InvalidRedacted, || field_path(key));
+                }
+                OnInvalid::Reject => {
+                    let reason = format!(
+                        "rule {} (`{}`): value is {why}",
+                        rule + 1,
+                        self.rules.rules[rule].selector
+                    );
+                    return Err(Error::new(
+                        Kind::Rejected,
+                        self.field_offset,
+                        field_path(&self.key),
+                        reason,
+                    ));
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn embedded(&mut self, chunk: &Bytes, at: usize, raw: &[u8]) -> Result<(), Error> {
+        let value = decode(raw).ok_or_else(|| {
+            self.error(
+                Kind::Syntax,
+                "invalid percent-encoding in a form field value",
+            )
+        })?;
+        let embedded = Embedded {
+            states: self.child_states.clone(),
+            depth: 1,
+            path: field_path(&self.key),
+        };
+        let explain = self.report.changes.is_some();
+        match rewrite_embedded(self.rules, embedded, explain, &value, self.field_offset)? {
+            Some((document, report)) if report.changed() => {
+                let text = String::from_utf8_lossy(&document).into_owned();
+                self.emit_field(&text);
+                self.report.absorb(report);
+            }
+            Some(_) => {
+                self.out.write_held(!self.emitted_any, &mut self.sink);
+                self.emitted_any = true;
+                self.sink.write(Bytes::copy_from_slice(raw));
+            }
+            None if self.rules.unlisted == Unlisted::Drop => {
+                self.drop_field(chunk, at, None, ChangeKind::Unlisted)
+            }
+            None => {
+                self.out.write_held(!self.emitted_any, &mut self.sink);
+                self.emitted_any = true;
+                self.sink.write(Bytes::copy_from_slice(raw));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the held `&name=` and the new value, encoded.
+    fn emit_field(&mut self, value: &str) {
+        self.out.write_held(!self.emitted_any, &mut self.sink);
+        self.emitted_any = true;
+        self.sink.write(Bytes::from(encode(value.as_bytes())));
+    }
+
+    fn error(&self, kind: Kind, reason: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+        Error::new(kind, self.field_offset, field_path(&self.key), reason)
+    }
+}
+
+fn field_path(key: &[u8]) -> String {
+    let mut path = String::from("$");
+    push_key(&mut path, key);
+    path
+}
+
+/// Decodes `+` and `%XX`; `None` on a `%` not followed by two hex digits.
+pub(crate) fn decode(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3)?;
+                let text = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(text, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Some(out)
+}
+
+/// Encodes for a form or query: unreserved bytes stay, a space is `+`.
+pub(crate) fn encode(value: &[u8]) -> String {
+    form_urlencoded::byte_serialize(value).collect()
+}
+
+/// What a query string became.
+#[derive(Debug, PartialEq, Eq)]
+pub enum QueryOutcome {
+    /// No parameter changed: forward the query as it was.
+    Unchanged,
+    /// The new query string (without `?`; empty when every pair went).
+    Rewritten(String),
+}
+
+/// Applies a route's `query.NAME` rules to a query string (without `?`).
+pub fn rewrite_query(
+    rules: &Rules,
+    query: &str,
+    report: &mut Report,
+) -> Result<QueryOutcome, Error> {
+    if rules.query.is_empty() || query.is_empty() {
+        return Ok(QueryOutcome::Unchanged);
+    }
+    let mut changed = false;
+    let mut kept: Vec<String> = Vec::new();
+    let mut offset = 0u64;
+    for pair in query.split('&') {
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let path = || {
+            let mut path = String::from("query");
+            push_key(&mut path, raw_name.as_bytes());
+            path
+        };
+        let place = |reason: &'static str| Error::new(Kind::Syntax, offset, path(), reason);
+        let name = decode(raw_name.as_bytes())
+            .ok_or_else(|| place("invalid percent-encoding in a query parameter name"))?;
+        let name = String::from_utf8_lossy(&name);
+        match Rules::field_rule(&rules.query, &name) {
+            None => kept.push(pair.to_owned()),
+            Some(rule) => {
+                let value = decode(raw_value.as_bytes())
+                    .ok_or_else(|| place("invalid percent-encoding in a query parameter"))?;
+                let value = std::str::from_utf8(&value)
+                    .map_err(|_| place("query parameter is not UTF-8"))?;
+                let outcome = match &rules.rules[rule].action {
+                    Action::Drop => Ok(None),
+                    Action::Keep => Ok(Some(Outcome::Unchanged)),
+                    action => action.apply(Scalar::Str(value)).map(Some),
+                };
+                match outcome {
+                    Ok(Some(Outcome::Unchanged)) => kept.push(pair.to_owned()),
+                    Ok(Some(Outcome::Replace(new))) => {
+                        kept.push(format!("{raw_name}={}", encode(new.as_bytes())));
+                        report.record(Some(rule), ChangeKind::Rewritten, path);
+                        changed = true;
+                    }
+                    Ok(None) => {
+                        report.record(Some(rule), ChangeKind::Dropped, path);
+                        changed = true;
+                    }
+                    Err(why) => {
+                        changed = true;
+                        match rules.rules[rule].on_invalid {
+                            OnInvalid::Drop => {
+                                report.record(Some(rule), ChangeKind::InvalidDropped, path)
+                            }
+                            OnInvalid::Redact => {
+                                kept.push(format!("{raw_name}={}", encode(REDACTED.as_bytes())));
+                                report.record(Some(rule), ChangeKind::InvalidRedacted, path);
+                            }
+                            OnInvalid::Reject => {
+                                let reason = format!(
+                                    "rule {} (`{}`): value is {why}",
+                                    rule + 1,
+                                    rules.rules[rule].selector
+                                );
+                                return Err(Error::new(Kind::Rejected, offset, path(), reason));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        offset += pair.len() as u64 + 1;
+    }
+    Ok(if changed {
+        QueryOutcome::Rewritten(kept.join("&"))
+    } else {
+        QueryOutcome::Unchanged
+    })
+}

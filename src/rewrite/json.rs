@@ -1,0 +1,1209 @@
+//! The push JSON rewriter.
+//!
+//! Feed it chunks with [`JsonRewriter::write`] as they arrive; it validates
+//! them (strict RFC 8259), steps the route's selectors through the document,
+//! and writes output to its [`Sink`] as soon as it can. Bytes it does not
+//! change leave as slices of the input chunks. Only a value that a rule
+//! selects is buffered, so memory is bounded by nesting depth plus the largest
+//! selected value plus one chunk, never by body size.
+//!
+//! The scanner is a byte-level state machine that can stop at any byte, so a
+//! token split across chunks needs no re-scan: only the bytes the rewriter
+//! must look at (a key in a tracked object, a selected value) are carried.
+//!
+//! Output is steered by one mode at a time:
+//! - `Pass`: bytes go out as they are.
+//! - `Hold`: a member's separator, key and colon are kept aside until the
+//!   rewriter knows whether the member stays (a drop removes them, with the
+//!   comma that would otherwise be left dangling).
+//! - `Suppress`: bytes are discarded (a dropped or replaced value).
+
+use bytes::Bytes;
+
+use super::error::{Error, Kind};
+use super::escape::{escape_into, unescape_into};
+use super::output::{Mode, Output};
+use super::path::push_key;
+use super::report::{ChangeKind, Report};
+use super::sink::Sink;
+use super::utf8::Utf8Stream;
+use crate::policy::{Label, OnInvalid, REDACTED, RuleId, Rules, State, Unlisted};
+use crate::transform::{Action, Invalid, Outcome, Scalar};
+
+/// Whether the input is one JSON document or newline-delimited documents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `application/json`: exactly one document.
+    Single,
+    /// `application/x-ndjson`: one document per line; blank lines are kept.
+    Lines,
+}
+
+/// Rewrites one JSON body (or NDJSON stream) pushed in chunks.
+pub struct JsonRewriter<'r, S: Sink> {
+    rules: &'r Rules,
+    sink: S,
+    framing: Framing,
+    lex: Lex,
+    /// Offset of the current chunk's first byte in the whole body.
+    offset: u64,
+    utf8: Utf8Stream,
+    frames: Vec<Frame>,
+    /// The selector states of every tracked frame, stacked.
+    arena: Vec<State>,
+    /// States for the children of the value about to start.
+    child_states: Vec<State>,
+    /// The current key of every frame, stacked, for error paths.
+    path_keys: Vec<u8>,
+    out: Output,
+    /// What the value about to start is for.
+    slot: Slot,
+    /// What the scalar being scanned is for.
+    scalar: ScalarUse,
+    str_is_key: bool,
+    str_escaped: bool,
+    /// Where the token being captured starts in the current chunk.
+    capture_from: Option<usize>,
+    /// The part of a captured token that lay in earlier chunks.
+    capture: Vec<u8>,
+    capture_spilled: bool,
+    token_offset: u64,
+    key_buf: Vec<u8>,
+    report: Report,
+    /// Set for an embedded document: its root's states, its depth within the
+    /// outer document, and the outer path.
+    embedded: Option<Embedded>,
+    failed: Option<Error>,
+}
+
+/// Where an embedded document sits in the outer one.
+pub(crate) struct Embedded {
+    /// The selector states at the embedding value.
+    pub(crate) states: Vec<State>,
+    /// Nesting depth of the embedding value.
+    pub(crate) depth: u32,
+    /// Path of the embedding value.
+    pub(crate) path: String,
+}
+
+/// Rewrites a document found inside a string (or a form field) under which
+/// selectors continue. `None` when the text is not a JSON object or array, so
+/// nothing below it can be selected. An error inside is reported at `offset`,
+/// the embedding value's place in the outer body.
+pub(crate) fn rewrite_embedded(
+    rules: &Rules,
+    embedded: Embedded,
+    explain: bool,
+    text: &[u8],
+    offset: u64,
+) -> Result<Option<(Vec<u8>, Report)>, Error> {
+    let looks_like_json = text
+        .iter()
+        .find(|b| !WHITESPACE[usize::from(**b)])
+        .is_some_and(|b| *b == b'{' || *b == b'[');
+    if !looks_like_json {
+        return Ok(None);
+    }
+    let path = embedded.path.clone();
+    let mut inner = JsonRewriter::embedded(rules, Vec::new(), embedded, explain);
+    inner
+        .write(Bytes::copy_from_slice(text))
+        .map_err(|err| err.nested_in(offset, &path))?;
+    let (pieces, report) = inner.finish().map_err(|err| err.nested_in(offset, &path))?;
+    Ok(Some((pieces.concat(), report)))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lex {
+    /// Before a document: whitespace, then its value.
+    Start,
+    /// Inside a leading UTF-8 byte order mark (bytes matched so far).
+    Bom(u8),
+    /// After `[`.
+    FirstElementOrEnd,
+    /// After `,` in an array.
+    Element,
+    /// After `{`.
+    FirstKeyOrEnd,
+    /// After `,` in an object.
+    Key,
+    /// After a member name.
+    Colon,
+    /// After `:`.
+    MemberValue,
+    /// After a value inside a container.
+    Comma,
+    /// After the document's value.
+    End,
+    Str,
+    Escape,
+    Hex {
+        left: u8,
+        code: u16,
+        low: bool,
+    },
+    LowSurrogateBackslash,
+    LowSurrogateU,
+    Number(Num),
+    Literal {
+        word: &'static [u8],
+        at: u8,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Num {
+    Minus,
+    Zero,
+    Int,
+    Dot,
+    Frac,
+    Exp,
+    ExpSign,
+    ExpDigits,
+}
+
+impl Num {
+    fn next(self, b: u8) -> Option<Num> {
+        match (self, b) {
+            (Num::Minus, b'0') => Some(Num::Zero),
+            (Num::Minus, b'1'..=b'9') => Some(Num::Int),
+            (Num::Int, b'0'..=b'9') => Some(Num::Int),
+            (Num::Zero | Num::Int, b'.') => Some(Num::Dot),
+            (Num::Dot | Num::Frac, b'0'..=b'9') => Some(Num::Frac),
+            (Num::Zero | Num::Int | Num::Frac, b'e' | b'E') => Some(Num::Exp),
+            (Num::Exp, b'+' | b'-') => Some(Num::ExpSign),
+            (Num::Exp | Num::ExpSign | Num::ExpDigits, b'0'..=b'9') => Some(Num::ExpDigits),
+            _ => None,
+        }
+    }
+
+    fn complete(self) -> bool {
+        matches!(self, Num::Zero | Num::Int | Num::Frac | Num::ExpDigits)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FrameMode {
+    /// Nothing below can be selected: pass (or suppress) without looking.
+    Untracked,
+    /// Selectors are alive here; members are held until decided.
+    Tracked,
+    /// An array whose elements a per-scalar rule rewrites one by one.
+    Each(RuleId),
+}
+
+#[derive(Debug)]
+struct Frame {
+    object: bool,
+    mode: FrameMode,
+    states_start: usize,
+    states_end: usize,
+    /// Children completed so far; the current child's index while in one.
+    count: u32,
+    in_child: bool,
+    /// Whether a child was written out (so the next one needs its comma).
+    emitted_any: bool,
+    /// Where this frame's current key starts in `path_keys`.
+    key_start: usize,
+    /// Closing this frame ends a suppressed subtree.
+    ends_suppress: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// Nothing can be selected at or below: pass through.
+    Pass,
+    /// Selectors continue below (states in `child_states`).
+    Track,
+    /// A rule selects this value.
+    Select(RuleId),
+    /// An element of an array a per-scalar rule rewrites.
+    Each(RuleId),
+    /// `unlisted: drop` and nothing can be selected here: remove.
+    Unlisted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ScalarUse {
+    Pass,
+    Suppressed,
+    Select(RuleId),
+    /// A string under which selectors continue: maybe an embedded document.
+    Embedded,
+}
+
+const WHITESPACE: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b' ' as usize] = true;
+    table[b'\t' as usize] = true;
+    table[b'\n' as usize] = true;
+    table[b'\r' as usize] = true;
+    table
+};
+
+impl<'r, S: Sink> JsonRewriter<'r, S> {
+    pub fn new(rules: &'r Rules, framing: Framing, sink: S) -> Self {
+        JsonRewriter {
+            rules,
+            sink,
+            framing,
+            lex: Lex::Start,
+            offset: 0,
+            utf8: Utf8Stream::default(),
+            frames: Vec::new(),
+            arena: Vec::new(),
+            child_states: Vec::new(),
+            path_keys: Vec::new(),
+            out: Output::default(),
+            slot: Slot::Pass,
+            scalar: ScalarUse::Pass,
+            str_is_key: false,
+            str_escaped: false,
+            capture_from: None,
+            capture: Vec::new(),
+            capture_spilled: false,
+            token_offset: 0,
+            key_buf: Vec::new(),
+            report: Report::new(rules.rules.len(), false),
+            embedded: None,
+            failed: None,
+        }
+    }
+
+    /// Records every change with its path, for `--explain`.
+    pub fn explain(mut self, explain: bool) -> Self {
+        self.report.changes = explain.then(Vec::new);
+        self
+    }
+
+    fn embedded(rules: &'r Rules, sink: S, embedded: Embedded, explain: bool) -> Self {
+        let mut rewriter = JsonRewriter::new(rules, Framing::Single, sink).explain(explain);
+        rewriter.embedded = Some(embedded);
+        rewriter
+    }
+
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
+    /// Pushes the next chunk of the body.
+    pub fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let result = self.write_chunk(&chunk);
+        self.offset += chunk.len() as u64;
+        if let Err(err) = &result {
+            self.failed = Some(err.clone());
+        }
+        result
+    }
+
+    /// Ends the body: checks that it is complete, and returns the sink and
+    /// what was changed.
+    pub fn finish(mut self) -> Result<(S, Report), Error> {
+        if let Some(err) = self.failed.take() {
+            return Err(err);
+        }
+        if let Some(tail) = self.utf8.pending() {
+            return Err(self.error_at_offset(
+                self.offset - tail as u64,
+                Kind::Syntax,
+                "invalid UTF-8",
+            ));
+        }
+        let empty = Bytes::new();
+        if let Lex::Number(num) = self.lex
+            && num.complete()
+            && self.frames.is_empty()
+        {
+            self.scalar_end(&empty, 0)?;
+        }
+        let complete = match self.lex {
+            Lex::End => true,
+            Lex::Start => self.framing == Framing::Lines,
+            _ => false,
+        };
+        if !complete {
+            let reason = if self.offset == 0 {
+                "empty body"
+            } else {
+                "unexpected end of input"
+            };
+            return Err(self.error_at_offset(self.offset, Kind::Syntax, reason));
+        }
+        self.out.flush(&empty, 0, &mut self.sink);
+        Ok((self.sink, self.report))
+    }
+
+    fn write_chunk(&mut self, chunk: &Bytes) -> Result<(), Error> {
+        let valid = match self.utf8.feed(chunk) {
+            Ok(valid) => valid,
+            Err(back) => {
+                return Err(self.error_at_offset(
+                    self.offset - back as u64,
+                    Kind::Syntax,
+                    "invalid UTF-8",
+                ));
+            }
+        };
+        self.out.from = 0;
+        self.scan(chunk, valid)?;
+        if valid < chunk.len() {
+            return Err(self.error(valid, Kind::Syntax, "invalid UTF-8"));
+        }
+        self.out.flush(chunk, chunk.len(), &mut self.sink);
+        if let Some(from) = self.capture_from {
+            self.spill_capture(chunk, from, chunk.len())?;
+            // The next chunk (or `finish`) continues from its own start.
+            self.capture_from = Some(0);
+        }
+        let held_limit = self.rules.limits.max_value_bytes as usize;
+        if self.out.held_len > held_limit {
+            return Err(self.error(
+                chunk.len(),
+                Kind::TooLarge,
+                format!("member name and whitespace longer than {held_limit} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn spill_capture(&mut self, chunk: &Bytes, from: usize, to: usize) -> Result<(), Error> {
+        let limit = self.capture_limit();
+        if self.capture.len() + (to - from) > limit {
+            let what = if self.scalar == ScalarUse::Embedded {
+                "embedded document"
+            } else {
+                "value"
+            };
+            return Err(self.error(
+                to,
+                Kind::TooLarge,
+                format!("{what} larger than {limit} bytes"),
+            ));
+        }
+        self.capture.extend_from_slice(&chunk[from..to]);
+        self.capture_spilled = true;
+        Ok(())
+    }
+
+    fn capture_limit(&self) -> usize {
+        if self.scalar == ScalarUse::Embedded && !self.str_is_key {
+            self.rules.limits.max_embedded_bytes as usize
+        } else {
+            self.rules.limits.max_value_bytes as usize
+        }
+    }
+
+    fn start_capture(&mut self, at: usize) {
+        self.capture.clear();
+        self.capture_spilled = false;
+        self.capture_from = Some(at);
+    }
+
+    /// The captured token, ending at `end` in the current chunk.
+    fn take_token(&mut self, chunk: &Bytes, end: usize) -> Result<Bytes, Error> {
+        let from = self.capture_from.take().unwrap_or(end);
+        if self.capture_spilled {
+            self.spill_capture(chunk, from, end)?;
+            self.capture_spilled = false;
+            Ok(Bytes::from(std::mem::take(&mut self.capture)))
+        } else {
+            let limit = self.capture_limit();
+            if end - from > limit {
+                return Err(self.error(
+                    end,
+                    Kind::TooLarge,
+                    format!("value larger than {limit} bytes"),
+                ));
+            }
+            Ok(chunk.slice(from..end))
+        }
+    }
+
+    fn scan(&mut self, chunk: &Bytes, limit: usize) -> Result<(), Error> {
+        let bytes = &chunk[..limit];
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            match self.lex {
+                Lex::Str => {
+                    let j = i + find_string_special(&bytes[i..]);
+                    if j >= bytes.len() {
+                        return Ok(());
+                    }
+                    match bytes[j] {
+                        b'"' => self.string_end(chunk, j)?,
+                        b'\\' => {
+                            self.str_escaped = true;
+                            self.lex = Lex::Escape;
+                        }
+                        _ => {
+                            return Err(self.error(
+                                j,
+                                Kind::Syntax,
+                                "control character in a string",
+                            ));
+                        }
+                    }
+                    i = j + 1;
+                    continue;
+                }
+                Lex::Escape => {
+                    self.lex = match b {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Lex::Str,
+                        b'u' => Lex::Hex {
+                            left: 4,
+                            code: 0,
+                            low: false,
+                        },
+                        _ => return Err(self.error(i, Kind::Syntax, "invalid escape in a string")),
+                    };
+                }
+                Lex::Hex { left, code, low } => {
+                    let digit = match b {
+                        b'0'..=b'9' => b - b'0',
+                        b'a'..=b'f' => b - b'a' + 10,
+                        b'A'..=b'F' => b - b'A' + 10,
+                        _ => return Err(self.error(i, Kind::Syntax, "invalid \\u escape")),
+                    };
+                    let code = (code << 4) | u16::from(digit);
+                    self.lex = if left > 1 {
+                        Lex::Hex {
+                            left: left - 1,
+                            code,
+                            low,
+                        }
+                    } else if low {
+                        if !(0xDC00..0xE000).contains(&code) {
+                            return Err(self.error(i, Kind::Syntax, "lone surrogate in a string"));
+                        }
+                        Lex::Str
+                    } else if (0xD800..0xDC00).contains(&code) {
+                        Lex::LowSurrogateBackslash
+                    } else if (0xDC00..0xE000).contains(&code) {
+                        return Err(self.error(i, Kind::Syntax, "lone surrogate in a string"));
+                    } else {
+                        Lex::Str
+                    };
+                }
+                Lex::LowSurrogateBackslash | Lex::LowSurrogateU => {
+                    let expected = if self.lex == Lex::LowSurrogateBackslash {
+                        b'\\'
+                    } else {
+                        b'u'
+                    };
+                    if b != expected {
+                        return Err(self.error(i, Kind::Syntax, "lone surrogate in a string"));
+                    }
+                    self.lex = if b == b'\\' {
+                        Lex::LowSurrogateU
+                    } else {
+                        Lex::Hex {
+                            left: 4,
+                            code: 0,
+                            low: true,
+                        }
+                    };
+                }
+                Lex::Number(num) => match num.next(b) {
+                    Some(next) => self.lex = Lex::Number(next),
+                    None if num.complete() => {
+                        // The delimiter belongs to the next state: no advance.
+                        self.scalar_end(chunk, i)?;
+                        continue;
+                    }
+                    None => return Err(self.error(i, Kind::Syntax, "invalid number")),
+                },
+                Lex::Literal { word, at } => {
+                    if b != word[usize::from(at)] {
+                        return Err(self.error(
+                            i,
+                            Kind::Syntax,
+                            "invalid literal (expected true, false or null)",
+                        ));
+                    }
+                    if usize::from(at) + 1 == word.len() {
+                        self.scalar_end(chunk, i + 1)?;
+                    } else {
+                        self.lex = Lex::Literal { word, at: at + 1 };
+                    }
+                }
+                _ if WHITESPACE[usize::from(b)] => {
+                    if b == b'\n' && self.framing == Framing::Lines {
+                        match self.lex {
+                            Lex::End => self.lex = Lex::Start,
+                            Lex::Start => {}
+                            _ => {
+                                return Err(self.error(
+                                    i,
+                                    Kind::Syntax,
+                                    "line ends inside a document",
+                                ));
+                            }
+                        }
+                    }
+                }
+                Lex::Start => {
+                    if b == 0xEF && self.offset + i as u64 == 0 {
+                        self.lex = Lex::Bom(1);
+                    } else {
+                        self.root_slot();
+                        self.begin_value(chunk, i, b)?;
+                    }
+                }
+                Lex::Bom(at) => {
+                    const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+                    if b != BOM[usize::from(at)] {
+                        return Err(self.error(i, Kind::Syntax, "invalid byte order mark"));
+                    }
+                    self.lex = if at == 2 {
+                        Lex::Start
+                    } else {
+                        Lex::Bom(at + 1)
+                    };
+                }
+                Lex::FirstElementOrEnd if b == b']' => self.close(chunk, i)?,
+                Lex::FirstElementOrEnd | Lex::Element => {
+                    self.element_slot();
+                    self.begin_value(chunk, i, b)?;
+                }
+                Lex::FirstKeyOrEnd if b == b'}' => self.close(chunk, i)?,
+                Lex::FirstKeyOrEnd | Lex::Key => {
+                    if b != b'"' {
+                        return Err(self.error(
+                            i,
+                            Kind::Syntax,
+                            "expected a member name in double quotes",
+                        ));
+                    }
+                    self.key_start(chunk, i);
+                }
+                Lex::Colon => {
+                    if b != b':' {
+                        return Err(self.error(
+                            i,
+                            Kind::Syntax,
+                            "expected ':' after a member name",
+                        ));
+                    }
+                    self.lex = Lex::MemberValue;
+                }
+                Lex::MemberValue => self.begin_value(chunk, i, b)?,
+                Lex::Comma => {
+                    let object = self.frames.last().is_some_and(|f| f.object);
+                    match (b, object) {
+                        (b',', _) => self.comma(chunk, i, object),
+                        (b'}', true) | (b']', false) => self.close(chunk, i)?,
+                        (_, true) => {
+                            return Err(self.error(i, Kind::Syntax, "expected ',' or '}'"));
+                        }
+                        (_, false) => {
+                            return Err(self.error(i, Kind::Syntax, "expected ',' or ']'"));
+                        }
+                    }
+                }
+                Lex::End => {
+                    return Err(self.error(i, Kind::Syntax, "unexpected data after the document"));
+                }
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn root_slot(&mut self) {
+        self.child_states.clear();
+        let selected = match &self.embedded {
+            Some(embedded) => {
+                self.child_states.extend_from_slice(&embedded.states);
+                None
+            }
+            None => self.rules.body.start(&mut self.child_states),
+        };
+        self.slot = match selected {
+            Some(rule) => Slot::Select(rule),
+            None if !self.child_states.is_empty() || self.rules.unlisted == Unlisted::Drop => {
+                Slot::Track
+            }
+            None => Slot::Pass,
+        };
+    }
+
+    fn element_slot(&mut self) {
+        let Some(frame) = self.frames.last_mut() else {
+            return;
+        };
+        frame.in_child = true;
+        self.slot = match frame.mode {
+            FrameMode::Untracked => Slot::Pass,
+            FrameMode::Each(rule) => Slot::Each(rule),
+            FrameMode::Tracked => {
+                self.child_states.clear();
+                let states = &self.arena[frame.states_start..frame.states_end];
+                let selected =
+                    self.rules
+                        .body
+                        .step(states, Label::Index(frame.count), &mut self.child_states);
+                slot_for(selected, &self.child_states, self.rules.unlisted)
+            }
+        };
+    }
+
+    fn key_start(&mut self, chunk: &Bytes, at: usize) {
+        if let Some(frame) = self.frames.last()
+            && frame.mode != FrameMode::Untracked
+            && frame.count == 0
+        {
+            self.out.hold(chunk, at, false, &mut self.sink);
+        }
+        self.str_is_key = true;
+        self.str_escaped = false;
+        self.start_capture(at + 1);
+        self.lex = Lex::Str;
+    }
+
+    fn string_end(&mut self, chunk: &Bytes, quote: usize) -> Result<(), Error> {
+        if self.str_is_key {
+            self.str_is_key = false;
+            self.key_end(chunk, quote)
+        } else {
+            self.scalar_end(chunk, quote + 1)
+        }
+    }
+
+    fn key_end(&mut self, chunk: &Bytes, end: usize) -> Result<(), Error> {
+        let raw = self.take_token(chunk, end)?;
+        let label: &[u8] = if self.str_escaped {
+            self.key_buf.clear();
+            if unescape_into(&raw, &mut self.key_buf).is_none() {
+                return Err(self.error(end, Kind::Syntax, "invalid escape in a member name"));
+            }
+            &self.key_buf
+        } else {
+            &raw
+        };
+        self.lex = Lex::Colon;
+        let Some(frame) = self.frames.last_mut() else {
+            return Ok(());
+        };
+        frame.in_child = true;
+        self.path_keys.truncate(frame.key_start);
+        self.path_keys
+            .extend_from_slice(&label[..label.len().min(super::path::MAX_KEY_SHOWN + 1)]);
+        self.slot = match frame.mode {
+            FrameMode::Untracked | FrameMode::Each(_) => Slot::Pass,
+            FrameMode::Tracked => {
+                self.child_states.clear();
+                let states = &self.arena[frame.states_start..frame.states_end];
+                let selected =
+                    self.rules
+                        .body
+                        .step(states, Label::Key(label), &mut self.child_states);
+                slot_for(selected, &self.child_states, self.rules.unlisted)
+            }
+        };
+        Ok(())
+    }
+
+    fn comma(&mut self, chunk: &Bytes, at: usize, object: bool) {
+        if let Some(frame) = self.frames.last()
+            && frame.mode != FrameMode::Untracked
+        {
+            self.out.hold(chunk, at, true, &mut self.sink);
+        }
+        self.lex = if object { Lex::Key } else { Lex::Element };
+    }
+
+    /// A value starts at `at` with byte `b`: decide what becomes of it.
+    fn begin_value(&mut self, chunk: &Bytes, at: usize, b: u8) -> Result<(), Error> {
+        let (lex, container) = match b {
+            b'{' => (Lex::FirstKeyOrEnd, true),
+            b'[' => (Lex::FirstElementOrEnd, true),
+            b'"' => (Lex::Str, false),
+            b'-' => (Lex::Number(Num::Minus), false),
+            b'0' => (Lex::Number(Num::Zero), false),
+            b'1'..=b'9' => (Lex::Number(Num::Int), false),
+            b't' => (
+                Lex::Literal {
+                    word: b"true",
+                    at: 1,
+                },
+                false,
+            ),
+            b'f' => (
+                Lex::Literal {
+                    word: b"false",
+                    at: 1,
+                },
+                false,
+            ),
+            b'n' => (
+                Lex::Literal {
+                    word: b"null",
+                    at: 1,
+                },
+                false,
+            ),
+            _ => return Err(self.error(at, Kind::Syntax, "expected a value")),
+        };
+        self.lex = lex;
+        self.str_escaped = false;
+        self.token_offset = self.offset + at as u64;
+        let slot = std::mem::replace(&mut self.slot, Slot::Pass);
+        let mut frame_mode = FrameMode::Untracked;
+        let mut ends_suppress = false;
+        let mut capture = false;
+        self.scalar = ScalarUse::Pass;
+        match slot {
+            Slot::Pass => self.keep_value(chunk, at),
+            Slot::Unlisted => {
+                self.drop_value(chunk, at, None, ChangeKind::Unlisted);
+                ends_suppress = container;
+                self.scalar = ScalarUse::Suppressed;
+            }
+            Slot::Track if container => {
+                self.keep_value(chunk, at);
+                frame_mode = FrameMode::Tracked;
+            }
+            Slot::Track if b == b'"' => {
+                self.out.set_mode(chunk, at, Mode::Suppress, &mut self.sink);
+                self.scalar = ScalarUse::Embedded;
+                capture = true;
+            }
+            Slot::Track if self.rules.unlisted == Unlisted::Drop => {
+                self.drop_value(chunk, at, None, ChangeKind::Unlisted);
+                self.scalar = ScalarUse::Suppressed;
+            }
+            Slot::Track => self.keep_value(chunk, at),
+            Slot::Select(rule) | Slot::Each(rule) => {
+                let action = &self.rules.rules[rule].action;
+                match action {
+                    Action::Drop => {
+                        self.drop_value(chunk, at, Some(rule), ChangeKind::Dropped);
+                        ends_suppress = container;
+                        self.scalar = ScalarUse::Suppressed;
+                    }
+                    Action::Keep => self.keep_value(chunk, at),
+                    Action::Redact { with } if container => {
+                        let with = with.clone();
+                        self.replace_value(chunk, at, &with);
+                        self.report.record(Some(rule), ChangeKind::Rewritten, || {
+                            path_of(self_path(&self.frames, &self.path_keys, &self.embedded))
+                        });
+                        ends_suppress = true;
+                    }
+                    _ if b == b'[' && matches!(slot, Slot::Select(_)) && action.is_per_scalar() => {
+                        self.keep_value(chunk, at);
+                        frame_mode = FrameMode::Each(rule);
+                    }
+                    _ if container => {
+                        self.invalid_container(chunk, at, rule)?;
+                        ends_suppress = true;
+                    }
+                    _ => {
+                        self.out.set_mode(chunk, at, Mode::Suppress, &mut self.sink);
+                        self.scalar = ScalarUse::Select(rule);
+                        capture = true;
+                    }
+                }
+            }
+        }
+        if container {
+            self.push_frame(at, b == b'{', frame_mode, ends_suppress)?;
+        } else if capture {
+            self.start_capture(at);
+        }
+        Ok(())
+    }
+
+    /// The value stays: whatever was held for it goes out.
+    fn keep_value(&mut self, chunk: &Bytes, at: usize) {
+        if self.out.mode == Mode::Hold {
+            self.out.set_mode(chunk, at, Mode::Pass, &mut self.sink);
+        }
+        self.commit_held();
+    }
+
+    fn commit_held(&mut self) {
+        let drop_comma = self.frames.last().is_some_and(|f| !f.emitted_any);
+        self.out.write_held(drop_comma, &mut self.sink);
+        if let Some(frame) = self.frames.last_mut() {
+            frame.emitted_any = true;
+        }
+    }
+
+    /// The value (and its member name and separator) goes. A dropped
+    /// document root becomes `null`, so that the output stays JSON.
+    fn drop_value(&mut self, chunk: &Bytes, at: usize, rule: Option<RuleId>, what: ChangeKind) {
+        self.out.set_mode(chunk, at, Mode::Suppress, &mut self.sink);
+        self.out.discard_held();
+        if self.frames.is_empty() {
+            self.sink.write(Bytes::from_static(b"null"));
+        }
+        self.report.record(rule, what, || {
+            path_of(self_path(&self.frames, &self.path_keys, &self.embedded))
+        });
+    }
+
+    /// The value is replaced by a string; the original is suppressed.
+    fn replace_value(&mut self, chunk: &Bytes, at: usize, with: &str) {
+        self.out.set_mode(chunk, at, Mode::Suppress, &mut self.sink);
+        self.commit_held();
+        self.sink.write(json_string(with.as_bytes()));
+    }
+
+    fn invalid_container(&mut self, chunk: &Bytes, at: usize, rule: RuleId) -> Result<(), Error> {
+        self.invalid(chunk, at, rule, Invalid::NotAScalar)
+    }
+
+    /// A rule met a value it cannot handle: drop, redact or reject it.
+    fn invalid(
+        &mut self,
+        chunk: &Bytes,
+        at: usize,
+        rule: RuleId,
+        why: Invalid,
+    ) -> Result<(), Error> {
+        match self.rules.rules[rule].on_invalid {
+            OnInvalid::Drop => {
+                self.drop_value(chunk, at, Some(rule), ChangeKind::InvalidDropped);
+                Ok(())
+            }
+            OnInvalid::Redact => {
+                self.replace_value(chunk, at, REDACTED);
+                self.report
+                    .record(Some(rule), ChangeKind::InvalidRedacted, || {
+                        path_of(self_path(&self.frames, &self.path_keys, &self.embedded))
+                    });
+                Ok(())
+            }
+            OnInvalid::Reject => {
+                let reason = format!(
+                    "rule {} (`{}`): value is {why}",
+                    rule + 1,
+                    self.rules.rules[rule].selector
+                );
+                Err(self.error_at_offset(self.token_offset, Kind::Rejected, reason))
+            }
+        }
+    }
+
+    fn push_frame(
+        &mut self,
+        at: usize,
+        object: bool,
+        mode: FrameMode,
+        ends_suppress: bool,
+    ) -> Result<(), Error> {
+        let depth = self.embedded.as_ref().map_or(0, |e| e.depth) + self.frames.len() as u32 + 1;
+        if depth > self.rules.limits.max_depth {
+            let reason = format!("nesting deeper than {}", self.rules.limits.max_depth);
+            return Err(self.error(at, Kind::TooDeep, reason));
+        }
+        let states_start = self.arena.len();
+        if mode == FrameMode::Tracked {
+            self.arena.extend_from_slice(&self.child_states);
+        }
+        self.frames.push(Frame {
+            object,
+            mode,
+            states_start,
+            states_end: self.arena.len(),
+            count: 0,
+            in_child: false,
+            emitted_any: false,
+            key_start: self.path_keys.len(),
+            ends_suppress,
+        });
+        Ok(())
+    }
+
+    fn close(&mut self, chunk: &Bytes, at: usize) -> Result<(), Error> {
+        if let Some(frame) = self.frames.pop() {
+            self.arena.truncate(frame.states_start);
+            self.path_keys.truncate(frame.key_start);
+            if frame.ends_suppress {
+                self.out.set_mode(chunk, at + 1, Mode::Pass, &mut self.sink);
+            }
+        }
+        self.after_value();
+        Ok(())
+    }
+
+    fn after_value(&mut self) {
+        match self.frames.last_mut() {
+            Some(parent) => {
+                parent.count += 1;
+                parent.in_child = false;
+                self.lex = Lex::Comma;
+            }
+            None => self.lex = Lex::End,
+        }
+    }
+
+    /// A scalar ended just before `end`.
+    fn scalar_end(&mut self, chunk: &Bytes, end: usize) -> Result<(), Error> {
+        match self.scalar {
+            ScalarUse::Pass => {}
+            ScalarUse::Suppressed => self.out.set_mode(chunk, end, Mode::Pass, &mut self.sink),
+            ScalarUse::Select(rule) => {
+                let raw = self.take_token(chunk, end)?;
+                self.out.set_mode(chunk, end, Mode::Pass, &mut self.sink);
+                self.rewrite_scalar(chunk, end, rule, raw)?;
+            }
+            ScalarUse::Embedded => {
+                let raw = self.take_token(chunk, end)?;
+                self.out.set_mode(chunk, end, Mode::Pass, &mut self.sink);
+                self.embedded_string(raw)?;
+            }
+        }
+        self.scalar = ScalarUse::Pass;
+        self.after_value();
+        Ok(())
+    }
+
+    fn rewrite_scalar(
+        &mut self,
+        chunk: &Bytes,
+        end: usize,
+        rule: RuleId,
+        raw: Bytes,
+    ) -> Result<(), Error> {
+        let mut text = Vec::new();
+        let scalar = match raw.first() {
+            Some(b'"') => {
+                let content = &raw[1..raw.len() - 1];
+                let content = if self.str_escaped {
+                    if unescape_into(content, &mut text).is_none() {
+                        return Err(self.error(end, Kind::Syntax, "invalid escape in a string"));
+                    }
+                    &text[..]
+                } else {
+                    content
+                };
+                Scalar::Str(
+                    std::str::from_utf8(content)
+                        .map_err(|_| self.error(end, Kind::Syntax, "invalid UTF-8"))?,
+                )
+            }
+            Some(b't') => Scalar::Bool(true),
+            Some(b'f') => Scalar::Bool(false),
+            Some(b'n') => Scalar::Null,
+            _ => Scalar::Number(
+                std::str::from_utf8(&raw)
+                    .map_err(|_| self.error(end, Kind::Syntax, "invalid number"))?,
+            ),
+        };
+        let outcome = self.rules.rules[rule].action.apply(scalar);
+        match outcome {
+            Ok(Outcome::Replace(new)) => {
+                self.commit_held();
+                self.sink.write(json_string(new.as_bytes()));
+                self.report.record(Some(rule), ChangeKind::Rewritten, || {
+                    path_of(self_path(&self.frames, &self.path_keys, &self.embedded))
+                });
+            }
+            Ok(Outcome::Unchanged) => {
+                self.commit_held();
+                self.sink.write(raw);
+            }
+            Err(why) => {
+                self.invalid(chunk, end, rule, why)?;
+                // `invalid` suppressed from `end`; nothing of the value follows.
+                self.out.set_mode(chunk, end, Mode::Pass, &mut self.sink);
+            }
+        }
+        Ok(())
+    }
+
+    /// A string under which selectors continue. If it holds a JSON document,
+    /// that document is rewritten with the same rules and put back.
+    fn embedded_string(&mut self, raw: Bytes) -> Result<(), Error> {
+        let content = &raw[1..raw.len() - 1];
+        let mut unescaped = Vec::new();
+        let text: &[u8] = if self.str_escaped {
+            if unescape_into(content, &mut unescaped).is_none() {
+                return Err(self.error_at_offset(
+                    self.token_offset,
+                    Kind::Syntax,
+                    "invalid escape in a string",
+                ));
+            }
+            &unescaped
+        } else {
+            content
+        };
+        let path = path_of(self_path(&self.frames, &self.path_keys, &self.embedded));
+        let embedded = Embedded {
+            states: self.child_states.clone(),
+            depth: self.embedded.as_ref().map_or(0, |e| e.depth) + self.frames.len() as u32,
+            path,
+        };
+        let explain = self.report.changes.is_some();
+        match rewrite_embedded(self.rules, embedded, explain, text, self.token_offset)? {
+            Some((document, report)) => {
+                self.commit_held();
+                if report.changed() {
+                    self.sink.write(json_string(&document));
+                } else {
+                    self.sink.write(raw);
+                }
+                self.report.absorb(report);
+            }
+            None if self.rules.unlisted == Unlisted::Drop => {
+                self.out.discard_held();
+                if self.frames.is_empty() {
+                    self.sink.write(Bytes::from_static(b"null"));
+                }
+                self.report.record(None, ChangeKind::Unlisted, || {
+                    path_of(self_path(&self.frames, &self.path_keys, &self.embedded))
+                });
+            }
+            None => {
+                self.commit_held();
+                self.sink.write(raw);
+            }
+        }
+        Ok(())
+    }
+
+    fn error(
+        &self,
+        at: usize,
+        kind: Kind,
+        reason: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Error {
+        self.error_at_offset(self.offset + at as u64, kind, reason)
+    }
+
+    fn error_at_offset(
+        &self,
+        offset: u64,
+        kind: Kind,
+        reason: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Error {
+        Error::new(
+            kind,
+            offset,
+            path_of(self_path(&self.frames, &self.path_keys, &self.embedded)),
+            reason,
+        )
+    }
+}
+
+/// The path of the current position, as borrowed pieces (so that callers can
+/// hold other borrows of the rewriter).
+struct PathView<'a> {
+    frames: &'a [Frame],
+    keys: &'a [u8],
+    prefix: &'a str,
+}
+
+fn self_path<'a>(
+    frames: &'a [Frame],
+    keys: &'a [u8],
+    embedded: &'a Option<Embedded>,
+) -> PathView<'a> {
+    PathView {
+        frames,
+        keys,
+        prefix: embedded.as_ref().map_or("$", |e| e.path.as_str()),
+    }
+}
+
+fn path_of(view: PathView<'_>) -> String {
+    let mut path = String::from(view.prefix);
+    for (i, frame) in view.frames.iter().enumerate() {
+        if !frame.in_child {
+            continue;
+        }
+        if frame.object {
+            let end = view
+                .frames
+                .get(i + 1)
+                .map_or(view.keys.len(), |next| next.key_start);
+            push_key(&mut path, &view.keys[frame.key_start..end]);
+        } else {
+            path.push_str(&format!("[{}]", frame.count));
+        }
+    }
+    path
+}
+
+fn slot_for(selected: Option<RuleId>, child_states: &[State], unlisted: Unlisted) -> Slot {
+    match selected {
+        Some(rule) => Slot::Select(rule),
+        None if !child_states.is_empty() => Slot::Track,
+        None if unlisted == Unlisted::Drop => Slot::Unlisted,
+        None => Slot::Pass,
+    }
+}
+
+fn json_string(text: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(text.len() + 2);
+    out.push(b'"');
+    escape_into(text, &mut out);
+    out.push(b'"');
+    Bytes::from(out)
+}
+
+/// Index of the first `"`, `\` or control character, or `bytes.len()`.
+/// Eight bytes at a time: strings are most of a JSON body.
+#[inline]
+fn find_string_special(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let mut word_bytes = [0u8; 8];
+        word_bytes.copy_from_slice(word);
+        let x = u64::from_le_bytes(word_bytes);
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+        let found = zero_in(quote) | zero_in(backslash) | control;
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            return i;
+        }
+        i += 1;
+    }
+    bytes.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_string_specials_at_every_position() {
+        for len in 0..20 {
+            for at in 0..len {
+                for special in [b'"', b'\\', 0x00, 0x1f] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = special;
+                    if at + 1 < len {
+                        bytes[at + 1] = b'"';
+                    }
+                    assert_eq!(
+                        find_string_special(&bytes),
+                        at,
+                        "len {len} at {at} byte {special}"
+                    );
+                }
+            }
+            assert_eq!(find_string_special(&vec![0xC3u8; len]), len);
+            assert_eq!(find_string_special(&vec![0x7fu8; len]), len);
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Pure body rewriting: bytes in, bytes out, push-based. Nothing here knows
+//! about sockets or metrics; each rewriter reports what it changed in a
+//! [`Report`] and fails with an [`Error`] that names the place and the reason.
+
+mod body;
+mod error;
+mod escape;
+mod form;
+pub mod json;
+mod output;
+mod path;
+mod report;
+mod sink;
+pub mod tree;
+mod utf8;
+
+pub use body::{BodyKind, BodyRewriter};
+pub use error::Error;
+pub use form::{FormRewriter, QueryOutcome, rewrite_query};
+pub use json::{Framing, JsonRewriter};
+pub use report::{Change, ChangeKind, Report};
+pub use sink::{FnSink, Sink};

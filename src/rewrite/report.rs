@@ -1,0 +1,108 @@
+//! What a rewrite changed, for metrics and for `scrim rewrite --explain`.
+//! Counts and paths only: a report never holds a value.
+
+use crate::policy::RuleId;
+
+/// Counts per rule, plus the itemized changes when asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Values each rule rewrote (hashed, replaced, dropped), by rule index.
+    pub rewritten: Vec<u64>,
+    /// Values each rule could not handle (then dropped, redacted or
+    /// rejected per `on_invalid`), by rule index.
+    pub invalid: Vec<u64>,
+    /// Values removed because no rule selected them (`unlisted: drop`).
+    pub unlisted_dropped: u64,
+    /// One entry per change, when explaining.
+    pub changes: Option<Vec<Change>>,
+}
+
+/// One change, as `--explain` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    /// The rule that made it; `None` for `unlisted: drop`.
+    pub rule: Option<RuleId>,
+    pub what: ChangeKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The rule's action replaced the value.
+    Rewritten,
+    /// The rule's action removed the value.
+    Dropped,
+    /// The value could not be handled and was removed.
+    InvalidDropped,
+    /// The value could not be handled and was redacted.
+    InvalidRedacted,
+    /// No rule selected the value, and `unlisted: drop` removed it.
+    Unlisted,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Rewritten => "rewritten",
+            ChangeKind::Dropped => "dropped",
+            ChangeKind::InvalidDropped => "invalid_dropped",
+            ChangeKind::InvalidRedacted => "invalid_redacted",
+            ChangeKind::Unlisted => "unlisted_dropped",
+        }
+    }
+}
+
+impl Report {
+    pub fn new(rules: usize, explain: bool) -> Report {
+        Report {
+            rewritten: vec![0; rules],
+            invalid: vec![0; rules],
+            unlisted_dropped: 0,
+            changes: explain.then(Vec::new),
+        }
+    }
+
+    /// True when the rewrite changed anything at all.
+    pub fn changed(&self) -> bool {
+        self.unlisted_dropped > 0 || self.rewritten.iter().chain(&self.invalid).any(|n| *n > 0)
+    }
+
+    pub fn total_rewritten(&self) -> u64 {
+        self.rewritten.iter().sum()
+    }
+
+    /// Counts a change; `path` is only built when the change is itemized.
+    pub(crate) fn record(
+        &mut self,
+        rule: Option<RuleId>,
+        what: ChangeKind,
+        path: impl FnOnce() -> String,
+    ) {
+        match (rule, what) {
+            (Some(rule), ChangeKind::Rewritten | ChangeKind::Dropped) => self.rewritten[rule] += 1,
+            (Some(rule), _) => self.invalid[rule] += 1,
+            (None, _) => self.unlisted_dropped += 1,
+        }
+        if let Some(changes) = &mut self.changes {
+            changes.push(Change {
+                path: path(),
+                rule,
+                what,
+            });
+        }
+    }
+
+    /// Adds the counts of a nested rewrite (an embedded document).
+    pub(crate) fn absorb(&mut self, other: Report) {
+        for (mine, theirs) in self.rewritten.iter_mut().zip(other.rewritten) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.invalid.iter_mut().zip(other.invalid) {
+            *mine += theirs;
+        }
+        self.unlisted_dropped += other.unlisted_dropped;
+        if let (Some(mine), Some(theirs)) = (&mut self.changes, other.changes) {
+            mine.extend(theirs);
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! The actions a rule applies to the value it selects.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use super::{Invalid, Normalizer, PseudonymKey, Scalar};
+
+/// A compiled action, options resolved and keys loaded.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Removes the member or array element.
+    Drop,
+    /// Leaves the value as it is (and, under `unlisted: drop`, keeps it).
+    Keep,
+    /// Replaces the value with a fixed string.
+    Redact { with: String },
+    /// SHA-256 of the normalized value.
+    Hash {
+        normalizer: Normalizer,
+        encoding: Encoding,
+    },
+    /// A keyed pseudonym: HMAC-SHA256 of the normalized value.
+    Hmac {
+        key: Arc<PseudonymKey>,
+        prefix: String,
+        length: usize,
+        normalizer: Normalizer,
+    },
+    /// Replaces all but the first and last few characters.
+    Mask {
+        keep_first: usize,
+        keep_last: usize,
+        with: char,
+    },
+    /// Zeroes the host part of an IP address.
+    TruncateIp { v4_prefix: u8, v6_prefix: u8 },
+    /// Keeps the first few characters only.
+    Generalize { keep_first: usize },
+}
+
+/// The action names, for metric labels and reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActionKind {
+    Drop,
+    Keep,
+    Redact,
+    Hash,
+    Hmac,
+    Mask,
+    TruncateIp,
+    Generalize,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 8] = [
+        ActionKind::Drop,
+        ActionKind::Keep,
+        ActionKind::Redact,
+        ActionKind::Hash,
+        ActionKind::Hmac,
+        ActionKind::Mask,
+        ActionKind::TruncateIp,
+        ActionKind::Generalize,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Drop => "drop",
+            ActionKind::Keep => "keep",
+            ActionKind::Redact => "redact",
+            ActionKind::Hash => "hash",
+            ActionKind::Hmac => "hmac",
+            ActionKind::Mask => "mask",
+            ActionKind::TruncateIp => "truncate_ip",
+            ActionKind::Generalize => "generalize",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ActionKind> {
+        ActionKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+}
+
+/// How a digest is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Hex,
+    Base64,
+    Base64Url,
+}
+
+impl Encoding {
+    pub fn from_name(name: &str) -> Option<Encoding> {
+        match name {
+            "hex" => Some(Encoding::Hex),
+            "base64" => Some(Encoding::Base64),
+            "base64url" => Some(Encoding::Base64Url),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Hex => "hex",
+            Encoding::Base64 => "base64",
+            Encoding::Base64Url => "base64url",
+        }
+    }
+
+    fn encode(self, bytes: &[u8]) -> String {
+        match self {
+            Encoding::Hex => hex(bytes),
+            Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(bytes),
+            Encoding::Base64Url => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+        }
+    }
+}
+
+/// What an action made of a scalar.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The value becomes this string.
+    Replace(String),
+    /// The value is already safe as it is: null, empty, or already a digest.
+    Unchanged,
+}
+
+impl Action {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::Drop => ActionKind::Drop,
+            Action::Keep => ActionKind::Keep,
+            Action::Redact { .. } => ActionKind::Redact,
+            Action::Hash { .. } => ActionKind::Hash,
+            Action::Hmac { .. } => ActionKind::Hmac,
+            Action::Mask { .. } => ActionKind::Mask,
+            Action::TruncateIp { .. } => ActionKind::TruncateIp,
+            Action::Generalize { .. } => ActionKind::Generalize,
+        }
+    }
+
+    /// True for the actions that transform each scalar on its own, and so
+    /// apply to every element when they select an array of scalars.
+    pub fn is_per_scalar(&self) -> bool {
+        !matches!(self, Action::Drop | Action::Keep | Action::Redact { .. })
+    }
+
+    /// Applies the action to one scalar. `Drop` and `Keep` are structural and
+    /// decided by the rewriter; here they leave the value unchanged.
+    pub fn apply(&self, value: Scalar<'_>) -> Result<Outcome, Invalid> {
+        let text: &str = match value {
+            Scalar::Null => return Ok(Outcome::Unchanged),
+            Scalar::Str(s) => s,
+            Scalar::Number(n) => n,
+            Scalar::Bool(true) => "true",
+            Scalar::Bool(false) => "false",
+        };
+        match self {
+            Action::Drop | Action::Keep => Ok(Outcome::Unchanged),
+            Action::Redact { with } => Ok(Outcome::Replace(with.clone())),
+            Action::Hash {
+                normalizer,
+                encoding,
+            } => {
+                if text.is_empty() || is_sha256_hex(text.trim()) {
+                    return Ok(Outcome::Unchanged);
+                }
+                let normalized = normalizer.apply(text)?;
+                if normalized.is_empty() {
+                    return Ok(Outcome::Replace(String::new()));
+                }
+                Ok(Outcome::Replace(
+                    encoding.encode(&Sha256::digest(normalized.as_bytes())),
+                ))
+            }
+            Action::Hmac {
+                key,
+                prefix,
+                length,
+                normalizer,
+            } => {
+                if text.is_empty() {
+                    return Ok(Outcome::Unchanged);
+                }
+                let normalized = normalizer.apply(text)?;
+                Ok(Outcome::Replace(key.pseudonym(
+                    prefix,
+                    *length,
+                    normalized.as_bytes(),
+                )))
+            }
+            Action::Mask {
+                keep_first,
+                keep_last,
+                with,
+            } => Ok(Outcome::Replace(mask(text, *keep_first, *keep_last, *with))),
+            Action::TruncateIp {
+                v4_prefix,
+                v6_prefix,
+            } => truncate_ip(text, *v4_prefix, *v6_prefix).map(Outcome::Replace),
+            Action::Generalize { keep_first } => {
+                Ok(Outcome::Replace(text.chars().take(*keep_first).collect()))
+            }
+        }
+    }
+}
+
+/// One line for `scrim check`: the action and its options. Keys appear by
+/// their identifier only.
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind().as_str())?;
+        match self {
+            Action::Drop | Action::Keep => Ok(()),
+            Action::Redact { with } => write!(f, " with {with:?}"),
+            Action::Hash {
+                normalizer,
+                encoding,
+            } => write!(f, " normalize={normalizer} encoding={}", encoding.as_str()),
+            Action::Hmac {
+                key,
+                prefix,
+                length,
+                normalizer,
+            } => {
+                write!(
+                    f,
+                    " normalize={normalizer} key-id={} prefix={prefix:?} length={length}",
+                    key.id()
+                )
+            }
+            Action::Mask {
+                keep_first,
+                keep_last,
+                with,
+            } => {
+                write!(
+                    f,
+                    " keep_first={keep_first} keep_last={keep_last} char={with:?}"
+                )
+            }
+            Action::TruncateIp {
+                v4_prefix,
+                v6_prefix,
+            } => write!(f, " v4_prefix={v4_prefix} v6_prefix={v6_prefix}"),
+            Action::Generalize { keep_first } => write!(f, " keep_first={keep_first}"),
+        }
+    }
+}
+
+/// A value that is already a SHA-256 digest in hex is passed as it is, so that
+/// apps which hash before sending are never double-hashed.
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+fn mask(text: &str, keep_first: usize, keep_last: usize, with: char) -> String {
+    let count = text.chars().count();
+    if keep_first + keep_last >= count {
+        // Keeping that much would keep everything: mask it all instead.
+        return std::iter::repeat_n(with, count).collect();
+    }
+    text.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i < keep_first || i >= count - keep_last {
+                c
+            } else {
+                with
+            }
+        })
+        .collect()
+}
+
+fn truncate_ip(text: &str, v4_prefix: u8, v6_prefix: u8) -> Result<String, Invalid> {
+    let ip: IpAddr = text.trim().parse().map_err(|_| Invalid::NotAnIp)?;
+    let truncated = match ip {
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & prefix_mask_32(v4_prefix)).into()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => {
+                let kept = u32::from(v4) & prefix_mask_32(v4_prefix);
+                IpAddr::V6(std::net::Ipv4Addr::from(kept).to_ipv6_mapped())
+            }
+            None => IpAddr::V6((u128::from(v6) & prefix_mask_128(v6_prefix)).into()),
+        },
+    };
+    Ok(truncated.to_string())
+}
+
+fn prefix_mask_32(prefix: u8) -> u32 {
+    match prefix {
+        0 => 0,
+        p if p >= 32 => u32::MAX,
+        p => u32::MAX << (32 - p),
+    }
+}
+
+fn prefix_mask_128(prefix: u8) -> u128 {
+    match prefix {
+        0 => 0,
+        p if p >= 128 => u128::MAX,
+        p => u128::MAX << (128 - p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(normalizer: Normalizer) -> Action {
+        Action::Hash {
+            normalizer,
+            encoding: Encoding::Hex,
+        }
+    }
+
+    fn replaced(action: &Action, value: Scalar<'_>) -> String {
+        match action.apply(value) {
+            Ok(Outcome::Replace(s)) => s,
+            other => panic!("expected a replacement, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn hash_matches_metas_published_email_example() {
+        assert_eq!(
+            replaced(
+                &hash(Normalizer::Email),
+                Scalar::Str("John_Smith@gmail.com")
+            ),
+            "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"
+        );
+    }
+
+    #[test]
+    fn hash_leaves_digests_nulls_and_empty_strings() {
+        let action = hash(Normalizer::Email);
+        let digest = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f";
+        assert_eq!(action.apply(Scalar::Str(digest)), Ok(Outcome::Unchanged));
+        assert_eq!(action.apply(Scalar::Null), Ok(Outcome::Unchanged));
+        assert_eq!(action.apply(Scalar::Str("")), Ok(Outcome::Unchanged));
+    }
+
+    #[test]
+    fn hash_of_a_number_is_the_hash_of_its_text() {
+        let action = hash(Normalizer::None);
+        assert_eq!(
+            replaced(&action, Scalar::Number("1.50")),
+            replaced(&action, Scalar::Str("1.50"))
+        );
+    }
+
+    #[test]
+    fn hash_encodings() {
+        let b64 = Action::Hash {
+            normalizer: Normalizer::None,
+            encoding: Encoding::Base64Url,
+        };
+        assert_eq!(replaced(&b64, Scalar::Str("a")).len(), 43);
+    }
+
+    #[test]
+    fn invalid_values_are_reported_not_passed() {
+        assert_eq!(
+            hash(Normalizer::Email).apply(Scalar::Str("nobody")),
+            Err(Invalid::NotAnEmail)
+        );
+        let ip = Action::TruncateIp {
+            v4_prefix: 24,
+            v6_prefix: 48,
+        };
+        assert_eq!(ip.apply(Scalar::Str("localhost")), Err(Invalid::NotAnIp));
+    }
+
+    #[test]
+    fn truncate_ip_defaults() {
+        let ip = Action::TruncateIp {
+            v4_prefix: 24,
+            v6_prefix: 48,
+        };
+        assert_eq!(replaced(&ip, Scalar::Str("203.0.113.77")), "203.0.113.0");
+        assert_eq!(
+            replaced(&ip, Scalar::Str("2001:db8:abcd:12:1:2:3:4")),
+            "2001:db8:abcd::"
+        );
+        assert_eq!(
+            replaced(&ip, Scalar::Str("::ffff:203.0.113.77")),
+            "::ffff:203.0.113.0"
+        );
+    }
+
+    #[test]
+    fn mask_and_generalize() {
+        let m = Action::Mask {
+            keep_first: 0,
+            keep_last: 4,
+            with: '*',
+        };
+        assert_eq!(
+            replaced(&m, Scalar::Str("4111111111111111")),
+            "************1111"
+        );
+        assert_eq!(replaced(&m, Scalar::Str("abc")), "***");
+        let g = Action::Generalize { keep_first: 3 };
+        assert_eq!(replaced(&g, Scalar::Str("94107")), "941");
+    }
+}

@@ -1,0 +1,59 @@
+//! What happens to one value: the actions a rule can take and the
+//! normalizers they use. Nothing here knows where the value came from (a JSON
+//! member, a form field, a header): the rewriters hand over a [`Scalar`] and
+//! encode whatever comes back in their own syntax.
+
+mod action;
+pub mod normalize;
+mod pseudonym;
+
+pub use action::{Action, ActionKind, Encoding, Outcome};
+pub use normalize::{Normalizer, PhoneOptions};
+pub use pseudonym::PseudonymKey;
+
+use std::fmt;
+
+/// One scalar value as the rewriters see it, already unescaped or decoded.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scalar<'a> {
+    Str(&'a str),
+    /// The number's text exactly as written (`1.50e3` stays `1.50e3`).
+    Number(&'a str),
+    Bool(bool),
+    Null,
+}
+
+/// Why a rule could not handle a value. The reasons name the kind of problem
+/// only: they end up in error messages and metrics, which never carry values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Invalid {
+    NotAnEmail,
+    NotAPhone,
+    NotAnIp,
+    NotACountry,
+    NotAGender,
+    NotADate,
+    /// An object, or an array where only scalars (or an array of scalars)
+    /// make sense.
+    NotAScalar,
+}
+
+impl Invalid {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Invalid::NotAnEmail => "not an email address",
+            Invalid::NotAPhone => "not a phone number",
+            Invalid::NotAnIp => "not an IP address",
+            Invalid::NotACountry => "not a country",
+            Invalid::NotAGender => "not a gender",
+            Invalid::NotADate => "not a date",
+            Invalid::NotAScalar => "an object or nested array where a scalar is needed",
+        }
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,442 @@
+//! Normalizers: the canonical form a value takes before it is hashed or
+//! pseudonymized. Two spellings of the same email must give the same digest,
+//! or the ad platform cannot match them; each rule here follows what the
+//! platforms document for their hashed fields.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use unicode_normalization::UnicodeNormalization;
+
+use super::Invalid;
+
+/// A named normalizer, as written in `normalize:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Normalizer {
+    None,
+    Email,
+    Phone(PhoneOptions),
+    Name,
+    City,
+    State,
+    Zip,
+    Country,
+    Gender,
+    Date,
+    ExternalId,
+}
+
+/// How phone numbers are read and written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhoneOptions {
+    /// Region used to read numbers written without a country code.
+    pub default_region: Option<phonenumber::country::Id>,
+    /// Keep the leading `+` of E.164 (Google, TikTok) or drop it (Meta).
+    pub plus: bool,
+}
+
+impl Default for PhoneOptions {
+    fn default() -> Self {
+        PhoneOptions {
+            default_region: None,
+            plus: true,
+        }
+    }
+}
+
+/// Names accepted by `normalize:`, in the order the README documents them.
+pub const NAMES: &[&str] = &[
+    "none",
+    "email",
+    "phone",
+    "name",
+    "city",
+    "state",
+    "zip",
+    "country",
+    "gender",
+    "date",
+    "external_id",
+];
+
+impl Normalizer {
+    /// Looks up a normalizer by its configuration name. Phone options are
+    /// filled in by the caller.
+    pub fn from_name(name: &str) -> Option<Normalizer> {
+        Some(match name {
+            "none" => Normalizer::None,
+            "email" => Normalizer::Email,
+            "phone" => Normalizer::Phone(PhoneOptions::default()),
+            "name" => Normalizer::Name,
+            "city" => Normalizer::City,
+            "state" => Normalizer::State,
+            "zip" => Normalizer::Zip,
+            "country" => Normalizer::Country,
+            "gender" => Normalizer::Gender,
+            "date" => Normalizer::Date,
+            "external_id" => Normalizer::ExternalId,
+            _ => return None,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Normalizer::None => "none",
+            Normalizer::Email => "email",
+            Normalizer::Phone(_) => "phone",
+            Normalizer::Name => "name",
+            Normalizer::City => "city",
+            Normalizer::State => "state",
+            Normalizer::Zip => "zip",
+            Normalizer::Country => "country",
+            Normalizer::Gender => "gender",
+            Normalizer::Date => "date",
+            Normalizer::ExternalId => "external_id",
+        }
+    }
+
+    /// Brings `value` to its canonical form, or says why it cannot be.
+    pub fn apply<'a>(&self, value: &'a str) -> Result<Cow<'a, str>, Invalid> {
+        match self {
+            Normalizer::None => Ok(Cow::Borrowed(value)),
+            Normalizer::ExternalId => Ok(Cow::Borrowed(value.trim())),
+            Normalizer::Email => email(value),
+            Normalizer::Phone(options) => phone(value, options).map(Cow::Owned),
+            Normalizer::Name => Ok(Cow::Owned(name(value))),
+            Normalizer::City => Ok(Cow::Owned(letters_only(value))),
+            Normalizer::State => Ok(Cow::Owned(state(value))),
+            Normalizer::Zip => Ok(Cow::Owned(zip(value))),
+            Normalizer::Country => country(value).map(Cow::Owned),
+            Normalizer::Gender => gender(value).map(Cow::Borrowed),
+            Normalizer::Date => date(value).map(Cow::Owned),
+        }
+    }
+}
+
+impl fmt::Display for Normalizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())?;
+        if let Normalizer::Phone(options) = self {
+            let region = options
+                .default_region
+                .as_ref()
+                .map_or("none", |id| id.as_ref());
+            let format = if options.plus { "e164" } else { "digits" };
+            write!(f, "(default_region={region}, {format})")?;
+        }
+        Ok(())
+    }
+}
+
+fn email(value: &str) -> Result<Cow<'_, str>, Invalid> {
+    let normalized: String = value
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect();
+    match normalized.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+        {
+            Ok(Cow::Owned(normalized))
+        }
+        _ => Err(Invalid::NotAnEmail),
+    }
+}
+
+fn phone(value: &str, options: &PhoneOptions) -> Result<String, Invalid> {
+    let trimmed = value.trim();
+    let parsed = phonenumber::parse(options.default_region, trimmed).or_else(|_| {
+        // Platforms document numbers written with their country code but
+        // without the `+` ("16505551212"); read those as international.
+        let digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
+        if digits.len() >= 8 && !trimmed.starts_with('+') {
+            phonenumber::parse(None, format!("+{digits}"))
+        } else {
+            Err(phonenumber::ParseError::NoNumber)
+        }
+    });
+    let number = parsed.map_err(|_| Invalid::NotAPhone)?;
+    let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+    Ok(if options.plus {
+        e164
+    } else {
+        e164.trim_start_matches('+').to_owned()
+    })
+}
+
+/// Lowercase, NFC, punctuation and symbols removed, runs of whitespace
+/// collapsed to one space. Accented letters are kept as they are.
+fn name(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut pending_space = false;
+    for c in value.nfc().flat_map(char::to_lowercase) {
+        if c.is_whitespace() {
+            pending_space = !out.is_empty();
+        } else if c.is_alphanumeric() {
+            if pending_space {
+                out.push(' ');
+                pending_space = false;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Lowercase letters only: no spaces, punctuation or digits (Meta's `ct`).
+fn letters_only(value: &str) -> String {
+    value
+        .nfc()
+        .flat_map(char::to_lowercase)
+        .filter(|c| c.is_alphabetic())
+        .collect()
+}
+
+fn state(value: &str) -> String {
+    let compact: String = value
+        .nfc()
+        .flat_map(char::to_lowercase)
+        .filter(|c| c.is_alphanumeric())
+        .collect();
+    match US_STATES.iter().find(|(name, _)| *name == compact) {
+        Some((_, code)) => (*code).to_owned(),
+        None => compact,
+    }
+}
+
+fn zip(value: &str) -> String {
+    let before_dash = value.split('-').next().unwrap_or_default();
+    before_dash
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn country(value: &str) -> Result<String, Invalid> {
+    let compact: String = value
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect();
+    let found = match compact.len() {
+        2 => celes::Country::from_alpha2(&compact),
+        3 => celes::Country::from_alpha3(&compact),
+        _ => celes::Country::from_name(&compact).or_else(|_| celes::Country::from_alias(&compact)),
+    };
+    let country = found
+        .or_else(|_| celes::Country::from_str(value.trim()))
+        .map_err(|_| Invalid::NotACountry)?;
+    Ok(country.alpha2.to_ascii_lowercase())
+}
+
+fn gender(value: &str) -> Result<&'static str, Invalid> {
+    match value.trim().to_lowercase().as_str() {
+        "f" | "female" | "w" | "woman" => Ok("f"),
+        "m" | "male" | "man" => Ok("m"),
+        _ => Err(Invalid::NotAGender),
+    }
+}
+
+/// `YYYYMMDD` from `YYYY-MM-DD` (optionally followed by a time),
+/// `YYYY/MM/DD`, `YYYYMMDD`, `MM/DD/YYYY` (US order with slashes) and
+/// `DD.MM.YYYY` (European order with dots).
+fn date(value: &str) -> Result<String, Invalid> {
+    let value = value.trim();
+    let value = value.split(['T', ' ']).next().unwrap_or_default();
+    let parts: Vec<&str> = value.split(['-', '/', '.']).collect();
+    let (year, month, day) = match parts.as_slice() {
+        [whole] if whole.len() == 8 => (&whole[0..4], &whole[4..6], &whole[6..8]),
+        [y, m, d] if y.len() == 4 => (*y, *m, *d),
+        [m, d, y] if y.len() == 4 && value.contains('/') => (*y, *m, *d),
+        [d, m, y] if y.len() == 4 && value.contains('.') => (*y, *m, *d),
+        _ => return Err(Invalid::NotADate),
+    };
+    let number = |s: &str| -> Result<u32, Invalid> {
+        if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Invalid::NotADate);
+        }
+        s.parse().map_err(|_| Invalid::NotADate)
+    };
+    let (y, m, d) = (number(year)?, number(month)?, number(day)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in_month = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(Invalid::NotADate),
+    };
+    if !(1..=days_in_month).contains(&d) || !(1000..=9999).contains(&y) {
+        return Err(Invalid::NotADate);
+    }
+    Ok(format!("{y:04}{m:02}{d:02}"))
+}
+
+/// US state names (compacted: lowercase, letters only) to their two-letter
+/// codes, for Meta's `st`.
+const US_STATES: &[(&str, &str)] = &[
+    ("alabama", "al"),
+    ("alaska", "ak"),
+    ("arizona", "az"),
+    ("arkansas", "ar"),
+    ("california", "ca"),
+    ("colorado", "co"),
+    ("connecticut", "ct"),
+    ("delaware", "de"),
+    ("districtofcolumbia", "dc"),
+    ("florida", "fl"),
+    ("georgia", "ga"),
+    ("hawaii", "hi"),
+    ("idaho", "id"),
+    ("illinois", "il"),
+    ("indiana", "in"),
+    ("iowa", "ia"),
+    ("kansas", "ks"),
+    ("kentucky", "ky"),
+    ("louisiana", "la"),
+    ("maine", "me"),
+    ("maryland", "md"),
+    ("massachusetts", "ma"),
+    ("michigan", "mi"),
+    ("minnesota", "mn"),
+    ("mississippi", "ms"),
+    ("missouri", "mo"),
+    ("montana", "mt"),
+    ("nebraska", "ne"),
+    ("nevada", "nv"),
+    ("newhampshire", "nh"),
+    ("newjersey", "nj"),
+    ("newmexico", "nm"),
+    ("newyork", "ny"),
+    ("northcarolina", "nc"),
+    ("northdakota", "nd"),
+    ("ohio", "oh"),
+    ("oklahoma", "ok"),
+    ("oregon", "or"),
+    ("pennsylvania", "pa"),
+    ("puertorico", "pr"),
+    ("rhodeisland", "ri"),
+    ("southcarolina", "sc"),
+    ("southdakota", "sd"),
+    ("tennessee", "tn"),
+    ("texas", "tx"),
+    ("utah", "ut"),
+    ("vermont", "vt"),
+    ("virginia", "va"),
+    ("washington", "wa"),
+    ("westvirginia", "wv"),
+    ("wisconsin", "wi"),
+    ("wyoming", "wy"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(n: Normalizer, v: &str) -> Result<String, Invalid> {
+        n.apply(v).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn email_trims_lowercases_and_removes_inner_whitespace() {
+        assert_eq!(
+            norm(Normalizer::Email, "  John_Smith@Gmail.com ").unwrap(),
+            "john_smith@gmail.com"
+        );
+        assert_eq!(norm(Normalizer::Email, "a b@c.d").unwrap(), "ab@c.d");
+        assert_eq!(
+            norm(Normalizer::Email, "no-at-sign"),
+            Err(Invalid::NotAnEmail)
+        );
+        assert_eq!(norm(Normalizer::Email, "@x"), Err(Invalid::NotAnEmail));
+    }
+
+    #[test]
+    fn phone_is_e164_with_or_without_plus() {
+        let us = PhoneOptions {
+            default_region: Some(phonenumber::country::Id::US),
+            plus: false,
+        };
+        assert_eq!(
+            norm(Normalizer::Phone(us.clone()), "(650)555-1212").unwrap(),
+            "16505551212"
+        );
+        let with_plus = PhoneOptions { plus: true, ..us };
+        assert_eq!(
+            norm(Normalizer::Phone(with_plus), "650 555 1212").unwrap(),
+            "+16505551212"
+        );
+        let none = PhoneOptions::default();
+        assert_eq!(
+            norm(Normalizer::Phone(none.clone()), "+44 844 412 4653").unwrap(),
+            "+448444124653"
+        );
+        assert_eq!(
+            norm(Normalizer::Phone(none.clone()), "16505551212").unwrap(),
+            "+16505551212"
+        );
+        assert_eq!(
+            norm(Normalizer::Phone(none), "call me"),
+            Err(Invalid::NotAPhone)
+        );
+    }
+
+    #[test]
+    fn names_keep_accents_and_drop_punctuation() {
+        assert_eq!(
+            norm(Normalizer::Name, "  Zoë  O'Brien-Smith. ").unwrap(),
+            "zoë obriensmith"
+        );
+        // A decomposed "e" + combining acute becomes the composed form.
+        assert_eq!(norm(Normalizer::Name, "Jose\u{301}").unwrap(), "jos\u{e9}");
+    }
+
+    #[test]
+    fn city_state_zip_country_gender() {
+        assert_eq!(
+            norm(Normalizer::City, "San Francisco 2!").unwrap(),
+            "sanfrancisco"
+        );
+        assert_eq!(norm(Normalizer::State, "California").unwrap(), "ca");
+        assert_eq!(norm(Normalizer::State, " CA ").unwrap(), "ca");
+        assert_eq!(norm(Normalizer::Zip, "94107-1234").unwrap(), "94107");
+        assert_eq!(norm(Normalizer::Zip, "SW1A 1AA").unwrap(), "sw1a1aa");
+        assert_eq!(norm(Normalizer::Country, "US").unwrap(), "us");
+        assert_eq!(norm(Normalizer::Country, "Germany").unwrap(), "de");
+        assert_eq!(norm(Normalizer::Country, "United Kingdom").unwrap(), "gb");
+        assert_eq!(norm(Normalizer::Country, "fra").unwrap(), "fr");
+        assert_eq!(
+            norm(Normalizer::Country, "Atlantis"),
+            Err(Invalid::NotACountry)
+        );
+        assert_eq!(norm(Normalizer::Gender, "Female").unwrap(), "f");
+        assert_eq!(norm(Normalizer::Gender, "M").unwrap(), "m");
+        assert_eq!(norm(Normalizer::Gender, "x"), Err(Invalid::NotAGender));
+    }
+
+    #[test]
+    fn dates_from_common_forms() {
+        for v in [
+            "1990-02-13",
+            "1990/02/13",
+            "19900213",
+            "02/13/1990",
+            "13.02.1990",
+            "1990-02-13T10:00:00Z",
+        ] {
+            assert_eq!(norm(Normalizer::Date, v).unwrap(), "19900213", "{v}");
+        }
+        for v in ["1990-02-30", "13/13/1990", "yesterday", "1990-2"] {
+            assert_eq!(norm(Normalizer::Date, v), Err(Invalid::NotADate), "{v}");
+        }
+        assert_eq!(norm(Normalizer::Date, "2000-02-29").unwrap(), "20000229");
+    }
+
+    #[test]
+    fn external_id_is_trimmed_not_lowercased() {
+        assert_eq!(norm(Normalizer::ExternalId, "  AbC-1 ").unwrap(), "AbC-1");
+    }
+}

@@ -1,0 +1,256 @@
+//! The command line, run as a user would: `scrim check` and `scrim rewrite`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const KEY: &str = "a-test-key-that-is-long-enough-42";
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("scrim-cli-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scrim(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scrim"))
+        .args(args)
+        .env("SCRIM_TEST_KEY", KEY)
+        .env_remove("SCRIM_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const CONFIG: &str = "keys:
+  pseudonym: ${SCRIM_TEST_KEY}
+routes:
+  - name: meta
+    match: {path_prefix: /meta}
+    upstream: https://graph.facebook.com
+    rules:
+      - select: $.data[*].user_data.em
+        action: hash
+        normalize: email
+      - select: $.data[*].user_data.ph
+        action: hmac
+        normalize: phone
+        default_region: US
+      - select: $.data[*].user_data.ip
+        action: truncate_ip
+        on_invalid: reject
+";
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml")
+}
+
+#[test]
+fn check_prints_a_summary_without_secrets() {
+    let dir = TempDir::new("check");
+    let config = dir.file("scrim.yaml", CONFIG);
+    let out = scrim(&["check", "--config", config.to_str().unwrap()], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("route meta"), "{stdout}");
+    assert!(stdout.contains("$.data[*].user_data.em"), "{stdout}");
+    assert!(!stdout.contains(KEY), "{stdout}");
+}
+
+#[test]
+fn check_reports_every_error_with_its_position() {
+    let dir = TempDir::new("check-errors");
+    let bad = CONFIG
+        .replace("${SCRIM_TEST_KEY}", "${SCRIM_UNSET_KEY}")
+        .replace("action: hash", "action: hashh")
+        .replace("normalize: phone", "normalize: fone")
+        .replace("$.data[*].user_data.ip", "$.data[*.ip");
+    let config = dir.file("bad.yaml", &bad);
+    let out = scrim(&["check", "--config", config.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let file = config.display().to_string();
+    for expected in [
+        format!("{file}:2:14: key `pseudonym`: environment variable SCRIM_UNSET_KEY is not set"),
+        format!("{file}:9:17: unknown action `hashh`"),
+        format!("{file}:13:20: unknown normalizer `fone`"),
+        format!("{file}:15:17: bad selector"),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    let unknown = dir.file(
+        "unknown.yaml",
+        &CONFIG.replace("    upstream:", "    upstrem:"),
+    );
+    let out = scrim(&["check", "--config", unknown.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("{}:6:5:", unknown.display())),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_example_config_checks() {
+    let out = Command::new(env!("CARGO_BIN_EXE_scrim"))
+        .args(["check", "--config", example().to_str().unwrap()])
+        .env("SCRIM_PSEUDONYM_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn rewrite_is_the_same_at_every_chunk_size() {
+    let dir = TempDir::new("rewrite");
+    let config = dir.file("scrim.yaml", CONFIG);
+    let body = br#"{"data":[{"user_data":{"em":"A@B.C","ph":"(650) 555-1212","ip":"10.1.2.3"},"x":[1,2.5e3]}]}"#;
+    let config = config.to_str().unwrap();
+    let whole = scrim(&["rewrite", "--config", config, "--route", "meta"], body);
+    assert!(whole.status.success(), "{}", text(&whole.stderr));
+    let out = text(&whole.stdout);
+    assert!(
+        !out.contains("A@B.C") && !out.contains("555") && !out.contains("10.1.2.3"),
+        "{out}"
+    );
+    assert!(out.contains("10.1.2.0") && out.contains("2.5e3"), "{out}");
+    for size in ["1", "2", "7", "64"] {
+        let chunked = scrim(
+            &[
+                "rewrite",
+                "--config",
+                config,
+                "--route",
+                "meta",
+                "--chunk-size",
+                size,
+                "-",
+            ],
+            body,
+        );
+        assert_eq!(text(&chunked.stdout), out, "chunk size {size}");
+    }
+}
+
+#[test]
+fn rewrite_explains_without_values() {
+    let dir = TempDir::new("explain");
+    let config = dir.file("scrim.yaml", CONFIG);
+    let body = br#"{"data":[{"user_data":{"em":"secret@example.com"}}]}"#;
+    let out = scrim(
+        &[
+            "rewrite",
+            "--config",
+            config.to_str().unwrap(),
+            "--route",
+            "meta",
+            "--explain",
+        ],
+        body,
+    );
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(report["changes"][0]["path"], "$.data[0].user_data.em");
+    assert_eq!(report["changes"][0]["action"], "hash");
+    assert!(!text(&out.stderr).contains("secret@"));
+}
+
+#[test]
+fn rewrite_exits_2_on_a_body_the_route_rejects() {
+    let dir = TempDir::new("reject");
+    let config = dir.file("scrim.yaml", CONFIG);
+    let config = config.to_str().unwrap();
+    let cases: [(&[u8], &str); 4] = [
+        (br#"{"data":[{"user_data":{"ip":"not-an-ip-secret"}}]}"#, "not an IP address at byte 28, path $.data[0].user_data.ip"),
+        (br#"{"data": [1,]}"#, "expected a value at byte 12, path $.data"),
+        (b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]", "nesting deeper than 128 at byte 128"),
+        (b"{\"a\":\"secret\"} x", "unexpected data after the document at byte 15"),
+    ];
+    for (body, expected) in cases {
+        let out = scrim(&["rewrite", "--config", config, "--route", "meta"], body);
+        assert_eq!(out.status.code(), Some(2), "{}", text(body));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?}, got {stderr}"
+        );
+        assert!(!stderr.contains("secret"), "{stderr}");
+    }
+    let out = scrim(
+        &[
+            "rewrite",
+            "--config",
+            config,
+            "--route",
+            "meta",
+            "--content-type",
+            "text/plain",
+        ],
+        b"x",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = scrim(&["rewrite", "--config", config, "--route", "nope"], b"{}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no route named `nope`"));
+}
+
+#[test]
+fn value_too_large_names_the_path() {
+    let dir = TempDir::new("large");
+    let config = dir.file(
+        "scrim.yaml",
+        &CONFIG.replace("routes:", "limits:\n  max_value_bytes: 1024\nroutes:"),
+    );
+    let body = format!(
+        r#"{{"data":[{{"user_data":{{"em":"{}"}}}}]}}"#,
+        "x".repeat(5000)
+    );
+    let out = scrim(
+        &[
+            "rewrite",
+            "--config",
+            config.to_str().unwrap(),
+            "--route",
+            "meta",
+            "--chunk-size",
+            "100",
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("value larger than 1024 bytes")
+            && stderr.contains("$.data[0].user_data.em"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("xxxx"));
+}

@@ -1,0 +1,125 @@
+//! Form bodies and query strings.
+
+mod common;
+
+use common::*;
+use scrim::policy::{OnInvalid, Unlisted};
+use scrim::rewrite::{QueryOutcome, Report, rewrite_query};
+use scrim::transform::Action;
+
+fn form(rules: &scrim::policy::Rules, input: &str) -> String {
+    let (whole, _) = rewrite_form_chunked(rules, input.as_bytes(), 0).unwrap();
+    for size in 1..input.len().max(2) {
+        let (out, _) = rewrite_form_chunked(rules, input.as_bytes(), size).unwrap();
+        assert_eq!(out, whole, "chunk size {size}");
+    }
+    whole
+}
+
+#[test]
+fn hashes_decoded_fields_and_keeps_the_rest_byte_for_byte() {
+    let rules = rules(&[("$.email", hash_email()), ("$['user_data[ph]']", hash())]);
+    let input = "a=%7Ex+y&email=+John_Smith%40gmail.com&user_data%5Bph%5D=123&z";
+    let out = form(&rules, input);
+    assert_eq!(
+        out,
+        format!(
+            "a=%7Ex+y&email=62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f&user_data%5Bph%5D={}&z",
+            sha256_hex("123")
+        )
+    );
+}
+
+#[test]
+fn drops_fields_with_their_separator_and_repeated_keys() {
+    let rules = rules(&[("$.email", Action::Drop)]);
+    assert_eq!(form(&rules, "email=a&b=1&email=c"), "b=1");
+    assert_eq!(form(&rules, "b=1&email=a"), "b=1");
+    assert_eq!(form(&rules, "email=a"), "");
+}
+
+#[test]
+fn meta_sdk_data_field_is_opened() {
+    // Meta's Python SDK: data=<JSON array of JSON-encoded event strings>.
+    let event = r#"{"event_name":"Purchase","user_data":{"em":"John_Smith@gmail.com","client_ip_address":"1.2.3.4"}}"#;
+    let data = serde_json::json!([event]).to_string();
+    let body = format!("access_token=TOKEN&data={}", scrim_encode(&data));
+    let rules = rules(&[("$.data[*].user_data.em", hash_email())]);
+    let out = form(&rules, &body);
+    assert!(!out.contains("John_Smith"), "{out}");
+    assert!(
+        out.contains("62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"),
+        "{out}"
+    );
+    assert!(out.starts_with("access_token=TOKEN&data="));
+    // The data field still decodes to an array of JSON strings.
+    let field = out.split("&data=").nth(1).unwrap();
+    let decoded: String = form_urlencoded::parse(format!("d={field}").as_bytes())
+        .next()
+        .unwrap()
+        .1
+        .into_owned();
+    let array: Vec<String> = serde_json::from_str(&decoded).unwrap();
+    let inner: serde_json::Value = serde_json::from_str(&array[0]).unwrap();
+    assert_eq!(inner["user_data"]["client_ip_address"], "1.2.3.4");
+}
+
+fn scrim_encode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[test]
+fn unlisted_drop_and_invalid_values() {
+    let rules = rules_with(
+        &[(
+            "$.ip",
+            Action::TruncateIp {
+                v4_prefix: 24,
+                v6_prefix: 48,
+            },
+        )],
+        Unlisted::Drop,
+        OnInvalid::Drop,
+    );
+    assert_eq!(form(&rules, "name=Bob&ip=1.2.3.4&x=y"), "ip=1.2.3.0");
+    assert_eq!(form(&rules, "ip=nope&name=Bob"), "");
+    let reject = rules_with(
+        &[(
+            "$.ip",
+            Action::TruncateIp {
+                v4_prefix: 24,
+                v6_prefix: 48,
+            },
+        )],
+        Unlisted::Keep,
+        OnInvalid::Reject,
+    );
+    let err = rewrite_form_chunked(&reject, b"a=1&ip=secret-host", 0).unwrap_err();
+    assert!(err.is_rejected());
+    assert_eq!(err.offset(), 4);
+    assert!(!err.to_string().contains("secret"));
+}
+
+#[test]
+fn bad_percent_encoding_in_a_selected_field_is_an_error() {
+    let rules = rules(&[("$.email", hash())]);
+    let err = rewrite_form_chunked(&rules, b"x=1&email=%zz", 0).unwrap_err();
+    assert!(err.is_syntax());
+    assert_eq!(err.path(), "$.email");
+}
+
+#[test]
+fn query_parameters() {
+    let rules = rules(&[("query.email", hash_email()), ("query.token", Action::Drop)]);
+    let mut report = Report::new(2, false);
+    let out = rewrite_query(&rules, "a=1&email=A%40b.c&token=x&b", &mut report).unwrap();
+    assert_eq!(
+        out,
+        QueryOutcome::Rewritten(format!("a=1&email={}&b", sha256_hex("a@b.c")))
+    );
+    assert_eq!(report.rewritten, vec![1, 1]);
+    assert_eq!(
+        rewrite_query(&rules, "a=1", &mut report).unwrap(),
+        QueryOutcome::Unchanged
+    );
+}

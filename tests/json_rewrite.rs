@@ -1,0 +1,162 @@
+//! The JSON rewriter on hand-written cases: each action, drops and commas,
+//! chunking, embedded documents, allow-list mode.
+
+mod common;
+
+use common::*;
+use scrim::policy::{OnInvalid, Unlisted};
+use scrim::rewrite::Framing;
+use scrim::transform::Action;
+
+#[test]
+fn hashes_selected_values_and_keeps_every_other_byte() {
+    let rules = rules(&[("$.data[*].user_data.em", hash_email())]);
+    let input = "{ \"data\" : [ {\"user_data\": {\"em\": \" John_Smith@gmail.com\", \"x\": 1.50e3 } } ],\n \"t\":true }";
+    let out = rewrite(&rules, input).unwrap();
+    let expected = input.replace(
+        "\" John_Smith@gmail.com\"",
+        "\"62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f\"",
+    );
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn keys_are_matched_after_unescaping() {
+    let rules = rules(&[("$.em", hash())]);
+    let out = rewrite(&rules, r#"{"\u0065m":"a"}"#).unwrap();
+    assert_eq!(out, format!(r#"{{"\u0065m":"{}"}}"#, sha256_hex("a")));
+}
+
+#[test]
+fn drop_keeps_the_document_valid() {
+    let rules = rules(&[("$.a", Action::Drop), ("$.c[1]", Action::Drop)]);
+    for (input, expected) in [
+        (r#"{"a":1,"b":2}"#, r#"{"b":2}"#),
+        (r#"{"b":2,"a":1}"#, r#"{"b":2}"#),
+        (r#"{"a":1}"#, r#"{}"#),
+        (r#"{ "a" : {"deep":[1,2]} , "b" : 2 }"#, r#"{   "b" : 2 }"#),
+        (r#"{"b":1,"a":[1],"d":2}"#, r#"{"b":1,"d":2}"#),
+        (r#"{"c":[1,2,3]}"#, r#"{"c":[1,3]}"#),
+        (r#"{"c":[1,2]}"#, r#"{"c":[1]}"#),
+    ] {
+        let out = rewrite(&rules, input).unwrap();
+        assert_eq!(out, expected, "{input}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap();
+    }
+}
+
+#[test]
+fn arrays_of_scalars_are_hashed_element_by_element() {
+    let rules = rules(&[("$.em", hash())]);
+    let out = rewrite(&rules, r#"{"em":["a",null,"",7]}"#).unwrap();
+    assert_eq!(
+        out,
+        format!(
+            r#"{{"em":["{}",null,"","{}"]}}"#,
+            sha256_hex("a"),
+            sha256_hex("7")
+        )
+    );
+}
+
+#[test]
+fn objects_where_a_scalar_is_needed_follow_on_invalid() {
+    let input = r#"{"em":{"x":"secret"},"k":1}"#;
+    let drop = rules(&[("$.em", hash())]);
+    assert_eq!(rewrite(&drop, input).unwrap(), r#"{"k":1}"#);
+    let redact = rules_with(&[("$.em", hash())], Unlisted::Keep, OnInvalid::Redact);
+    assert_eq!(
+        rewrite(&redact, input).unwrap(),
+        r#"{"em":"[REDACTED]","k":1}"#
+    );
+    let reject = rules_with(&[("$.em", hash())], Unlisted::Keep, OnInvalid::Reject);
+    let err = rewrite(&reject, input).unwrap_err();
+    assert!(err.is_rejected());
+    assert_eq!(err.path(), "$.em");
+    assert!(!err.to_string().contains("secret"));
+}
+
+#[test]
+fn every_chunking_gives_the_same_output() {
+    let rules = rules(&[
+        ("$.data[*].user_data.em", hash_email()),
+        ("$..ph", Action::Drop),
+        ("$.s", hash()),
+    ]);
+    let input = "\u{feff}{\"data\":[{\"user_data\":{\"em\":\"A@b.c\",\"ph\":\"1\",\"n\":-0.5e+2}},\"x\\u00e9\\ud83d\\ude00\"],\"s\":\"\\\"q\\\"é\"}";
+    let (whole, _) = rewrite_chunked(&rules, Framing::Single, input.as_bytes(), 0).unwrap();
+    for size in 1..input.len() {
+        let (out, _) = rewrite_chunked(&rules, Framing::Single, input.as_bytes(), size).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&whole),
+            "chunk size {size}"
+        );
+    }
+    assert!(whole.starts_with("\u{feff}".as_bytes()));
+}
+
+#[test]
+fn embedded_json_strings_are_opened() {
+    let rules = rules(&[("$.data[*].user_data.em", hash_email())]);
+    let inner = r#"{"user_data":{"em":"a@b.c"}}"#;
+    let input = serde_json::json!({"data": [inner]}).to_string();
+    let out = rewrite(&rules, &input).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let element: serde_json::Value =
+        serde_json::from_str(value["data"][0].as_str().unwrap()).unwrap();
+    assert_eq!(element["user_data"]["em"], sha256_hex("a@b.c"));
+    // The embedded array itself can be a string too.
+    let input = serde_json::json!({"data": serde_json::json!([inner]).to_string()}).to_string();
+    let out = rewrite(&rules, &input).unwrap();
+    assert!(!out.contains("a@b.c"), "{out}");
+}
+
+#[test]
+fn unlisted_drop_keeps_only_what_rules_name() {
+    let rules = rules_with(
+        &[("$.user.em", hash()), ("$.keep", Action::Keep)],
+        Unlisted::Drop,
+        OnInvalid::Drop,
+    );
+    let out = rewrite(
+        &rules,
+        r#"{"user":{"em":"a","name":"Bob"},"other":{"x":1},"keep":{"y":2},"n":3}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        format!(
+            r#"{{"user":{{"em":"{}"}},"keep":{{"y":2}}}}"#,
+            sha256_hex("a")
+        )
+    );
+}
+
+#[test]
+fn ndjson_lines_are_documents_and_blank_lines_stay() {
+    let rules = rules(&[("$.em", hash())]);
+    let input = "{\"em\":\"a\"}\n\n{\"em\":\"b\"}\r\n";
+    let (out, report) = rewrite_chunked(&rules, Framing::Lines, input.as_bytes(), 3).unwrap();
+    let expected = format!(
+        "{{\"em\":\"{}\"}}\n\n{{\"em\":\"{}\"}}\r\n",
+        sha256_hex("a"),
+        sha256_hex("b")
+    );
+    assert_eq!(String::from_utf8(out).unwrap(), expected);
+    assert_eq!(report.rewritten, vec![2]);
+    assert!(rewrite_chunked(&rules, Framing::Lines, b"{\"em\":\n\"a\"}", 0).is_err());
+}
+
+#[test]
+fn errors_name_offset_and_path_never_the_value() {
+    let rules = rules(&[("$.a", hash())]);
+    let err = rewrite(&rules, r#"{"a":{"b":[1,"secret-value" x]}}"#).unwrap_err();
+    assert!(err.is_syntax());
+    assert_eq!(err.offset(), 28);
+    assert_eq!(err.path(), "$.a.b");
+    let rules = rules_with(&[("$.z", hash())], Unlisted::Keep, OnInvalid::Drop);
+    let err = rewrite(&rules, r#"{"a":{"b":[1,"secret-value" x]}}"#).unwrap_err();
+    assert_eq!(err.path(), "$.a.b");
+    assert!(!err.to_string().contains("secret"));
+}

@@ -16,6 +16,8 @@ struct Inner {
     offset: u64,
     path: String,
     reason: Cow<'static, str>,
+    /// The problem is inside a document embedded in a string or form field.
+    embedded: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +45,7 @@ impl Error {
                 offset,
                 path,
                 reason: reason.into(),
+                embedded: false,
             }),
         }
     }
@@ -65,6 +68,12 @@ impl Error {
     /// A rule rejected a value it cannot handle (`on_invalid: reject`).
     pub fn is_rejected(&self) -> bool {
         self.inner.kind == Kind::Rejected
+    }
+
+    /// The problem is inside a JSON document embedded in a string or a form
+    /// field (reported at the embedding value's offset).
+    pub fn is_embedded(&self) -> bool {
+        self.inner.embedded
     }
 
     /// Byte offset in the body where the problem is.
@@ -104,7 +113,9 @@ impl Error {
             "in the embedded document at byte {}: {}",
             inner.offset, inner.reason
         );
-        Error::new(inner.kind, offset, path, reason)
+        let mut error = Error::new(inner.kind, offset, path, reason);
+        error.inner.embedded = true;
+        error
     }
 }
 

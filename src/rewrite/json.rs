@@ -26,7 +26,6 @@ use super::output::{Mode, Output};
 use super::path::push_key;
 use super::report::{ChangeKind, Report};
 use super::sink::Sink;
-use super::utf8::Utf8Stream;
 use crate::policy::{Label, OnInvalid, REDACTED, RuleId, Rules, State, Unlisted};
 use crate::transform::{Action, Invalid, Outcome, Scalar};
 
@@ -45,9 +44,10 @@ pub struct JsonRewriter<'r, S: Sink> {
     sink: S,
     framing: Framing,
     lex: Lex,
-    /// Offset of the current chunk's first byte in the whole body.
+    /// Offset in the whole body of the first byte not yet scanned.
     offset: u64,
-    utf8: Utf8Stream,
+    /// The start of a character cut by the end of the last chunk.
+    utf8_carry: Vec<u8>,
     frames: Vec<Frame>,
     /// The selector states of every tracked frame, stacked.
     arena: Vec<State>,
@@ -250,7 +250,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             framing,
             lex: Lex::Start,
             offset: 0,
-            utf8: Utf8Stream::default(),
+            utf8_carry: Vec::new(),
             frames: Vec::new(),
             arena: Vec::new(),
             child_states: Vec::new(),
@@ -292,8 +292,14 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
-        let result = self.write_chunk(&chunk);
-        self.offset += chunk.len() as u64;
+        let data = if self.utf8_carry.is_empty() {
+            chunk
+        } else {
+            let mut joined = std::mem::take(&mut self.utf8_carry);
+            joined.extend_from_slice(&chunk);
+            Bytes::from(joined)
+        };
+        let result = self.write_chunk(&data);
         if let Err(err) = &result {
             self.failed = Some(err.clone());
         }
@@ -306,12 +312,8 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         if let Some(err) = self.failed.take() {
             return Err(err);
         }
-        if let Some(tail) = self.utf8.pending() {
-            return Err(self.error_at_offset(
-                self.offset - tail as u64,
-                Kind::Syntax,
-                "invalid UTF-8",
-            ));
+        if !self.utf8_carry.is_empty() {
+            return Err(self.error_at_offset(self.offset, Kind::Syntax, "invalid UTF-8"));
         }
         let empty = Bytes::new();
         if let Lex::Number(num) = self.lex
@@ -337,32 +339,31 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         Ok((self.sink, self.report))
     }
 
-    fn write_chunk(&mut self, chunk: &Bytes) -> Result<(), Error> {
-        let valid = match self.utf8.feed(chunk) {
-            Ok(valid) => valid,
-            Err(back) => {
-                return Err(self.error_at_offset(
-                    self.offset - back as u64,
-                    Kind::Syntax,
-                    "invalid UTF-8",
-                ));
-            }
+    /// Scans the valid UTF-8 prefix of `data`. A character cut at the end is
+    /// carried to the next chunk unscanned, so that the scanner sees the same
+    /// bytes, and meets the same errors, however the body is chunked.
+    fn write_chunk(&mut self, data: &Bytes) -> Result<(), Error> {
+        let (valid, invalid) = match std::str::from_utf8(data) {
+            Ok(_) => (data.len(), false),
+            Err(err) => (err.valid_up_to(), err.error_len().is_some()),
         };
         self.out.from = 0;
-        self.scan(chunk, valid)?;
-        if valid < chunk.len() {
+        self.scan(data, valid)?;
+        if invalid {
             return Err(self.error(valid, Kind::Syntax, "invalid UTF-8"));
         }
-        self.out.flush(chunk, chunk.len(), &mut self.sink);
+        self.out.flush(data, valid, &mut self.sink);
         if let Some(from) = self.capture_from {
-            self.spill_capture(chunk, from, chunk.len())?;
+            self.spill_capture(data, from, valid)?;
             // The next chunk (or `finish`) continues from its own start.
             self.capture_from = Some(0);
         }
+        self.utf8_carry.extend_from_slice(&data[valid..]);
+        self.offset += valid as u64;
         let held_limit = self.rules.limits.max_value_bytes as usize;
         if self.out.held_len > held_limit {
-            return Err(self.error(
-                chunk.len(),
+            return Err(self.error_at_offset(
+                self.offset,
                 Kind::TooLarge,
                 format!("member name and whitespace longer than {held_limit} bytes"),
             ));

@@ -12,7 +12,6 @@ mod path;
 mod report;
 mod sink;
 pub mod tree;
-mod utf8;
 
 pub use body::{BodyKind, BodyRewriter};
 pub use error::Error;

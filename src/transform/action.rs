@@ -168,7 +168,8 @@ impl Action {
                 normalizer,
                 encoding,
             } => {
-                if text.is_empty() || is_sha256_hex(text.trim()) {
+                let digest = matches!(value, Scalar::Str(s) if is_sha256_hex(s.trim()));
+                if text.is_empty() || digest {
                     return Ok(Outcome::Unchanged);
                 }
                 let normalized = normalizer.apply(text)?;

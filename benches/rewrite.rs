@@ -1,0 +1,170 @@
+//! The streaming rewriter against a serde_json `Value` round trip doing the
+//! same rewrite, on a generated ~1 MiB Meta Conversions API batch (500
+//! events, 11 hashed `user_data` fields each), plus pass-through cases where
+//! no rule matches. All in one criterion group, so the ratios come from one
+//! run on one machine.
+//!
+//! `cargo bench --bench rewrite`
+
+use std::hint::black_box;
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
+use scrim::rewrite::{Framing, JsonRewriter, Sink, tree};
+use scrim::transform::{Action, Encoding, Normalizer, PhoneOptions};
+
+const FIELDS: [(&str, &str); 11] = [
+    ("em", "email"),
+    ("ph", "phone"),
+    ("fn", "name"),
+    ("ln", "name"),
+    ("db", "date"),
+    ("ge", "gender"),
+    ("ct", "city"),
+    ("st", "state"),
+    ("zp", "zip"),
+    ("country", "country"),
+    ("external_id", "external_id"),
+];
+
+/// A Meta CAPI batch: `events` events of about 2 KiB each.
+fn meta_batch(events: usize) -> Vec<u8> {
+    let mut data = Vec::new();
+    for i in 0..events {
+        data.push(serde_json::json!({
+            "event_name": "Purchase",
+            "event_time": 1764400000 + i,
+            "event_id": format!("order-{i:06}"),
+            "action_source": "website",
+            "event_source_url": format!("https://bakery.example/checkout/{i}?utm_source=newsletter&utm_medium=email"),
+            "user_data": {
+                "em": [format!("  Customer.{i}@Example.com ")],
+                "ph": [format!("+1 (650) 555-{:04}", i % 10000)],
+                "fn": "Zoë",
+                "ln": format!("O'Brien-{i}"),
+                "db": "1990-02-13",
+                "ge": "female",
+                "ct": "Menlo Park",
+                "st": "California",
+                "zp": "94025-1234",
+                "country": "US",
+                "external_id": format!("cust-{i:08}"),
+                "client_ip_address": format!("203.0.{}.{}", i % 250, i % 200),
+                "client_user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+                "fbc": "fb.1.1554763741205.AbCdEfGhIjKlMnOpQrStUvWxYz1234567890",
+                "fbp": format!("fb.1.1558571054389.{}", 1098115397 + i)
+            },
+            "custom_data": {
+                "currency": "usd",
+                "value": 123.45,
+                "content_type": "product",
+                "order_id": format!("ORD-{i:08}"),
+                "contents": (0..6).map(|j| serde_json::json!({
+                    "id": format!("sku-{j:05}"), "quantity": j + 1, "item_price": 4.5 + j as f64,
+                    "title": "Sourdough loaf, whole wheat, 800 g", "category": "bread"
+                })).collect::<Vec<_>>()
+            }
+        }));
+    }
+    serde_json::to_vec(&serde_json::json!({ "data": data, "test_event_code": "TEST12345" }))
+        .unwrap()
+}
+
+fn rules(selectors: impl Iterator<Item = (String, Action)>) -> Rules {
+    Rules::build(
+        selectors.map(|(s, a)| (s, a, OnInvalid::Drop)),
+        Unlisted::Keep,
+        Limits::default(),
+    )
+    .unwrap()
+}
+
+fn hash_rules(prefix: &str, normalized: bool) -> Rules {
+    rules(FIELDS.iter().map(|(field, normalizer)| {
+        let normalizer = match (normalized, *normalizer) {
+            (false, _) => Normalizer::None,
+            (true, "phone") => Normalizer::Phone(PhoneOptions {
+                default_region: Some(phonenumber::country::Id::US),
+                plus: false,
+            }),
+            (true, name) => Normalizer::from_name(name).unwrap(),
+        };
+        (
+            format!("{prefix}.{field}"),
+            Action::Hash {
+                normalizer,
+                encoding: Encoding::Hex,
+            },
+        )
+    }))
+}
+
+/// Counts output bytes, as a socket would take them, without copying.
+struct CountSink(usize);
+
+impl Sink for CountSink {
+    fn write(&mut self, bytes: Bytes) {
+        self.0 += bytes.len();
+    }
+}
+
+fn stream(rules: &Rules, body: &Bytes) -> usize {
+    let mut rewriter = JsonRewriter::new(rules, Framing::Single, CountSink(0));
+    let mut at = 0;
+    while at < body.len() {
+        let end = (at + 64 * 1024).min(body.len());
+        rewriter.write(body.slice(at..end)).unwrap();
+        at = end;
+    }
+    rewriter.finish().unwrap().0.0
+}
+
+fn bench(c: &mut Criterion) {
+    let body = Bytes::from(meta_batch(500));
+    let hashed = hash_rules("$.data[*].user_data", false);
+    let normalized = hash_rules("$.data[*].user_data", true);
+    let untracked = rules(std::iter::once(("$.nothing".to_owned(), Action::Drop)));
+    let tracked_miss = hash_rules("$.data[*].user_data.absent", false);
+
+    // Both implementations must agree before they are timed.
+    for rules in [&hashed, &normalized] {
+        let mut streamed = Vec::new();
+        let mut rewriter = JsonRewriter::new(rules, Framing::Single, &mut streamed);
+        rewriter.write(body.clone()).unwrap();
+        rewriter.finish().unwrap();
+        let streamed: serde_json::Value = serde_json::from_slice(&streamed.concat()).unwrap();
+        let round_trip: serde_json::Value =
+            serde_json::from_slice(&tree::rewrite_bytes(rules, &body).unwrap()).unwrap();
+        assert_eq!(streamed, round_trip);
+    }
+
+    let mut group = c.benchmark_group("meta_capi_1mib");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.sample_size(30);
+    group.bench_function("stream/hash", |b| {
+        b.iter(|| stream(black_box(&hashed), black_box(&body)))
+    });
+    group.bench_function("serde_value/hash", |b| {
+        b.iter(|| tree::rewrite_bytes(black_box(&hashed), black_box(&body)).unwrap())
+    });
+    group.bench_function("stream/hash_normalized", |b| {
+        b.iter(|| stream(black_box(&normalized), black_box(&body)))
+    });
+    group.bench_function("serde_value/hash_normalized", |b| {
+        b.iter(|| tree::rewrite_bytes(black_box(&normalized), black_box(&body)).unwrap())
+    });
+    group.bench_function("stream/passthrough_untracked", |b| {
+        b.iter(|| stream(black_box(&untracked), black_box(&body)))
+    });
+    group.bench_function("stream/passthrough_tracked", |b| {
+        b.iter(|| stream(black_box(&tracked_miss), black_box(&body)))
+    });
+    group.bench_function("serde_value/passthrough", |b| {
+        b.iter(|| tree::rewrite_bytes(black_box(&untracked), black_box(&body)).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -60,7 +60,7 @@ fn meta_batch(events: usize) -> Vec<u8> {
                 "value": 123.45,
                 "content_type": "product",
                 "order_id": format!("ORD-{i:08}"),
-                "contents": (0..6).map(|j| serde_json::json!({
+                "contents": (0..11).map(|j| serde_json::json!({
                     "id": format!("sku-{j:05}"), "quantity": j + 1, "item_price": 4.5 + j as f64,
                     "title": "Sourdough loaf, whole wheat, 800 g", "category": "bread"
                 })).collect::<Vec<_>>()
@@ -122,6 +122,7 @@ fn stream(rules: &Rules, body: &Bytes) -> usize {
 
 fn bench(c: &mut Criterion) {
     let body = Bytes::from(meta_batch(500));
+    eprintln!("Meta CAPI batch: 500 events, {} bytes", body.len());
     let hashed = hash_rules("$.data[*].user_data", false);
     let normalized = hash_rules("$.data[*].user_data", true);
     let untracked = rules(std::iter::once(("$.nothing".to_owned(), Action::Drop)));

@@ -1,18 +1,23 @@
-//! The selector automaton. All body selectors of a route are stepped together
-//! as the rewriter walks the document: a value's *state set* says which
-//! selectors are still alive at its children. An empty set means nothing below
-//! can be selected, which lets the rewriter pass the subtree through without
-//! looking at it again.
+//! The selector automaton. All body selectors of a route are compiled into
+//! one trie (selectors sharing a prefix share its nodes) and stepped together
+//! as the rewriter walks the document: a value's *state set* says where in the
+//! trie its children are looked up. An empty set means nothing below can be
+//! selected, which lets the rewriter pass the subtree through without looking
+//! at it again.
 
 use super::RuleId;
 use super::selector::Step;
 
-/// One selector's progress: the index of its next step.
+/// A position in the trie, for the children of one value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct State {
-    selector: u32,
-    step: u32,
+    node: u32,
+    /// `ALL_EDGES`, or the one `..` edge (in `other`) of `node` that stays
+    /// alive at every depth below where it started.
+    edge: u32,
 }
+
+const ALL_EDGES: u32 = u32::MAX;
 
 /// The label of a child value: its (unescaped) member key or array index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,16 +26,46 @@ pub enum Label<'a> {
     Index(u32),
 }
 
-#[derive(Debug, Clone)]
-struct Compiled {
-    steps: Box<[Step]>,
-    rule: RuleId,
+#[derive(Debug, Clone, Default)]
+struct Node {
+    /// `.name` edges, sorted by (length, name) for a binary search: a node
+    /// like Meta's `user_data` has a dozen of them.
+    named: Vec<(Vec<u8>, u32)>,
+    /// Every other edge (`[N]`, `[*]`, `..name`, `..*`).
+    other: Vec<(Step, u32)>,
+    /// The last rule whose selector ends here.
+    selected: Option<RuleId>,
+}
+
+impl Node {
+    fn has_edges(&self) -> bool {
+        !self.named.is_empty() || !self.other.is_empty()
+    }
+
+    fn find_named(&self, key: &[u8]) -> Option<u32> {
+        self.named
+            .binary_search_by(|(name, _)| {
+                name.len()
+                    .cmp(&key.len())
+                    .then_with(|| name.as_slice().cmp(key))
+            })
+            .ok()
+            .map(|index| self.named[index].1)
+    }
 }
 
 /// The body selectors of one route.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Matcher {
-    selectors: Vec<Compiled>,
+    nodes: Vec<Node>,
+}
+
+impl Default for Matcher {
+    fn default() -> Self {
+        Matcher {
+            nodes: vec![Node::default()],
+        }
+    }
 }
 
 impl Matcher {
@@ -39,24 +74,50 @@ impl Matcher {
     }
 
     pub(super) fn add(&mut self, steps: Vec<Step>, rule: RuleId) {
-        self.selectors.push(Compiled {
-            steps: steps.into_boxed_slice(),
-            rule,
-        });
+        let mut at = 0usize;
+        for step in steps {
+            let node = &self.nodes[at];
+            let existing = match &step {
+                Step::Child(name) => node.find_named(name),
+                other => node
+                    .other
+                    .iter()
+                    .find(|(s, _)| s == other)
+                    .map(|(_, to)| *to),
+            };
+            at = match existing {
+                Some(to) => to as usize,
+                None => {
+                    let to = self.nodes.len() as u32;
+                    self.nodes.push(Node::default());
+                    let node = &mut self.nodes[at];
+                    match step {
+                        Step::Child(name) => {
+                            node.named.push((name, to));
+                            node.named.sort_by(|(a, _), (b, _)| {
+                                a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+                            });
+                        }
+                        other => node.other.push((other, to)),
+                    }
+                    to as usize
+                }
+            };
+        }
+        let node = &mut self.nodes[at];
+        node.selected = Some(node.selected.map_or(rule, |r| r.max(rule)));
     }
 
     pub fn is_empty(&self) -> bool {
-        self.selectors.is_empty()
+        !self.nodes[0].has_edges() && self.nodes[0].selected.is_none()
     }
 
     /// The states at the document root, appended to `out`, and the rule that
     /// selects the root itself (`$`), if any.
     pub fn start(&self, out: &mut Vec<State>) -> Option<RuleId> {
-        let from = out.len();
+        let base = out.len();
         let mut selected = None;
-        for index in 0..self.selectors.len() as u32 {
-            self.advance(index, 0, from, out, &mut selected);
-        }
+        self.arrive(0, base, out, &mut selected);
         selected
     }
 
@@ -67,44 +128,100 @@ impl Matcher {
         let base = out.len();
         let mut selected = None;
         for state in from {
-            let steps = &self.selectors[state.selector as usize].steps;
-            let Some(step) = steps.get(state.step as usize) else {
-                continue;
-            };
-            let advances = match (step, label) {
-                (Step::Child(name), Label::Key(key)) => name.as_slice() == key,
-                (Step::Index(n), Label::Index(i)) => *n == i,
-                (Step::Wildcard, _) => true,
-                (Step::Descendant(name), label) => {
-                    push_unique(out, base, *state);
-                    matches!(label, Label::Key(key) if name.as_slice() == key)
+            let node = &self.nodes[state.node as usize];
+            if state.edge == ALL_EDGES {
+                if let Label::Key(key) = label
+                    && let Some(to) = node.find_named(key)
+                {
+                    self.arrive(to, base, out, &mut selected);
                 }
-                (Step::DescendantWildcard, _) => {
-                    push_unique(out, base, *state);
-                    true
+                for (index, (step, to)) in node.other.iter().enumerate() {
+                    self.follow(
+                        *state,
+                        index as u32,
+                        step,
+                        *to,
+                        label,
+                        base,
+                        out,
+                        &mut selected,
+                    );
                 }
-                _ => false,
-            };
-            if advances {
-                self.advance(state.selector, state.step + 1, base, out, &mut selected);
+            } else if let Some((step, to)) = node.other.get(state.edge as usize) {
+                self.follow(
+                    *state,
+                    state.edge,
+                    step,
+                    *to,
+                    label,
+                    base,
+                    out,
+                    &mut selected,
+                );
             }
         }
         selected
     }
 
-    fn advance(
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn follow(
         &self,
-        selector: u32,
-        step: u32,
+        state: State,
+        edge: u32,
+        step: &Step,
+        to: u32,
+        label: Label<'_>,
         base: usize,
         out: &mut Vec<State>,
         selected: &mut Option<RuleId>,
     ) {
-        let compiled = &self.selectors[selector as usize];
-        if step as usize == compiled.steps.len() {
-            *selected = Some(selected.map_or(compiled.rule, |r: RuleId| r.max(compiled.rule)));
-        } else {
-            push_unique(out, base, State { selector, step });
+        let advances = match (step, label) {
+            (Step::Index(n), Label::Index(i)) => *n == i,
+            (Step::Wildcard, _) => true,
+            (Step::Descendant(name), label) => {
+                push_unique(
+                    out,
+                    base,
+                    State {
+                        node: state.node,
+                        edge,
+                    },
+                );
+                matches!(label, Label::Key(key) if name.as_slice() == key)
+            }
+            (Step::DescendantWildcard, _) => {
+                push_unique(
+                    out,
+                    base,
+                    State {
+                        node: state.node,
+                        edge,
+                    },
+                );
+                true
+            }
+            _ => false,
+        };
+        if advances {
+            self.arrive(to, base, out, selected);
+        }
+    }
+
+    fn arrive(&self, node: u32, base: usize, out: &mut Vec<State>, selected: &mut Option<RuleId>) {
+        let target = &self.nodes[node as usize];
+        if let Some(rule) = target.selected {
+            *selected = Some(selected.map_or(rule, |r: RuleId| r.max(rule)));
+        }
+        if target.has_edges() {
+            push_unique(
+                out,
+                base,
+                State {
+                    node,
+                    edge: ALL_EDGES,
+                },
+            );
         }
     }
 }

@@ -51,7 +51,12 @@ fn hex4(digits: &[u8]) -> Option<u16> {
 }
 
 /// Appends `text` as the content of a JSON string (without quotes).
-pub(crate) fn escape_into(text: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn escape_into(text: &[u8], out: &mut impl bytes::BufMut) {
+    // Digests and tokens need no escape: one copy.
+    if super::json::find_string_special(text) == text.len() {
+        out.put_slice(text);
+        return;
+    }
     let mut start = 0;
     for (i, &b) in text.iter().enumerate() {
         let escape: &[u8] = match b {
@@ -63,10 +68,10 @@ pub(crate) fn escape_into(text: &[u8], out: &mut Vec<u8>) {
             0x00..=0x1f => b"",
             _ => continue,
         };
-        out.extend_from_slice(&text[start..i]);
+        out.put_slice(&text[start..i]);
         if escape.is_empty() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[
+            out.put_slice(&[
                 b'\\',
                 b'u',
                 b'0',
@@ -75,11 +80,11 @@ pub(crate) fn escape_into(text: &[u8], out: &mut Vec<u8>) {
                 HEX[usize::from(b & 0xf)],
             ]);
         } else {
-            out.extend_from_slice(escape);
+            out.put_slice(escape);
         }
         start = i + 1;
     }
-    out.extend_from_slice(&text[start..]);
+    out.put_slice(&text[start..]);
 }
 
 #[cfg(test)]

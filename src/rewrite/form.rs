@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::error::{Error, Kind};
 use super::json::{Embedded, rewrite_embedded};
-use super::output::{Mode, Output};
+use super::output::{Mode, Output, Writer};
 use super::path::push_key;
 use super::report::{ChangeKind, Report};
 use super::sink::Sink;
@@ -21,7 +21,7 @@ use crate::transform::{Action, Outcome, Scalar};
 /// Rewrites one form body pushed in chunks.
 pub struct FormRewriter<'r, S: Sink> {
     rules: &'r Rules,
-    sink: S,
+    out_writer: Writer<S>,
     offset: u64,
     out: Output,
     root_states: Vec<State>,
@@ -57,7 +57,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         let root_rule = rules.body.start(&mut root_states);
         FormRewriter {
             rules,
-            sink,
+            out_writer: Writer::new(sink),
             offset: 0,
             out: Output::default(),
             root_states,
@@ -82,7 +82,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
     }
 
     pub fn sink_mut(&mut self) -> &mut S {
-        &mut self.sink
+        &mut self.out_writer.sink
     }
 
     pub fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
@@ -106,8 +106,8 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         if self.offset > 0 {
             self.field_end(&empty, 0)?;
         }
-        self.out.flush(&empty, 0, &mut self.sink);
-        Ok((self.sink, self.report))
+        self.out.flush(&empty, 0, &mut self.out_writer);
+        Ok((self.out_writer.into_sink(), self.report))
     }
 
     fn write_chunk(&mut self, chunk: &Bytes) -> Result<(), Error> {
@@ -115,7 +115,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         if self.offset == 0 && !chunk.is_empty() {
             // The first field is held from the start, like every later one
             // is from its `&`.
-            self.out.hold(chunk, 0, false, &mut self.sink);
+            self.out.hold(chunk, 0, false, &mut self.out_writer);
         }
         let mut i = 0;
         while i < chunk.len() {
@@ -130,19 +130,20 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
                 self.key_end(chunk, at)?;
             } else {
                 self.field_end(chunk, at)?;
-                self.out.hold(chunk, at, true, &mut self.sink);
+                self.out.hold(chunk, at, true, &mut self.out_writer);
                 self.field_offset = self.offset + at as u64 + 1;
                 self.capture_from = Some(at + 1);
             }
             i = at + 1;
         }
-        self.out.flush(chunk, chunk.len(), &mut self.sink);
+        self.out.flush(chunk, chunk.len(), &mut self.out_writer);
+        self.out_writer.flush();
         if let Some(from) = self.capture_from {
             self.spill(chunk, from, chunk.len())?;
             // The next chunk (or `finish`) continues from its own start.
             self.capture_from = Some(0);
         }
-        if self.out.held_len > self.rules.limits.max_value_bytes as usize {
+        if self.out.held.len() > self.rules.limits.max_value_bytes as usize {
             return Err(self.error(Kind::TooLarge, "form field name too long"));
         }
         Ok(())
@@ -187,7 +188,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             Field::Dropped(_) => {}
             Field::Select(_) | Field::Track => {
                 self.out
-                    .set_mode(chunk, at + 1, Mode::Suppress, &mut self.sink);
+                    .set_mode(chunk, at + 1, Mode::Suppress, &mut self.out_writer);
                 self.capture_limit = match self.field {
                     Field::Track => self.rules.limits.max_embedded_bytes as usize,
                     _ => self.rules.limits.max_value_bytes as usize,
@@ -222,8 +223,9 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
     }
 
     fn keep(&mut self, chunk: &Bytes, at: usize) {
-        self.out.set_mode(chunk, at, Mode::Pass, &mut self.sink);
-        self.out.write_held(!self.emitted_any, &mut self.sink);
+        self.out
+            .set_mode(chunk, at, Mode::Pass, &mut self.out_writer);
+        self.out.write_held(!self.emitted_any, &mut self.out_writer);
         self.emitted_any = true;
     }
 
@@ -256,12 +258,14 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             }
             Field::Select(rule) => {
                 let raw = self.take_capture(chunk, at)?;
-                self.out.set_mode(chunk, at, Mode::Pass, &mut self.sink);
+                self.out
+                    .set_mode(chunk, at, Mode::Pass, &mut self.out_writer);
                 self.rewrite_value(chunk, at, rule, &raw)?;
             }
             Field::Track => {
                 let raw = self.take_capture(chunk, at)?;
-                self.out.set_mode(chunk, at, Mode::Pass, &mut self.sink);
+                self.out
+                    .set_mode(chunk, at, Mode::Pass, &mut self.out_writer);
                 self.embedded(chunk, at, &raw)?;
             }
         }
@@ -270,7 +274,8 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
     }
 
     fn drop_field(&mut self, chunk: &Bytes, at: usize, rule: Option<RuleId>, what: ChangeKind) {
-        self.out.set_mode(chunk, at, Mode::Pass, &mut self.sink);
+        self.out
+            .set_mode(chunk, at, Mode::Pass, &mut self.out_writer);
         self.out.discard_held();
         let key = &self.key;
         self.report.record(rule, what, || field_path(key));
@@ -299,9 +304,9 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
                     .record(Some(rule), ChangeKind::Rewritten, || field_path(key));
             }
             Ok(Outcome::Unchanged) => {
-                self.out.write_held(!self.emitted_any, &mut self.sink);
+                self.out.write_held(!self.emitted_any, &mut self.out_writer);
                 self.emitted_any = true;
-                self.sink.write(Bytes::copy_from_slice(raw));
+                self.out_writer.copy(raw);
             }
             Err(why) => match self.rules.rules[rule].on_invalid {
                 OnInvalid::Drop => {
@@ -351,17 +356,17 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
                 self.report.absorb(report);
             }
             Some(_) => {
-                self.out.write_held(!self.emitted_any, &mut self.sink);
+                self.out.write_held(!self.emitted_any, &mut self.out_writer);
                 self.emitted_any = true;
-                self.sink.write(Bytes::copy_from_slice(raw));
+                self.out_writer.copy(raw);
             }
             None if self.rules.unlisted == Unlisted::Drop => {
                 self.drop_field(chunk, at, None, ChangeKind::Unlisted)
             }
             None => {
-                self.out.write_held(!self.emitted_any, &mut self.sink);
+                self.out.write_held(!self.emitted_any, &mut self.out_writer);
                 self.emitted_any = true;
-                self.sink.write(Bytes::copy_from_slice(raw));
+                self.out_writer.copy(raw);
             }
         }
         Ok(())
@@ -369,9 +374,9 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
 
     /// Writes the held `&name=` and the new value, encoded.
     fn emit_field(&mut self, value: &str) {
-        self.out.write_held(!self.emitted_any, &mut self.sink);
+        self.out.write_held(!self.emitted_any, &mut self.out_writer);
         self.emitted_any = true;
-        self.sink.write(Bytes::from(encode(value.as_bytes())));
+        self.out_writer.copy(encode(value.as_bytes()).as_bytes());
     }
 
     fn error(&self, kind: Kind, reason: impl Into<std::borrow::Cow<'static, str>>) -> Error {

@@ -21,13 +21,13 @@
 use bytes::Bytes;
 
 use super::error::{Error, Kind};
-use super::escape::{escape_into, unescape_into};
-use super::output::{Mode, Output};
+use super::escape::unescape_into;
+use super::output::{Mode, Output, Writer};
 use super::path::push_key;
 use super::report::{ChangeKind, Report};
 use super::sink::Sink;
 use crate::policy::{Label, OnInvalid, REDACTED, RuleId, Rules, State, Unlisted};
-use crate::transform::{Action, Invalid, Outcome, Scalar};
+use crate::transform::{Action, Applied, Invalid, Scalar};
 
 /// Whether the input is one JSON document or newline-delimited documents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub enum Framing {
 /// Rewrites one JSON body (or NDJSON stream) pushed in chunks.
 pub struct JsonRewriter<'r, S: Sink> {
     rules: &'r Rules,
-    sink: S,
+    out_writer: Writer<S>,
     framing: Framing,
     lex: Lex,
     /// Offset in the whole body of the first byte not yet scanned.
@@ -69,6 +69,8 @@ pub struct JsonRewriter<'r, S: Sink> {
     capture_spilled: bool,
     token_offset: u64,
     key_buf: Vec<u8>,
+    /// The new text of the value being rewritten (reused).
+    replacement: String,
     report: Report,
     /// Set for an embedded document: its root's states, its depth within the
     /// outer document, and the outer path.
@@ -246,7 +248,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     pub fn new(rules: &'r Rules, framing: Framing, sink: S) -> Self {
         JsonRewriter {
             rules,
-            sink,
+            out_writer: Writer::new(sink),
             framing,
             lex: Lex::Start,
             offset: 0,
@@ -265,6 +267,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             capture_spilled: false,
             token_offset: 0,
             key_buf: Vec::new(),
+            replacement: String::new(),
             report: Report::new(rules.rules.len(), false),
             embedded: None,
             failed: None,
@@ -284,7 +287,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     }
 
     pub fn sink_mut(&mut self) -> &mut S {
-        &mut self.sink
+        &mut self.out_writer.sink
     }
 
     /// Pushes the next chunk of the body.
@@ -335,8 +338,8 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             };
             return Err(self.error_at_offset(self.offset, Kind::Syntax, reason));
         }
-        self.out.flush(&empty, 0, &mut self.sink);
-        Ok((self.sink, self.report))
+        self.out.flush(&empty, 0, &mut self.out_writer);
+        Ok((self.out_writer.into_sink(), self.report))
     }
 
     /// Scans the valid UTF-8 prefix of `data`. A character cut at the end is
@@ -352,7 +355,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         if invalid {
             return Err(self.error(valid, Kind::Syntax, "invalid UTF-8"));
         }
-        self.out.flush(data, valid, &mut self.sink);
+        self.out.flush(data, valid, &mut self.out_writer);
         if let Some(from) = self.capture_from {
             self.spill_capture(data, from, valid)?;
             // The next chunk (or `finish`) continues from its own start.
@@ -360,8 +363,10 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         }
         self.utf8_carry.extend_from_slice(&data[valid..]);
         self.offset += valid as u64;
+        // What this chunk produced is the sink's before the next one arrives.
+        self.out_writer.flush();
         let held_limit = self.rules.limits.max_value_bytes as usize;
-        if self.out.held_len > held_limit {
+        if self.out.held.len() > held_limit {
             return Err(self.error_at_offset(
                 self.offset,
                 Kind::TooLarge,
@@ -404,24 +409,17 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         self.capture_from = Some(at);
     }
 
-    /// The captured token, ending at `end` in the current chunk.
-    fn take_token(&mut self, chunk: &Bytes, end: usize) -> Result<Bytes, Error> {
+    /// Completes the captured token, which ends at `end` in the current
+    /// chunk, into `self.capture`. A copy (of a bounded size) is cheaper than
+    /// a reference-counted slice of the chunk.
+    fn finish_token(&mut self, chunk: &Bytes, end: usize) -> Result<(), Error> {
         let from = self.capture_from.take().unwrap_or(end);
-        if self.capture_spilled {
-            self.spill_capture(chunk, from, end)?;
-            self.capture_spilled = false;
-            Ok(Bytes::from(std::mem::take(&mut self.capture)))
-        } else {
-            let limit = self.capture_limit();
-            if end - from > limit {
-                return Err(self.error(
-                    end,
-                    Kind::TooLarge,
-                    format!("value larger than {limit} bytes"),
-                ));
-            }
-            Ok(chunk.slice(from..end))
+        if !self.capture_spilled {
+            self.capture.clear();
         }
+        self.spill_capture(chunk, from, end)?;
+        self.capture_spilled = false;
+        Ok(())
     }
 
     fn scan(&mut self, chunk: &Bytes, limit: usize) -> Result<(), Error> {
@@ -658,7 +656,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             && frame.mode != FrameMode::Untracked
             && frame.count == 0
         {
-            self.out.hold(chunk, at, false, &mut self.sink);
+            self.out.hold(chunk, at, false, &mut self.out_writer);
         }
         self.str_is_key = true;
         self.str_escaped = false;
@@ -676,15 +674,31 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     }
 
     fn key_end(&mut self, chunk: &Bytes, end: usize) -> Result<(), Error> {
-        let raw = self.take_token(chunk, end)?;
+        let from = self.capture_from.take().unwrap_or(end);
+        if self.capture_spilled {
+            self.spill_capture(chunk, from, end)?;
+            self.capture_spilled = false;
+        } else if end - from > self.rules.limits.max_value_bytes as usize {
+            let reason = format!(
+                "member name longer than {} bytes",
+                self.rules.limits.max_value_bytes
+            );
+            return Err(self.error(end, Kind::TooLarge, reason));
+        }
+        // Borrowed from the chunk when the name lies within it: no copy.
+        let raw: &[u8] = if self.capture.is_empty() {
+            &chunk[from..end]
+        } else {
+            &self.capture
+        };
         let label: &[u8] = if self.str_escaped {
             self.key_buf.clear();
-            if unescape_into(&raw, &mut self.key_buf).is_none() {
+            if unescape_into(raw, &mut self.key_buf).is_none() {
                 return Err(self.error(end, Kind::Syntax, "invalid escape in a member name"));
             }
             &self.key_buf
         } else {
-            &raw
+            raw
         };
         self.lex = Lex::Colon;
         let Some(frame) = self.frames.last_mut() else {
@@ -706,6 +720,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 slot_for(selected, &self.child_states, self.rules.unlisted)
             }
         };
+        self.capture.clear();
         Ok(())
     }
 
@@ -713,7 +728,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         if let Some(frame) = self.frames.last()
             && frame.mode != FrameMode::Untracked
         {
-            self.out.hold(chunk, at, true, &mut self.sink);
+            self.out.hold(chunk, at, true, &mut self.out_writer);
         }
         self.lex = if object { Lex::Key } else { Lex::Element };
     }
@@ -754,10 +769,22 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         self.str_escaped = false;
         self.token_offset = self.offset + at as u64;
         let slot = std::mem::replace(&mut self.slot, Slot::Pass);
+        self.scalar = ScalarUse::Pass;
+        if slot == Slot::Pass && self.out.mode != Mode::Hold {
+            // Nothing held, nothing to decide (an untracked subtree, or the
+            // first element of a tracked array).
+            if let Some(frame) = self.frames.last_mut() {
+                frame.emitted_any = true;
+            }
+            return if container {
+                self.push_frame(at, b == b'{', FrameMode::Untracked, false)
+            } else {
+                Ok(())
+            };
+        }
         let mut frame_mode = FrameMode::Untracked;
         let mut ends_suppress = false;
         let mut capture = false;
-        self.scalar = ScalarUse::Pass;
         match slot {
             Slot::Pass => self.keep_value(chunk, at),
             Slot::Unlisted => {
@@ -770,7 +797,8 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 frame_mode = FrameMode::Tracked;
             }
             Slot::Track if b == b'"' => {
-                self.out.set_mode(chunk, at, Mode::Suppress, &mut self.sink);
+                self.out
+                    .set_mode(chunk, at, Mode::Suppress, &mut self.out_writer);
                 self.scalar = ScalarUse::Embedded;
                 capture = true;
             }
@@ -805,7 +833,8 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                         ends_suppress = true;
                     }
                     _ => {
-                        self.out.set_mode(chunk, at, Mode::Suppress, &mut self.sink);
+                        self.out
+                            .set_mode(chunk, at, Mode::Suppress, &mut self.out_writer);
                         self.scalar = ScalarUse::Select(rule);
                         capture = true;
                     }
@@ -823,14 +852,15 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     /// The value stays: whatever was held for it goes out.
     fn keep_value(&mut self, chunk: &Bytes, at: usize) {
         if self.out.mode == Mode::Hold {
-            self.out.set_mode(chunk, at, Mode::Pass, &mut self.sink);
+            self.out
+                .set_mode(chunk, at, Mode::Pass, &mut self.out_writer);
         }
         self.commit_held();
     }
 
     fn commit_held(&mut self) {
         let drop_comma = self.frames.last().is_some_and(|f| !f.emitted_any);
-        self.out.write_held(drop_comma, &mut self.sink);
+        self.out.write_held(drop_comma, &mut self.out_writer);
         if let Some(frame) = self.frames.last_mut() {
             frame.emitted_any = true;
         }
@@ -839,10 +869,11 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     /// The value (and its member name and separator) goes. A dropped
     /// document root becomes `null`, so that the output stays JSON.
     fn drop_value(&mut self, chunk: &Bytes, at: usize, rule: Option<RuleId>, what: ChangeKind) {
-        self.out.set_mode(chunk, at, Mode::Suppress, &mut self.sink);
+        self.out
+            .set_mode(chunk, at, Mode::Suppress, &mut self.out_writer);
         self.out.discard_held();
         if self.frames.is_empty() {
-            self.sink.write(Bytes::from_static(b"null"));
+            self.out_writer.copy(b"null");
         }
         self.report.record(rule, what, || {
             path_of(self_path(&self.frames, &self.path_keys, &self.embedded))
@@ -851,9 +882,10 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
 
     /// The value is replaced by a string; the original is suppressed.
     fn replace_value(&mut self, chunk: &Bytes, at: usize, with: &str) {
-        self.out.set_mode(chunk, at, Mode::Suppress, &mut self.sink);
+        self.out
+            .set_mode(chunk, at, Mode::Suppress, &mut self.out_writer);
         self.commit_held();
-        self.sink.write(json_string(with.as_bytes()));
+        self.out_writer.json_string(with.as_bytes());
     }
 
     fn invalid_container(&mut self, chunk: &Bytes, at: usize, rule: RuleId) -> Result<(), Error> {
@@ -927,7 +959,8 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             self.arena.truncate(frame.states_start);
             self.path_keys.truncate(frame.key_start);
             if frame.ends_suppress {
-                self.out.set_mode(chunk, at + 1, Mode::Pass, &mut self.sink);
+                self.out
+                    .set_mode(chunk, at + 1, Mode::Pass, &mut self.out_writer);
             }
         }
         self.after_value();
@@ -949,16 +982,22 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     fn scalar_end(&mut self, chunk: &Bytes, end: usize) -> Result<(), Error> {
         match self.scalar {
             ScalarUse::Pass => {}
-            ScalarUse::Suppressed => self.out.set_mode(chunk, end, Mode::Pass, &mut self.sink),
-            ScalarUse::Select(rule) => {
-                let raw = self.take_token(chunk, end)?;
-                self.out.set_mode(chunk, end, Mode::Pass, &mut self.sink);
-                self.rewrite_scalar(chunk, end, rule, raw)?;
+            ScalarUse::Suppressed => {
+                self.out
+                    .set_mode(chunk, end, Mode::Pass, &mut self.out_writer)
             }
-            ScalarUse::Embedded => {
-                let raw = self.take_token(chunk, end)?;
-                self.out.set_mode(chunk, end, Mode::Pass, &mut self.sink);
-                self.embedded_string(raw)?;
+            ScalarUse::Select(_) | ScalarUse::Embedded => {
+                self.finish_token(chunk, end)?;
+                self.out
+                    .set_mode(chunk, end, Mode::Pass, &mut self.out_writer);
+                // Moved out for the call and back after, to keep its allocation.
+                let raw = std::mem::take(&mut self.capture);
+                let result = match self.scalar {
+                    ScalarUse::Select(rule) => self.rewrite_scalar(chunk, end, rule, &raw),
+                    _ => self.embedded_string(&raw),
+                };
+                self.capture = raw;
+                result?;
             }
         }
         self.scalar = ScalarUse::Pass;
@@ -971,7 +1010,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         chunk: &Bytes,
         end: usize,
         rule: RuleId,
-        raw: Bytes,
+        raw: &[u8],
     ) -> Result<(), Error> {
         let mut text = Vec::new();
         let scalar = match raw.first() {
@@ -998,23 +1037,26 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     .map_err(|_| self.error(end, Kind::Syntax, "invalid number"))?,
             ),
         };
-        let outcome = self.rules.rules[rule].action.apply(scalar);
+        let outcome = self.rules.rules[rule]
+            .action
+            .apply_into(scalar, &mut self.replacement);
         match outcome {
-            Ok(Outcome::Replace(new)) => {
+            Ok(Applied::Replaced) => {
                 self.commit_held();
-                self.sink.write(json_string(new.as_bytes()));
+                self.out_writer.json_string(self.replacement.as_bytes());
                 self.report.record(Some(rule), ChangeKind::Rewritten, || {
                     path_of(self_path(&self.frames, &self.path_keys, &self.embedded))
                 });
             }
-            Ok(Outcome::Unchanged) => {
+            Ok(Applied::Unchanged) => {
                 self.commit_held();
-                self.sink.write(raw);
+                self.out_writer.copy(raw);
             }
             Err(why) => {
                 self.invalid(chunk, end, rule, why)?;
                 // `invalid` suppressed from `end`; nothing of the value follows.
-                self.out.set_mode(chunk, end, Mode::Pass, &mut self.sink);
+                self.out
+                    .set_mode(chunk, end, Mode::Pass, &mut self.out_writer);
             }
         }
         Ok(())
@@ -1022,7 +1064,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
 
     /// A string under which selectors continue. If it holds a JSON document,
     /// that document is rewritten with the same rules and put back.
-    fn embedded_string(&mut self, raw: Bytes) -> Result<(), Error> {
+    fn embedded_string(&mut self, raw: &[u8]) -> Result<(), Error> {
         let content = &raw[1..raw.len() - 1];
         let mut unescaped = Vec::new();
         let text: &[u8] = if self.str_escaped {
@@ -1048,16 +1090,16 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             Some((document, report)) => {
                 self.commit_held();
                 if report.changed() {
-                    self.sink.write(json_string(&document));
+                    self.out_writer.json_string(&document);
                 } else {
-                    self.sink.write(raw);
+                    self.out_writer.copy(raw);
                 }
                 self.report.absorb(report);
             }
             None if self.rules.unlisted == Unlisted::Drop => {
                 self.out.discard_held();
                 if self.frames.is_empty() {
-                    self.sink.write(Bytes::from_static(b"null"));
+                    self.out_writer.copy(b"null");
                 }
                 self.report.record(None, ChangeKind::Unlisted, || {
                     path_of(self_path(&self.frames, &self.path_keys, &self.embedded))
@@ -1065,7 +1107,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             }
             None => {
                 self.commit_held();
-                self.sink.write(raw);
+                self.out_writer.copy(raw);
             }
         }
         Ok(())
@@ -1143,18 +1185,10 @@ fn slot_for(selected: Option<RuleId>, child_states: &[State], unlisted: Unlisted
     }
 }
 
-fn json_string(text: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(text.len() + 2);
-    out.push(b'"');
-    escape_into(text, &mut out);
-    out.push(b'"');
-    Bytes::from(out)
-}
-
 /// Index of the first `"`, `\` or control character, or `bytes.len()`.
 /// Eight bytes at a time: strings are most of a JSON body.
 #[inline]
-fn find_string_special(bytes: &[u8]) -> usize {
+pub(crate) fn find_string_special(bytes: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut i = 0;

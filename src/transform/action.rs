@@ -1,6 +1,5 @@
 //! The actions a rule applies to the value it selects.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -113,11 +112,20 @@ impl Encoding {
         }
     }
 
-    fn encode(self, bytes: &[u8]) -> String {
+    fn encode_into(self, bytes: &[u8], out: &mut String) {
         match self {
-            Encoding::Hex => hex(bytes),
-            Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(bytes),
-            Encoding::Base64Url => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+            Encoding::Hex => {
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                out.reserve(bytes.len() * 2);
+                for b in bytes {
+                    out.push(char::from(DIGITS[usize::from(b >> 4)]));
+                    out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+                }
+            }
+            Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode_string(bytes, out),
+            Encoding::Base64Url => {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, out)
+            }
         }
     }
 }
@@ -154,31 +162,39 @@ impl Action {
     /// Applies the action to one scalar. `Drop` and `Keep` are structural and
     /// decided by the rewriter; here they leave the value unchanged.
     pub fn apply(&self, value: Scalar<'_>) -> Result<Outcome, Invalid> {
+        let mut out = String::new();
+        Ok(match self.apply_into(value, &mut out)? {
+            Applied::Replaced => Outcome::Replace(out),
+            Applied::Unchanged => Outcome::Unchanged,
+        })
+    }
+
+    /// [`Action::apply`], writing the replacement into `out` (cleared first),
+    /// so that a rewriter reuses one buffer for every value it rewrites.
+    pub fn apply_into(&self, value: Scalar<'_>, out: &mut String) -> Result<Applied, Invalid> {
+        out.clear();
         let text: &str = match value {
-            Scalar::Null => return Ok(Outcome::Unchanged),
+            Scalar::Null => return Ok(Applied::Unchanged),
             Scalar::Str(s) => s,
             Scalar::Number(n) => n,
             Scalar::Bool(true) => "true",
             Scalar::Bool(false) => "false",
         };
         match self {
-            Action::Drop | Action::Keep => Ok(Outcome::Unchanged),
-            Action::Redact { with } => Ok(Outcome::Replace(with.clone())),
+            Action::Drop | Action::Keep => return Ok(Applied::Unchanged),
+            Action::Redact { with } => out.push_str(with),
             Action::Hash {
                 normalizer,
                 encoding,
             } => {
                 let digest = matches!(value, Scalar::Str(s) if is_sha256_hex(s.trim()));
                 if text.is_empty() || digest {
-                    return Ok(Outcome::Unchanged);
+                    return Ok(Applied::Unchanged);
                 }
                 let normalized = normalizer.apply(text)?;
-                if normalized.is_empty() {
-                    return Ok(Outcome::Replace(String::new()));
+                if !normalized.is_empty() {
+                    encoding.encode_into(&Sha256::digest(normalized.as_bytes()), out);
                 }
-                Ok(Outcome::Replace(
-                    encoding.encode(&Sha256::digest(normalized.as_bytes())),
-                ))
             }
             Action::Hmac {
                 key,
@@ -187,29 +203,33 @@ impl Action {
                 normalizer,
             } => {
                 if text.is_empty() {
-                    return Ok(Outcome::Unchanged);
+                    return Ok(Applied::Unchanged);
                 }
                 let normalized = normalizer.apply(text)?;
-                Ok(Outcome::Replace(key.pseudonym(
-                    prefix,
-                    *length,
-                    normalized.as_bytes(),
-                )))
+                out.push_str(&key.pseudonym(prefix, *length, normalized.as_bytes()));
             }
             Action::Mask {
                 keep_first,
                 keep_last,
                 with,
-            } => Ok(Outcome::Replace(mask(text, *keep_first, *keep_last, *with))),
+            } => mask_into(text, *keep_first, *keep_last, *with, out),
             Action::TruncateIp {
                 v4_prefix,
                 v6_prefix,
-            } => truncate_ip(text, *v4_prefix, *v6_prefix).map(Outcome::Replace),
-            Action::Generalize { keep_first } => {
-                Ok(Outcome::Replace(text.chars().take(*keep_first).collect()))
-            }
+            } => out.push_str(&truncate_ip(text, *v4_prefix, *v6_prefix)?),
+            Action::Generalize { keep_first } => out.extend(text.chars().take(*keep_first)),
         }
+        Ok(Applied::Replaced)
     }
+}
+
+/// Whether [`Action::apply_into`] wrote a replacement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The value becomes the text written to `out`.
+    Replaced,
+    /// The value is already safe as it is: null, empty, or already a digest.
+    Unchanged,
 }
 
 /// One line for `scrim check`: the action and its options. Keys appear by
@@ -261,31 +281,20 @@ pub fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
-
-fn mask(text: &str, keep_first: usize, keep_last: usize, with: char) -> String {
+fn mask_into(text: &str, keep_first: usize, keep_last: usize, with: char, out: &mut String) {
     let count = text.chars().count();
     if keep_first + keep_last >= count {
         // Keeping that much would keep everything: mask it all instead.
-        return std::iter::repeat_n(with, count).collect();
+        out.extend(std::iter::repeat_n(with, count));
+        return;
     }
-    text.chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if i < keep_first || i >= count - keep_last {
-                c
-            } else {
-                with
-            }
-        })
-        .collect()
+    out.extend(text.chars().enumerate().map(|(i, c)| {
+        if i < keep_first || i >= count - keep_last {
+            c
+        } else {
+            with
+        }
+    }));
 }
 
 fn truncate_ip(text: &str, v4_prefix: u8, v6_prefix: u8) -> Result<String, Invalid> {

@@ -7,7 +7,7 @@ mod action;
 pub mod normalize;
 mod pseudonym;
 
-pub use action::{Action, ActionKind, Encoding, Outcome};
+pub use action::{Action, ActionKind, Applied, Encoding, Outcome};
 pub use normalize::{Normalizer, PhoneOptions};
 pub use pseudonym::PseudonymKey;
 

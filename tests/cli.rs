@@ -254,3 +254,68 @@ fn value_too_large_names_the_path() {
     );
     assert!(!stderr.contains("xxxx"));
 }
+
+/// Invariant 5: memory does not grow with body size. 48 MiB of NDJSON go
+/// through `scrim rewrite` on stdin while the test reads stdout; the child's
+/// peak resident set (VmHWM) stays far below the body's size.
+#[cfg(target_os = "linux")]
+#[test]
+fn memory_does_not_grow_with_body_size() {
+    use std::io::Read;
+
+    let dir = TempDir::new("memory");
+    let config = dir.file("scrim.yaml", CONFIG);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scrim"))
+        .args([
+            "rewrite",
+            "--config",
+            config.to_str().unwrap(),
+            "--route",
+            "meta",
+        ])
+        .args(["--content-type", "application/x-ndjson"])
+        .env("SCRIM_TEST_KEY", KEY)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buffer = vec![0u8; 1 << 16];
+        let (mut total, mut lines) = (0usize, 0usize);
+        loop {
+            let n = stdout.read(&mut buffer).unwrap();
+            if n == 0 {
+                return (total, lines);
+            }
+            total += n;
+            lines += buffer[..n].iter().filter(|b| **b == b'\n').count();
+        }
+    });
+    let line = format!(
+        "{{\"data\":[{{\"user_data\":{{\"em\":\"someone@example.com\",\"ip\":\"10.0.0.1\"}},\"padding\":\"{}\"}}]}}\n",
+        "p".repeat(4000)
+    );
+    let block = line.repeat(256);
+    let mut stdin = child.stdin.take().unwrap();
+    let blocks = 48 * 1024 * 1024 / block.len();
+    for _ in 0..blocks {
+        stdin.write_all(block.as_bytes()).unwrap();
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    drop(stdin);
+    let (total, lines) = reader.join().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(lines, blocks * 256);
+    assert!(total > 40 * 1024 * 1024);
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    assert!(
+        peak_kib < 24 * 1024,
+        "peak RSS {peak_kib} KiB for a 48 MiB body"
+    );
+}

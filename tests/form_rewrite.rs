@@ -39,6 +39,15 @@ fn drops_fields_with_their_separator_and_repeated_keys() {
 }
 
 #[test]
+fn a_dropped_field_is_not_buffered() {
+    let rules = rules(&[("$.notes", Action::Drop)]);
+    let body = format!("a=1&notes={}&b=2", "x".repeat(200_000));
+    let (out, report) = rewrite_form_chunked(&rules, body.as_bytes(), 1000).unwrap();
+    assert_eq!(out, "a=1&b=2");
+    assert_eq!(report.rewritten, vec![1]);
+}
+
+#[test]
 fn meta_sdk_data_field_is_opened() {
     // Meta's Python SDK: data=<JSON array of JSON-encoded event strings>.
     let event = r#"{"event_name":"Purchase","user_data":{"em":"John_Smith@gmail.com","client_ip_address":"1.2.3.4"}}"#;

@@ -1,5 +1,5 @@
 //! The push rewriter for `application/x-www-form-urlencoded` bodies, and the
-//! pair-level helpers that query strings share.
+//! percent-decoding it shares with query strings.
 //!
 //! A form is addressed like a flat JSON object: `$.email`,
 //! `$['user_data[em]']`. Fields nobody selects leave byte for byte; a changed
@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::error::{Error, Kind};
 use super::json::{Embedded, rewrite_embedded};
-use super::output::{Mode, Output, Writer};
+use super::output::{Mode, Steering, Writer};
 use super::path::push_key;
 use super::report::{ChangeKind, Report};
 use super::sink::Sink;
@@ -21,9 +21,9 @@ use crate::transform::{Action, Outcome, Scalar};
 /// Rewrites one form body pushed in chunks.
 pub struct FormRewriter<'r, S: Sink> {
     rules: &'r Rules,
-    out_writer: Writer<S>,
+    writer: Writer<S>,
     offset: u64,
-    out: Output,
+    steer: Steering,
     root_states: Vec<State>,
     root_rule: Option<RuleId>,
     child_states: Vec<State>,
@@ -57,9 +57,9 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         let root_rule = rules.body.start(&mut root_states);
         FormRewriter {
             rules,
-            out_writer: Writer::new(sink),
+            writer: Writer::new(sink),
             offset: 0,
-            out: Output::default(),
+            steer: Steering::default(),
             root_states,
             root_rule,
             child_states: Vec::new(),
@@ -82,7 +82,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
     }
 
     pub fn sink_mut(&mut self) -> &mut S {
-        &mut self.out_writer.sink
+        &mut self.writer.sink
     }
 
     pub fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
@@ -106,16 +106,16 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         if self.offset > 0 {
             self.field_end(&empty, 0)?;
         }
-        self.out.flush(&empty, 0, &mut self.out_writer);
-        Ok((self.out_writer.into_sink(), self.report))
+        self.steer.flush(&empty, 0, &mut self.writer);
+        Ok((self.writer.into_sink(), self.report))
     }
 
     fn write_chunk(&mut self, chunk: &Bytes) -> Result<(), Error> {
-        self.out.from = 0;
+        self.steer.from = 0;
         if self.offset == 0 && !chunk.is_empty() {
             // The first field is held from the start, like every later one
             // is from its `&`.
-            self.out.hold(chunk, 0, false, &mut self.out_writer);
+            self.steer.hold(chunk, 0, false, &mut self.writer);
         }
         let mut i = 0;
         while i < chunk.len() {
@@ -130,20 +130,20 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
                 self.key_end(chunk, at)?;
             } else {
                 self.field_end(chunk, at)?;
-                self.out.hold(chunk, at, true, &mut self.out_writer);
+                self.steer.hold(chunk, at, true, &mut self.writer);
                 self.field_offset = self.offset + at as u64 + 1;
                 self.capture_from = Some(at + 1);
             }
             i = at + 1;
         }
-        self.out.flush(chunk, chunk.len(), &mut self.out_writer);
-        self.out_writer.flush();
+        self.steer.flush(chunk, chunk.len(), &mut self.writer);
+        self.writer.flush();
         if let Some(from) = self.capture_from {
             self.spill(chunk, from, chunk.len())?;
             // The next chunk (or `finish`) continues from its own start.
             self.capture_from = Some(0);
         }
-        if self.out.held.len() > self.rules.limits.max_value_bytes as usize {
+        if self.steer.held.len() > self.rules.limits.max_value_bytes as usize {
             return Err(self.error(Kind::TooLarge, "form field name too long"));
         }
         Ok(())
@@ -185,10 +185,14 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         self.field = self.decide();
         match self.field {
             Field::Pass => self.keep(chunk, at + 1),
-            Field::Dropped(_) => {}
+            // The held `&name=` is discarded when the field ends.
+            Field::Dropped(_) => {
+                self.steer
+                    .set_mode(chunk, at + 1, Mode::Suppress, &mut self.writer)
+            }
             Field::Select(_) | Field::Track => {
-                self.out
-                    .set_mode(chunk, at + 1, Mode::Suppress, &mut self.out_writer);
+                self.steer
+                    .set_mode(chunk, at + 1, Mode::Suppress, &mut self.writer);
                 self.capture_limit = match self.field {
                     Field::Track => self.rules.limits.max_embedded_bytes as usize,
                     _ => self.rules.limits.max_value_bytes as usize,
@@ -223,9 +227,8 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
     }
 
     fn keep(&mut self, chunk: &Bytes, at: usize) {
-        self.out
-            .set_mode(chunk, at, Mode::Pass, &mut self.out_writer);
-        self.out.write_held(!self.emitted_any, &mut self.out_writer);
+        self.steer.set_mode(chunk, at, Mode::Pass, &mut self.writer);
+        self.steer.write_held(!self.emitted_any, &mut self.writer);
         self.emitted_any = true;
     }
 
@@ -258,14 +261,12 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             }
             Field::Select(rule) => {
                 let raw = self.take_capture(chunk, at)?;
-                self.out
-                    .set_mode(chunk, at, Mode::Pass, &mut self.out_writer);
+                self.steer.set_mode(chunk, at, Mode::Pass, &mut self.writer);
                 self.rewrite_value(chunk, at, rule, &raw)?;
             }
             Field::Track => {
                 let raw = self.take_capture(chunk, at)?;
-                self.out
-                    .set_mode(chunk, at, Mode::Pass, &mut self.out_writer);
+                self.steer.set_mode(chunk, at, Mode::Pass, &mut self.writer);
                 self.embedded(chunk, at, &raw)?;
             }
         }
@@ -274,9 +275,8 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
     }
 
     fn drop_field(&mut self, chunk: &Bytes, at: usize, rule: Option<RuleId>, what: ChangeKind) {
-        self.out
-            .set_mode(chunk, at, Mode::Pass, &mut self.out_writer);
-        self.out.discard_held();
+        self.steer.set_mode(chunk, at, Mode::Pass, &mut self.writer);
+        self.steer.discard_held();
         let key = &self.key;
         self.report.record(rule, what, || field_path(key));
     }
@@ -304,9 +304,9 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
                     .record(Some(rule), ChangeKind::Rewritten, || field_path(key));
             }
             Ok(Outcome::Unchanged) => {
-                self.out.write_held(!self.emitted_any, &mut self.out_writer);
+                self.steer.write_held(!self.emitted_any, &mut self.writer);
                 self.emitted_any = true;
-                self.out_writer.copy(raw);
+                self.writer.copy(raw);
             }
             Err(why) => match self.rules.rules[rule].on_invalid {
                 OnInvalid::Drop => {
@@ -356,17 +356,17 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
                 self.report.absorb(report);
             }
             Some(_) => {
-                self.out.write_held(!self.emitted_any, &mut self.out_writer);
+                self.steer.write_held(!self.emitted_any, &mut self.writer);
                 self.emitted_any = true;
-                self.out_writer.copy(raw);
+                self.writer.copy(raw);
             }
             None if self.rules.unlisted == Unlisted::Drop => {
                 self.drop_field(chunk, at, None, ChangeKind::Unlisted)
             }
             None => {
-                self.out.write_held(!self.emitted_any, &mut self.out_writer);
+                self.steer.write_held(!self.emitted_any, &mut self.writer);
                 self.emitted_any = true;
-                self.out_writer.copy(raw);
+                self.writer.copy(raw);
             }
         }
         Ok(())
@@ -374,9 +374,9 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
 
     /// Writes the held `&name=` and the new value, encoded.
     fn emit_field(&mut self, value: &str) {
-        self.out.write_held(!self.emitted_any, &mut self.out_writer);
+        self.steer.write_held(!self.emitted_any, &mut self.writer);
         self.emitted_any = true;
-        self.out_writer.copy(encode(value.as_bytes()).as_bytes());
+        self.writer.copy(encode(value.as_bytes()).as_bytes());
     }
 
     fn error(&self, kind: Kind, reason: impl Into<std::borrow::Cow<'static, str>>) -> Error {
@@ -413,91 +413,4 @@ pub(crate) fn decode(raw: &[u8]) -> Option<Vec<u8>> {
 /// Encodes for a form or query: unreserved bytes stay, a space is `+`.
 pub(crate) fn encode(value: &[u8]) -> String {
     form_urlencoded::byte_serialize(value).collect()
-}
-
-/// What a query string became.
-#[derive(Debug, PartialEq, Eq)]
-pub enum QueryOutcome {
-    /// No parameter changed: forward the query as it was.
-    Unchanged,
-    /// The new query string (without `?`; empty when every pair went).
-    Rewritten(String),
-}
-
-/// Applies a route's `query.NAME` rules to a query string (without `?`).
-pub fn rewrite_query(
-    rules: &Rules,
-    query: &str,
-    report: &mut Report,
-) -> Result<QueryOutcome, Error> {
-    if rules.query.is_empty() || query.is_empty() {
-        return Ok(QueryOutcome::Unchanged);
-    }
-    let mut changed = false;
-    let mut kept: Vec<String> = Vec::new();
-    let mut offset = 0u64;
-    for pair in query.split('&') {
-        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        let path = || {
-            let mut path = String::from("query");
-            push_key(&mut path, raw_name.as_bytes());
-            path
-        };
-        let place = |reason: &'static str| Error::new(Kind::Syntax, offset, path(), reason);
-        let name = decode(raw_name.as_bytes())
-            .ok_or_else(|| place("invalid percent-encoding in a query parameter name"))?;
-        let name = String::from_utf8_lossy(&name);
-        match Rules::field_rule(&rules.query, &name) {
-            None => kept.push(pair.to_owned()),
-            Some(rule) => {
-                let value = decode(raw_value.as_bytes())
-                    .ok_or_else(|| place("invalid percent-encoding in a query parameter"))?;
-                let value = std::str::from_utf8(&value)
-                    .map_err(|_| place("query parameter is not UTF-8"))?;
-                let outcome = match &rules.rules[rule].action {
-                    Action::Drop => Ok(None),
-                    Action::Keep => Ok(Some(Outcome::Unchanged)),
-                    action => action.apply(Scalar::Str(value)).map(Some),
-                };
-                match outcome {
-                    Ok(Some(Outcome::Unchanged)) => kept.push(pair.to_owned()),
-                    Ok(Some(Outcome::Replace(new))) => {
-                        kept.push(format!("{raw_name}={}", encode(new.as_bytes())));
-                        report.record(Some(rule), ChangeKind::Rewritten, path);
-                        changed = true;
-                    }
-                    Ok(None) => {
-                        report.record(Some(rule), ChangeKind::Dropped, path);
-                        changed = true;
-                    }
-                    Err(why) => {
-                        changed = true;
-                        match rules.rules[rule].on_invalid {
-                            OnInvalid::Drop => {
-                                report.record(Some(rule), ChangeKind::InvalidDropped, path)
-                            }
-                            OnInvalid::Redact => {
-                                kept.push(format!("{raw_name}={}", encode(REDACTED.as_bytes())));
-                                report.record(Some(rule), ChangeKind::InvalidRedacted, path);
-                            }
-                            OnInvalid::Reject => {
-                                let reason = format!(
-                                    "rule {} (`{}`): value is {why}",
-                                    rule + 1,
-                                    rules.rules[rule].selector
-                                );
-                                return Err(Error::new(Kind::Rejected, offset, path(), reason));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        offset += pair.len() as u64 + 1;
-    }
-    Ok(if changed {
-        QueryOutcome::Rewritten(kept.join("&"))
-    } else {
-        QueryOutcome::Unchanged
-    })
 }

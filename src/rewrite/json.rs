@@ -3,26 +3,27 @@
 //! Feed it chunks with [`JsonRewriter::write`] as they arrive; it validates
 //! them (strict RFC 8259), steps the route's selectors through the document,
 //! and writes output to its [`Sink`] as soon as it can. Bytes it does not
-//! change leave as slices of the input chunks. Only a value that a rule
-//! selects is buffered, so memory is bounded by nesting depth plus the largest
-//! selected value plus one chunk, never by body size.
+//! change leave exactly as they came (long spans as slices of the input
+//! chunks). Only a value that a rule selects is buffered, so memory is bounded
+//! by nesting depth plus the largest selected value plus one chunk, never by
+//! body size.
 //!
 //! The scanner is a byte-level state machine that can stop at any byte, so a
 //! token split across chunks needs no re-scan: only the bytes the rewriter
-//! must look at (a key in a tracked object, a selected value) are carried.
+//! must look at (a key in a tracked object, a selected value) are carried. How
+//! the bytes between decisions are passed, held or suppressed is in
+//! `output.rs`.
 //!
-//! Output is steered by one mode at a time:
-//! - `Pass`: bytes go out as they are.
-//! - `Hold`: a member's separator, key and colon are kept aside until the
-//!   rewriter knows whether the member stays (a drop removes them, with the
-//!   comma that would otherwise be left dangling).
-//! - `Suppress`: bytes are discarded (a dropped or replaced value).
+//! Per value, the rewriter decides a `Slot` (from the selector states of its
+//! container and its member name or index) before the value starts, and acts
+//! on it when the value's first byte tells whether it is a container or a
+//! scalar.
 
 use bytes::Bytes;
 
 use super::error::{Error, Kind};
 use super::escape::unescape_into;
-use super::output::{Mode, Output, Writer};
+use super::output::{Mode, Steering, Writer};
 use super::path::push_key;
 use super::report::{ChangeKind, Report};
 use super::sink::Sink;
@@ -41,7 +42,7 @@ pub enum Framing {
 /// Rewrites one JSON body (or NDJSON stream) pushed in chunks.
 pub struct JsonRewriter<'r, S: Sink> {
     rules: &'r Rules,
-    out_writer: Writer<S>,
+    writer: Writer<S>,
     framing: Framing,
     lex: Lex,
     /// Offset in the whole body of the first byte not yet scanned.
@@ -55,7 +56,7 @@ pub struct JsonRewriter<'r, S: Sink> {
     child_states: Vec<State>,
     /// The current key of every frame, stacked, for error paths.
     path_keys: Vec<u8>,
-    out: Output,
+    steer: Steering,
     /// What the value about to start is for.
     slot: Slot,
     /// What the scalar being scanned is for.
@@ -248,7 +249,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     pub fn new(rules: &'r Rules, framing: Framing, sink: S) -> Self {
         JsonRewriter {
             rules,
-            out_writer: Writer::new(sink),
+            writer: Writer::new(sink),
             framing,
             lex: Lex::Start,
             offset: 0,
@@ -257,7 +258,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             arena: Vec::new(),
             child_states: Vec::new(),
             path_keys: Vec::new(),
-            out: Output::default(),
+            steer: Steering::default(),
             slot: Slot::Pass,
             scalar: ScalarUse::Pass,
             str_is_key: false,
@@ -287,7 +288,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     }
 
     pub fn sink_mut(&mut self) -> &mut S {
-        &mut self.out_writer.sink
+        &mut self.writer.sink
     }
 
     /// Pushes the next chunk of the body.
@@ -338,8 +339,8 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             };
             return Err(self.error_at_offset(self.offset, Kind::Syntax, reason));
         }
-        self.out.flush(&empty, 0, &mut self.out_writer);
-        Ok((self.out_writer.into_sink(), self.report))
+        self.steer.flush(&empty, 0, &mut self.writer);
+        Ok((self.writer.into_sink(), self.report))
     }
 
     /// Scans the valid UTF-8 prefix of `data`. A character cut at the end is
@@ -350,12 +351,12 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             Ok(_) => (data.len(), false),
             Err(err) => (err.valid_up_to(), err.error_len().is_some()),
         };
-        self.out.from = 0;
+        self.steer.from = 0;
         self.scan(data, valid)?;
         if invalid {
             return Err(self.error(valid, Kind::Syntax, "invalid UTF-8"));
         }
-        self.out.flush(data, valid, &mut self.out_writer);
+        self.steer.flush(data, valid, &mut self.writer);
         if let Some(from) = self.capture_from {
             self.spill_capture(data, from, valid)?;
             // The next chunk (or `finish`) continues from its own start.
@@ -364,9 +365,9 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         self.utf8_carry.extend_from_slice(&data[valid..]);
         self.offset += valid as u64;
         // What this chunk produced is the sink's before the next one arrives.
-        self.out_writer.flush();
+        self.writer.flush();
         let held_limit = self.rules.limits.max_value_bytes as usize;
-        if self.out.held.len() > held_limit {
+        if self.steer.held.len() > held_limit {
             return Err(self.error_at_offset(
                 self.offset,
                 Kind::TooLarge,
@@ -656,7 +657,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             && frame.mode != FrameMode::Untracked
             && frame.count == 0
         {
-            self.out.hold(chunk, at, false, &mut self.out_writer);
+            self.steer.hold(chunk, at, false, &mut self.writer);
         }
         self.str_is_key = true;
         self.str_escaped = false;
@@ -728,7 +729,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         if let Some(frame) = self.frames.last()
             && frame.mode != FrameMode::Untracked
         {
-            self.out.hold(chunk, at, true, &mut self.out_writer);
+            self.steer.hold(chunk, at, true, &mut self.writer);
         }
         self.lex = if object { Lex::Key } else { Lex::Element };
     }
@@ -770,7 +771,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         self.token_offset = self.offset + at as u64;
         let slot = std::mem::replace(&mut self.slot, Slot::Pass);
         self.scalar = ScalarUse::Pass;
-        if slot == Slot::Pass && self.out.mode != Mode::Hold {
+        if slot == Slot::Pass && self.steer.mode != Mode::Hold {
             // Nothing held, nothing to decide (an untracked subtree, or the
             // first element of a tracked array).
             if let Some(frame) = self.frames.last_mut() {
@@ -797,8 +798,8 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 frame_mode = FrameMode::Tracked;
             }
             Slot::Track if b == b'"' => {
-                self.out
-                    .set_mode(chunk, at, Mode::Suppress, &mut self.out_writer);
+                self.steer
+                    .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
                 self.scalar = ScalarUse::Embedded;
                 capture = true;
             }
@@ -808,7 +809,9 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             }
             Slot::Track => self.keep_value(chunk, at),
             Slot::Select(rule) | Slot::Each(rule) => {
-                let action = &self.rules.rules[rule].action;
+                // Borrowed for 'r, not from `self`, so `self` stays free.
+                let rules: &'r Rules = self.rules;
+                let action = &rules.rules[rule].action;
                 match action {
                     Action::Drop => {
                         self.drop_value(chunk, at, Some(rule), ChangeKind::Dropped);
@@ -817,10 +820,9 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     }
                     Action::Keep => self.keep_value(chunk, at),
                     Action::Redact { with } if container => {
-                        let with = with.clone();
-                        self.replace_value(chunk, at, &with);
+                        self.replace_value(chunk, at, with);
                         self.report.record(Some(rule), ChangeKind::Rewritten, || {
-                            path_of(self_path(&self.frames, &self.path_keys, &self.embedded))
+                            current_path(&self.frames, &self.path_keys, &self.embedded)
                         });
                         ends_suppress = true;
                     }
@@ -829,12 +831,12 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                         frame_mode = FrameMode::Each(rule);
                     }
                     _ if container => {
-                        self.invalid_container(chunk, at, rule)?;
+                        self.invalid(chunk, at, rule, Invalid::NotAScalar)?;
                         ends_suppress = true;
                     }
                     _ => {
-                        self.out
-                            .set_mode(chunk, at, Mode::Suppress, &mut self.out_writer);
+                        self.steer
+                            .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
                         self.scalar = ScalarUse::Select(rule);
                         capture = true;
                     }
@@ -851,16 +853,15 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
 
     /// The value stays: whatever was held for it goes out.
     fn keep_value(&mut self, chunk: &Bytes, at: usize) {
-        if self.out.mode == Mode::Hold {
-            self.out
-                .set_mode(chunk, at, Mode::Pass, &mut self.out_writer);
+        if self.steer.mode == Mode::Hold {
+            self.steer.set_mode(chunk, at, Mode::Pass, &mut self.writer);
         }
         self.commit_held();
     }
 
     fn commit_held(&mut self) {
         let drop_comma = self.frames.last().is_some_and(|f| !f.emitted_any);
-        self.out.write_held(drop_comma, &mut self.out_writer);
+        self.steer.write_held(drop_comma, &mut self.writer);
         if let Some(frame) = self.frames.last_mut() {
             frame.emitted_any = true;
         }
@@ -869,27 +870,23 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     /// The value (and its member name and separator) goes. A dropped
     /// document root becomes `null`, so that the output stays JSON.
     fn drop_value(&mut self, chunk: &Bytes, at: usize, rule: Option<RuleId>, what: ChangeKind) {
-        self.out
-            .set_mode(chunk, at, Mode::Suppress, &mut self.out_writer);
-        self.out.discard_held();
+        self.steer
+            .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
+        self.steer.discard_held();
         if self.frames.is_empty() {
-            self.out_writer.copy(b"null");
+            self.writer.copy(b"null");
         }
         self.report.record(rule, what, || {
-            path_of(self_path(&self.frames, &self.path_keys, &self.embedded))
+            current_path(&self.frames, &self.path_keys, &self.embedded)
         });
     }
 
     /// The value is replaced by a string; the original is suppressed.
     fn replace_value(&mut self, chunk: &Bytes, at: usize, with: &str) {
-        self.out
-            .set_mode(chunk, at, Mode::Suppress, &mut self.out_writer);
+        self.steer
+            .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
         self.commit_held();
-        self.out_writer.json_string(with.as_bytes());
-    }
-
-    fn invalid_container(&mut self, chunk: &Bytes, at: usize, rule: RuleId) -> Result<(), Error> {
-        self.invalid(chunk, at, rule, Invalid::NotAScalar)
+        self.writer.json_string(with.as_bytes());
     }
 
     /// A rule met a value it cannot handle: drop, redact or reject it.
@@ -909,7 +906,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 self.replace_value(chunk, at, REDACTED);
                 self.report
                     .record(Some(rule), ChangeKind::InvalidRedacted, || {
-                        path_of(self_path(&self.frames, &self.path_keys, &self.embedded))
+                        current_path(&self.frames, &self.path_keys, &self.embedded)
                     });
                 Ok(())
             }
@@ -959,8 +956,8 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             self.arena.truncate(frame.states_start);
             self.path_keys.truncate(frame.key_start);
             if frame.ends_suppress {
-                self.out
-                    .set_mode(chunk, at + 1, Mode::Pass, &mut self.out_writer);
+                self.steer
+                    .set_mode(chunk, at + 1, Mode::Pass, &mut self.writer);
             }
         }
         self.after_value();
@@ -982,14 +979,13 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     fn scalar_end(&mut self, chunk: &Bytes, end: usize) -> Result<(), Error> {
         match self.scalar {
             ScalarUse::Pass => {}
-            ScalarUse::Suppressed => {
-                self.out
-                    .set_mode(chunk, end, Mode::Pass, &mut self.out_writer)
-            }
+            ScalarUse::Suppressed => self
+                .steer
+                .set_mode(chunk, end, Mode::Pass, &mut self.writer),
             ScalarUse::Select(_) | ScalarUse::Embedded => {
                 self.finish_token(chunk, end)?;
-                self.out
-                    .set_mode(chunk, end, Mode::Pass, &mut self.out_writer);
+                self.steer
+                    .set_mode(chunk, end, Mode::Pass, &mut self.writer);
                 // Moved out for the call and back after, to keep its allocation.
                 let raw = std::mem::take(&mut self.capture);
                 let result = match self.scalar {
@@ -1043,20 +1039,20 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         match outcome {
             Ok(Applied::Replaced) => {
                 self.commit_held();
-                self.out_writer.json_string(self.replacement.as_bytes());
+                self.writer.json_string(self.replacement.as_bytes());
                 self.report.record(Some(rule), ChangeKind::Rewritten, || {
-                    path_of(self_path(&self.frames, &self.path_keys, &self.embedded))
+                    current_path(&self.frames, &self.path_keys, &self.embedded)
                 });
             }
             Ok(Applied::Unchanged) => {
                 self.commit_held();
-                self.out_writer.copy(raw);
+                self.writer.copy(raw);
             }
             Err(why) => {
                 self.invalid(chunk, end, rule, why)?;
                 // `invalid` suppressed from `end`; nothing of the value follows.
-                self.out
-                    .set_mode(chunk, end, Mode::Pass, &mut self.out_writer);
+                self.steer
+                    .set_mode(chunk, end, Mode::Pass, &mut self.writer);
             }
         }
         Ok(())
@@ -1079,7 +1075,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         } else {
             content
         };
-        let path = path_of(self_path(&self.frames, &self.path_keys, &self.embedded));
+        let path = current_path(&self.frames, &self.path_keys, &self.embedded);
         let embedded = Embedded {
             states: self.child_states.clone(),
             depth: self.embedded.as_ref().map_or(0, |e| e.depth) + self.frames.len() as u32,
@@ -1090,24 +1086,24 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             Some((document, report)) => {
                 self.commit_held();
                 if report.changed() {
-                    self.out_writer.json_string(&document);
+                    self.writer.json_string(&document);
                 } else {
-                    self.out_writer.copy(raw);
+                    self.writer.copy(raw);
                 }
                 self.report.absorb(report);
             }
             None if self.rules.unlisted == Unlisted::Drop => {
-                self.out.discard_held();
+                self.steer.discard_held();
                 if self.frames.is_empty() {
-                    self.out_writer.copy(b"null");
+                    self.writer.copy(b"null");
                 }
                 self.report.record(None, ChangeKind::Unlisted, || {
-                    path_of(self_path(&self.frames, &self.path_keys, &self.embedded))
+                    current_path(&self.frames, &self.path_keys, &self.embedded)
                 });
             }
             None => {
                 self.commit_held();
-                self.out_writer.copy(raw);
+                self.writer.copy(raw);
             }
         }
         Ok(())
@@ -1131,44 +1127,24 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         Error::new(
             kind,
             offset,
-            path_of(self_path(&self.frames, &self.path_keys, &self.embedded)),
+            current_path(&self.frames, &self.path_keys, &self.embedded),
             reason,
         )
     }
 }
 
-/// The path of the current position, as borrowed pieces (so that callers can
-/// hold other borrows of the rewriter).
-struct PathView<'a> {
-    frames: &'a [Frame],
-    keys: &'a [u8],
-    prefix: &'a str,
-}
-
-fn self_path<'a>(
-    frames: &'a [Frame],
-    keys: &'a [u8],
-    embedded: &'a Option<Embedded>,
-) -> PathView<'a> {
-    PathView {
-        frames,
-        keys,
-        prefix: embedded.as_ref().map_or("$", |e| e.path.as_str()),
-    }
-}
-
-fn path_of(view: PathView<'_>) -> String {
-    let mut path = String::from(view.prefix);
-    for (i, frame) in view.frames.iter().enumerate() {
+/// The path of the current position (`$.data[3].user_data.em`). A free
+/// function over the fields it needs, so that callers may hold other borrows
+/// of the rewriter (the report, in `Report::record`'s closure).
+fn current_path(frames: &[Frame], keys: &[u8], embedded: &Option<Embedded>) -> String {
+    let mut path = String::from(embedded.as_ref().map_or("$", |e| e.path.as_str()));
+    for (i, frame) in frames.iter().enumerate() {
         if !frame.in_child {
             continue;
         }
         if frame.object {
-            let end = view
-                .frames
-                .get(i + 1)
-                .map_or(view.keys.len(), |next| next.key_start);
-            push_key(&mut path, &view.keys[frame.key_start..end]);
+            let end = frames.get(i + 1).map_or(keys.len(), |next| next.key_start);
+            push_key(&mut path, &keys[frame.key_start..end]);
         } else {
             path.push_str(&format!("[{}]", frame.count));
         }

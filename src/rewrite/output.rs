@@ -85,7 +85,7 @@ pub(crate) enum Mode {
 
 /// The output state of one rewriter.
 #[derive(Debug)]
-pub(crate) struct Output {
+pub(crate) struct Steering {
     pub(crate) mode: Mode,
     /// First byte of the current chunk not yet handed to the mode.
     pub(crate) from: usize,
@@ -94,7 +94,7 @@ pub(crate) struct Output {
     pub(crate) held_comma: bool,
 }
 
-impl Output {
+impl Steering {
     /// Hands `[from, at)` of the chunk to the current mode.
     pub(crate) fn flush<S: Sink>(&mut self, chunk: &Bytes, at: usize, out: &mut Writer<S>) {
         if at > self.from {
@@ -147,9 +147,9 @@ impl Output {
     }
 }
 
-impl Default for Output {
+impl Default for Steering {
     fn default() -> Self {
-        Output {
+        Steering {
             mode: Mode::Pass,
             from: 0,
             held: Vec::new(),

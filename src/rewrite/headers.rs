@@ -1,0 +1,123 @@
+//! `header.NAME` rules: what becomes of one request header value.
+
+use super::error::{Error, Kind};
+use super::report::{ChangeKind, Report};
+use crate::policy::{OnInvalid, REDACTED, Rules};
+use crate::transform::{Action, Outcome, Scalar};
+
+/// What a header rule made of a header.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeaderOutcome {
+    /// No rule applies, or the value is already safe: send it as it is.
+    Unchanged,
+    /// Remove the header.
+    Remove,
+    /// Send this value instead.
+    Replace(String),
+}
+
+/// Applies the route's `header.NAME` rule (if any) to one header. `name` is
+/// matched case-insensitively. A value that is not UTF-8 cannot be read by a
+/// rule, so it counts as invalid and `on_invalid` decides.
+pub fn rewrite_header(
+    rules: &Rules,
+    name: &str,
+    value: &[u8],
+    report: &mut Report,
+) -> Result<HeaderOutcome, Error> {
+    let lower = name.to_ascii_lowercase();
+    let Some(rule_id) = Rules::field_rule(&rules.headers, &lower) else {
+        return Ok(HeaderOutcome::Unchanged);
+    };
+    let rule = &rules.rules[rule_id];
+    let path = || format!("header.{lower}");
+    let outcome = match (&rule.action, std::str::from_utf8(value)) {
+        (Action::Drop, _) => {
+            report.record(Some(rule_id), ChangeKind::Dropped, path);
+            return Ok(HeaderOutcome::Remove);
+        }
+        (Action::Keep, _) => return Ok(HeaderOutcome::Unchanged),
+        (action, Ok(text)) => action.apply(Scalar::Str(text)),
+        (_, Err(_)) => Err(crate::transform::Invalid::NotAScalar),
+    };
+    match outcome {
+        Ok(Outcome::Unchanged) => Ok(HeaderOutcome::Unchanged),
+        Ok(Outcome::Replace(new)) => {
+            report.record(Some(rule_id), ChangeKind::Rewritten, path);
+            Ok(HeaderOutcome::Replace(new))
+        }
+        Err(why) => match rule.on_invalid {
+            OnInvalid::Drop => {
+                report.record(Some(rule_id), ChangeKind::InvalidDropped, path);
+                Ok(HeaderOutcome::Remove)
+            }
+            OnInvalid::Redact => {
+                report.record(Some(rule_id), ChangeKind::InvalidRedacted, path);
+                Ok(HeaderOutcome::Replace(REDACTED.to_owned()))
+            }
+            OnInvalid::Reject => {
+                let reason = format!("rule {} (`{}`): value is {why}", rule_id + 1, rule.selector);
+                Err(Error::new(Kind::Rejected, 0, path(), reason))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Limits, Unlisted};
+    use crate::transform::{Encoding, Normalizer};
+
+    fn rules() -> Rules {
+        let hash = Action::Hash {
+            normalizer: Normalizer::Email,
+            encoding: Encoding::Hex,
+        };
+        let ip = Action::TruncateIp {
+            v4_prefix: 24,
+            v6_prefix: 48,
+        };
+        Rules::build(
+            [
+                ("header.X-Email".to_owned(), hash, OnInvalid::Drop),
+                ("header.x-token".to_owned(), Action::Drop, OnInvalid::Drop),
+                ("header.x-client-ip".to_owned(), ip, OnInvalid::Reject),
+            ],
+            Unlisted::Keep,
+            Limits::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn header_rules_hash_drop_and_reject() {
+        let rules = rules();
+        let mut report = Report::new(3, false);
+        let hashed =
+            rewrite_header(&rules, "x-email", b"John_Smith@gmail.com", &mut report).unwrap();
+        assert_eq!(
+            hashed,
+            HeaderOutcome::Replace(
+                "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f".into()
+            )
+        );
+        assert_eq!(
+            rewrite_header(&rules, "X-Token", b"abc", &mut report).unwrap(),
+            HeaderOutcome::Remove
+        );
+        assert_eq!(
+            rewrite_header(&rules, "x-email", b"nobody", &mut report).unwrap(),
+            HeaderOutcome::Remove
+        );
+        assert_eq!(
+            rewrite_header(&rules, "accept", b"*/*", &mut report).unwrap(),
+            HeaderOutcome::Unchanged
+        );
+        let err = rewrite_header(&rules, "x-client-ip", b"secret-host", &mut report).unwrap_err();
+        assert!(err.is_rejected() && err.path() == "header.x-client-ip");
+        assert!(!err.to_string().contains("secret"));
+        assert_eq!(report.rewritten, vec![1, 1, 0]);
+        assert_eq!(report.invalid, vec![1, 0, 0]);
+    }
+}

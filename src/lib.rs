@@ -5,7 +5,12 @@
 //! and changes the values a [`policy`] selects, [`config`] reads the YAML the
 //! policy is compiled from.
 
+pub mod admin;
 pub mod config;
+pub mod metrics;
 pub mod policy;
+pub mod proxy;
+pub mod reload;
 pub mod rewrite;
+pub mod service;
 pub mod transform;

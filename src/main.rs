@@ -22,6 +22,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve: forward each request to its route's upstream, rewritten. Stops
+    /// gracefully on SIGTERM or SIGINT; SIGHUP (or `POST /reload` on the
+    /// admin listener) reloads the configuration.
+    Run {
+        /// The configuration file.
+        #[arg(long, short, env = "SCRIM_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+        /// `json`: one JSON object per line (default); `text`: for humans.
+        #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+        log_format: LogFormat,
+    },
     /// Validate a configuration file and print a summary of its routes and
     /// rules. Exit 1 with one `FILE:LINE:COL: message` line per error.
     Check {
@@ -57,8 +68,15 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Run { config, log_format } => run(config, log_format),
         Command::Check { config } => check(&config),
         Command::Rewrite {
             config,
@@ -75,6 +93,35 @@ fn main() -> ExitCode {
             explain,
             input,
         ),
+    }
+}
+
+fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SCRIM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    match log_format {
+        LogFormat::Json => subscriber.json().flatten_event(true).init(),
+        LogFormat::Text => subscriber.init(),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(scrim::service::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(1)
+        }
     }
 }
 

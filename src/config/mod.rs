@@ -30,8 +30,46 @@ pub struct Config {
     /// Defaults for every route; a route may override them.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Limits and timeouts of the proxy listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Timeouts towards the platforms.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
     /// Where requests go and what is rewritten on the way.
     pub routes: Vec<RouteConfig>,
+}
+
+/// Limits and timeouts of the proxy listener. Durations are written `10s`,
+/// `500ms`, `2m`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// A client must send a request's headers within this, or the connection
+    /// is closed (against slowloris). An idle keep-alive connection is closed
+    /// after the same time without a new request. Default `10s`.
+    pub header_read_timeout: Option<Spanned<String>>,
+    /// Largest request head (request line and headers) accepted; at least
+    /// 8192. Default 65536.
+    pub max_header_bytes: Option<Spanned<u32>>,
+    /// Most connections served at once; further ones wait to be accepted.
+    /// Default 4096.
+    pub max_connections: Option<Spanned<u32>>,
+    /// On SIGTERM or SIGINT, requests in flight get this long to finish.
+    /// Default `30s`.
+    pub shutdown_grace: Option<Spanned<String>>,
+}
+
+/// Timeouts towards the platforms.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// Connecting (TCP and TLS) to an upstream; 502 when it fails. Default
+    /// `5s`.
+    pub connect: Option<Spanned<String>>,
+    /// From sending the request to the response's headers; 504 past it.
+    /// Default `30s`.
+    pub response: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +111,10 @@ pub struct RouteConfig {
     pub strip_prefix: bool,
     /// Base URL of the platform, `https://host[:port][/path]`.
     pub upstream: Spanned<String>,
+    /// Pass `Forwarded`, `X-Forwarded-For` and `X-Real-IP` upstream. They
+    /// identify the app's users, so by default they are removed.
+    #[serde(default)]
+    pub keep_forwarding_headers: bool,
     /// Rewriting rules, applied in order; where two select the same value the
     /// later one wins.
     #[serde(default)]

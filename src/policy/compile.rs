@@ -3,13 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::{Limits, OnInvalid, Policy, REDACTED, Route, Rule, Rules, Selector, Unlisted};
+use super::{
+    Limits, OnInvalid, Policy, REDACTED, Route, Rule, Rules, Selector, ServerSettings, Timeouts,
+    Unlisted,
+};
 use crate::config::{
     Config, ConfigError, ConfigErrors, Environment, LimitsConfig, RouteConfig, RuleConfig,
-    resolve_secret,
+    ServerConfig, TimeoutsConfig, resolve_secret,
 };
 use crate::transform::{
     Action, ActionKind, Encoding, Normalizer, PhoneOptions, PseudonymKey, normalize,
@@ -37,6 +41,8 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
         }
     }
     let global_limits = limits(&mut errors, Limits::default(), &config.limits);
+    let server = server_settings(&mut errors, &config.server);
+    let timeouts = timeouts(&mut errors, &config.timeouts);
 
     let mut routes: Vec<Arc<Route>> = Vec::new();
     let mut names: BTreeMap<&str, u64> = BTreeMap::new();
@@ -87,6 +93,8 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
             .iter()
             .map(|(name, key)| (name.clone(), key.id().to_owned()))
             .collect(),
+        server,
+        timeouts,
         routes,
     })
 }
@@ -100,6 +108,74 @@ impl Errors<'_> {
     fn at<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
         self.list.push(ConfigError::at(self.file, at, message));
     }
+}
+
+fn duration(
+    errors: &mut Errors<'_>,
+    value: &Option<Spanned<String>>,
+    default: Duration,
+) -> Duration {
+    let Some(value) = value else {
+        return default;
+    };
+    match humantime::parse_duration(&value.value) {
+        Ok(parsed) if !parsed.is_zero() => parsed,
+        _ => {
+            errors.at(
+                value,
+                format!(
+                    "`{}` is not a duration; write it like `10s`, `500ms` or `2m`",
+                    value.value
+                ),
+            );
+            default
+        }
+    }
+}
+
+fn server_settings(errors: &mut Errors<'_>, config: &ServerConfig) -> ServerSettings {
+    let defaults = ServerSettings::default();
+    let mut settings = ServerSettings {
+        header_read_timeout: duration(
+            errors,
+            &config.header_read_timeout,
+            defaults.header_read_timeout,
+        ),
+        shutdown_grace: duration(errors, &config.shutdown_grace, defaults.shutdown_grace),
+        ..defaults
+    };
+    if let Some(v) = &config.max_header_bytes {
+        if v.value < 8192 {
+            errors.at(v, "max_header_bytes must be at least 8192");
+        }
+        settings.max_header_bytes = v.value as usize;
+    }
+    if let Some(v) = &config.max_connections {
+        if v.value == 0 {
+            errors.at(v, "max_connections must be at least 1");
+        }
+        settings.max_connections = v.value as usize;
+    }
+    settings
+}
+
+fn timeouts(errors: &mut Errors<'_>, config: &TimeoutsConfig) -> Timeouts {
+    let defaults = Timeouts::default();
+    Timeouts {
+        connect: duration(errors, &config.connect, defaults.connect),
+        response: duration(errors, &config.response, defaults.response),
+    }
+}
+
+/// Parses an upstream base URL: http or https, a host, an optional base path,
+/// and nothing else (no query, no credentials).
+fn upstream_uri(text: &str) -> Option<http::Uri> {
+    let uri: http::Uri = text.parse().ok()?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let authority = uri.authority()?;
+    let plain =
+        !authority.as_str().contains('@') && uri.query().is_none() && !authority.host().is_empty();
+    (scheme_ok && plain).then_some(uri)
 }
 
 fn limits(errors: &mut Errors<'_>, base: Limits, config: &LimitsConfig) -> Limits {
@@ -148,15 +224,11 @@ fn compile_route(
             "a route name is letters, digits, `_` and `-` (it becomes a metric label)",
         );
     }
-    let upstream = &route.upstream.value;
-    let scheme_ok = upstream.starts_with("http://") || upstream.starts_with("https://");
-    let host_ok = upstream
-        .split_once("://")
-        .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
-    if !scheme_ok || !host_ok {
+    let upstream = upstream_uri(&route.upstream.value);
+    if upstream.is_none() {
         errors.at(
             &route.upstream,
-            "upstream must be an http:// or https:// URL with a host",
+            "upstream must be an http:// or https:// URL with a host (and no query or credentials)",
         );
     }
     if let Some(prefix) = &route.matches.path_prefix
@@ -218,7 +290,10 @@ fn compile_route(
             );
         }
     }
-    (errors.list.len() == before).then(|| Route {
+    if errors.list.len() != before {
+        return None;
+    }
+    Some(Route {
         name: route.name.value.clone(),
         path_prefix: route.matches.path_prefix.as_ref().map(|p| p.value.clone()),
         host: route
@@ -228,6 +303,8 @@ fn compile_route(
             .map(|h| h.value.to_ascii_lowercase()),
         strip_prefix: route.strip_prefix,
         upstream: route.upstream.value.clone(),
+        upstream_uri: upstream?,
+        keep_forwarding_headers: route.keep_forwarding_headers,
         rules,
     })
 }

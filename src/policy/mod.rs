@@ -8,6 +8,7 @@ pub mod matcher;
 pub mod selector;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use compile::compile;
 pub use matcher::{Label, Matcher, State};
@@ -25,7 +26,45 @@ pub struct Policy {
     pub admin_listen: String,
     /// Each key's name and identifier (a fingerprint, never the secret).
     pub key_ids: Vec<(String, String)>,
+    pub server: ServerSettings,
+    pub timeouts: Timeouts,
     pub routes: Vec<Arc<Route>>,
+}
+
+/// Limits and timeouts of the proxy listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_connections: 4096,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Timeouts towards the platforms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub response: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            response: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Policy {
@@ -48,7 +87,11 @@ pub struct Route {
     pub path_prefix: Option<String>,
     pub host: Option<String>,
     pub strip_prefix: bool,
+    /// The upstream base URL as written.
     pub upstream: String,
+    /// The same, parsed: scheme, authority and base path.
+    pub upstream_uri: http::Uri,
+    pub keep_forwarding_headers: bool,
     pub rules: Rules,
 }
 

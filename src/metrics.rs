@@ -1,0 +1,316 @@
+//! The Prometheus registry, and the handles scrim counts with. Every label
+//! value comes from the configuration (route names) or from a fixed enum
+//! (outcomes, actions, reasons), never from request data. Handles are
+//! resolved once per route when a policy is loaded ([`RouteMetrics`]), so
+//! that the request path only does atomic adds.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::policy::{Route, Rules};
+use crate::rewrite::Report;
+
+/// The route label of requests that matched no route.
+pub const UNMATCHED: &str = "-";
+
+/// How a request ended, for `scrim_requests_total{outcome}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Forwarded, and the upstream answered (whatever its status).
+    Forwarded,
+    /// Answered by scrim with a 4xx; nothing complete reached the upstream.
+    Rejected,
+    /// The upstream could not be reached (502).
+    UpstreamError,
+    /// The upstream did not answer in time (504).
+    UpstreamTimeout,
+}
+
+impl RequestOutcome {
+    const ALL: [RequestOutcome; 4] = [
+        RequestOutcome::Forwarded,
+        RequestOutcome::Rejected,
+        RequestOutcome::UpstreamError,
+        RequestOutcome::UpstreamTimeout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Forwarded => "forwarded",
+            RequestOutcome::Rejected => "rejected",
+            RequestOutcome::UpstreamError => "upstream_error",
+            RequestOutcome::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+}
+
+/// Every metric family scrim exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    rewrites: IntCounterVec,
+    invalid_values: IntCounterVec,
+    rejections: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    body_bytes: IntCounterVec,
+    config_reloads: IntCounterVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    registry
+        .register(Box::new(vec.clone()))
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    vec
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str) -> HistogramVec {
+    let buckets = vec![
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    let vec = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["route"])
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    registry
+        .register(Box::new(vec.clone()))
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    vec
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let build_info = IntGaugeVec::new(
+            Opts::new("scrim_build_info", "scrim's version, as a label"),
+            &["version"],
+        )
+        .unwrap_or_else(|e| unreachable!("scrim_build_info: {e}"));
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry
+            .register(Box::new(build_info))
+            .unwrap_or_else(|e| unreachable!("scrim_build_info: {e}"));
+        Metrics {
+            requests: counter(
+                &registry,
+                "scrim_requests_total",
+                "Requests, by route and outcome",
+                &["route", "outcome"],
+            ),
+            rewrites: counter(
+                &registry,
+                "scrim_rewrites_total",
+                "Values rewritten, by route and action",
+                &["route", "action"],
+            ),
+            invalid_values: counter(
+                &registry,
+                "scrim_invalid_values_total",
+                "Values a rule could not handle (then dropped, redacted or rejected), by route and action",
+                &["route", "action"],
+            ),
+            rejections: counter(
+                &registry,
+                "scrim_rejections_total",
+                "Requests refused, by route and reason",
+                &["route", "reason"],
+            ),
+            request_duration: histogram(
+                &registry,
+                "scrim_request_duration_seconds",
+                "Time from request to response headers",
+            ),
+            upstream_duration: histogram(
+                &registry,
+                "scrim_upstream_duration_seconds",
+                "Time the upstream took to answer",
+            ),
+            body_bytes: counter(
+                &registry,
+                "scrim_body_bytes_total",
+                "Body bytes, by route and direction (request_in, request_out, response)",
+                &["route", "direction"],
+            ),
+            config_reloads: counter(
+                &registry,
+                "scrim_config_reloads_total",
+                "Configuration reloads, by result",
+                &["result"],
+            ),
+            registry,
+        }
+    }
+
+    /// Resolves the handles of one route.
+    pub fn route(&self, route: &Route) -> RouteMetrics {
+        self.route_named(&route.name, Some(&route.rules))
+    }
+
+    /// Handles for requests that matched no route.
+    pub fn unmatched(&self) -> RouteMetrics {
+        self.route_named(UNMATCHED, None)
+    }
+
+    fn route_named(&self, name: &str, rules: Option<&Rules>) -> RouteMetrics {
+        let rules = rules.map(|r| r.rules.as_slice()).unwrap_or_default();
+        RouteMetrics {
+            requests: RequestOutcome::ALL
+                .map(|o| self.requests.with_label_values(&[name, o.as_str()])),
+            rewrites: rules
+                .iter()
+                .map(|rule| {
+                    self.rewrites
+                        .with_label_values(&[name, rule.action.kind().as_str()])
+                })
+                .collect(),
+            invalid: rules
+                .iter()
+                .map(|rule| {
+                    self.invalid_values
+                        .with_label_values(&[name, rule.action.kind().as_str()])
+                })
+                .collect(),
+            unlisted: self.rewrites.with_label_values(&[name, "unlisted_drop"]),
+            rejections: RejectReason::ALL
+                .map(|r| self.rejections.with_label_values(&[name, r.as_str()])),
+            request_duration: self.request_duration.with_label_values(&[name]),
+            upstream_duration: self.upstream_duration.with_label_values(&[name]),
+            bytes_in: self.body_bytes.with_label_values(&[name, "request_in"]),
+            bytes_out: self.body_bytes.with_label_values(&[name, "request_out"]),
+            bytes_response: self.body_bytes.with_label_values(&[name, "response"]),
+        }
+    }
+
+    pub fn reload(&self, ok: bool) {
+        self.config_reloads
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec only fails on a malformed family, which the
+        // registry does not produce.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Why scrim refused a request, for `scrim_rejections_total{reason}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectReason {
+    NoRoute,
+    BodyTooLarge,
+    UnsupportedMediaType,
+    UnsupportedEncoding,
+    InvalidBody,
+    TooDeep,
+    ValueTooLarge,
+    RejectedValue,
+    BadRequest,
+}
+
+impl RejectReason {
+    const ALL: [RejectReason; 9] = [
+        RejectReason::NoRoute,
+        RejectReason::BodyTooLarge,
+        RejectReason::UnsupportedMediaType,
+        RejectReason::UnsupportedEncoding,
+        RejectReason::InvalidBody,
+        RejectReason::TooDeep,
+        RejectReason::ValueTooLarge,
+        RejectReason::RejectedValue,
+        RejectReason::BadRequest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::NoRoute => "no_route",
+            RejectReason::BodyTooLarge => "body_too_large",
+            RejectReason::UnsupportedMediaType => "unsupported_media_type",
+            RejectReason::UnsupportedEncoding => "unsupported_encoding",
+            RejectReason::InvalidBody => "invalid_body",
+            RejectReason::TooDeep => "too_deep",
+            RejectReason::ValueTooLarge => "value_too_large",
+            RejectReason::RejectedValue => "rejected_value",
+            RejectReason::BadRequest => "bad_request",
+        }
+    }
+}
+
+/// The handles of one route, resolved when the policy was loaded.
+pub struct RouteMetrics {
+    requests: [IntCounter; 4],
+    /// By rule index.
+    rewrites: Vec<IntCounter>,
+    /// By rule index.
+    invalid: Vec<IntCounter>,
+    unlisted: IntCounter,
+    rejections: [IntCounter; 9],
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
+    pub bytes_response: IntCounter,
+}
+
+impl RouteMetrics {
+    pub fn request(&self, outcome: RequestOutcome) {
+        self.requests[outcome as usize].inc();
+    }
+
+    pub fn rejection(&self, reason: RejectReason) {
+        self.rejections[reason as usize].inc();
+    }
+
+    /// Adds what one rewrite changed.
+    pub fn report(&self, report: &Report) {
+        for (counter, n) in self.rewrites.iter().zip(&report.rewritten) {
+            if *n > 0 {
+                counter.inc_by(*n);
+            }
+        }
+        for (counter, n) in self.invalid.iter().zip(&report.invalid) {
+            if *n > 0 {
+                counter.inc_by(*n);
+            }
+        }
+        if report.unlisted_dropped > 0 {
+            self.unlisted.inc_by(report.unlisted_dropped);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_exported_with_fixed_labels() {
+        let metrics = Metrics::new();
+        let unmatched = metrics.unmatched();
+        unmatched.request(RequestOutcome::Rejected);
+        unmatched.rejection(RejectReason::NoRoute);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains("scrim_requests_total{outcome=\"rejected\",route=\"-\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scrim_rejections_total{reason=\"no_route\",route=\"-\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("scrim_build_info{version="), "{text}");
+    }
+}

@@ -1,0 +1,154 @@
+//! The proxy's errors. Leaf errors are typed here and turned into a response
+//! in one place ([`ProxyError::into_response`]), so every refusal has the
+//! same shape: a status, and a JSON body naming the reason (never a value).
+
+use std::fmt;
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+
+use super::ResponseBody;
+use crate::metrics::{RejectReason, RequestOutcome};
+use crate::rewrite;
+
+/// Why a request was not (completely) forwarded.
+#[derive(Debug)]
+pub struct ProxyError {
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    NoRoute,
+    BodyTooLarge {
+        limit: u64,
+    },
+    UnsupportedMediaType,
+    UnsupportedEncoding,
+    Body(rewrite::Error),
+    /// The body could not be read or decoded (a client reset, a corrupt gzip
+    /// stream).
+    BadBody(&'static str),
+    Upstream,
+    UpstreamTimeout,
+}
+
+impl ProxyError {
+    pub(crate) fn no_route() -> Self {
+        ProxyError {
+            kind: Kind::NoRoute,
+        }
+    }
+    pub(crate) fn body_too_large(limit: u64) -> Self {
+        ProxyError {
+            kind: Kind::BodyTooLarge { limit },
+        }
+    }
+    pub(crate) fn unsupported_media_type() -> Self {
+        ProxyError {
+            kind: Kind::UnsupportedMediaType,
+        }
+    }
+    pub(crate) fn unsupported_encoding() -> Self {
+        ProxyError {
+            kind: Kind::UnsupportedEncoding,
+        }
+    }
+    pub(crate) fn body(error: rewrite::Error) -> Self {
+        ProxyError {
+            kind: Kind::Body(error),
+        }
+    }
+    pub(crate) fn bad_body(reason: &'static str) -> Self {
+        ProxyError {
+            kind: Kind::BadBody(reason),
+        }
+    }
+    pub(crate) fn upstream() -> Self {
+        ProxyError {
+            kind: Kind::Upstream,
+        }
+    }
+    pub(crate) fn upstream_timeout() -> Self {
+        ProxyError {
+            kind: Kind::UpstreamTimeout,
+        }
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, Kind::UpstreamTimeout)
+    }
+
+    pub fn is_upstream(&self) -> bool {
+        matches!(self.kind, Kind::Upstream | Kind::UpstreamTimeout)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            Kind::NoRoute => StatusCode::NOT_FOUND,
+            Kind::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::UnsupportedMediaType | Kind::UnsupportedEncoding => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Kind::Body(_) | Kind::BadBody(_) => StatusCode::BAD_REQUEST,
+            Kind::Upstream => StatusCode::BAD_GATEWAY,
+            Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn outcome(&self) -> RequestOutcome {
+        match self.kind {
+            Kind::Upstream => RequestOutcome::UpstreamError,
+            Kind::UpstreamTimeout => RequestOutcome::UpstreamTimeout,
+            _ => RequestOutcome::Rejected,
+        }
+    }
+
+    /// The reason label, for requests refused by scrim itself.
+    pub fn reject_reason(&self) -> Option<RejectReason> {
+        Some(match &self.kind {
+            Kind::NoRoute => RejectReason::NoRoute,
+            Kind::BodyTooLarge { .. } => RejectReason::BodyTooLarge,
+            Kind::UnsupportedMediaType => RejectReason::UnsupportedMediaType,
+            Kind::UnsupportedEncoding => RejectReason::UnsupportedEncoding,
+            Kind::Body(e) if e.is_too_deep() => RejectReason::TooDeep,
+            Kind::Body(e) if e.is_too_large() => RejectReason::ValueTooLarge,
+            Kind::Body(e) if e.is_rejected() => RejectReason::RejectedValue,
+            Kind::Body(_) => RejectReason::InvalidBody,
+            Kind::BadBody(_) => RejectReason::BadRequest,
+            Kind::Upstream | Kind::UpstreamTimeout => return None,
+        })
+    }
+
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let body = serde_json::json!({ "error": self.to_string() }).to_string();
+        let mut response = Response::new(super::full_body(Bytes::from(body)));
+        *response.status_mut() = self.status();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::NoRoute => f.write_str("no route matches this request"),
+            Kind::BodyTooLarge { limit } => write!(f, "body larger than {limit} bytes"),
+            Kind::UnsupportedMediaType => f.write_str(
+                "unsupported media type: this route rewrites JSON, NDJSON and form bodies (UTF-8)",
+            ),
+            Kind::UnsupportedEncoding => f.write_str(
+                "unsupported Content-Encoding: gzip, deflate, br and identity are accepted",
+            ),
+            Kind::Body(error) => write!(f, "invalid body: {error}"),
+            Kind::BadBody(reason) => write!(f, "invalid body: {reason}"),
+            Kind::Upstream => f.write_str("the upstream could not be reached"),
+            Kind::UpstreamTimeout => f.write_str("the upstream did not answer in time"),
+        }
+    }
+}
+
+impl std::error::Error for ProxyError {}

@@ -1,0 +1,386 @@
+//! One request through one route: headers and query rewritten, the body
+//! decoded and rewritten, the upstream request sent, its response returned.
+//!
+//! Bodies up to the route's `buffer_limit` are rewritten whole and sent with
+//! `Content-Length`. Past that, the upstream request starts with what is
+//! rewritten so far and the rest streams through, in bounded memory. If the
+//! body then turns out invalid, the upstream body is aborted (the upstream
+//! never receives a complete request) and the client gets the 400.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Frame, Incoming};
+
+use super::decode::Decoder;
+use super::error::ProxyError;
+use super::route::upstream_path;
+use super::upstream::UpstreamClient;
+use super::{BoxError, RequestBody, ResponseBody};
+use crate::metrics::RouteMetrics;
+use crate::policy::{Limits, Route};
+use crate::rewrite::{
+    BodyKind, BodyRewriter, HeaderOutcome, QueryOutcome, Report, rewrite_header, rewrite_query,
+};
+
+/// Frames buffered between the rewriter and the upstream connection.
+const STREAM_FRAMES: usize = 16;
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1),
+/// plus those this proxy recomputes.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// Headers that identify the app's end users by address.
+const FORWARDING: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+
+/// Forwards `request` through `route`. The report counts what was rewritten,
+/// even when the request is then refused.
+pub(crate) async fn forward(
+    route: &Route,
+    metrics: &RouteMetrics,
+    client: &UpstreamClient,
+    response_timeout: Duration,
+    request: Request<Incoming>,
+    report: &mut Report,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let (parts, body) = request.into_parts();
+    let rules = &route.rules;
+
+    let mut path_and_query = upstream_path(route, parts.uri.path());
+    if let Some(query) = parts.uri.query() {
+        match rewrite_query(rules, query, report).map_err(ProxyError::body)? {
+            QueryOutcome::Unchanged => push_query(&mut path_and_query, query),
+            QueryOutcome::Rewritten(rewritten) => push_query(&mut path_and_query, &rewritten),
+        }
+    }
+    let uri = http::Uri::builder()
+        .scheme(route.upstream_uri.scheme_str().unwrap_or("https"))
+        .authority(route.upstream_uri.authority().map_or("", |a| a.as_str()))
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|_| ProxyError::bad_body("the request path cannot be forwarded"))?;
+
+    let rewrite_body = rules.has_body_rules() && !body.is_end_stream();
+    let decoder = if rewrite_body {
+        Decoder::for_headers(&parts.headers)?
+    } else {
+        Decoder::Identity
+    };
+    let kind = if rewrite_body {
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        Some(
+            content_type
+                .and_then(BodyKind::from_content_type)
+                .ok_or_else(ProxyError::unsupported_media_type)?,
+        )
+    } else {
+        None
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > rules.limits.max_body_bytes) {
+        return Err(ProxyError::body_too_large(rules.limits.max_body_bytes));
+    }
+
+    let mut headers = upstream_headers(route, &parts.headers, !decoder.is_identity(), report)?;
+    let mut upstream = Request::builder().method(parts.method.clone()).uri(uri);
+    if let Some(h) = upstream.headers_mut() {
+        std::mem::swap(h, &mut headers);
+    }
+
+    let mut pipeline = Pipeline {
+        rewriter: kind.map(|kind| BodyRewriter::new(kind, rules, Vec::new(), false)),
+        passthrough: Vec::new(),
+        decoder,
+        limits: rules.limits,
+        read: 0,
+        decoded: 0,
+    };
+    let mut body = body;
+    let buffered = if body.is_end_stream() {
+        Some(Vec::new())
+    } else {
+        pipeline.buffer(&mut body).await?
+    };
+
+    let started = Instant::now();
+    let response = match buffered {
+        Some(mut pieces) => {
+            if let Some(rewriter) = pipeline.rewriter.take() {
+                let (rest, body_report) = rewriter.finish().map_err(ProxyError::body)?;
+                report.absorb(body_report);
+                pieces.extend(rest);
+            }
+            let bytes = Bytes::from(pieces.concat());
+            metrics.bytes_in.inc_by(pipeline.read);
+            metrics.bytes_out.inc_by(bytes.len() as u64);
+            // A request that came without a body (a GET) goes without one.
+            if !bytes.is_empty() || declared.is_some() {
+                upstream = upstream.header(header::CONTENT_LENGTH, bytes.len());
+            }
+            let request = upstream
+                .body(Full::new(bytes).map_err(|never| match never {}).boxed())
+                .map_err(|_| ProxyError::bad_body("the request cannot be forwarded"))?;
+            send(client, request, response_timeout).await
+        }
+        None => {
+            let (sender, channel) =
+                http_body_util::channel::Channel::<Bytes, BoxError>::new(STREAM_FRAMES);
+            let request = upstream
+                .body(channel.boxed())
+                .map_err(|_| ProxyError::bad_body("the request cannot be forwarded"))?;
+            let first = pipeline.drain();
+            let feed = feed(&mut pipeline, &mut body, sender, first);
+            let (fed, response) = tokio::join!(feed, send(client, request, response_timeout));
+            metrics.bytes_in.inc_by(pipeline.read);
+            let body_report = fed?;
+            report.absorb(body_report);
+            response
+        }
+    };
+    metrics
+        .upstream_duration
+        .observe(started.elapsed().as_secs_f64());
+    let mut response = response?;
+    strip_hop_by_hop(response.headers_mut());
+    Ok(response)
+}
+
+fn push_query(path: &mut String, query: &str) {
+    if !query.is_empty() {
+        path.push('?');
+        path.push_str(query);
+    }
+}
+
+async fn send(
+    client: &UpstreamClient,
+    request: Request<RequestBody>,
+    timeout: Duration,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    match tokio::time::timeout(timeout, client.request(request)).await {
+        Err(_) => Err(ProxyError::upstream_timeout()),
+        Ok(Err(_)) => Err(ProxyError::upstream()),
+        Ok(Ok(response)) => {
+            Ok(response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed()))
+        }
+    }
+}
+
+/// The headers sent upstream: the client's, without hop-by-hop headers,
+/// without forwarding headers (unless the route keeps them), without
+/// `Content-Encoding` once the body is decoded, and with `header.NAME` rules
+/// applied.
+fn upstream_headers(
+    route: &Route,
+    incoming: &HeaderMap,
+    decoded: bool,
+    report: &mut Report,
+) -> Result<HeaderMap, ProxyError> {
+    let listed: Vec<HeaderName> = incoming
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    let mut headers = HeaderMap::with_capacity(incoming.len());
+    for (name, value) in incoming {
+        let lower = name.as_str();
+        let drop = HOP_BY_HOP.contains(&lower)
+            || listed.contains(name)
+            || lower == "content-length"
+            || (decoded && lower == "content-encoding")
+            || (!route.keep_forwarding_headers && FORWARDING.contains(&lower));
+        if drop {
+            continue;
+        }
+        match rewrite_header(&route.rules, lower, value.as_bytes(), report)
+            .map_err(ProxyError::body)?
+        {
+            HeaderOutcome::Unchanged => {
+                headers.append(name.clone(), value.clone());
+            }
+            HeaderOutcome::Remove => {}
+            HeaderOutcome::Replace(new) => {
+                if let Ok(value) = HeaderValue::from_str(&new) {
+                    headers.append(name.clone(), value);
+                }
+            }
+        }
+    }
+    Ok(headers)
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP.iter().filter(|n| **n != "host") {
+        headers.remove(*name);
+    }
+}
+
+/// Streams the rest of the body upstream. On any error the upstream body is
+/// aborted, so that the upstream never sees a complete request.
+async fn feed(
+    pipeline: &mut Pipeline<'_>,
+    body: &mut Incoming,
+    mut sender: http_body_util::channel::Sender<Bytes, BoxError>,
+    first: Vec<Bytes>,
+) -> Result<Report, ProxyError> {
+    let result = pipeline.stream(body, &mut sender, first).await;
+    if result.is_err() {
+        sender.abort(Box::new(AbortedBody));
+    }
+    result
+}
+
+/// The error an aborted upstream body carries.
+#[derive(Debug)]
+struct AbortedBody;
+
+impl std::fmt::Display for AbortedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request body refused by scrim")
+    }
+}
+
+impl std::error::Error for AbortedBody {}
+
+/// Reads, decodes, limits and rewrites one request body.
+struct Pipeline<'r> {
+    /// `None` when the route has no body rules: the body passes as it is.
+    rewriter: Option<BodyRewriter<'r, Vec<Bytes>>>,
+    passthrough: Vec<Bytes>,
+    decoder: Decoder,
+    limits: Limits,
+    /// Bytes read from the client.
+    read: u64,
+    /// Bytes after decoding.
+    decoded: u64,
+}
+
+impl Pipeline<'_> {
+    /// Reads up to `buffer_limit`. `Some(output)` when the whole body fit
+    /// (the rewriter is finished by the caller), `None` when it must stream.
+    async fn buffer(&mut self, body: &mut Incoming) -> Result<Option<Vec<Bytes>>, ProxyError> {
+        while self.decoded <= self.limits.buffer_limit {
+            match next_data(body).await? {
+                Some(data) => self.push(data)?,
+                None => {
+                    self.end()?;
+                    return Ok(Some(self.drain()));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Streams the rest of the body into `sender`, starting with `first`.
+    async fn stream(
+        &mut self,
+        body: &mut Incoming,
+        sender: &mut http_body_util::channel::Sender<Bytes, BoxError>,
+        first: Vec<Bytes>,
+    ) -> Result<Report, ProxyError> {
+        let mut pending = first;
+        loop {
+            for piece in pending.drain(..) {
+                if sender.send(Frame::data(piece)).await.is_err() {
+                    // The upstream went away; its error answers the client.
+                    return Ok(Report::default());
+                }
+            }
+            match next_data(body).await? {
+                Some(data) => self.push(data)?,
+                None => break,
+            }
+            pending = self.drain();
+        }
+        self.end()?;
+        let (rest, report) = match self.rewriter.take() {
+            Some(rewriter) => rewriter.finish().map_err(ProxyError::body)?,
+            None => (std::mem::take(&mut self.passthrough), Report::default()),
+        };
+        for piece in rest {
+            if sender.send(Frame::data(piece)).await.is_err() {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    fn push(&mut self, data: Bytes) -> Result<(), ProxyError> {
+        self.read += data.len() as u64;
+        let max = self.limits.max_body_bytes;
+        if self.read > max {
+            return Err(ProxyError::body_too_large(max));
+        }
+        let decoded = self.decoder.push(data)?;
+        self.feed(decoded)
+    }
+
+    fn end(&mut self) -> Result<(), ProxyError> {
+        let rest = self.decoder.finish()?;
+        if rest.is_empty() {
+            Ok(())
+        } else {
+            self.feed(rest)
+        }
+    }
+
+    fn feed(&mut self, decoded: Bytes) -> Result<(), ProxyError> {
+        self.decoded += decoded.len() as u64;
+        if self.decoded > self.limits.max_body_bytes {
+            return Err(ProxyError::body_too_large(self.limits.max_body_bytes));
+        }
+        match &mut self.rewriter {
+            Some(rewriter) => rewriter.write(decoded).map_err(ProxyError::body),
+            None => {
+                self.passthrough.push(decoded);
+                Ok(())
+            }
+        }
+    }
+
+    /// What is ready to go upstream.
+    fn drain(&mut self) -> Vec<Bytes> {
+        match &mut self.rewriter {
+            Some(rewriter) => std::mem::take(rewriter.sink_mut()),
+            None => std::mem::take(&mut self.passthrough),
+        }
+    }
+}
+
+/// The next data frame of a body (trailers are dropped: the rewritten body
+/// is what the upstream gets).
+async fn next_data(body: &mut Incoming) -> Result<Option<Bytes>, ProxyError> {
+    loop {
+        match body.frame().await {
+            None => return Ok(None),
+            Some(Err(_)) => return Err(ProxyError::bad_body("the request body could not be read")),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The proxy service.
+//!
+//! A request goes through these steps, in this order, and the order matters:
+//!
+//! 1. **Listener** (`server.rs`): HTTP/1.1, or HTTP/2 when the connection
+//!    opens with its preface (h2c). Header size and header time are limited
+//!    here, before any of the request is looked at: a slow or huge head costs
+//!    one connection, never the process.
+//! 2. **Route match** (`route.rs`): a request no route takes is answered 404
+//!    and never forwarded, so scrim is not an open proxy.
+//! 3. **Headers and query** (`forward.rs`): rewritten before anything is sent,
+//!    because they are sent first; forwarding headers are removed here.
+//! 4. **Body** (`forward.rs`, `decode.rs`): decoded (a compressed body would
+//!    hide its values from the rules), then rewritten by the engine for its
+//!    media type, buffered up to `buffer_limit` or streamed past it.
+//! 5. **Upstream** (`upstream.rs`): pooled, TLS through rustls.
+//! 6. **Response**: streamed back unchanged but for hop-by-hop headers.
+//!
+//! Errors from any step are typed ([`ProxyError`]) and become a response in
+//! one place, [`Proxy::handle`], which also counts the request in the metrics
+//! and writes its one log line.
+
+mod decode;
+mod error;
+mod forward;
+mod route;
+mod server;
+mod upstream;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+
+pub use error::ProxyError;
+pub use server::{ServerHandle, serve};
+
+use crate::metrics::{Metrics, RequestOutcome, RouteMetrics};
+use crate::policy::{Policy, Route};
+use crate::rewrite::Report;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of a request sent upstream.
+pub type RequestBody = BoxBody<Bytes, BoxError>;
+/// The body of a response sent to the client.
+pub type ResponseBody = BoxBody<Bytes, BoxError>;
+
+pub(crate) fn full_body(bytes: Bytes) -> ResponseBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// What a loaded policy needs at run time: its routes with their metric
+/// handles resolved, and an upstream client built with its timeouts.
+struct Runtime {
+    policy: Arc<Policy>,
+    routes: Vec<(Arc<Route>, RouteMetrics)>,
+    unmatched: RouteMetrics,
+    client: upstream::UpstreamClient,
+}
+
+impl Runtime {
+    fn new(policy: Arc<Policy>, metrics: &Metrics) -> Runtime {
+        Runtime {
+            routes: policy
+                .routes
+                .iter()
+                .map(|route| (route.clone(), metrics.route(route)))
+                .collect(),
+            unmatched: metrics.unmatched(),
+            client: upstream::client(policy.timeouts.connect, &[]),
+            policy,
+        }
+    }
+}
+
+/// The proxy: the current policy (swapped atomically on reload) and the
+/// metrics.
+pub struct Proxy {
+    runtime: ArcSwap<Runtime>,
+    metrics: Arc<Metrics>,
+}
+
+impl Proxy {
+    pub fn new(policy: Arc<Policy>, metrics: Arc<Metrics>) -> Proxy {
+        let runtime = Runtime::new(policy, &metrics);
+        Proxy {
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.runtime.load().policy.clone()
+    }
+
+    /// Replaces the policy. Requests in flight finish on the one they
+    /// started with.
+    pub fn swap_policy(&self, policy: Arc<Policy>) {
+        self.runtime
+            .store(Arc::new(Runtime::new(policy, &self.metrics)));
+    }
+
+    /// Answers one request. Never fails: every error is a response.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
+        let runtime = self.runtime.load_full();
+        let started = Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let host = route::request_host(request.uri(), request.headers());
+        let found = route::find(
+            runtime.routes.iter().map(|(r, _)| &**r),
+            host.as_deref(),
+            &path,
+        );
+        let Some((route, metrics)) = found.and_then(|index| runtime.routes.get(index)) else {
+            let error = ProxyError::no_route();
+            record(&runtime.unmatched, &error);
+            tracing::info!(target: "scrim::access", route = crate::metrics::UNMATCHED, %method, path, status = 404u16, "request");
+            return error.into_response();
+        };
+        let mut report = Report::new(route.rules.rules.len(), false);
+        let result = forward::forward(
+            route,
+            metrics,
+            &runtime.client,
+            runtime.policy.timeouts.response,
+            request,
+            &mut report,
+        )
+        .await;
+        metrics.report(&report);
+        let (response, outcome, reason) = match result {
+            Ok(response) => {
+                metrics.request(RequestOutcome::Forwarded);
+                (response, RequestOutcome::Forwarded, None)
+            }
+            Err(error) => {
+                record(metrics, &error);
+                let reason = error.to_string();
+                let outcome = error.outcome();
+                (error.into_response(), outcome, Some(reason))
+            }
+        };
+        let elapsed = started.elapsed();
+        metrics.request_duration.observe(elapsed.as_secs_f64());
+        tracing::info!(
+            target: "scrim::access",
+            route = route.name.as_str(),
+            %method,
+            path,
+            status = response.status().as_u16(),
+            outcome = outcome.as_str(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            rewrites = report.total_rewritten(),
+            invalid = report.invalid.iter().sum::<u64>(),
+            error = reason.as_deref(),
+            "request"
+        );
+        response
+    }
+}
+
+fn record(metrics: &RouteMetrics, error: &ProxyError) {
+    metrics.request(error.outcome());
+    if let Some(reason) = error.reject_reason() {
+        metrics.rejection(reason);
+    }
+}

@@ -1,0 +1,570 @@
+//! The proxy, in process, against a mock upstream that records what it
+//! receives. Every server listens on an ephemeral port.
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use scrim::admin::{self, Admin};
+use scrim::config::Config;
+use scrim::metrics::Metrics;
+use scrim::policy::compile;
+use scrim::proxy::{self, Proxy, ServerHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const KEY: &str = "a-test-key-that-is-long-enough-42";
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: String,
+    uri: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// An upstream that records each complete request and answers 200 after
+/// `delay`. A request whose body fails (aborted) is not recorded.
+struct Mock {
+    addr: SocketAddr,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Mock {
+    async fn start(delay: Duration) -> Mock {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let recorded: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let log = recorded.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let log = log.clone();
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let log = log.clone();
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = match body.collect().await {
+                            Ok(collected) => collected.to_bytes(),
+                            Err(_) => {
+                                let mut failed = Response::new(Full::new(Bytes::new()));
+                                *failed.status_mut() = StatusCode::BAD_REQUEST;
+                                return Ok::<_, Infallible>(failed);
+                            }
+                        };
+                        log.lock().unwrap().push(Recorded {
+                            method: parts.method.to_string(),
+                            uri: parts.uri.to_string(),
+                            headers: parts.headers,
+                            body,
+                        });
+                        tokio::time::sleep(delay).await;
+                        let mut response =
+                            Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
+                        response
+                            .headers_mut()
+                            .insert("x-upstream", "mock".parse().unwrap());
+                        Ok(response)
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Mock { addr, recorded }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn requests(&self) -> Vec<Recorded> {
+        self.recorded.lock().unwrap().clone()
+    }
+}
+
+struct Scrim {
+    server: ServerHandle,
+    admin: admin::AdminHandle,
+}
+
+impl Scrim {
+    async fn start(yaml: &str) -> Scrim {
+        let config = Config::parse(yaml, "test.yaml").unwrap();
+        let env = |name: &str| (name == "SCRIM_TEST_KEY").then(|| KEY.into());
+        let policy = Arc::new(compile(&config, "test.yaml", &env).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let proxy = Arc::new(Proxy::new(policy, metrics.clone()));
+        let server = proxy::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), proxy).unwrap();
+        let admin = Arc::new(Admin {
+            metrics,
+            ready: true.into(),
+            reloader: None,
+        });
+        let admin = admin::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), admin).unwrap();
+        Scrim { server, admin }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.local_addr())
+    }
+
+    async fn metrics(&self) -> String {
+        let (status, _, body) = get(&format!("http://{}/metrics", self.admin.local_addr)).await;
+        assert_eq!(status, 200);
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+}
+
+fn config(upstream: &str, extra: &str) -> String {
+    format!(
+        "keys:
+  pseudonym: ${{SCRIM_TEST_KEY}}
+{extra}routes:
+  - name: meta
+    match: {{path_prefix: /meta}}
+    strip_prefix: true
+    upstream: {upstream}
+    rules:
+      - select: $.data[*].user_data.em
+        action: hash
+        normalize: email
+      - select: $.data[*].user_data.ph
+        action: hmac
+        normalize: phone
+        default_region: US
+      - select: $.ip
+        action: truncate_ip
+      - select: query.email
+        action: hash
+        normalize: email
+  - name: plain
+    match: {{path_prefix: /plain}}
+    upstream: {upstream}
+"
+    )
+}
+
+async fn send(request: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Bytes) {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let response = client.request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+async fn get(url: &str) -> (StatusCode, HeaderMap, Bytes) {
+    send(Request::get(url).body(Full::new(Bytes::new())).unwrap()).await
+}
+
+async fn post(
+    url: &str,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let request = Request::post(url)
+        .header("content-type", content_type)
+        .body(Full::new(body.into()))
+        .unwrap();
+    send(request).await
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+const EVENT: &str = r#"{"data":[{"event_name":"Purchase","user_data":{"em":" John_Smith@gmail.com","ph":"(650) 555-1212"}}],"ip":"203.0.113.77"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_body_arrives_rewritten() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url(), "")).await;
+    let (status, headers, body) = post(
+        &scrim.url("/meta/v21.0/123/events?email=A%40b.c&x=1"),
+        "application/json",
+        EVENT,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "{\"ok\":true}");
+    assert_eq!(headers.get("x-upstream").unwrap(), "mock");
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(
+        request.uri,
+        format!("/v21.0/123/events?email={}&x=1", sha256_hex("a@b.c"))
+    );
+    let body = String::from_utf8(request.body.to_vec()).unwrap();
+    assert!(
+        body.contains("62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("John") && !body.contains("555") && !body.contains("203.0.113.77"),
+        "{body}"
+    );
+    assert!(body.contains("\"ip\":\"203.0.113.0\""), "{body}");
+    assert_eq!(
+        request
+            .headers
+            .get("content-length")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        body.len().to_string()
+    );
+    assert_eq!(
+        request.headers.get("host").unwrap().to_str().unwrap(),
+        mock.addr.to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_body_arrives_rewritten() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url(), "")).await;
+    let event = r#"{"user_data":{"em":"John_Smith@gmail.com"}}"#;
+    let data: String =
+        form_urlencoded::byte_serialize(serde_json::json!([event]).to_string().as_bytes())
+            .collect();
+    let body = format!("access_token=TOKEN&data={data}");
+    let (status, _, _) = post(
+        &scrim.url("/meta/v21.0/123/events"),
+        "application/x-www-form-urlencoded",
+        body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let received = String::from_utf8(mock.requests()[0].body.to_vec()).unwrap();
+    assert!(
+        received.starts_with("access_token=TOKEN&data="),
+        "{received}"
+    );
+    assert!(!received.contains("John"), "{received}");
+    assert!(
+        received.contains("62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"),
+        "{received}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_body_arrives_rewritten_and_decoded() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url(), "")).await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(EVENT.as_bytes()).unwrap();
+    let request = Request::post(scrim.url("/meta/events"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(Full::new(Bytes::from(gz.finish().unwrap())))
+        .unwrap();
+    let (status, _, _) = send(request).await;
+    assert_eq!(status, 200);
+    let request = &mock.requests()[0];
+    assert!(request.headers.get("content-encoding").is_none());
+    let body = String::from_utf8(request.body.to_vec()).unwrap();
+    assert!(
+        body.contains("62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"),
+        "{body}"
+    );
+}
+
+/// Sends a raw HTTP/1.1 request and returns the status code.
+async fn raw(addr: SocketAddr, request: &[u8], chunks: &[&[u8]]) -> u16 {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    for chunk in chunks {
+        stream.write_all(chunk).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await {
+            Ok(Ok(n)) if n > 0 => {
+                response.extend_from_slice(&buffer[..n]);
+                if response.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&response);
+    text.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_in_one_byte_chunks_arrives_rewritten() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url(), "")).await;
+    let head = b"POST /meta/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+    let chunks: Vec<Vec<u8>> = EVENT
+        .bytes()
+        .map(|b| [b"1\r\n".as_slice(), &[b], b"\r\n"].concat())
+        .collect();
+    let mut parts: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+    parts.push(b"0\r\n\r\n");
+    assert_eq!(raw(scrim.server.local_addr(), head, &parts).await, 200);
+    let body = String::from_utf8(mock.requests()[0].body.to_vec()).unwrap();
+    assert!(
+        body.contains("62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"),
+        "{body}"
+    );
+}
+
+fn big_batch(events: usize) -> String {
+    let event = r#"{"event_name":"Purchase","user_data":{"em":"Someone@Example.com","fn":"Zoë"},"custom_data":{"note":"padding padding padding padding padding padding padding padding padding padding"}}"#;
+    format!("{{\"data\":[{}]}}", vec![event; events].join(","))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_mib_body_streams_through_rewritten() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url(), "")).await;
+    let body = big_batch(12_000);
+    assert!(body.len() > 2 * 1024 * 1024);
+    let (status, _, _) = post(&scrim.url("/meta/events"), "application/json", body.clone()).await;
+    assert_eq!(status, 200);
+    let request = &mock.requests()[0];
+    assert!(
+        request.headers.get("content-length").is_none(),
+        "a streamed body is chunked"
+    );
+    let received = String::from_utf8(request.body.to_vec()).unwrap();
+    assert!(!received.contains("Someone@"));
+    let expected = body.replace(
+        "\"Someone@Example.com\"",
+        &format!("\"{}\"", sha256_hex("someone@example.com")),
+    );
+    assert_eq!(received, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_reach_nothing_upstream() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url(), "limits:\n  max_body_bytes: 4000000\n")).await;
+    let cases: Vec<(&str, &str, Bytes, u16)> = vec![
+        (
+            "/meta/events",
+            "application/json",
+            Bytes::from_static(b"{\"data\": [1,]}"),
+            400,
+        ),
+        (
+            "/nowhere",
+            "application/json",
+            Bytes::from_static(b"{}"),
+            404,
+        ),
+        (
+            "/meta/events",
+            "text/plain",
+            Bytes::from_static(b"em=x"),
+            415,
+        ),
+        (
+            "/meta/events",
+            "application/json",
+            Bytes::from(vec![b' '; 4_000_001]),
+            413,
+        ),
+    ];
+    for (path, content_type, body, expected) in cases {
+        let (status, headers, text) = post(&scrim.url(path), content_type, body).await;
+        assert_eq!(
+            status.as_u16(),
+            expected,
+            "{path} {content_type}: {}",
+            String::from_utf8_lossy(&text)
+        );
+        if expected != 404 {
+            assert_eq!(headers.get("content-type").unwrap(), "application/json");
+        }
+    }
+    let zstd = Request::post(scrim.url("/meta/events"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "zstd")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    assert_eq!(send(zstd).await.0, 415);
+    // Invalid only at the end of a body that already streamed for 2 MiB: the
+    // upstream saw part of it, but never a complete request.
+    let mut late = big_batch(12_000);
+    late.push_str(" trailing");
+    assert_eq!(
+        post(&scrim.url("/meta/events"), "application/json", late)
+            .await
+            .0,
+        400
+    );
+    // Over the limit without a Content-Length: refused while streaming.
+    let head = b"POST /meta/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+    let filler = vec![b' '; 1 << 20];
+    let chunk = [
+        format!("{:x}\r\n", filler.len()).as_bytes(),
+        &filler,
+        b"\r\n",
+    ]
+    .concat();
+    let mut chunks: Vec<&[u8]> = vec![b"2\r\n[ \r\n"];
+    chunks.extend(std::iter::repeat_n(chunk.as_slice(), 4));
+    chunks.push(b"0\r\n\r\n");
+    assert_eq!(raw(scrim.server.local_addr(), head, &chunks).await, 413);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        mock.requests().is_empty(),
+        "{:?}",
+        mock.requests().iter().map(|r| &r.uri).collect::<Vec<_>>()
+    );
+    let metrics = scrim.metrics().await;
+    assert!(
+        metrics.contains("scrim_rejections_total{reason=\"no_route\",route=\"-\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("scrim_rejections_total{reason=\"unsupported_media_type\",route=\"meta\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_down_is_502_and_slow_is_504() {
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let scrim = Scrim::start(&config(&dead, "")).await;
+    assert_eq!(
+        post(&scrim.url("/meta/events"), "application/json", EVENT)
+            .await
+            .0,
+        502
+    );
+
+    let slow = Mock::start(Duration::from_secs(3)).await;
+    let scrim = Scrim::start(&config(&slow.url(), "timeouts:\n  response: 300ms\n")).await;
+    assert_eq!(
+        post(&scrim.url("/meta/events"), "application/json", EVENT)
+            .await
+            .0,
+        504
+    );
+    let metrics = scrim.metrics().await;
+    assert!(
+        metrics.contains("scrim_requests_total{outcome=\"upstream_timeout\",route=\"meta\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_and_head_pass_and_forwarding_headers_do_not() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url(), "")).await;
+    let request = Request::get(scrim.url("/plain/status?x=1"))
+        .header("x-forwarded-for", "198.51.100.7")
+        .header("x-real-ip", "198.51.100.7")
+        .header("forwarded", "for=198.51.100.7")
+        .header("x-app", "kept")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, _, body) = send(request).await;
+    assert_eq!((status.as_u16(), &body[..]), (200, &b"{\"ok\":true}"[..]));
+    let head = Request::head(scrim.url("/plain/status"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(head).await.0, 200);
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        (requests[0].method.as_str(), requests[0].uri.as_str()),
+        ("GET", "/plain/status?x=1")
+    );
+    assert_eq!(requests[1].method, "HEAD");
+    let headers = &requests[0].headers;
+    for name in [
+        "x-forwarded-for",
+        "x-real-ip",
+        "forwarded",
+        "content-length",
+    ] {
+        assert!(headers.get(name).is_none(), "{name} arrived");
+    }
+    assert_eq!(headers.get("x-app").unwrap(), "kept");
+    assert!(requests[0].body.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_each_rewritten_value() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url(), "")).await;
+    let event = r#"{"user_data":{"em":"a@b.c","ph":"+16505551212"}}"#;
+    let body = format!("{{\"data\":[{}]}}", vec![event; 7].join(","));
+    for _ in 0..3 {
+        assert_eq!(
+            post(&scrim.url("/meta/events"), "application/json", body.clone())
+                .await
+                .0,
+            200
+        );
+    }
+    let metrics = scrim.metrics().await;
+    assert!(
+        metrics.contains("scrim_rewrites_total{action=\"hash\",route=\"meta\"} 21"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("scrim_rewrites_total{action=\"hmac\",route=\"meta\"} 21"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("scrim_requests_total{outcome=\"forwarded\",route=\"meta\"} 3"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_works() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url(), "")).await;
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let request = Request::post(scrim.url("/meta/events"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(EVENT.as_bytes())))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let body = String::from_utf8(mock.requests()[0].body.to_vec()).unwrap();
+    assert!(
+        body.contains("62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"),
+        "{body}"
+    );
+}

@@ -568,3 +568,57 @@ async fn an_http2_client_works() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_smuggling_attempts_are_refused() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url(), "")).await;
+    let addr = scrim.server.local_addr();
+    let cases: [&[u8]; 4] = [
+        b"POST /plain/x HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n0\r\n\r\nGET /plain/smuggled HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"POST /plain/x HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ncontent-length: 7\r\nconnection: close\r\n\r\nhello",
+        b"POST /plain/x HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        b"POST /plain/x HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip, chunked, identity\r\nconnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ];
+    for (i, request) in cases.iter().enumerate() {
+        let status = raw(addr, request, &[]).await;
+        assert_eq!(status, 400, "case {i}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(mock.requests().is_empty(), "{:?}", mock.requests());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off_at_the_header_timeout() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url(), "server:\n  header_read_timeout: 1s\n")).await;
+    let mut stream = TcpStream::connect(scrim.server.local_addr()).await.unwrap();
+    let started = std::time::Instant::now();
+    let head = b"GET /plain/x HTTP/1.1\r\nhost: x\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut closed_after = None;
+    for byte in head {
+        if stream.write_all(&[*byte]).await.is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        let mut buffer = [0u8; 256];
+        // A closed connection reads as end of stream (or an error response).
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(250), stream.read(&mut buffer)).await
+        {
+            let _ = n;
+            closed_after = Some(started.elapsed());
+            break;
+        }
+    }
+    let closed_after = closed_after.expect("the connection stayed open for the whole slow head");
+    assert!(
+        closed_after >= Duration::from_millis(900),
+        "closed after {closed_after:?}"
+    );
+    assert!(
+        closed_after < Duration::from_secs(4),
+        "closed after {closed_after:?}"
+    );
+    assert!(mock.requests().is_empty());
+}

@@ -29,6 +29,8 @@ enum Kind {
     /// The body could not be read or decoded (a client reset, a corrupt gzip
     /// stream).
     BadBody(&'static str),
+    /// Framing that lets two parties disagree on where the request ends.
+    AmbiguousFraming,
     Upstream,
     UpstreamTimeout,
 }
@@ -64,6 +66,11 @@ impl ProxyError {
             kind: Kind::BadBody(reason),
         }
     }
+    pub(crate) fn ambiguous_framing() -> Self {
+        ProxyError {
+            kind: Kind::AmbiguousFraming,
+        }
+    }
     pub(crate) fn upstream() -> Self {
         ProxyError {
             kind: Kind::Upstream,
@@ -90,7 +97,7 @@ impl ProxyError {
             Kind::UnsupportedMediaType | Kind::UnsupportedEncoding => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            Kind::Body(_) | Kind::BadBody(_) => StatusCode::BAD_REQUEST,
+            Kind::Body(_) | Kind::BadBody(_) | Kind::AmbiguousFraming => StatusCode::BAD_REQUEST,
             Kind::Upstream => StatusCode::BAD_GATEWAY,
             Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -115,7 +122,7 @@ impl ProxyError {
             Kind::Body(e) if e.is_too_large() => RejectReason::ValueTooLarge,
             Kind::Body(e) if e.is_rejected() => RejectReason::RejectedValue,
             Kind::Body(_) => RejectReason::InvalidBody,
-            Kind::BadBody(_) => RejectReason::BadRequest,
+            Kind::BadBody(_) | Kind::AmbiguousFraming => RejectReason::BadRequest,
             Kind::Upstream | Kind::UpstreamTimeout => return None,
         })
     }
@@ -145,6 +152,9 @@ impl fmt::Display for ProxyError {
             ),
             Kind::Body(error) => write!(f, "invalid body: {error}"),
             Kind::BadBody(reason) => write!(f, "invalid body: {reason}"),
+            Kind::AmbiguousFraming => f.write_str(
+                "ambiguous request framing: Transfer-Encoding with Content-Length, or a Transfer-Encoding other than chunked",
+            ),
             Kind::Upstream => f.write_str("the upstream could not be reached"),
             Kind::UpstreamTimeout => f.write_str("the upstream did not answer in time"),
         }

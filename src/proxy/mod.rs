@@ -5,7 +5,8 @@
 //! 1. **Listener** (`server.rs`): HTTP/1.1, or HTTP/2 when the connection
 //!    opens with its preface (h2c). Header size and header time are limited
 //!    here, before any of the request is looked at: a slow or huge head costs
-//!    one connection, never the process.
+//!    one connection, never the process. Requests whose framing is ambiguous
+//!    (request smuggling, `framing.rs`) are refused here too.
 //! 2. **Route match** (`route.rs`): a request no route takes is answered 404
 //!    and never forwarded, so scrim is not an open proxy.
 //! 3. **Headers and query** (`forward.rs`): rewritten before anything is sent,
@@ -23,6 +24,7 @@
 mod decode;
 mod error;
 mod forward;
+mod framing;
 mod route;
 mod server;
 mod upstream;
@@ -107,6 +109,15 @@ impl Proxy {
     pub fn swap_policy(&self, policy: Arc<Policy>) {
         self.runtime
             .store(Arc::new(Runtime::new(policy, &self.metrics)));
+    }
+
+    /// Refuses a request whose framing was ambiguous (see `framing.rs`),
+    /// before anything of it is looked at.
+    pub(crate) fn refuse_ambiguous(&self) -> Response<ResponseBody> {
+        let error = ProxyError::ambiguous_framing();
+        record(&self.runtime.load().unmatched, &error);
+        tracing::warn!(target: "scrim::access", status = 400u16, "request smuggling attempt refused");
+        error.into_response()
     }
 
     /// Answers one request. Never fails: every error is a response.

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -15,6 +16,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use super::Proxy;
+use super::framing::{FramingWatch, Verdicts};
 use crate::policy::ServerSettings;
 
 /// A running listener.
@@ -101,9 +103,22 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
+        let verdicts = Verdicts::default();
+        let stream = FramingWatch::new(stream, verdicts.clone());
+        // HTTP/1 requests on a connection are handled in order, so a count
+        // names each one; HTTP/2 connections are never marked.
+        let requests = Arc::new(AtomicU64::new(0));
         let service = service_fn(move |request| {
             let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(request).await) }
+            let ambiguous = verdicts.is_ambiguous(requests.fetch_add(1, Ordering::Relaxed));
+            async move {
+                let response = if ambiguous {
+                    proxy.refuse_ambiguous()
+                } else {
+                    proxy.handle(request).await
+                };
+                Ok::<_, Infallible>(response)
+            }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)

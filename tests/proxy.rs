@@ -1,18 +1,15 @@
 //! The proxy, in process, against a mock upstream that records what it
 //! receives. Every server listens on an ephemeral port.
 
-use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use scrim::admin::{self, Admin};
 use scrim::config::Config;
 use scrim::metrics::Metrics;
@@ -23,78 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 const KEY: &str = "a-test-key-that-is-long-enough-42";
 
-#[derive(Debug, Clone)]
-struct Recorded {
-    method: String,
-    uri: String,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-/// An upstream that records each complete request and answers 200 after
-/// `delay`. A request whose body fails (aborted) is not recorded.
-struct Mock {
-    addr: SocketAddr,
-    recorded: Arc<Mutex<Vec<Recorded>>>,
-}
-
-impl Mock {
-    async fn start(delay: Duration) -> Mock {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let recorded: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-        let log = recorded.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let log = log.clone();
-                let service = service_fn(move |request: Request<Incoming>| {
-                    let log = log.clone();
-                    async move {
-                        let (parts, body) = request.into_parts();
-                        let body = match body.collect().await {
-                            Ok(collected) => collected.to_bytes(),
-                            Err(_) => {
-                                let mut failed = Response::new(Full::new(Bytes::new()));
-                                *failed.status_mut() = StatusCode::BAD_REQUEST;
-                                return Ok::<_, Infallible>(failed);
-                            }
-                        };
-                        log.lock().unwrap().push(Recorded {
-                            method: parts.method.to_string(),
-                            uri: parts.uri.to_string(),
-                            headers: parts.headers,
-                            body,
-                        });
-                        tokio::time::sleep(delay).await;
-                        let mut response =
-                            Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
-                        response
-                            .headers_mut()
-                            .insert("x-upstream", "mock".parse().unwrap());
-                        Ok(response)
-                    }
-                });
-                tokio::spawn(async move {
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Mock { addr, recorded }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn requests(&self) -> Vec<Recorded> {
-        self.recorded.lock().unwrap().clone()
-    }
-}
+mod support;
+use support::Mock;
 
 struct Scrim {
     server: ServerHandle,
@@ -621,4 +548,104 @@ async fn slow_headers_are_cut_off_at_the_header_timeout() {
         "closed after {closed_after:?}"
     );
     assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_swaps_rules_under_load_and_refuses_a_bad_file() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let dir = std::env::temp_dir().join(format!("scrim-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("scrim.yaml");
+    // The reloader reads secrets as `scrim run` does: from a file here.
+    let key_file = dir.join("pseudonym.key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let with_key_file =
+        |yaml: String| yaml.replace("${SCRIM_TEST_KEY}", &format!("file:{}", key_file.display()));
+    std::fs::write(&path, with_key_file(config(&mock.url(), ""))).unwrap();
+
+    let config_text = std::fs::read_to_string(&path).unwrap();
+    let parsed = Config::parse(&config_text, "scrim.yaml").unwrap();
+    let policy =
+        Arc::new(compile(&parsed, "scrim.yaml", &scrim::config::ProcessEnvironment).unwrap());
+    let metrics = Arc::new(Metrics::new());
+    let proxy = Arc::new(Proxy::new(policy, metrics.clone()));
+    let server = proxy::serve(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        proxy.clone(),
+    )
+    .unwrap();
+    let admin = Arc::new(Admin {
+        metrics,
+        ready: true.into(),
+        reloader: Some(scrim::reload::Reloader::new(path.clone(), proxy)),
+    });
+    let admin = admin::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), admin).unwrap();
+    let url = format!("http://{}/meta/events", server.local_addr());
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (url, stop) = (url.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match post(&url, "application/json", EVENT).await.0.as_u16() {
+                    200 => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let reload = || async {
+        let request = Request::post(format!("http://{}/reload", admin.local_addr))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        send(request).await
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let dropping =
+        config(&mock.url(), "").replace("action: hash\n        normalize: email", "action: drop");
+    std::fs::write(&path, with_key_file(dropping)).unwrap();
+    assert_eq!(reload().await.0, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(
+        &path,
+        "routes:\n  - name: meta\n    match: {path_prefix: /meta}\n    upstream: nowhere\n",
+    )
+    .unwrap();
+    let (status, _, body) = reload().await;
+    assert_eq!(status, 400);
+    assert!(
+        String::from_utf8_lossy(&body).contains("scrim.yaml:4:15: upstream must be"),
+        "{body:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for client in clients {
+        let (ok, failed) = client.await.unwrap();
+        assert_eq!(failed, 0);
+        total += ok;
+    }
+    assert!(total > 20, "only {total} requests");
+    let last = mock.requests().pop().unwrap();
+    let body = String::from_utf8(last.body.to_vec()).unwrap();
+    assert!(
+        !body.contains("\"em\"") && body.contains("\"ph\""),
+        "the new rules apply: {body}"
+    );
+    let first = String::from_utf8(mock.requests()[0].body.to_vec()).unwrap();
+    assert!(first.contains("62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"));
+    let (_, _, metrics) = get(&format!("http://{}/metrics", admin.local_addr)).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("scrim_config_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("scrim_config_reloads_total{result=\"error\"} 1"),
+        "{metrics}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

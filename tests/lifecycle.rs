@@ -1,0 +1,152 @@
+//! `scrim run` as a process: SIGTERM lets requests in flight finish, SIGHUP
+//! reloads the configuration.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioExecutor;
+use support::Mock;
+
+const KEY: &str = "a-test-key-that-is-long-enough-42";
+const EVENT: &str = r#"{"data":[{"user_data":{"em":"John_Smith@gmail.com"}}]}"#;
+
+struct Running {
+    child: Child,
+    listen: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn config(upstream: &str, action: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0
+admin:
+  listen: 127.0.0.1:0
+server:
+  shutdown_grace: 10s
+routes:
+  - name: meta
+    match: {{path_prefix: /meta}}
+    upstream: {upstream}
+    rules:
+      - select: $.data[*].user_data.em
+        action: {action}
+"
+    )
+}
+
+/// Starts `scrim run` and waits for its "serving" log line.
+fn start(name: &str, yaml: &str) -> Running {
+    let dir = std::env::temp_dir().join(format!("scrim-life-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("scrim.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scrim"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("SCRIM_PSEUDONYM_KEY", KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listen = loop {
+        let line = lines.next().expect("scrim exited before serving").unwrap();
+        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if log["message"] == "scrim is serving" {
+            break log["listen"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining the log so that scrim never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Running { child, listen, dir }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn post(url: String) -> Result<u16, String> {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(EVENT.as_bytes())))
+        .unwrap();
+    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_in_flight_finish() {
+    let mock = Mock::start(Duration::from_millis(1500)).await;
+    let mut scrim = start("term", &config(&mock.url(), "hash"));
+    let url = format!("http://{}/meta/events", scrim.listen);
+    let in_flight: Vec<_> = (0..5).map(|_| tokio::spawn(post(url.clone()))).collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    signal(&scrim.child, "-TERM");
+    for request in in_flight {
+        assert_eq!(request.await.unwrap(), Ok(200));
+    }
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = scrim.child.wait().unwrap();
+        (status, scrim)
+    });
+    let (status, _scrim) = tokio::time::timeout(Duration::from_secs(10), exited)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(mock.requests().len(), 5);
+    assert!(
+        post(url).await.is_err(),
+        "a stopped scrim accepts no new request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_rules() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = start("hup", &config(&mock.url(), "hash"));
+    let url = format!("http://{}/meta/events", scrim.listen);
+    assert_eq!(post(url.clone()).await, Ok(200));
+    std::fs::write(scrim.dir.join("scrim.yaml"), config(&mock.url(), "drop")).unwrap();
+    signal(&scrim.child, "-HUP");
+    let mut reloaded = false;
+    for _ in 0..50 {
+        assert_eq!(post(url.clone()).await, Ok(200));
+        let last = mock.requests().pop().unwrap();
+        if !String::from_utf8_lossy(&last.body).contains("\"em\"") {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reloaded, "the new rules never applied");
+    let first = String::from_utf8(mock.requests()[0].body.to_vec()).unwrap();
+    assert!(
+        first.contains("\"em\":\"5dfec14a") && !first.contains("John"),
+        "hashed before the reload: {first}"
+    );
+}

@@ -1,0 +1,89 @@
+//! A mock upstream for the proxy tests, shared by `proxy.rs` and
+//! `lifecycle.rs`.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// An upstream that records each complete request and answers 200 after
+/// `delay`. A request whose body fails (aborted) is not recorded.
+pub struct Mock {
+    pub addr: SocketAddr,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Mock {
+    pub async fn start(delay: Duration) -> Mock {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let recorded: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let log = recorded.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let log = log.clone();
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let log = log.clone();
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = match body.collect().await {
+                            Ok(collected) => collected.to_bytes(),
+                            Err(_) => {
+                                let mut failed = Response::new(Full::new(Bytes::new()));
+                                *failed.status_mut() = StatusCode::BAD_REQUEST;
+                                return Ok::<_, Infallible>(failed);
+                            }
+                        };
+                        log.lock().unwrap().push(Recorded {
+                            method: parts.method.to_string(),
+                            uri: parts.uri.to_string(),
+                            headers: parts.headers,
+                            body,
+                        });
+                        tokio::time::sleep(delay).await;
+                        let mut response =
+                            Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
+                        response
+                            .headers_mut()
+                            .insert("x-upstream", "mock".parse().unwrap());
+                        Ok(response)
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Mock { addr, recorded }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.recorded.lock().unwrap().clone()
+    }
+}

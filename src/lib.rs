@@ -13,4 +13,5 @@ pub mod proxy;
 pub mod reload;
 pub mod rewrite;
 pub mod service;
+pub mod tls;
 pub mod transform;

@@ -22,6 +22,8 @@ pub use secret::{Environment, ProcessEnvironment, resolve_secret};
 pub struct Config {
     /// Address the proxy listens on. Default `127.0.0.1:8080`.
     pub listen: Option<Spanned<String>>,
+    /// Serve the proxy listener over TLS (ALPN `h2` and `http/1.1`).
+    pub tls: Option<TlsConfig>,
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`).
     pub admin: Option<AdminConfig>,
     /// Named secrets, each `${ENV_VAR}` or `file:/path`. Never inline.
@@ -72,6 +74,16 @@ pub struct TimeoutsConfig {
     pub response: Option<Spanned<String>>,
 }
 
+/// A certificate chain and its private key, as PEM files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: Spanned<String>,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Spanned<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
@@ -111,6 +123,9 @@ pub struct RouteConfig {
     pub strip_prefix: bool,
     /// Base URL of the platform, `https://host[:port][/path]`.
     pub upstream: Spanned<String>,
+    /// PEM file of CA certificates trusted for this upstream, besides the
+    /// web PKI roots (a private CA in front of a self-hosted platform).
+    pub ca_file: Option<Spanned<String>>,
     /// Pass `Forwarded`, `X-Forwarded-For` and `X-Real-IP` upstream. They
     /// identify the app's users, so by default they are removed.
     #[serde(default)]

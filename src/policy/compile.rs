@@ -5,15 +5,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_saphyr::Spanned;
 
 use super::{
     Limits, OnInvalid, Policy, REDACTED, Route, Rule, Rules, Selector, ServerSettings, Timeouts,
-    Unlisted,
+    TlsIdentity, Unlisted,
 };
 use crate::config::{
     Config, ConfigError, ConfigErrors, Environment, LimitsConfig, RouteConfig, RuleConfig,
-    ServerConfig, TimeoutsConfig, resolve_secret,
+    ServerConfig, TimeoutsConfig, TlsConfig, resolve_secret,
 };
 use crate::transform::{
     Action, ActionKind, Encoding, Normalizer, PhoneOptions, PseudonymKey, normalize,
@@ -43,6 +45,10 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
     let global_limits = limits(&mut errors, Limits::default(), &config.limits);
     let server = server_settings(&mut errors, &config.server);
     let timeouts = timeouts(&mut errors, &config.timeouts);
+    let tls = config
+        .tls
+        .as_ref()
+        .and_then(|tls| tls_identity(&mut errors, tls));
 
     let mut routes: Vec<Arc<Route>> = Vec::new();
     let mut names: BTreeMap<&str, u64> = BTreeMap::new();
@@ -95,6 +101,7 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
             .collect(),
         server,
         timeouts,
+        tls,
         routes,
     })
 }
@@ -165,6 +172,52 @@ fn timeouts(errors: &mut Errors<'_>, config: &TimeoutsConfig) -> Timeouts {
         connect: duration(errors, &config.connect, defaults.connect),
         response: duration(errors, &config.response, defaults.response),
     }
+}
+
+fn read_certificates(
+    errors: &mut Errors<'_>,
+    file: &Spanned<String>,
+) -> Vec<CertificateDer<'static>> {
+    let certs: Result<Vec<_>, _> = match CertificateDer::pem_file_iter(&file.value) {
+        Ok(iter) => iter.collect(),
+        Err(error) => Err(error),
+    };
+    match certs {
+        Ok(certs) if !certs.is_empty() => certs,
+        Ok(_) => {
+            errors.at(file, format!("no PEM certificate in {}", file.value));
+            Vec::new()
+        }
+        Err(error) => {
+            errors.at(
+                file,
+                format!("cannot read certificates from {}: {error}", file.value),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn tls_identity(errors: &mut Errors<'_>, tls: &TlsConfig) -> Option<TlsIdentity> {
+    let certs = read_certificates(errors, &tls.cert);
+    // The error names the file, never its content.
+    let key = PrivateKeyDer::from_pem_file(&tls.key.value)
+        .map_err(|error| {
+            errors.at(
+                &tls.key,
+                format!("cannot read a private key from {}: {error}", tls.key.value),
+            )
+        })
+        .ok()?;
+    let identity = (!certs.is_empty()).then_some(TlsIdentity { certs, key })?;
+    // Checked here so that `scrim check` finds a key that does not match.
+    if let Err(error) = crate::tls::server_config(&identity) {
+        errors.at(
+            &tls.key,
+            format!("this key cannot serve that certificate: {error}"),
+        );
+    }
+    Some(identity)
 }
 
 /// Parses an upstream base URL: http or https, a host, an optional base path,
@@ -243,6 +296,11 @@ fn compile_route(
         );
     }
 
+    let ca_roots = route
+        .ca_file
+        .as_ref()
+        .map(|file| read_certificates(errors, file))
+        .unwrap_or_default();
     let unlisted = match &route.unlisted {
         None => Unlisted::Keep,
         Some(v) => match v.value.as_str() {
@@ -304,6 +362,7 @@ fn compile_route(
         strip_prefix: route.strip_prefix,
         upstream: route.upstream.value.clone(),
         upstream_uri: upstream?,
+        ca_roots,
         keep_forwarding_headers: route.keep_forwarding_headers,
         rules,
     })

@@ -28,7 +28,24 @@ pub struct Policy {
     pub key_ids: Vec<(String, String)>,
     pub server: ServerSettings,
     pub timeouts: Timeouts,
+    /// The listener's certificate and key, when it serves TLS.
+    pub tls: Option<TlsIdentity>,
     pub routes: Vec<Arc<Route>>,
+}
+
+/// A certificate chain and its key, read from PEM files. `Debug` shows the
+/// chain's length only.
+pub struct TlsIdentity {
+    pub certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+    pub key: rustls_pki_types::PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("certs", &self.certs.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Limits and timeouts of the proxy listener.
@@ -91,6 +108,8 @@ pub struct Route {
     pub upstream: String,
     /// The same, parsed: scheme, authority and base path.
     pub upstream_uri: http::Uri,
+    /// CA certificates trusted for this upstream besides the web PKI.
+    pub ca_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     pub keep_forwarding_headers: bool,
     pub rules: Rules,
 }

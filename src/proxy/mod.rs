@@ -57,24 +57,40 @@ pub(crate) fn full_body(bytes: Bytes) -> ResponseBody {
 }
 
 /// What a loaded policy needs at run time: its routes with their metric
-/// handles resolved, and an upstream client built with its timeouts.
+/// handles resolved and their upstream clients built.
 struct Runtime {
     policy: Arc<Policy>,
-    routes: Vec<(Arc<Route>, RouteMetrics)>,
+    routes: Vec<RouteRuntime>,
     unmatched: RouteMetrics,
+}
+
+struct RouteRuntime {
+    route: Arc<Route>,
+    metrics: RouteMetrics,
+    /// Shared by the routes that trust the web PKI only; a route with its
+    /// own `ca_file` has its own.
     client: upstream::UpstreamClient,
 }
 
 impl Runtime {
     fn new(policy: Arc<Policy>, metrics: &Metrics) -> Runtime {
+        let shared = upstream::client(policy.timeouts.connect, &[]);
+        let routes = policy
+            .routes
+            .iter()
+            .map(|route| RouteRuntime {
+                metrics: metrics.route(route),
+                client: if route.ca_roots.is_empty() {
+                    shared.clone()
+                } else {
+                    upstream::client(policy.timeouts.connect, &route.ca_roots)
+                },
+                route: route.clone(),
+            })
+            .collect();
         Runtime {
-            routes: policy
-                .routes
-                .iter()
-                .map(|route| (route.clone(), metrics.route(route)))
-                .collect(),
+            routes,
             unmatched: metrics.unmatched(),
-            client: upstream::client(policy.timeouts.connect, &[]),
             policy,
         }
     }
@@ -128,11 +144,16 @@ impl Proxy {
         let path = request.uri().path().to_owned();
         let host = route::request_host(request.uri(), request.headers());
         let found = route::find(
-            runtime.routes.iter().map(|(r, _)| &**r),
+            runtime.routes.iter().map(|r| &*r.route),
             host.as_deref(),
             &path,
         );
-        let Some((route, metrics)) = found.and_then(|index| runtime.routes.get(index)) else {
+        let Some(RouteRuntime {
+            route,
+            metrics,
+            client,
+        }) = found.and_then(|index| runtime.routes.get(index))
+        else {
             let error = ProxyError::no_route();
             record(&runtime.unmatched, &error);
             tracing::info!(target: "scrim::access", route = crate::metrics::UNMATCHED, %method, path, status = 404u16, "request");
@@ -142,7 +163,7 @@ impl Proxy {
         let result = forward::forward(
             route,
             metrics,
-            &runtime.client,
+            client,
             runtime.policy.timeouts.response,
             request,
             &mut report,

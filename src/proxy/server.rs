@@ -10,10 +10,12 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use super::Proxy;
 use super::framing::{FramingWatch, Verdicts};
@@ -43,9 +45,17 @@ impl ServerHandle {
 /// from the policy at start; they do not change on reload.
 pub fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> std::io::Result<ServerHandle> {
     let local_addr = listener.local_addr()?;
-    let settings = proxy.policy().server;
+    let policy = proxy.policy();
+    // A listener meant for TLS never falls back to plain HTTP.
+    let tls = match &policy.tls {
+        None => None,
+        Some(identity) => Some(TlsAcceptor::from(Arc::new(
+            crate::tls::server_config(identity)
+                .map_err(|e| std::io::Error::other(format!("TLS: {e}")))?,
+        ))),
+    };
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, proxy, settings, stopped));
+    let task = tokio::spawn(accept_loop(listener, proxy, policy.server, tls, stopped));
     Ok(ServerHandle {
         local_addr,
         stop,
@@ -76,9 +86,10 @@ async fn accept_loop(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     settings: ServerSettings,
+    tls: Option<TlsAcceptor>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let builder = builder(&settings);
+    let builder = Arc::new(builder(&settings));
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     loop {
@@ -102,32 +113,25 @@ async fn accept_loop(
             _ = stopped.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        let verdicts = Verdicts::default();
-        let stream = FramingWatch::new(stream, verdicts.clone());
-        // HTTP/1 requests on a connection are handled in order, so a count
-        // names each one; HTTP/2 connections are never marked.
-        let requests = Arc::new(AtomicU64::new(0));
-        let service = service_fn(move |request| {
-            let proxy = proxy.clone();
-            let ambiguous = verdicts.is_ambiguous(requests.fetch_add(1, Ordering::Relaxed));
-            async move {
-                let response = if ambiguous {
-                    proxy.refuse_ambiguous()
-                } else {
-                    proxy.handle(request).await
-                };
-                Ok::<_, Infallible>(response)
-            }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (proxy, builder, tls, watcher) = (
+            proxy.clone(),
+            builder.clone(),
+            tls.clone(),
+            graceful.watcher(),
+        );
+        let handshake_timeout = settings.header_read_timeout;
         tokio::spawn(async move {
-            // A connection error (a reset, a malformed request answered by
-            // hyper) concerns that connection only.
-            let _ = connection.await;
+            match tls {
+                None => serve_connection(stream, proxy, &builder, watcher).await,
+                Some(acceptor) => {
+                    // The handshake is bounded like a request head.
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                    {
+                        serve_connection(stream, proxy, &builder, watcher).await;
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -138,4 +142,36 @@ async fn accept_loop(
     {
         tracing::warn!(grace = ?settings.shutdown_grace, "requests still in flight at the end of the grace period");
     }
+}
+
+/// Serves one connection (plain or TLS) until it closes.
+async fn serve_connection<I>(
+    io: I,
+    proxy: Arc<Proxy>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let verdicts = Verdicts::default();
+    let io = FramingWatch::new(io, verdicts.clone());
+    // HTTP/1 requests on a connection are handled in order, so a count
+    // names each one; HTTP/2 connections are never marked.
+    let requests = Arc::new(AtomicU64::new(0));
+    let service = service_fn(move |request| {
+        let proxy = proxy.clone();
+        let ambiguous = verdicts.is_ambiguous(requests.fetch_add(1, Ordering::Relaxed));
+        async move {
+            let response = if ambiguous {
+                proxy.refuse_ambiguous()
+            } else {
+                proxy.handle(request).await
+            };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    // A connection error (a reset, a malformed request answered by hyper)
+    // concerns that connection only.
+    let _ = watcher.watch(connection.into_owned()).await;
 }

@@ -11,23 +11,13 @@ use super::RequestBody;
 
 pub(crate) type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, RequestBody>;
 
-/// Builds the client. `extra_roots` (PEM) are trusted besides the web PKI:
-/// a private CA in front of a self-hosted platform, or a test CA.
+/// Builds the client. `extra_roots` are trusted besides the web PKI: a
+/// private CA in front of a self-hosted platform, or a test CA.
 pub(crate) fn client(
     connect_timeout: Duration,
     extra_roots: &[rustls::pki_types::CertificateDer<'static>],
 ) -> UpstreamClient {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for root in extra_roots {
-        // A certificate that is not a CA is skipped; check validates files.
-        let _ = roots.add(root.clone());
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
-        .unwrap_or_else(|e| unreachable!("ring supports the default protocol versions: {e}"));
+    let tls = crate::tls::client_config(extra_roots);
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(connect_timeout));

@@ -32,6 +32,11 @@ pub struct Mock {
 
 impl Mock {
     pub async fn start(delay: Duration) -> Mock {
+        Mock::start_with(delay, None).await
+    }
+
+    /// The same, over TLS when an acceptor is given.
+    pub async fn start_with(delay: Duration, tls: Option<tokio_rustls::TlsAcceptor>) -> Mock {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let recorded: Arc<Mutex<Vec<Recorded>>> = Arc::default();
@@ -69,10 +74,25 @@ impl Mock {
                         Ok(response)
                     }
                 });
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = match tls {
+                        None => {
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => {
+                                builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await
+                            }
+                            Err(_) => Ok(()),
+                        },
+                    };
                 });
             }
         });

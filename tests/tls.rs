@@ -1,0 +1,183 @@
+//! TLS on both sides: an upstream behind a private CA (`ca_file`), and the
+//! proxy listener serving TLS with ALPN h2.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioExecutor;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use scrim::config::Config;
+use scrim::metrics::Metrics;
+use scrim::policy::compile;
+use scrim::proxy::{self, Proxy};
+use support::Mock;
+use tokio::net::TcpListener;
+
+const EVENT: &str = r#"{"data":[{"user_data":{"em":"John_Smith@gmail.com"}}]}"#;
+const HASHED: &str = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f";
+
+/// A test CA and a certificate for `localhost` it signed, as PEM files.
+struct Pki {
+    dir: std::path::PathBuf,
+    ca: CertificateDer<'static>,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("scrim-tls-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+        Pki {
+            ca: ca.der().clone(),
+            dir,
+        }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let identity = scrim::policy::TlsIdentity {
+            certs: vec![CertificateDer::from_pem_file(self.path("cert.pem")).unwrap()],
+            key: PrivateKeyDer::from_pem_file(self.path("key.pem")).unwrap(),
+        };
+        tokio_rustls::TlsAcceptor::from(Arc::new(scrim::tls::server_config(&identity).unwrap()))
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn scrim(yaml: &str) -> proxy::ServerHandle {
+    let config = Config::parse(yaml, "tls.yaml").unwrap();
+    let policy = Arc::new(compile(&config, "tls.yaml", &|_: &str| None).unwrap());
+    let proxy = Arc::new(Proxy::new(policy, Arc::new(Metrics::new())));
+    proxy::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), proxy).unwrap()
+}
+
+fn route(upstream: &str, extra: &str) -> String {
+    format!(
+        "routes:
+  - name: meta
+    match: {{path_prefix: /meta}}
+    upstream: {upstream}
+{extra}    rules:
+      - select: $.data[*].user_data.em
+        action: hash
+        normalize: email
+"
+    )
+}
+
+fn json_post(url: String) -> Request<Full<Bytes>> {
+    Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(EVENT.as_bytes())))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_behind_a_private_ca_is_trusted_with_ca_file_only() {
+    let pki = Pki::new("upstream");
+    let mock = Mock::start_with(Duration::ZERO, Some(pki.acceptor())).await;
+    let upstream = format!("https://localhost:{}", mock.addr.port());
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+
+    let trusting = scrim(&route(
+        &upstream,
+        &format!("    ca_file: {}\n", pki.path("ca.pem")),
+    ))
+    .await;
+    let response = client
+        .request(json_post(format!(
+            "http://{}/meta/events",
+            trusting.local_addr()
+        )))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = String::from_utf8(mock.requests()[0].body.to_vec()).unwrap();
+    assert!(body.contains(HASHED) && !body.contains("John"), "{body}");
+
+    let untrusting = scrim(&route(&upstream, "")).await;
+    let response = client
+        .request(json_post(format!(
+            "http://{}/meta/events",
+            untrusting.local_addr()
+        )))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502, "an unknown CA is not trusted");
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_serves_tls_with_alpn_h2() {
+    let pki = Pki::new("listener");
+    let mock = Mock::start(Duration::ZERO).await;
+    let yaml = format!(
+        "tls:\n  cert: {}\n  key: {}\n{}",
+        pki.path("cert.pem"),
+        pki.path("key.pem"),
+        route(&mock.url(), "")
+    );
+    let server = scrim(&yaml).await;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(scrim::tls::client_config(std::slice::from_ref(&pki.ca)))
+        .https_only()
+        .enable_all_versions()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+    let url = format!(
+        "https://localhost:{}/meta/events",
+        server.local_addr().port()
+    );
+    let response = client.request(json_post(url)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    response.into_body().collect().await.unwrap();
+    let body = String::from_utf8(mock.requests()[0].body.to_vec()).unwrap();
+    assert!(body.contains(HASHED), "{body}");
+}
+
+#[test]
+fn a_key_that_does_not_match_its_certificate_fails_check() {
+    let pki = Pki::new("mismatch");
+    let other = KeyPair::generate().unwrap();
+    std::fs::write(pki.dir.join("other.pem"), other.serialize_pem()).unwrap();
+    let yaml = format!(
+        "tls:\n  cert: {}\n  key: {}\n{}",
+        pki.path("cert.pem"),
+        pki.path("other.pem"),
+        route("http://127.0.0.1:9", "")
+    );
+    let config = Config::parse(&yaml, "tls.yaml").unwrap();
+    let err = compile(&config, "tls.yaml", &|_: &str| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("tls.yaml:3:8: this key cannot serve that certificate"),
+        "{err}"
+    );
+}

@@ -223,8 +223,10 @@ async fn raw(addr: SocketAddr, request: &[u8], chunks: &[&[u8]]) -> u16 {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
     for chunk in chunks {
-        stream.write_all(chunk).await.unwrap();
-        stream.flush().await.unwrap();
+        // scrim may answer (and close) before the body is all sent.
+        if stream.write_all(chunk).await.is_err() || stream.flush().await.is_err() {
+            break;
+        }
     }
     let mut response = Vec::new();
     let mut buffer = [0u8; 4096];
@@ -315,12 +317,6 @@ async fn refused_requests_reach_nothing_upstream() {
             Bytes::from_static(b"em=x"),
             415,
         ),
-        (
-            "/meta/events",
-            "application/json",
-            Bytes::from(vec![b' '; 4_000_001]),
-            413,
-        ),
     ];
     for (path, content_type, body, expected) in cases {
         let (status, headers, text) = post(&scrim.url(path), content_type, body).await;
@@ -334,6 +330,10 @@ async fn refused_requests_reach_nothing_upstream() {
             assert_eq!(headers.get("content-type").unwrap(), "application/json");
         }
     }
+    // Over the limit by its Content-Length: refused before the body is read
+    // (so the body is not sent here: the refusal closes the connection).
+    let head = b"POST /meta/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 4000001\r\n\r\n";
+    assert_eq!(raw(scrim.server.local_addr(), head, &[]).await, 413);
     let zstd = Request::post(scrim.url("/meta/events"))
         .header("content-type", "application/json")
         .header("content-encoding", "zstd")

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Load bench: the same upstream reached directly, through nginx proxy_pass
+# (which rewrites nothing), and through scrim (which hashes 6 fields of a
+# 1 KiB event), in one run. Peak requests per second with wrk, then latency
+# at half of scrim's peak (wrk paced with a Lua delay). Medians of 3 rounds.
+#
+#   benches/load.sh [SECONDS_PER_RUN]      (default 10)
+#
+# Needs: wrk and nginx (installed with apt-get when missing), python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-10}
+connections=32
+rounds=3
+
+need() { command -v "$1" >/dev/null || { echo "installing $2"; apt-get install -y "$2" >/dev/null || sudo apt-get install -y "$2" >/dev/null; }; }
+need wrk wrk
+need nginx nginx-light
+
+cargo build --release --quiet --bin scrim --example bench_upstream
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+upstream_port=$(free_port); nginx_port=$(free_port); scrim_port=$(free_port); admin_port=$(free_port)
+
+target/release/examples/bench_upstream "127.0.0.1:$upstream_port" 2>/dev/null & pids+=($!)
+
+cat > "$work/nginx.conf" <<NGINX
+worker_processes auto;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/body;
+  proxy_temp_path $work/proxy;
+  upstream platform { server 127.0.0.1:$upstream_port; keepalive 64; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      proxy_pass http://platform;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf" & pids+=($!)
+
+cat > "$work/scrim.yaml" <<YAML
+listen: 127.0.0.1:$scrim_port
+admin: {listen: 127.0.0.1:$admin_port}
+routes:
+  - name: meta
+    match: {path_prefix: /}
+    upstream: http://127.0.0.1:$upstream_port
+    rules:
+      - {select: "\$.data[*].user_data.em", action: hash, normalize: email}
+      - {select: "\$.data[*].user_data.ph", action: hash, normalize: phone, default_region: US, phone_format: digits}
+      - {select: "\$.data[*].user_data.fn", action: hash, normalize: name}
+      - {select: "\$.data[*].user_data.ln", action: hash, normalize: name}
+      - {select: "\$.data[*].user_data.zp", action: hash, normalize: zip}
+      - {select: "\$.data[*].user_data.external_id", action: hash, normalize: external_id}
+YAML
+target/release/scrim run --config "$work/scrim.yaml" 2>/dev/null & pids+=($!)
+
+# A 1 KiB Meta Conversions API event with 6 fields to hash.
+python3 - "$work/body.json" <<'PY'
+import json, sys
+event = {"event_name": "Purchase", "event_time": 1764400000, "action_source": "website",
+         "event_source_url": "https://bakery.example/checkout?step=3",
+         "user_data": {"em": "Customer.42@Example.com", "ph": "(650) 555-1212", "fn": "Zoë", "ln": "O'Brien",
+                       "zp": "94025-1234", "external_id": "cust-00042",
+                       "client_ip_address": "203.0.113.77", "client_user_agent": "Mozilla/5.0 (X11; Linux x86_64)"},
+         "custom_data": {"currency": "usd", "value": 12.5, "contents": []}}
+body = {"data": [event]}
+while len(json.dumps(body)) < 1000:
+    event["custom_data"]["contents"].append({"id": "sku-%05d" % len(event["custom_data"]["contents"]), "quantity": 1})
+open(sys.argv[1], "w").write(json.dumps(body))
+PY
+echo "payload: $(wc -c < "$work/body.json") bytes"
+
+cat > "$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("$work/body.json", "r"); wrk.body = f:read("*a"); f:close()
+local pace = tonumber(os.getenv("PACE_MS") or "0")
+function delay() return pace end
+LUA
+
+sleep 1
+for port in $upstream_port $nginx_port $scrim_port; do
+  curl -sf -o /dev/null -X POST -H 'content-type: application/json' --data-binary @"$work/body.json" "http://127.0.0.1:$port/v21.0/1/events" \
+    || { echo "port $port does not answer"; exit 1; }
+done
+
+rps() { wrk -t2 -c$connections -d${duration}s -s "$work/post.lua" "http://127.0.0.1:$1/v21.0/1/events" | awk '/Requests\/sec/ {print $2}'; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A results
+for round in $(seq 1 $rounds); do
+  for name in direct nginx scrim; do
+    case $name in direct) port=$upstream_port;; nginx) port=$nginx_port;; scrim) port=$scrim_port;; esac
+    results[$name]+="$(rps $port) "
+  done
+done
+direct=$(echo ${results[direct]} | tr ' ' '\n' | median)
+nginx_rps=$(echo ${results[nginx]} | tr ' ' '\n' | median)
+scrim_rps=$(echo ${results[scrim]} | tr ' ' '\n' | median)
+echo "peak requests/s (median of $rounds, $connections connections): direct $direct, nginx $nginx_rps, scrim $scrim_rps"
+python3 -c "print('scrim / nginx = %.2f' % ($scrim_rps / $nginx_rps))"
+
+# Latency at half of scrim's peak: each connection waits PACE_MS between
+# requests, so that all together send about half the peak rate.
+pace=$(python3 -c "print(max(1, int($connections / ($scrim_rps / 2) * 1000)))")
+p99() { PACE_MS=$pace wrk -t2 -c$connections -d${duration}s --latency -s "$work/post.lua" "http://127.0.0.1:$1/v21.0/1/events" \
+  | awk '/^ +99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000} print v}'; }
+for round in $(seq 1 $rounds); do
+  results[lat_direct]+="$(p99 $upstream_port) "
+  results[lat_scrim]+="$(p99 $scrim_port) "
+  results[lat_nginx]+="$(p99 $nginx_port) "
+done
+lat_direct=$(echo ${results[lat_direct]} | tr ' ' '\n' | median)
+lat_nginx=$(echo ${results[lat_nginx]} | tr ' ' '\n' | median)
+lat_scrim=$(echo ${results[lat_scrim]} | tr ' ' '\n' | median)
+echo "p99 latency at about half of scrim's peak (pace ${pace} ms per connection): direct ${lat_direct} ms, nginx ${lat_nginx} ms, scrim ${lat_scrim} ms"
+python3 -c "print('scrim adds %.3f ms at p99 over direct' % ($lat_scrim - $lat_direct))"

@@ -14,7 +14,9 @@ use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18081".to_owned());
+    let address = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18081".to_owned());
     let listener = TcpListener::bind(&address).await?;
     eprintln!("bench upstream on {}", listener.local_addr()?);
     loop {
@@ -23,7 +25,9 @@ async fn main() -> std::io::Result<()> {
         tokio::spawn(async move {
             let service = service_fn(|request: http::Request<hyper::body::Incoming>| async move {
                 let _ = request.into_body().collect().await;
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{\"events_received\":1}"))))
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                    b"{\"events_received\":1}",
+                ))))
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)

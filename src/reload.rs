@@ -9,14 +9,15 @@ use crate::config::ConfigErrors;
 use crate::policy::Policy;
 use crate::proxy::Proxy;
 
+/// Reloads the configuration into every proxy (one per worker thread).
 pub struct Reloader {
     path: PathBuf,
-    proxy: Arc<Proxy>,
+    proxies: Vec<Arc<Proxy>>,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, proxy: Arc<Proxy>) -> Reloader {
-        Reloader { path, proxy }
+    pub fn new(path: PathBuf, proxies: Vec<Arc<Proxy>>) -> Reloader {
+        Reloader { path, proxies }
     }
 
     /// Reloads; requests in flight finish on the policy they started with.
@@ -24,18 +25,27 @@ impl Reloader {
     pub fn reload(&self) -> Result<(), ConfigErrors> {
         match Policy::load(&self.path) {
             Ok(policy) => {
-                self.proxy.swap_policy(Arc::new(policy));
-                self.proxy.metrics().reload(true);
+                let policy = Arc::new(policy);
+                for proxy in &self.proxies {
+                    proxy.swap_policy(policy.clone());
+                }
+                self.count(true);
                 tracing::info!(config = %self.path.display(), "configuration reloaded");
                 Ok(())
             }
             Err(errors) => {
-                self.proxy.metrics().reload(false);
+                self.count(false);
                 for error in errors.iter() {
                     tracing::error!(%error, "configuration refused; the previous one stays");
                 }
                 Err(errors)
             }
+        }
+    }
+
+    fn count(&self, ok: bool) {
+        if let Some(proxy) = self.proxies.first() {
+            proxy.metrics().reload(ok);
         }
     }
 }

@@ -183,16 +183,21 @@ impl<T> FramingWatch<T> {
 /// Appends `bytes` to `buffer` up to and including `end`. Returns whether
 /// `end` was found (`None` past `MAX_LINE`) and how many bytes were used.
 fn collect(buffer: &mut Vec<u8>, bytes: &[u8], end: &[u8]) -> (Option<bool>, usize) {
-    for (i, byte) in bytes.iter().enumerate() {
-        buffer.push(*byte);
-        if buffer.ends_with(end) {
-            return (Some(true), i + 1);
+    // `end` may straddle the previous read: search from its possible start.
+    let overlap = buffer.len().min(end.len() - 1);
+    let start = buffer.len() - overlap;
+    let searched = buffer.len();
+    let limit = bytes.len().min(MAX_LINE + 1 - searched.min(MAX_LINE));
+    buffer.extend_from_slice(&bytes[..limit]);
+    match memchr::memmem::find(&buffer[start..], end) {
+        Some(at) => {
+            let end_at = start + at + end.len();
+            buffer.truncate(end_at);
+            (Some(true), end_at - searched)
         }
-        if buffer.len() > MAX_LINE {
-            return (None, i + 1);
-        }
+        None if buffer.len() > MAX_LINE => (None, limit),
+        None => (Some(false), limit),
     }
-    (Some(false), bytes.len())
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for FramingWatch<T> {

@@ -25,7 +25,12 @@ pub fn rewrite_header(
     value: &[u8],
     report: &mut Report,
 ) -> Result<HeaderOutcome, Error> {
-    let lower = name.to_ascii_lowercase();
+    // Names from hyper are lowercase already: no allocation then.
+    let lower: std::borrow::Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        name.to_ascii_lowercase().into()
+    } else {
+        name.into()
+    };
     let Some(rule_id) = Rules::field_rule(&rules.headers, &lower) else {
         return Ok(HeaderOutcome::Unchanged);
     };

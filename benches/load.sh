@@ -117,8 +117,9 @@ python3 -c "print('scrim / nginx = %.2f' % ($scrim_rps / $nginx_rps))"
 # Latency at half of scrim's peak: each connection waits PACE_MS between
 # requests, so that all together send about half the peak rate.
 pace=$(python3 -c "print(max(1, int($connections / ($scrim_rps / 2) * 1000)))")
-p99() { PACE_MS=$pace wrk -t2 -c$connections -d${duration}s --latency -s "$work/post.lua" "http://127.0.0.1:$1/v21.0/1/events" \
-  | awk '/^ +99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000} print v}'; }
+p99() { PACE_MS=$pace wrk -t2 -c$connections -d${duration}s --latency -s "$work/post.lua" "http://127.0.0.1:$1/v21.0/1/events" > "$work/paced.txt"
+  echo "  paced run on port $1: $(awk '/Requests\/sec/ {print $2}' "$work/paced.txt") requests/s" >&2
+  awk '/^ +99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000} print v}' "$work/paced.txt"; }
 for round in $(seq 1 $rounds); do
   results[lat_direct]+="$(p99 $upstream_port) "
   results[lat_scrim]+="$(p99 $scrim_port) "

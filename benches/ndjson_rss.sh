@@ -9,23 +9,7 @@ size_mib=${1:-1024}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-python3 - "$work/block.ndjson" <<'PY'
-import json, sys
-lines, size, i = [], 0, 0
-while size < 1024 * 1024:
-    event = {"event_name": "Purchase", "event_time": 1764400000 + i,
-             "user_data": {"em": f"  Customer.{i}@Example.com ", "ph": f"+1 650 555 {i % 10000:04d}",
-                           "fn": "Zoë", "ln": f"O'Brien-{i}", "client_ip_address": f"203.0.{i % 250}.{i % 200}",
-                           "client_user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7)"},
-             "custom_data": {"currency": "usd", "value": 12.5,
-                             "contents": [{"id": f"sku-{j}", "quantity": j} for j in range(8)]}}
-    line = json.dumps(event, ensure_ascii=False) + "\n"
-    lines.append(line)
-    size += len(line.encode())
-    i += 1
-open(sys.argv[1], "w").write("".join(lines))
-PY
-for _ in $(seq 1 "$size_mib"); do cat "$work/block.ndjson"; done > "$work/body.ndjson"
+python3 benches/make_ndjson.py "$size_mib" "$work/body.ndjson"
 
 cat > "$work/scrim.yaml" <<'YAML'
 keys:

@@ -1,7 +1,7 @@
 //! The `scrim` command line. Argument parsing and output only: the work is
 //! done by the library.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -109,6 +109,7 @@ fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
         .finish(io::BufWriter::with_capacity(64 * 1024, io::stderr()));
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
         .with_writer(writer);
     match log_format {
         LogFormat::Json => subscriber.json().flatten_event(true).init(),

@@ -33,15 +33,36 @@ pub fn run(config: PathBuf) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
 
-    let sockets = reuseport_listeners(&policy.listen, workers)?;
-    let listen = sockets[0].local_addr().map_err(|e| e.to_string())?;
+    // Per worker: the main listener, then one per route listener.
+    let mut sockets: Vec<Vec<(Option<String>, std::net::TcpListener)>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    let addresses = std::iter::once(None).chain(policy.route_listeners().into_iter().map(Some));
+    let mut listen = None;
+    for address in addresses {
+        let config_name = if address.is_some() {
+            "route listen"
+        } else {
+            "listen"
+        };
+        let bound = reuseport_listeners(
+            address.as_deref().unwrap_or(&policy.listen),
+            workers,
+            config_name,
+        )?;
+        listen.get_or_insert(bound[0].local_addr().map_err(|e| e.to_string())?);
+        for (worker, socket) in sockets.iter_mut().zip(bound) {
+            worker.push((address.clone(), socket));
+        }
+    }
+    let listen = listen.ok_or("no listener")?;
     let proxies: Vec<Arc<Proxy>> = (0..workers)
         .map(|_| Arc::new(Proxy::new(policy.clone(), metrics.clone())))
         .collect();
 
     let (stop, stopped) = watch::channel(false);
     let mut threads = Vec::new();
-    for (index, (socket, proxy)) in sockets.into_iter().zip(proxies.iter().cloned()).enumerate() {
+    for (index, (listeners, proxy)) in sockets.into_iter().zip(proxies.iter().cloned()).enumerate()
+    {
         let mut stopped = stopped.clone();
         let thread = std::thread::Builder::new()
             .name(format!("scrim-worker-{index}"))
@@ -51,10 +72,24 @@ pub fn run(config: PathBuf) -> Result<(), String> {
                     .build()
                     .map_err(|e| format!("cannot start a worker: {e}"))?;
                 runtime.block_on(async move {
-                    let listener = TcpListener::from_std(socket).map_err(|e| e.to_string())?;
-                    let server = proxy::serve(listener, proxy).map_err(|e| e.to_string())?;
+                    let mut servers = Vec::new();
+                    for (address, socket) in listeners {
+                        let listener = TcpListener::from_std(socket).map_err(|e| e.to_string())?;
+                        let server = match address {
+                            None => proxy::serve(listener, proxy.clone()),
+                            Some(address) => {
+                                proxy::serve_route_listener(listener, proxy.clone(), address)
+                            }
+                        };
+                        servers.push(server.map_err(|e| e.to_string())?);
+                    }
                     let _ = stopped.wait_for(|stop| *stop).await;
-                    server.shutdown().await;
+                    for server in &servers {
+                        server.stop_accepting();
+                    }
+                    for server in servers {
+                        server.shutdown().await;
+                    }
                     Ok(())
                 })
             })
@@ -140,8 +175,12 @@ async fn control_loop(
 
 /// One listening socket per worker, all on the same address. With port 0,
 /// the first socket's port is used for the others.
-fn reuseport_listeners(address: &str, count: usize) -> Result<Vec<std::net::TcpListener>, String> {
-    let fail = |error: std::io::Error| format!("cannot listen on {address} (listen): {error}");
+fn reuseport_listeners(
+    address: &str,
+    count: usize,
+    setting: &str,
+) -> Result<Vec<std::net::TcpListener>, String> {
+    let fail = |error: std::io::Error| format!("cannot listen on {address} ({setting}): {error}");
     let mut addr = address
         .to_socket_addrs()
         .map_err(fail)?

@@ -649,3 +649,41 @@ async fn reload_swaps_rules_under_load_and_refuses_a_bad_file() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_with_its_own_listener_takes_every_request_there_and_only_there() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let yaml = format!(
+        "{}  - name: own
+    listen: 127.0.0.1:0
+    upstream: {}
+    rules:
+      - select: $.em
+        action: drop
+",
+        config(&mock.url(), ""),
+        mock.url()
+    );
+    let parsed = Config::parse(&yaml, "test.yaml").unwrap();
+    let env = |name: &str| (name == "SCRIM_TEST_KEY").then(|| KEY.into());
+    let policy = Arc::new(compile(&parsed, "test.yaml", &env).unwrap());
+    assert_eq!(policy.route_listeners(), vec!["127.0.0.1:0".to_owned()]);
+    let proxy = Arc::new(Proxy::new(policy, Arc::new(Metrics::new())));
+    let main = proxy::serve(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        proxy.clone(),
+    )
+    .unwrap();
+    let own_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let own = proxy::serve_route_listener(own_listener, proxy, "127.0.0.1:0".to_owned()).unwrap();
+
+    let body = r#"{"em":"a@b.c","x":1}"#;
+    let url = format!("http://{}/v21.0/1/events?x=1", own.local_addr());
+    assert_eq!(post(&url, "application/json", body).await.0, 200);
+    let request = mock.requests().pop().unwrap();
+    assert_eq!(request.uri, "/v21.0/1/events?x=1");
+    assert_eq!(request.body, r#"{"x":1}"#);
+    // The main listener never routes to it.
+    let url = format!("http://{}/v21.0/1/events", main.local_addr());
+    assert_eq!(post(&url, "application/json", body).await.0, 404);
+}

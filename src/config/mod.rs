@@ -116,8 +116,12 @@ pub struct RouteConfig {
     /// Unique name, used in metrics and logs.
     pub name: Spanned<String>,
     /// Which requests this route takes.
-    #[serde(rename = "match")]
+    #[serde(rename = "match", default)]
     pub matches: MatchConfig,
+    /// A listener of the route's own (`127.0.0.1:8081`), for SDKs that can
+    /// change the host they call but not add a path: every request on it
+    /// goes to the routes that name it. Changing it needs a restart.
+    pub listen: Option<Spanned<String>>,
     /// Remove the matched `path_prefix` before forwarding.
     #[serde(default)]
     pub strip_prefix: bool,
@@ -142,7 +146,7 @@ pub struct RouteConfig {
     pub limits: LimitsConfig,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchConfig {
     /// Requests whose path starts with this; the longest prefix wins.

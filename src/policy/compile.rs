@@ -60,7 +60,24 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
             "no routes: add at least one under `routes:`",
         ));
     }
+    let main_listen = config
+        .listen
+        .as_ref()
+        .map_or(DEFAULT_LISTEN, |l| l.value.as_str());
+    let admin_listen = config
+        .admin
+        .as_ref()
+        .and_then(|a| a.listen.as_ref())
+        .map_or(DEFAULT_ADMIN_LISTEN, |l| l.value.as_str());
     for route in &config.routes {
+        if let Some(listen) = &route.listen
+            && (listen.value == main_listen || listen.value == admin_listen)
+        {
+            errors.at(
+                listen,
+                "a route's own `listen` must differ from `listen` and `admin.listen`",
+            );
+        }
         if let Some(first) = names.insert(&route.name.value, route.name.referenced.line()) {
             errors.at(
                 &route.name,
@@ -289,10 +306,11 @@ fn compile_route(
     {
         errors.at(prefix, "path_prefix must start with `/`");
     }
-    if route.matches.path_prefix.is_none() && route.matches.host.is_none() {
+    if route.matches.path_prefix.is_none() && route.matches.host.is_none() && route.listen.is_none()
+    {
         errors.at(
             &route.name,
-            "route has an empty `match:`; give a `path_prefix`, a `host`, or both",
+            "route matches nothing: give `match:` a `path_prefix` or a `host`, or the route its own `listen`",
         );
     }
 
@@ -353,6 +371,7 @@ fn compile_route(
     }
     Some(Route {
         name: route.name.value.clone(),
+        listen: route.listen.as_ref().map(|l| l.value.clone()),
         path_prefix: route.matches.path_prefix.as_ref().map(|p| p.value.clone()),
         host: route
             .matches

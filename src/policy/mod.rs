@@ -85,6 +85,18 @@ impl Default for Timeouts {
 }
 
 impl Policy {
+    /// The route listeners' addresses, each once.
+    pub fn route_listeners(&self) -> Vec<String> {
+        let mut addresses: Vec<String> = self
+            .routes
+            .iter()
+            .filter_map(|r| r.listen.clone())
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        addresses
+    }
+
     /// Reads, parses and compiles a configuration file, with secrets from the
     /// process environment.
     pub fn load(path: &std::path::Path) -> Result<Policy, crate::config::ConfigErrors> {
@@ -101,6 +113,9 @@ impl Policy {
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
+    /// The route's own listener, if it has one: it then takes requests from
+    /// that listener only (and the main listener never routes to it).
+    pub listen: Option<String>,
     pub path_prefix: Option<String>,
     pub host: Option<String>,
     pub strip_prefix: bool,

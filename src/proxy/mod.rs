@@ -40,7 +40,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 pub use error::ProxyError;
-pub use server::{ServerHandle, serve};
+pub use server::{ServerHandle, serve, serve_route_listener};
 
 use crate::metrics::{Metrics, RequestOutcome, RouteMetrics};
 use crate::policy::{Policy, Route};
@@ -136,8 +136,19 @@ impl Proxy {
         error.into_response()
     }
 
-    /// Answers one request. Never fails: every error is a response.
+    /// Answers one request from the main listener. Never fails: every error
+    /// is a response.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
+        self.handle_from(request, None).await
+    }
+
+    /// Answers one request that came in on `listener` (a route's own
+    /// `listen`, or `None` for the main listener).
+    pub async fn handle_from(
+        &self,
+        request: Request<Incoming>,
+        listener: Option<&str>,
+    ) -> Response<ResponseBody> {
         let runtime = self.runtime.load_full();
         let started = Instant::now();
         let method = request.method().clone();
@@ -145,6 +156,7 @@ impl Proxy {
         let host = route::request_host(request.uri(), request.headers());
         let found = route::find(
             runtime.routes.iter().map(|r| &*r.route),
+            listener,
             host.as_deref(),
             &path,
         );

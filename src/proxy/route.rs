@@ -25,14 +25,20 @@ pub(crate) fn request_host(uri: &http::Uri, headers: &http::HeaderMap) -> Option
     Some(raw.to_ascii_lowercase())
 }
 
-/// The index of the route that takes a request, if any.
+/// The index of the route that takes a request, if any. `listener` is the
+/// route listener it came in on (`None`: the main listener); a route with
+/// its own `listen` is only found from there.
 pub(crate) fn find<'a>(
     routes: impl Iterator<Item = &'a Route>,
+    listener: Option<&str>,
     host: Option<&str>,
     path: &str,
 ) -> Option<usize> {
     let mut best: Option<(usize, (bool, usize))> = None;
     for (index, route) in routes.enumerate() {
+        if route.listen.as_deref() != listener {
+            continue;
+        }
         let host_ok = match (&route.host, host) {
             (None, _) => true,
             (Some(wanted), Some(host)) => wanted == host,

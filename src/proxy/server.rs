@@ -33,6 +33,11 @@ impl ServerHandle {
         self.local_addr
     }
 
+    /// Stops accepting connections, without waiting.
+    pub fn stop_accepting(&self) {
+        let _ = self.stop.send(true);
+    }
+
     /// Stops accepting connections, lets requests in flight finish (within
     /// the grace period), and returns when the listener is done.
     pub async fn shutdown(self) {
@@ -44,6 +49,24 @@ impl ServerHandle {
 /// Serves `proxy` on `listener` until shut down. Listener settings are read
 /// from the policy at start; they do not change on reload.
 pub fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> std::io::Result<ServerHandle> {
+    serve_listener(listener, proxy, None)
+}
+
+/// The same, for a route's own listener: `address` is the route's `listen`
+/// as configured, and only the routes that name it take its requests.
+pub fn serve_route_listener(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    address: String,
+) -> std::io::Result<ServerHandle> {
+    serve_listener(listener, proxy, Some(Arc::from(address)))
+}
+
+fn serve_listener(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    tag: Option<Arc<str>>,
+) -> std::io::Result<ServerHandle> {
     let local_addr = listener.local_addr()?;
     let policy = proxy.policy();
     // A listener meant for TLS never falls back to plain HTTP.
@@ -55,7 +78,14 @@ pub fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> std::io::Result<Server
         ))),
     };
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, proxy, policy.server, tls, stopped));
+    let task = tokio::spawn(accept_loop(
+        listener,
+        proxy,
+        policy.server,
+        tls,
+        tag,
+        stopped,
+    ));
     Ok(ServerHandle {
         local_addr,
         stop,
@@ -87,6 +117,7 @@ async fn accept_loop(
     proxy: Arc<Proxy>,
     settings: ServerSettings,
     tls: Option<TlsAcceptor>,
+    tag: Option<Arc<str>>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let builder = Arc::new(builder(&settings));
@@ -113,22 +144,23 @@ async fn accept_loop(
             _ = stopped.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let (proxy, builder, tls, watcher) = (
+        let (proxy, builder, tls, tag, watcher) = (
             proxy.clone(),
             builder.clone(),
             tls.clone(),
+            tag.clone(),
             graceful.watcher(),
         );
         let handshake_timeout = settings.header_read_timeout;
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, proxy, &builder, watcher).await,
+                None => serve_connection(stream, proxy, tag, &builder, watcher).await,
                 Some(acceptor) => {
                     // The handshake is bounded like a request head.
                     if let Ok(Ok(stream)) =
                         tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
                     {
-                        serve_connection(stream, proxy, &builder, watcher).await;
+                        serve_connection(stream, proxy, tag, &builder, watcher).await;
                     }
                 }
             }
@@ -148,6 +180,7 @@ async fn accept_loop(
 async fn serve_connection<I>(
     io: I,
     proxy: Arc<Proxy>,
+    tag: Option<Arc<str>>,
     builder: &auto::Builder<TokioExecutor>,
     watcher: Watcher,
 ) where
@@ -159,13 +192,13 @@ async fn serve_connection<I>(
     // names each one; HTTP/2 connections are never marked.
     let requests = Arc::new(AtomicU64::new(0));
     let service = service_fn(move |request| {
-        let proxy = proxy.clone();
+        let (proxy, tag) = (proxy.clone(), tag.clone());
         let ambiguous = verdicts.is_ambiguous(requests.fetch_add(1, Ordering::Relaxed));
         async move {
             let response = if ambiguous {
                 proxy.refuse_ambiguous()
             } else {
-                proxy.handle(request).await
+                proxy.handle_from(request, tag.as_deref()).await
             };
             Ok::<_, Infallible>(response)
         }

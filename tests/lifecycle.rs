@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioExecutor;
+use nix::sys::signal::Signal;
 use support::Mock;
 
 const KEY: &str = "a-test-key-that-is-long-enough-42";
@@ -74,12 +75,9 @@ fn start(name: &str, yaml: &str) -> Running {
     Running { child, listen, dir }
 }
 
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([name, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+fn signal(child: &Child, signal: Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, signal).unwrap();
 }
 
 async fn post(url: String) -> Result<u16, String> {
@@ -105,7 +103,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
     let url = format!("http://{}/meta/events", scrim.listen);
     let in_flight: Vec<_> = (0..5).map(|_| tokio::spawn(post(url.clone()))).collect();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    signal(&scrim.child, "-TERM");
+    signal(&scrim.child, Signal::SIGTERM);
     for request in in_flight {
         assert_eq!(request.await.unwrap(), Ok(200));
     }
@@ -132,7 +130,7 @@ async fn sighup_reloads_the_rules() {
     let url = format!("http://{}/meta/events", scrim.listen);
     assert_eq!(post(url.clone()).await, Ok(200));
     std::fs::write(scrim.dir.join("scrim.yaml"), config(&mock.url(), "drop")).unwrap();
-    signal(&scrim.child, "-HUP");
+    signal(&scrim.child, Signal::SIGHUP);
     let mut reloaded = false;
     for _ in 0..50 {
         assert_eq!(post(url.clone()).await, Ok(200));

@@ -50,7 +50,7 @@ fn mark_strings(value: &mut Value, counter: &mut u32) {
             *counter += 1;
             *s = format!("s{counter:03}Q\"é\n\\/😀");
         }
-        Value::Null if *counter % 3 == 0 => {
+        Value::Null if (*counter).is_multiple_of(3) => {
             *counter += 1;
             *value = Value::String(format!("s{counter:03}Q"));
         }

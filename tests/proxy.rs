@@ -451,7 +451,7 @@ async fn metrics_count_each_rewritten_value() {
     let mock = Mock::start(Duration::ZERO).await;
     let scrim = Scrim::start(&config(&mock.url(), "")).await;
     let event = r#"{"user_data":{"em":"a@b.c","ph":"+16505551212"}}"#;
-    let body = format!("{{\"data\":[{}]}}", vec![event; 7].join(","));
+    let body = format!("{{\"data\":[{}]}}", [event; 7].join(","));
     for _ in 0..3 {
         assert_eq!(
             post(&scrim.url("/meta/events"), "application/json", body.clone())

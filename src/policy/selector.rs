@@ -155,7 +155,7 @@ impl Parser<'_> {
             return self
                 .fail("expected a member name; use ['...'] for names with dots or brackets");
         }
-        let name = self.rest()[..len].as_bytes().to_vec();
+        let name = self.rest().as_bytes()[..len].to_vec();
         self.pos += len;
         Ok(Some(name))
     }

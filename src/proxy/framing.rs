@@ -255,8 +255,8 @@ mod tests {
         for chunk in stream.chunks(piece) {
             watch.observe(chunk);
         }
-        let list = verdicts.0.lock().unwrap().clone();
-        list
+
+        verdicts.0.lock().unwrap().clone()
     }
 
     #[test]

@@ -1029,7 +1029,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             Some(b'f') => Scalar::Bool(false),
             Some(b'n') => Scalar::Null,
             _ => Scalar::Number(
-                std::str::from_utf8(&raw)
+                std::str::from_utf8(raw)
                     .map_err(|_| self.error(end, Kind::Syntax, "invalid number"))?,
             ),
         };

@@ -640,15 +640,12 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         self.slot = match frame.mode {
             FrameMode::Untracked => Slot::Pass,
             FrameMode::Each(rule) => Slot::Each(rule),
-            FrameMode::Tracked => {
-                self.child_states.clear();
-                let states = &self.arena[frame.states_start..frame.states_end];
-                let selected =
-                    self.rules
-                        .body
-                        .step(states, Label::Index(frame.count), &mut self.child_states);
-                slot_for(selected, &self.child_states, self.rules.unlisted)
-            }
+            FrameMode::Tracked => child_slot(
+                self.rules,
+                &self.arena[frame.states_start..frame.states_end],
+                Label::Index(frame.count),
+                &mut self.child_states,
+            ),
         };
     }
 
@@ -711,15 +708,12 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             .extend_from_slice(&label[..label.len().min(super::path::MAX_KEY_SHOWN + 1)]);
         self.slot = match frame.mode {
             FrameMode::Untracked | FrameMode::Each(_) => Slot::Pass,
-            FrameMode::Tracked => {
-                self.child_states.clear();
-                let states = &self.arena[frame.states_start..frame.states_end];
-                let selected =
-                    self.rules
-                        .body
-                        .step(states, Label::Key(label), &mut self.child_states);
-                slot_for(selected, &self.child_states, self.rules.unlisted)
-            }
+            FrameMode::Tracked => child_slot(
+                self.rules,
+                &self.arena[frame.states_start..frame.states_end],
+                Label::Key(label),
+                &mut self.child_states,
+            ),
         };
         self.capture.clear();
         Ok(())
@@ -1150,6 +1144,19 @@ fn current_path(frames: &[Frame], keys: &[u8], embedded: &Option<Embedded>) -> S
         }
     }
     path
+}
+
+/// The slot of a child of a tracked container, its states left in
+/// `child_states`.
+fn child_slot(
+    rules: &Rules,
+    states: &[State],
+    label: Label<'_>,
+    child_states: &mut Vec<State>,
+) -> Slot {
+    child_states.clear();
+    let selected = rules.body.step(states, label, child_states);
+    slot_for(selected, child_states, rules.unlisted)
 }
 
 fn slot_for(selected: Option<RuleId>, child_states: &[State], unlisted: Unlisted) -> Slot {

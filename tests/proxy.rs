@@ -473,6 +473,11 @@ async fn metrics_count_each_rewritten_value() {
         metrics.contains("scrim_requests_total{outcome=\"forwarded\",route=\"meta\"} 3"),
         "{metrics}"
     );
+    // Three responses of `{"ok":true}`.
+    assert!(
+        metrics.contains("scrim_body_bytes_total{direction=\"response\",route=\"meta\"} 33"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

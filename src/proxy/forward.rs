@@ -114,6 +114,7 @@ pub(crate) async fn forward(
         limits: rules.limits,
         read: 0,
         decoded: 0,
+        sent: 0,
     };
     let mut body = body;
     let buffered = if body.is_end_stream() {
@@ -152,6 +153,7 @@ pub(crate) async fn forward(
             let feed = feed(&mut pipeline, &mut body, sender, first);
             let (fed, response) = tokio::join!(feed, send(client, request, response_timeout));
             metrics.bytes_in.inc_by(pipeline.read);
+            metrics.bytes_out.inc_by(pipeline.sent);
             let body_report = fed?;
             report.absorb(body_report);
             response
@@ -162,7 +164,16 @@ pub(crate) async fn forward(
         .observe(started.elapsed().as_secs_f64());
     let mut response = response?;
     strip_hop_by_hop(response.headers_mut());
-    Ok(response)
+    let counter = metrics.bytes_response.clone();
+    Ok(response.map(|body| {
+        body.map_frame(move |frame| {
+            if let Some(data) = frame.data_ref() {
+                counter.inc_by(data.len() as u64);
+            }
+            frame
+        })
+        .boxed()
+    }))
 }
 
 fn push_query(path: &mut String, query: &str) {
@@ -279,6 +290,8 @@ struct Pipeline<'r> {
     read: u64,
     /// Bytes after decoding.
     decoded: u64,
+    /// Bytes sent upstream while streaming.
+    sent: u64,
 }
 
 impl Pipeline<'_> {
@@ -307,6 +320,7 @@ impl Pipeline<'_> {
         let mut pending = first;
         loop {
             for piece in pending.drain(..) {
+                self.sent += piece.len() as u64;
                 if sender.send(Frame::data(piece)).await.is_err() {
                     // The upstream went away; its error answers the client.
                     return Ok(Report::default());
@@ -324,6 +338,7 @@ impl Pipeline<'_> {
             None => (std::mem::take(&mut self.passthrough), Report::default()),
         };
         for piece in rest {
+            self.sent += piece.len() as u64;
             if sender.send(Frame::data(piece)).await.is_err() {
                 break;
             }

@@ -112,7 +112,7 @@ fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
         .with_ansi(io::stderr().is_terminal())
         .with_writer(writer);
     match log_format {
-        LogFormat::Json => subscriber.json().flatten_event(true).init(),
+        LogFormat::Json => subscriber.event_format(scrim::log::JsonLines).init(),
         LogFormat::Text => subscriber.init(),
     }
     match scrim::service::run(config) {

@@ -142,6 +142,13 @@ async fn sighup_reloads_the_rules() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(reloaded, "the new rules never applied");
+    // An invalid file is refused on SIGHUP: the last good rules keep working.
+    std::fs::write(scrim.dir.join("scrim.yaml"), "routes: [").unwrap();
+    signal(&scrim.child, Signal::SIGHUP);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(post(url.clone()).await, Ok(200));
+    let last = mock.requests().pop().unwrap();
+    assert!(!String::from_utf8_lossy(&last.body).contains("\"em\""), "still the dropping rules");
     let first = String::from_utf8(mock.requests()[0].body.to_vec()).unwrap();
     assert!(
         first.contains("\"em\":\"5dfec14a") && !first.contains("John"),

@@ -148,7 +148,10 @@ async fn sighup_reloads_the_rules() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(post(url.clone()).await, Ok(200));
     let last = mock.requests().pop().unwrap();
-    assert!(!String::from_utf8_lossy(&last.body).contains("\"em\""), "still the dropping rules");
+    assert!(
+        !String::from_utf8_lossy(&last.body).contains("\"em\""),
+        "still the dropping rules"
+    );
     let first = String::from_utf8(mock.requests()[0].body.to_vec()).unwrap();
     assert!(
         first.contains("\"em\":\"5dfec14a") && !first.contains("John"),

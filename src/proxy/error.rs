@@ -29,6 +29,8 @@ enum Kind {
     /// The body could not be read or decoded (a client reset, a corrupt gzip
     /// stream).
     BadBody(&'static str),
+    /// The request cannot be forwarded as it is.
+    BadRequest(&'static str),
     /// Framing that lets two parties disagree on where the request ends.
     AmbiguousFraming,
     Upstream,
@@ -66,6 +68,11 @@ impl ProxyError {
             kind: Kind::BadBody(reason),
         }
     }
+    pub(crate) fn bad_request(reason: &'static str) -> Self {
+        ProxyError {
+            kind: Kind::BadRequest(reason),
+        }
+    }
     pub(crate) fn ambiguous_framing() -> Self {
         ProxyError {
             kind: Kind::AmbiguousFraming,
@@ -97,7 +104,9 @@ impl ProxyError {
             Kind::UnsupportedMediaType | Kind::UnsupportedEncoding => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            Kind::Body(_) | Kind::BadBody(_) | Kind::AmbiguousFraming => StatusCode::BAD_REQUEST,
+            Kind::Body(_) | Kind::BadBody(_) | Kind::BadRequest(_) | Kind::AmbiguousFraming => {
+                StatusCode::BAD_REQUEST
+            }
             Kind::Upstream => StatusCode::BAD_GATEWAY,
             Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -122,7 +131,9 @@ impl ProxyError {
             Kind::Body(e) if e.is_too_large() => RejectReason::ValueTooLarge,
             Kind::Body(e) if e.is_rejected() => RejectReason::RejectedValue,
             Kind::Body(_) => RejectReason::InvalidBody,
-            Kind::BadBody(_) | Kind::AmbiguousFraming => RejectReason::BadRequest,
+            Kind::BadBody(_) | Kind::BadRequest(_) | Kind::AmbiguousFraming => {
+                RejectReason::BadRequest
+            }
             Kind::Upstream | Kind::UpstreamTimeout => return None,
         })
     }
@@ -152,6 +163,7 @@ impl fmt::Display for ProxyError {
             ),
             Kind::Body(error) => write!(f, "invalid body: {error}"),
             Kind::BadBody(reason) => write!(f, "invalid body: {reason}"),
+            Kind::BadRequest(reason) => write!(f, "bad request: {reason}"),
             Kind::AmbiguousFraming => f.write_str(
                 "ambiguous request framing: Transfer-Encoding with Content-Length, or a Transfer-Encoding other than chunked",
             ),

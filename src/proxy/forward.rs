@@ -56,7 +56,7 @@ pub(crate) async fn forward(
     request: Request<Incoming>,
     report: &mut Report,
 ) -> Result<Response<ResponseBody>, ProxyError> {
-    let (parts, body) = request.into_parts();
+    let (parts, mut body) = request.into_parts();
     let rules = &route.rules;
 
     let mut path_and_query = upstream_path(route, parts.uri.path());
@@ -71,7 +71,7 @@ pub(crate) async fn forward(
         .authority(route.upstream_uri.authority().map_or("", |a| a.as_str()))
         .path_and_query(path_and_query)
         .build()
-        .map_err(|_| ProxyError::bad_body("the request path cannot be forwarded"))?;
+        .map_err(|_| ProxyError::bad_request("the request path cannot be forwarded"))?;
 
     let rewrite_body = rules.has_body_rules() && !body.is_end_stream();
     let decoder = if rewrite_body {
@@ -116,7 +116,6 @@ pub(crate) async fn forward(
         decoded: 0,
         sent: 0,
     };
-    let mut body = body;
     let buffered = if body.is_end_stream() {
         Some(Vec::new())
     } else {
@@ -140,7 +139,7 @@ pub(crate) async fn forward(
             }
             let request = upstream
                 .body(Full::new(bytes).map_err(|never| match never {}).boxed())
-                .map_err(|_| ProxyError::bad_body("the request cannot be forwarded"))?;
+                .map_err(|_| ProxyError::bad_request("the request cannot be forwarded"))?;
             send(client, request, response_timeout).await
         }
         None => {
@@ -148,7 +147,7 @@ pub(crate) async fn forward(
                 http_body_util::channel::Channel::<Bytes, BoxError>::new(STREAM_FRAMES);
             let request = upstream
                 .body(channel.boxed())
-                .map_err(|_| ProxyError::bad_body("the request cannot be forwarded"))?;
+                .map_err(|_| ProxyError::bad_request("the request cannot be forwarded"))?;
             let first = pipeline.drain();
             let feed = feed(&mut pipeline, &mut body, sender, first);
             let (fed, response) = tokio::join!(feed, send(client, request, response_timeout));

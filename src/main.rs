@@ -137,7 +137,8 @@ fn check(config: &std::path::Path) -> ExitCode {
         Err(code) => return code,
     };
     println!("{}: OK", config.display());
-    println!("listen {}   admin {}", policy.listen, policy.admin_listen);
+    let tls = if policy.tls.is_some() { " (TLS)" } else { "" };
+    println!("listen {}{tls}   admin {}", policy.listen, policy.admin_listen);
     for (name, id) in &policy.key_ids {
         println!("key {name} (id {id})");
     }
@@ -149,6 +150,9 @@ fn check(config: &std::path::Path) -> ExitCode {
 
 fn print_route(route: &Route) {
     let mut matches = Vec::new();
+    if let Some(listen) = &route.listen {
+        matches.push(format!("own listener {listen}"));
+    }
     if let Some(host) = &route.host {
         matches.push(format!("host {host}"));
     }

@@ -138,7 +138,10 @@ fn check(config: &std::path::Path) -> ExitCode {
     };
     println!("{}: OK", config.display());
     let tls = if policy.tls.is_some() { " (TLS)" } else { "" };
-    println!("listen {}{tls}   admin {}", policy.listen, policy.admin_listen);
+    println!(
+        "listen {}{tls}   admin {}",
+        policy.listen, policy.admin_listen
+    );
     for (name, id) in &policy.key_ids {
         println!("key {name} (id {id})");
     }

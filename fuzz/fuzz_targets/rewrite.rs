@@ -11,21 +11,38 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
-use scrim::rewrite::{tree, Framing, JsonRewriter};
+use scrim::rewrite::{Framing, JsonRewriter, tree};
 use scrim::transform::{Action, Encoding, Normalizer};
 
 const MAX_DEPTH: u32 = 64;
 
 fn rule_sets() -> Vec<Rules> {
-    let hash = Action::Hash { normalizer: Normalizer::None, encoding: Encoding::Hex };
-    let email = Action::Hash { normalizer: Normalizer::Email, encoding: Encoding::Hex };
-    let limits = Limits { max_depth: MAX_DEPTH, ..Limits::default() };
+    let hash = Action::Hash {
+        normalizer: Normalizer::None,
+        encoding: Encoding::Hex,
+    };
+    let email = Action::Hash {
+        normalizer: Normalizer::Email,
+        encoding: Encoding::Hex,
+    };
+    let limits = Limits {
+        max_depth: MAX_DEPTH,
+        ..Limits::default()
+    };
     let build = |rules: Vec<(&str, Action, OnInvalid)>, unlisted| {
-        Rules::build(rules.into_iter().map(|(s, a, o)| (s.to_owned(), a, o)), unlisted, limits).unwrap()
+        Rules::build(
+            rules.into_iter().map(|(s, a, o)| (s.to_owned(), a, o)),
+            unlisted,
+            limits,
+        )
+        .unwrap()
     };
     vec![
         build(vec![], Unlisted::Keep),
-        build(vec![("$..*", hash.clone(), OnInvalid::Drop)], Unlisted::Keep),
+        build(
+            vec![("$..*", hash.clone(), OnInvalid::Drop)],
+            Unlisted::Keep,
+        ),
         build(
             vec![
                 ("$.data[*].user_data.em", email, OnInvalid::Redact),
@@ -35,7 +52,13 @@ fn rule_sets() -> Vec<Rules> {
             ],
             Unlisted::Keep,
         ),
-        build(vec![("$.*[0]", hash, OnInvalid::Drop), ("$..k", Action::Keep, OnInvalid::Drop)], Unlisted::Drop),
+        build(
+            vec![
+                ("$.*[0]", hash, OnInvalid::Drop),
+                ("$..k", Action::Keep, OnInvalid::Drop),
+            ],
+            Unlisted::Drop,
+        ),
     ]
 }
 
@@ -49,11 +72,15 @@ fn rewrite(rules: &Rules, chunks: &[&[u8]]) -> Result<Vec<u8>, scrim::rewrite::E
 
 /// Cut points derived from the input itself, so that a crash reproduces.
 fn chunks(data: &[u8]) -> Vec<&[u8]> {
-    let mut seed = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    let mut seed = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    });
     let mut out = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let size = 1 + (seed >> 33) as usize % 7;
         let (head, tail) = rest.split_at(size.min(rest.len()));
         out.push(head);
@@ -72,13 +99,21 @@ fn chunks(data: &[u8]) -> Vec<&[u8]> {
 fn blind_digests(value: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match value {
-        Value::String(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => Value::String("<digest>".into()),
-        Value::String(s) if s.trim_start().starts_with(['{', '[']) => match serde_json::from_str::<Value>(&s) {
-            Ok(inner) => serde_json::json!({ "<embedded>": blind_digests(inner) }),
-            Err(_) => Value::String(s),
-        },
+        Value::String(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Value::String("<digest>".into())
+        }
+        Value::String(s) if s.trim_start().starts_with(['{', '[']) => {
+            match serde_json::from_str::<Value>(&s) {
+                Ok(inner) => serde_json::json!({ "<embedded>": blind_digests(inner) }),
+                Err(_) => Value::String(s),
+            }
+        }
         Value::Array(items) => Value::Array(items.into_iter().map(blind_digests).collect()),
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, blind_digests(v))).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, blind_digests(v)))
+                .collect(),
+        ),
         other => other,
     }
 }
@@ -87,7 +122,11 @@ fuzz_target!(|data: &[u8]| {
     let chunked = chunks(data);
     for rules in rule_sets() {
         let whole = rewrite(&rules, &[data]);
-        assert_eq!(whole, rewrite(&rules, &chunked), "chunking changed the result");
+        assert_eq!(
+            whole,
+            rewrite(&rules, &chunked),
+            "chunking changed the result"
+        );
         let body = data.strip_prefix("\u{feff}".as_bytes()).unwrap_or(data);
         let parsed = serde_json::from_slice::<serde_json::Value>(body);
         match (&whole, &parsed) {
@@ -95,8 +134,13 @@ fuzz_target!(|data: &[u8]| {
                 // The byte order mark is kept; serde_json does not read one.
                 let out = out.strip_prefix("\u{feff}".as_bytes()).unwrap_or(out);
                 let out: serde_json::Value = serde_json::from_slice(out).expect("output is JSON");
-                let expected = tree::rewrite_value(&rules, value.clone(), &mut |_| {}).expect("oracle agrees");
-                assert_eq!(blind_digests(out), blind_digests(expected), "differs from the tree oracle");
+                let expected =
+                    tree::rewrite_value(&rules, value.clone(), &mut |_| {}).expect("oracle agrees");
+                assert_eq!(
+                    blind_digests(out),
+                    blind_digests(expected),
+                    "differs from the tree oracle"
+                );
             }
             (Ok(_), Err(err)) => panic!("accepted what serde_json rejects: {err}"),
             (Err(err), Ok(_)) => assert!(

@@ -37,6 +37,8 @@ pub struct SelectorError {
     pub message: String,
 }
 
+impl std::error::Error for SelectorError {}
+
 impl fmt::Display for SelectorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -256,7 +256,11 @@ mod tests {
             watch.observe(chunk);
         }
 
-        verdicts.0.lock().unwrap().clone()
+        verdicts
+            .0
+            .lock()
+            .map(|list| list.clone())
+            .unwrap_or_default()
     }
 
     #[test]

@@ -1,18 +1,96 @@
-//! The JSON log line format: one object per event, fields flattened,
-//! `{"timestamp":…,"level":…,"target":…,"message":…,<fields>}`.
+//! Logging: the JSON line format, and the buffered writer lines go to.
 //!
-//! Written by hand rather than with tracing-subscriber's JSON formatter: with
-//! one access line per request, formatting is on every request's path, and
-//! the general formatter (a serde map per event) cost about a sixth of a
-//! proxied request's CPU in `benches/load.sh`.
+//! JSON lines are one object per event, fields flattened,
+//! `{"timestamp":…,"level":…,"target":…,"message":…,<fields>}`, written by
+//! hand rather than with tracing-subscriber's JSON formatter: with one access
+//! line per request, formatting is on every request's path, and the general
+//! formatter (a serde map per event) cost about a sixth of a proxied
+//! request's CPU in `benches/load.sh`.
+//!
+//! Lines are buffered and written to stderr when 64 KiB have gathered or
+//! every 100 ms (by a flusher thread), and at exit: a write per line was
+//! another system call per request.
 
 use std::fmt::{self, Write as _};
+use std::io::{self, BufWriter, Stderr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+/// How often buffered lines are written out.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Stderr behind a 64 KiB buffer, shared by every thread that logs.
+#[derive(Clone)]
+pub struct BufferedStderr(Arc<Mutex<BufWriter<Stderr>>>);
+
+impl BufferedStderr {
+    pub fn new() -> Self {
+        BufferedStderr(Arc::new(Mutex::new(BufWriter::with_capacity(
+            64 * 1024,
+            io::stderr(),
+        ))))
+    }
+
+    /// Writes out what is buffered. A failed write to stderr has nowhere to
+    /// be reported.
+    pub fn flush(&self) {
+        let _ = io::Write::flush(&mut *self.lock());
+    }
+
+    /// Flushes every `FLUSH_EVERY` from a background thread, for as long as
+    /// the process runs.
+    pub fn spawn_flusher(&self) -> io::Result<()> {
+        let this = self.clone();
+        std::thread::Builder::new()
+            .name("scrim-log-flush".to_owned())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(FLUSH_EVERY);
+                    this.flush();
+                }
+            })?;
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BufWriter<Stderr>> {
+        // A panic while holding the lock leaves a buffer that is still fine.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for BufferedStderr {
+    fn default() -> Self {
+        BufferedStderr::new()
+    }
+}
+
+/// The locked buffer, for one event.
+pub struct BufferGuard<'a>(MutexGuard<'a, BufWriter<Stderr>>);
+
+impl io::Write for BufferGuard<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Flushed by the flusher thread and at exit, not per event.
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BufferedStderr {
+    type Writer = BufferGuard<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        BufferGuard(self.lock())
+    }
+}
 
 /// The event formatter for `--log-format json`.
 pub struct JsonLines;

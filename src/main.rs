@@ -99,23 +99,22 @@ fn main() -> ExitCode {
 fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SCRIM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Lines are written by a background thread, batched while requests keep
-    // coming: one write per request on the request path cost 20% of a proxied
-    // request's CPU (benches/load.sh). Not lossy: a full queue slows requests
-    // rather than dropping lines. The guard flushes what is left at exit.
-    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("scrim-log")
-        .finish(io::BufWriter::with_capacity(64 * 1024, io::stderr()));
+    let buffer = scrim::log::BufferedStderr::new();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(io::stderr().is_terminal())
-        .with_writer(writer);
+        .with_writer(buffer.clone());
     match log_format {
         LogFormat::Json => subscriber.event_format(scrim::log::JsonLines).init(),
         LogFormat::Text => subscriber.init(),
     }
-    match scrim::service::run(config) {
+    if let Err(err) = buffer.spawn_flusher() {
+        eprintln!("cannot start the log flusher: {err}");
+        return ExitCode::from(1);
+    }
+    let result = scrim::service::run(config);
+    buffer.flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("{message}");

@@ -99,7 +99,7 @@ for port in $upstream_port $nginx_port $scrim_port; do
 done
 
 rps() { wrk -t2 -c$connections -d${duration}s -s "$work/post.lua" "http://127.0.0.1:$1/v21.0/1/events" | awk '/Requests\/sec/ {print $2}'; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median() { echo $1 | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A results
 for round in $(seq 1 $rounds); do
@@ -108,9 +108,9 @@ for round in $(seq 1 $rounds); do
     results[$name]+="$(rps $port) "
   done
 done
-direct=$(echo ${results[direct]} | tr ' ' '\n' | median)
-nginx_rps=$(echo ${results[nginx]} | tr ' ' '\n' | median)
-scrim_rps=$(echo ${results[scrim]} | tr ' ' '\n' | median)
+direct=$(median "${results[direct]}")
+nginx_rps=$(median "${results[nginx]}")
+scrim_rps=$(median "${results[scrim]}")
 echo "peak requests/s (median of $rounds, $connections connections): direct $direct, nginx $nginx_rps, scrim $scrim_rps"
 python3 -c "print('scrim / nginx = %.2f' % ($scrim_rps / $nginx_rps))"
 
@@ -125,8 +125,8 @@ for round in $(seq 1 $rounds); do
   results[lat_scrim]+="$(p99 $scrim_port) "
   results[lat_nginx]+="$(p99 $nginx_port) "
 done
-lat_direct=$(echo ${results[lat_direct]} | tr ' ' '\n' | median)
-lat_nginx=$(echo ${results[lat_nginx]} | tr ' ' '\n' | median)
-lat_scrim=$(echo ${results[lat_scrim]} | tr ' ' '\n' | median)
+lat_direct=$(median "${results[lat_direct]}")
+lat_nginx=$(median "${results[lat_nginx]}")
+lat_scrim=$(median "${results[lat_scrim]}")
 echo "p99 latency at about half of scrim's peak (pace ${pace} ms per connection): direct ${lat_direct} ms, nginx ${lat_nginx} ms, scrim ${lat_scrim} ms"
 python3 -c "print('scrim adds %.3f ms at p99 over direct' % ($lat_scrim - $lat_direct))"

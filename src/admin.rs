@@ -26,7 +26,7 @@ pub struct Admin {
     /// Set once the configuration is loaded and the listeners are up.
     pub ready: AtomicBool,
     /// What `POST /reload` calls; `None` when there is no file to reload.
-    pub reloader: Option<Reloader>,
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 /// A running admin listener.

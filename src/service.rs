@@ -135,10 +135,13 @@ async fn control_loop(
             ));
         }
     };
+    let workers = proxies.len();
+    // One reloader for SIGHUP and `POST /reload` alike.
+    let reloader = Arc::new(Reloader::new(config, proxies));
     let admin = Arc::new(Admin {
         metrics,
         ready: false.into(),
-        reloader: Some(Reloader::new(config.clone(), proxies.clone())),
+        reloader: Some(reloader.clone()),
     });
     let admin_server = admin::serve(admin_listener, admin.clone()).map_err(|e| e.to_string())?;
     let signals = |kind: SignalKind| signal(kind).map_err(|e| format!("cannot watch signals: {e}"));
@@ -152,10 +155,9 @@ async fn control_loop(
         %listen,
         admin = %admin_server.local_addr,
         routes = policy.routes.len(),
-        workers = proxies.len(),
+        workers,
         "scrim is serving"
     );
-    let reloader = Reloader::new(config, proxies);
     loop {
         tokio::select! {
             _ = terminate.recv() => break,

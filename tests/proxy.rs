@@ -582,7 +582,10 @@ async fn reload_swaps_rules_under_load_and_refuses_a_bad_file() {
     let admin = Arc::new(Admin {
         metrics,
         ready: true.into(),
-        reloader: Some(scrim::reload::Reloader::new(path.clone(), vec![proxy])),
+        reloader: Some(Arc::new(scrim::reload::Reloader::new(
+            path.clone(),
+            vec![proxy],
+        ))),
     });
     let admin = admin::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), admin).unwrap();
     let url = format!("http://{}/meta/events", server.local_addr());

@@ -91,16 +91,6 @@ impl Error {
         &self.inner.reason
     }
 
-    /// A short, fixed label for metrics: never request data.
-    pub fn label(&self) -> &'static str {
-        match self.inner.kind {
-            Kind::Syntax => "invalid_body",
-            Kind::TooDeep => "too_deep",
-            Kind::TooLarge => "value_too_large",
-            Kind::Rejected => "rejected_value",
-        }
-    }
-
     /// The same error, seen from an enclosing document: an error inside an
     /// embedded document is reported at the embedding value.
     pub(crate) fn nested_in(self, offset: u64, path_prefix: &str) -> Error {

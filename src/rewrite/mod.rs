@@ -22,4 +22,4 @@ pub use headers::{HeaderOutcome, rewrite_header};
 pub use json::{Framing, JsonRewriter};
 pub use query::{QueryOutcome, rewrite_query};
 pub use report::{Change, ChangeKind, Report};
-pub use sink::{FnSink, Sink};
+pub use sink::Sink;

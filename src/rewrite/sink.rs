@@ -27,12 +27,3 @@ impl<S: Sink + ?Sized> Sink for &mut S {
         (**self).write(bytes);
     }
 }
-
-/// A sink that calls a closure.
-pub struct FnSink<F>(pub F);
-
-impl<F: FnMut(Bytes)> Sink for FnSink<F> {
-    fn write(&mut self, bytes: Bytes) {
-        (self.0)(bytes);
-    }
-}

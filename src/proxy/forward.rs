@@ -224,10 +224,6 @@ fn upstream_headers(
         if drop {
             continue;
         }
-        if route.rules.headers.is_empty() {
-            headers.append(name.clone(), value.clone());
-            continue;
-        }
         match rewrite_header(&route.rules, lower, value.as_bytes(), report)
             .map_err(ProxyError::body)?
         {

@@ -168,7 +168,7 @@ impl Proxy {
         else {
             let error = ProxyError::no_route();
             record(&runtime.unmatched, &error);
-            tracing::info!(target: "scrim::access", route = crate::metrics::UNMATCHED, %method, path, status = 404u16, "request");
+            tracing::info!(target: "scrim::access", route = crate::metrics::UNMATCHED, method = method.as_str(), path, status = 404u16, "request");
             return error.into_response();
         };
         let mut report = Report::new(route.rules.rules.len(), false);
@@ -199,7 +199,7 @@ impl Proxy {
         tracing::info!(
             target: "scrim::access",
             route = route.name.as_str(),
-            %method,
+            method = method.as_str(),
             path,
             status = response.status().as_u16(),
             outcome = outcome.as_str(),

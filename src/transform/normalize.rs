@@ -130,11 +130,12 @@ impl fmt::Display for Normalizer {
 }
 
 fn email(value: &str) -> Result<Cow<'_, str>, Invalid> {
-    let normalized: String = value
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect();
+    let mut normalized = String::with_capacity(value.len());
+    each_lowercase(value, Fold::Lowercase, |c| {
+        if !c.is_whitespace() {
+            normalized.push(c);
+        }
+    });
     match normalized.split_once('@') {
         Some((local, domain))
             if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
@@ -187,7 +188,7 @@ fn phone(value: &str, options: &PhoneOptions) -> Result<String, Invalid> {
 fn name(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let mut pending_space = false;
-    for c in value.nfc().flat_map(char::to_lowercase) {
+    each_lowercase(value, Fold::NfcLowercase, |c| {
         if c.is_whitespace() {
             pending_space = !out.is_empty();
         } else if c.is_alphanumeric() {
@@ -197,25 +198,28 @@ fn name(value: &str) -> String {
             }
             out.push(c);
         }
-    }
+    });
     out
 }
 
 /// Lowercase letters only: no spaces, punctuation or digits (Meta's `ct`).
 fn letters_only(value: &str) -> String {
-    value
-        .nfc()
-        .flat_map(char::to_lowercase)
-        .filter(|c| c.is_alphabetic())
-        .collect()
+    let mut out = String::with_capacity(value.len());
+    each_lowercase(value, Fold::NfcLowercase, |c| {
+        if c.is_alphabetic() {
+            out.push(c);
+        }
+    });
+    out
 }
 
 fn state(value: &str) -> String {
-    let compact: String = value
-        .nfc()
-        .flat_map(char::to_lowercase)
-        .filter(|c| c.is_alphanumeric())
-        .collect();
+    let mut compact = String::with_capacity(value.len());
+    each_lowercase(value, Fold::NfcLowercase, |c| {
+        if c.is_alphanumeric() {
+            compact.push(c);
+        }
+    });
     match US_STATES.iter().find(|(name, _)| *name == compact) {
         Some((_, code)) => (*code).to_owned(),
         None => compact,
@@ -224,11 +228,36 @@ fn state(value: &str) -> String {
 
 fn zip(value: &str) -> String {
     let before_dash = value.split('-').next().unwrap_or_default();
-    before_dash
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect()
+    let mut out = String::with_capacity(before_dash.len());
+    each_lowercase(before_dash, Fold::Lowercase, |c| {
+        if !c.is_whitespace() {
+            out.push(c);
+        }
+    });
+    out
+}
+
+#[derive(Clone, Copy)]
+enum Fold {
+    Lowercase,
+    NfcLowercase,
+}
+
+/// Calls `f` with each character of `value` lowercased (after NFC when asked).
+/// ASCII text, nearly every value in practice, is its own NFC and lowercases
+/// byte by byte: that path skips the Unicode tables, which cost more than
+/// the SHA-256 of the result.
+fn each_lowercase(value: &str, fold: Fold, mut f: impl FnMut(char)) {
+    if value.is_ascii() {
+        value
+            .bytes()
+            .for_each(|b| f(char::from(b.to_ascii_lowercase())));
+    } else {
+        match fold {
+            Fold::Lowercase => value.chars().flat_map(char::to_lowercase).for_each(f),
+            Fold::NfcLowercase => value.nfc().flat_map(char::to_lowercase).for_each(f),
+        }
+    }
 }
 
 fn country(value: &str) -> Result<String, Invalid> {
@@ -354,6 +383,20 @@ mod tests {
 
     fn norm(n: Normalizer, v: &str) -> Result<String, Invalid> {
         n.apply(v).map(Cow::into_owned)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ascii_fast_path_folds_like_unicode(value in "[ -~\t\n\x0b\x0c\r]{0,40}") {
+            let mut fast = String::new();
+            each_lowercase(&value, Fold::NfcLowercase, |c| fast.push(c));
+            let unicode: String = value.nfc().flat_map(char::to_lowercase).collect();
+            proptest::prop_assert_eq!(&fast, &unicode);
+            let mut fast = String::new();
+            each_lowercase(&value, Fold::Lowercase, |c| fast.push(c));
+            let unicode: String = value.chars().flat_map(char::to_lowercase).collect();
+            proptest::prop_assert_eq!(fast, unicode);
+        }
     }
 
     #[test]

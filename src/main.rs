@@ -74,12 +74,6 @@ enum LogFormat {
     Text,
 }
 
-/// glibc's allocator cost about a tenth of a proxied request's CPU in
-/// `benches/load.sh` (hyper, the rewriter and the upstream client allocate
-/// per request); mimalloc's thread-local free lists suit thread-per-core.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run { config, log_format } => run(config, log_format),

@@ -10,6 +10,7 @@ pub mod config;
 pub mod log;
 pub mod metrics;
 pub mod policy;
+pub mod presets;
 pub mod proxy;
 pub mod reload;
 pub mod rewrite;

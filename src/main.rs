@@ -66,6 +66,15 @@ enum Command {
         #[arg(value_name = "INPUT")]
         input: Option<PathBuf>,
     },
+    /// List the built-in platform presets, or print one: its endpoints, the
+    /// documents it follows, and its rules, in the configuration's own
+    /// language (copy them into a route to change them). A route applies
+    /// one with `preset: NAME`.
+    Presets {
+        /// The preset to print.
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -93,6 +102,35 @@ fn main() -> ExitCode {
             explain,
             input,
         ),
+        Command::Presets { name } => presets(name.as_deref()),
+    }
+}
+
+fn presets(name: Option<&str>) -> ExitCode {
+    let Some(name) = name else {
+        for preset in scrim::presets::ALL {
+            match preset.parse() {
+                Ok(file) => println!("{:<16} {}", preset.name, file.title),
+                Err(errors) => println!("{:<16} (does not parse: {errors})", preset.name),
+            }
+        }
+        println!();
+        println!("`scrim presets NAME` prints one; `preset: NAME` on a route applies it.");
+        return ExitCode::SUCCESS;
+    };
+    match scrim::presets::Preset::find(name) {
+        Some(preset) => {
+            print!("{}", preset.source);
+            ExitCode::SUCCESS
+        }
+        None => {
+            let names: Vec<&str> = scrim::presets::ALL.iter().map(|p| p.name).collect();
+            eprintln!(
+                "unknown preset `{name}`; expected one of {}",
+                names.join(", ")
+            );
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -179,6 +217,9 @@ fn print_route(route: &Route) {
         matches.join(", "),
         route.upstream
     );
+    if let Some(preset) = &route.preset {
+        println!("  preset {preset} (its rules first, then the route's own)");
+    }
     for (i, rule) in route.rules.rules.iter().enumerate() {
         println!("  {:>2}. {:<40} {}", i + 1, rule.selector, rule.action);
     }

@@ -129,6 +129,36 @@ fn the_example_config_checks() {
 }
 
 #[test]
+fn presets_are_listed_and_printed_as_rules() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_scrim"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let list = run(&["presets"]);
+    assert!(list.status.success());
+    let list = text(&list.stdout);
+    for preset in scrim::presets::ALL {
+        assert!(list.contains(preset.name), "{list}");
+    }
+    assert!(!list.contains("does not parse"), "{list}");
+
+    let meta = run(&["presets", "meta_capi"]);
+    assert!(meta.status.success());
+    let meta = text(&meta.stdout);
+    assert!(meta.contains(r#"{select: "$.data[*].user_data.em", action: hash, normalize: email}"#));
+    // What it prints is a preset file that parses.
+    let parsed: scrim::presets::PresetFile =
+        scrim::config::Config::parse_document(&meta, "out").unwrap();
+    assert_eq!(parsed.upstream, "https://graph.facebook.com");
+
+    let unknown = run(&["presets", "facebook"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown.stderr).contains("unknown preset `facebook`; expected one of meta_capi"));
+}
+
+#[test]
 fn rewrite_is_the_same_at_every_chunk_size() {
     let dir = TempDir::new("rewrite");
     let config = dir.file("scrim.yaml", CONFIG);

@@ -134,6 +134,14 @@ pub struct RouteConfig {
     /// identify the app's users, so by default they are removed.
     #[serde(default)]
     pub keep_forwarding_headers: bool,
+    /// A built-in rule set for one platform (`scrim presets` lists them):
+    /// its rules come first, and the route's own `rules` after them win
+    /// where they select the same value.
+    pub preset: Option<Spanned<String>>,
+    /// Region for phone numbers written without a country code (`US`), for
+    /// every `phone` normalizer of the route (the preset's included) that
+    /// does not name its own.
+    pub default_region: Option<Spanned<String>>,
     /// Rewriting rules, applied in order; where two select the same value the
     /// later one wins.
     #[serde(default)]
@@ -201,6 +209,15 @@ pub struct RuleConfig {
 impl Config {
     /// Parses a configuration text; `file` names it in errors.
     pub fn parse(source: &str, file: &str) -> Result<Config, ConfigErrors> {
+        serde_saphyr::from_str(source).map_err(|err| ConfigErrors::from_yaml(file, &err))
+    }
+
+    /// Parses another document of the same YAML dialect (a preset), with its
+    /// errors placed in `file`.
+    pub fn parse_document<T: serde::de::DeserializeOwned>(
+        source: &str,
+        file: &str,
+    ) -> Result<T, ConfigErrors> {
         serde_saphyr::from_str(source).map_err(|err| ConfigErrors::from_yaml(file, &err))
     }
 

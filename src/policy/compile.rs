@@ -17,6 +17,7 @@ use crate::config::{
     Config, ConfigError, ConfigErrors, Environment, LimitsConfig, RouteConfig, RuleConfig,
     ServerConfig, TimeoutsConfig, TlsConfig, resolve_secret,
 };
+use crate::presets;
 use crate::transform::{
     Action, ActionKind, Encoding, Normalizer, PhoneOptions, PseudonymKey, normalize,
 };
@@ -338,10 +339,57 @@ fn compile_route(
         limits: limits(errors, global_limits, &route.limits),
         ..Rules::default()
     };
-    for rule in &route.rules {
+    let context = RuleContext {
+        keys,
+        no_keys_configured,
+        default_region: route
+            .default_region
+            .as_ref()
+            .and_then(|region| parse_region(errors, region)),
+    };
+    if let Some(name) = &route.preset {
+        add_preset_rules(errors, name, &context, &mut rules);
+    }
+    add_rules(errors, &route.rules, &context, &mut rules);
+    if errors.list.len() != before {
+        return None;
+    }
+    Some(Route {
+        name: route.name.value.clone(),
+        listen: route.listen.as_ref().map(|l| l.value.clone()),
+        path_prefix: route.matches.path_prefix.as_ref().map(|p| p.value.clone()),
+        host: route
+            .matches
+            .host
+            .as_ref()
+            .map(|h| h.value.to_ascii_lowercase()),
+        strip_prefix: route.strip_prefix,
+        upstream: route.upstream.value.clone(),
+        upstream_uri: upstream?,
+        ca_roots,
+        keep_forwarding_headers: route.keep_forwarding_headers,
+        preset: route.preset.as_ref().map(|p| p.value.clone()),
+        rules,
+    })
+}
+
+/// What rules of a route share: the keys, and the route's phone region.
+struct RuleContext<'k> {
+    keys: &'k BTreeMap<String, Arc<PseudonymKey>>,
+    no_keys_configured: bool,
+    default_region: Option<phonenumber::country::Id>,
+}
+
+fn add_rules(
+    errors: &mut Errors<'_>,
+    configs: &[RuleConfig],
+    context: &RuleContext<'_>,
+    rules: &mut Rules,
+) {
+    for rule in configs {
         let selector = Selector::parse(&rule.select.value)
             .map_err(|err| errors.at(&rule.select, format!("bad selector: {err}")));
-        let action = compile_action(errors, rule, keys, no_keys_configured);
+        let action = compile_action(errors, rule, context);
         let on_invalid = match &rule.on_invalid {
             None => OnInvalid::Drop,
             Some(v) => OnInvalid::from_name(&v.value).unwrap_or_else(|| {
@@ -366,25 +414,74 @@ fn compile_route(
             );
         }
     }
-    if errors.list.len() != before {
-        return None;
+}
+
+/// The preset's rules, which come before the route's own. Its errors (there
+/// should be none: every preset is compiled by the tests) name the preset
+/// and its line; a missing key is reported at the route's `preset:`.
+fn add_preset_rules(
+    errors: &mut Errors<'_>,
+    name: &Spanned<String>,
+    context: &RuleContext<'_>,
+    rules: &mut Rules,
+) {
+    let Some(preset) = presets::Preset::find(&name.value) else {
+        let names: Vec<&str> = presets::ALL.iter().map(|p| p.name).collect();
+        errors.at(
+            name,
+            format!(
+                "unknown preset `{}`; expected one of {} (`scrim presets` describes them)",
+                name.value,
+                names.join(", ")
+            ),
+        );
+        return;
+    };
+    let file = match preset.parse() {
+        Ok(file) => file,
+        Err(parse_errors) => {
+            errors.list.extend(parse_errors.0);
+            return;
+        }
+    };
+    if file.needs_pseudonym_key() && !context.keys.contains_key(presets::PSEUDONYM_KEY) {
+        errors.at(
+            name,
+            format!(
+                "preset `{}` pseudonymizes (hmac) with the key `{}`: add it under `keys:` as `${{ENV_VAR}}` or `file:/path`",
+                preset.name,
+                presets::PSEUDONYM_KEY
+            ),
+        );
+        return;
     }
-    Some(Route {
-        name: route.name.value.clone(),
-        listen: route.listen.as_ref().map(|l| l.value.clone()),
-        path_prefix: route.matches.path_prefix.as_ref().map(|p| p.value.clone()),
-        host: route
-            .matches
-            .host
-            .as_ref()
-            .map(|h| h.value.to_ascii_lowercase()),
-        strip_prefix: route.strip_prefix,
-        upstream: route.upstream.value.clone(),
-        upstream_uri: upstream?,
-        ca_roots,
-        keep_forwarding_headers: route.keep_forwarding_headers,
-        rules,
-    })
+    let origin = preset.origin();
+    let mut preset_errors = Errors {
+        file: &origin,
+        list: Vec::new(),
+    };
+    add_rules(&mut preset_errors, &file.rules, context, rules);
+    errors.list.extend(preset_errors.list);
+}
+
+fn parse_region(
+    errors: &mut Errors<'_>,
+    region: &Spanned<String>,
+) -> Option<phonenumber::country::Id> {
+    let parsed = region
+        .value
+        .to_ascii_uppercase()
+        .parse::<phonenumber::country::Id>();
+    if parsed.is_err() {
+        errors.at(
+            region,
+            format!(
+                "unknown region `{}`; expected a two-letter country code such as US",
+                region.value
+            ),
+        );
+    }
+    parsed.ok()
 }
 
 /// The options each action takes, checked so that a misplaced option is an
@@ -411,9 +508,13 @@ fn allowed_options(kind: ActionKind) -> &'static [&'static str] {
 fn compile_action(
     errors: &mut Errors<'_>,
     rule: &RuleConfig,
-    keys: &BTreeMap<String, Arc<PseudonymKey>>,
-    no_keys_configured: bool,
+    context: &RuleContext<'_>,
 ) -> Option<Action> {
+    let RuleContext {
+        keys,
+        no_keys_configured,
+        default_region,
+    } = *context;
     let Some(kind) = ActionKind::from_name(&rule.action.value) else {
         let names: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
         errors.at(
@@ -465,7 +566,7 @@ fn compile_action(
                 .map_or_else(|| REDACTED.to_owned(), |w| w.value.clone()),
         },
         ActionKind::Hash => Action::Hash {
-            normalizer: normalizer(errors, rule),
+            normalizer: normalizer(errors, rule, default_region),
             encoding: match &rule.encoding {
                 None => Encoding::Hex,
                 Some(v) => Encoding::from_name(&v.value).unwrap_or_else(|| {
@@ -504,7 +605,7 @@ fn compile_action(
             {
                 errors.at(at, "length must be between 16 and 43");
             }
-            let normalizer = normalizer(errors, rule);
+            let normalizer = normalizer(errors, rule, default_region);
             Action::Hmac {
                 key: key?,
                 prefix: rule
@@ -552,7 +653,11 @@ fn loc<T>(value: &Option<Spanned<T>>) -> Option<(u64, u64)> {
         .map(|v| (v.referenced.line(), v.referenced.column()))
 }
 
-fn normalizer(errors: &mut Errors<'_>, rule: &RuleConfig) -> Normalizer {
+fn normalizer(
+    errors: &mut Errors<'_>,
+    rule: &RuleConfig,
+    route_region: Option<phonenumber::country::Id>,
+) -> Normalizer {
     let Some(name) = &rule.normalize else {
         if let Some(at) = &rule.default_region {
             errors.at(at, "`default_region` applies only with `normalize: phone`");
@@ -571,7 +676,7 @@ fn normalizer(errors: &mut Errors<'_>, rule: &RuleConfig) -> Normalizer {
         return Normalizer::None;
     };
     match &mut normalizer {
-        Normalizer::Phone(options) => *options = phone_options(errors, rule),
+        Normalizer::Phone(options) => *options = phone_options(errors, rule, route_region),
         _ => {
             for (option, at) in [
                 ("default_region", loc(&rule.default_region)),
@@ -591,23 +696,17 @@ fn normalizer(errors: &mut Errors<'_>, rule: &RuleConfig) -> Normalizer {
     normalizer
 }
 
-fn phone_options(errors: &mut Errors<'_>, rule: &RuleConfig) -> PhoneOptions {
-    let mut options = PhoneOptions::default();
+fn phone_options(
+    errors: &mut Errors<'_>,
+    rule: &RuleConfig,
+    route_region: Option<phonenumber::country::Id>,
+) -> PhoneOptions {
+    let mut options = PhoneOptions {
+        default_region: route_region,
+        ..PhoneOptions::default()
+    };
     if let Some(region) = &rule.default_region {
-        match region
-            .value
-            .to_ascii_uppercase()
-            .parse::<phonenumber::country::Id>()
-        {
-            Ok(id) => options.default_region = Some(id),
-            Err(_) => errors.at(
-                region,
-                format!(
-                    "unknown region `{}`; expected a two-letter country code such as US",
-                    region.value
-                ),
-            ),
-        }
+        options.default_region = parse_region(errors, region).or(route_region);
     }
     if let Some(format) = &rule.phone_format {
         match format.value.as_str() {

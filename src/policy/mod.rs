@@ -126,6 +126,8 @@ pub struct Route {
     /// CA certificates trusted for this upstream besides the web PKI.
     pub ca_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     pub keep_forwarding_headers: bool,
+    /// The built-in preset whose rules come first in `rules`.
+    pub preset: Option<String>,
     pub rules: Rules,
 }
 

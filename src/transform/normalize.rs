@@ -16,6 +16,7 @@ use super::Invalid;
 pub enum Normalizer {
     None,
     Email,
+    EmailGoogle,
     Phone(PhoneOptions),
     Name,
     City,
@@ -25,6 +26,7 @@ pub enum Normalizer {
     Gender,
     Date,
     ExternalId,
+    Lowercase,
 }
 
 /// How phone numbers are read and written.
@@ -49,6 +51,7 @@ impl Default for PhoneOptions {
 pub const NAMES: &[&str] = &[
     "none",
     "email",
+    "email_google",
     "phone",
     "name",
     "city",
@@ -58,6 +61,7 @@ pub const NAMES: &[&str] = &[
     "gender",
     "date",
     "external_id",
+    "lowercase",
 ];
 
 impl Normalizer {
@@ -67,6 +71,7 @@ impl Normalizer {
         Some(match name {
             "none" => Normalizer::None,
             "email" => Normalizer::Email,
+            "email_google" => Normalizer::EmailGoogle,
             "phone" => Normalizer::Phone(PhoneOptions::default()),
             "name" => Normalizer::Name,
             "city" => Normalizer::City,
@@ -76,6 +81,7 @@ impl Normalizer {
             "gender" => Normalizer::Gender,
             "date" => Normalizer::Date,
             "external_id" => Normalizer::ExternalId,
+            "lowercase" => Normalizer::Lowercase,
             _ => return None,
         })
     }
@@ -84,6 +90,7 @@ impl Normalizer {
         match self {
             Normalizer::None => "none",
             Normalizer::Email => "email",
+            Normalizer::EmailGoogle => "email_google",
             Normalizer::Phone(_) => "phone",
             Normalizer::Name => "name",
             Normalizer::City => "city",
@@ -93,6 +100,7 @@ impl Normalizer {
             Normalizer::Gender => "gender",
             Normalizer::Date => "date",
             Normalizer::ExternalId => "external_id",
+            Normalizer::Lowercase => "lowercase",
         }
     }
 
@@ -102,6 +110,7 @@ impl Normalizer {
             Normalizer::None => Ok(Cow::Borrowed(value)),
             Normalizer::ExternalId => Ok(Cow::Borrowed(value.trim())),
             Normalizer::Email => email(value),
+            Normalizer::EmailGoogle => email(value).map(|e| Cow::Owned(google_email(&e))),
             Normalizer::Phone(options) => phone(value, options).map(Cow::Owned),
             Normalizer::Name => Ok(Cow::Owned(name(value))),
             Normalizer::City => Ok(Cow::Owned(letters_only(value))),
@@ -110,6 +119,7 @@ impl Normalizer {
             Normalizer::Country => country(value).map(Cow::Owned),
             Normalizer::Gender => gender(value).map(Cow::Borrowed),
             Normalizer::Date => date(value).map(Cow::Owned),
+            Normalizer::Lowercase => Ok(Cow::Owned(lowercase(value.trim()))),
         }
     }
 }
@@ -144,6 +154,28 @@ fn email(value: &str) -> Result<Cow<'_, str>, Invalid> {
         }
         _ => Err(Invalid::NotAnEmail),
     }
+}
+
+/// Google's rule on top of [`email`]: Gmail ignores dots and `+suffix`es in
+/// the local part, so Google hashes `john.smith+ads@gmail.com` as
+/// `johnsmith@gmail.com`.
+fn google_email(normalized: &str) -> String {
+    match normalized.rsplit_once('@') {
+        Some((local, domain @ ("gmail.com" | "googlemail.com"))) => {
+            let local = local.split('+').next().unwrap_or_default();
+            let mut out = local.replace('.', "");
+            out.push('@');
+            out.push_str(domain);
+            out
+        }
+        _ => normalized.to_owned(),
+    }
+}
+
+fn lowercase(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    each_lowercase(value, Fold::Lowercase, |c| out.push(c));
+    out
 }
 
 /// `(650) 555-1212` → `6505551212`: the visual separators removed, when
@@ -383,6 +415,34 @@ mod tests {
 
     fn norm(n: Normalizer, v: &str) -> Result<String, Invalid> {
         n.apply(v).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn google_email_removes_gmail_dots_and_suffixes() {
+        let google = |v| norm(Normalizer::EmailGoogle, v).unwrap();
+        assert_eq!(google(" John.Smith+ads@Gmail.com "), "johnsmith@gmail.com");
+        assert_eq!(google("j.s@googlemail.com"), "js@googlemail.com");
+        // Other providers deliver to dotted and suffixed addresses as written.
+        assert_eq!(
+            google("John.Smith+ads@example.com"),
+            "john.smith+ads@example.com"
+        );
+        assert_eq!(
+            norm(Normalizer::EmailGoogle, "no-at-sign"),
+            Err(Invalid::NotAnEmail)
+        );
+    }
+
+    #[test]
+    fn lowercase_trims_and_keeps_punctuation() {
+        assert_eq!(
+            norm(Normalizer::Lowercase, "  O'Brien Street 5 "),
+            Ok("o'brien street 5".to_owned())
+        );
+        assert_eq!(
+            norm(Normalizer::Lowercase, "ÉLODIE"),
+            Ok("élodie".to_owned())
+        );
     }
 
     proptest::proptest! {

@@ -26,14 +26,17 @@ pub enum RequestOutcome {
     UpstreamError,
     /// The upstream did not answer in time (504).
     UpstreamTimeout,
+    /// Answered by scrim on a consent decision (`block`); nothing forwarded.
+    Blocked,
 }
 
 impl RequestOutcome {
-    const ALL: [RequestOutcome; 4] = [
+    const ALL: [RequestOutcome; 5] = [
         RequestOutcome::Forwarded,
         RequestOutcome::Rejected,
         RequestOutcome::UpstreamError,
         RequestOutcome::UpstreamTimeout,
+        RequestOutcome::Blocked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl RequestOutcome {
             RequestOutcome::Rejected => "rejected",
             RequestOutcome::UpstreamError => "upstream_error",
             RequestOutcome::UpstreamTimeout => "upstream_timeout",
+            RequestOutcome::Blocked => "blocked",
         }
     }
 }
@@ -57,6 +61,7 @@ pub struct Metrics {
     upstream_duration: HistogramVec,
     body_bytes: IntCounterVec,
     config_reloads: IntCounterVec,
+    consent_decisions: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -141,13 +146,36 @@ impl Metrics {
                 "Configuration reloads, by result",
                 &["result"],
             ),
+            consent_decisions: counter(
+                &registry,
+                "scrim_consent_decisions_total",
+                "Requests an opt-out signal decided, by route, signal and decision",
+                &["route", "signal", "decision"],
+            ),
             registry,
         }
     }
 
     /// Resolves the handles of one route.
     pub fn route(&self, route: &Route) -> RouteMetrics {
-        self.route_named(&route.name, Some(&route.rules))
+        // The stripped rules are the route's followed by the identifier
+        // drops: indexed by rule, they cover both.
+        let rules = route.consent.as_ref().map_or(&route.rules, |c| &c.stripped);
+        let mut metrics = self.route_named(&route.name, Some(rules));
+        if let Some(consent) = &route.consent {
+            metrics.consent = consent
+                .signals
+                .iter()
+                .map(|signal| {
+                    self.consent_decisions.with_label_values(&[
+                        route.name.as_str(),
+                        signal.label.as_str(),
+                        signal.decision.as_str(),
+                    ])
+                })
+                .collect();
+        }
+        metrics
     }
 
     /// Handles for requests that matched no route.
@@ -182,6 +210,7 @@ impl Metrics {
             bytes_in: self.body_bytes.with_label_values(&[name, "request_in"]),
             bytes_out: self.body_bytes.with_label_values(&[name, "request_out"]),
             bytes_response: self.body_bytes.with_label_values(&[name, "response"]),
+            consent: Vec::new(),
         }
     }
 
@@ -251,7 +280,7 @@ impl RejectReason {
 
 /// The handles of one route, resolved when the policy was loaded.
 pub struct RouteMetrics {
-    requests: [IntCounter; 4],
+    requests: [IntCounter; 5],
     /// By rule index.
     rewrites: Vec<IntCounter>,
     /// By rule index.
@@ -263,11 +292,20 @@ pub struct RouteMetrics {
     pub bytes_in: IntCounter,
     pub bytes_out: IntCounter,
     pub bytes_response: IntCounter,
+    /// By consent signal index.
+    consent: Vec<IntCounter>,
 }
 
 impl RouteMetrics {
     pub fn request(&self, outcome: RequestOutcome) {
         self.requests[outcome as usize].inc();
+    }
+
+    /// Counts a decision of the route's consent signal `signal`.
+    pub fn consent(&self, signal: usize) {
+        if let Some(counter) = self.consent.get(signal) {
+            counter.inc();
+        }
     }
 
     pub fn rejection(&self, reason: RejectReason) {

@@ -8,53 +8,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::rt::TokioExecutor;
 use scrim::admin::{self, Admin};
 use scrim::config::Config;
 use scrim::metrics::Metrics;
 use scrim::policy::compile;
-use scrim::proxy::{self, Proxy, ServerHandle};
+use scrim::proxy::{self, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const KEY: &str = "a-test-key-that-is-long-enough-42";
-
 mod support;
-use support::Mock;
-
-struct Scrim {
-    server: ServerHandle,
-    admin: admin::AdminHandle,
-}
-
-impl Scrim {
-    async fn start(yaml: &str) -> Scrim {
-        let config = Config::parse(yaml, "test.yaml").unwrap();
-        let env = |name: &str| (name == "SCRIM_TEST_KEY").then(|| KEY.into());
-        let policy = Arc::new(compile(&config, "test.yaml", &env).unwrap());
-        let metrics = Arc::new(Metrics::new());
-        let proxy = Arc::new(Proxy::new(policy, metrics.clone()));
-        let server = proxy::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), proxy).unwrap();
-        let admin = Arc::new(Admin {
-            metrics,
-            ready: true.into(),
-            reloader: None,
-        });
-        let admin = admin::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), admin).unwrap();
-        Scrim { server, admin }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.server.local_addr())
-    }
-
-    async fn metrics(&self) -> String {
-        let (status, _, body) = get(&format!("http://{}/metrics", self.admin.local_addr)).await;
-        assert_eq!(status, 200);
-        String::from_utf8(body.to_vec()).unwrap()
-    }
-}
+use support::{KEY, Mock, Scrim, send};
 
 fn config(upstream: &str, extra: &str) -> String {
     format!(
@@ -82,17 +47,6 @@ fn config(upstream: &str, extra: &str) -> String {
     match: {{path_prefix: /plain}}
     upstream: {upstream}
 "
-    )
-}
-
-async fn send(request: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Bytes) {
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
-    let response = client.request(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    (
-        parts.status,
-        parts.headers,
-        body.collect().await.unwrap().to_bytes(),
     )
 }
 

@@ -152,6 +152,40 @@ pub struct RouteConfig {
     /// Overrides of the global limits for this route.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Opt-out signals and what they decide. A route with a preset honours
+    /// `Sec-GPC: 1` by default (`strip_identifiers`) even without this.
+    pub consent: Option<ConsentConfig>,
+}
+
+/// Opt-out signals of a route, and what they decide.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentConfig {
+    /// What `Sec-GPC: 1` (Global Privacy Control) decides:
+    /// `strip_identifiers` (default), `block`, or `ignore`.
+    pub gpc: Option<Spanned<String>>,
+    /// More signals, checked after GPC; the first present decides.
+    #[serde(default)]
+    pub signals: Vec<SignalConfig>,
+    /// Identifier fields, besides the preset's, that `strip_identifiers`
+    /// removes (selectors, as in rules).
+    #[serde(default)]
+    pub identifiers: Vec<Spanned<String>>,
+    /// The status `block` answers the app with. Default 204.
+    pub block_status: Option<Spanned<u16>>,
+}
+
+/// One opt-out signal.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalConfig {
+    /// Where it is read: `header.NAME` or `query.NAME`.
+    pub select: Spanned<String>,
+    /// The value that means the user opted out (compared trimmed and
+    /// ASCII case-insensitively), e.g. `G100` for Google's `gcs`.
+    pub equals: Spanned<String>,
+    /// `block` or `strip_identifiers`.
+    pub decision: Spanned<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

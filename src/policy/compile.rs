@@ -9,13 +9,14 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_saphyr::Spanned;
 
+use super::consent::{self, Consent, Decision, Signal, Source};
 use super::{
     Limits, OnInvalid, Policy, REDACTED, Route, Rule, Rules, Selector, ServerSettings, Timeouts,
     TlsIdentity, Unlisted,
 };
 use crate::config::{
-    Config, ConfigError, ConfigErrors, Environment, LimitsConfig, RouteConfig, RuleConfig,
-    ServerConfig, TimeoutsConfig, TlsConfig, resolve_secret,
+    Config, ConfigError, ConfigErrors, ConsentConfig, Environment, LimitsConfig, RouteConfig,
+    RuleConfig, ServerConfig, TimeoutsConfig, TlsConfig, resolve_secret,
 };
 use crate::presets;
 use crate::transform::{
@@ -347,10 +348,12 @@ fn compile_route(
             .as_ref()
             .and_then(|region| parse_region(errors, region)),
     };
-    if let Some(name) = &route.preset {
-        add_preset_rules(errors, name, &context, &mut rules);
-    }
+    let preset = route
+        .preset
+        .as_ref()
+        .and_then(|name| add_preset_rules(errors, name, &context, &mut rules));
     add_rules(errors, &route.rules, &context, &mut rules);
+    let consent = compile_consent(errors, route, preset.as_ref(), &rules);
     if errors.list.len() != before {
         return None;
     }
@@ -370,6 +373,7 @@ fn compile_route(
         keep_forwarding_headers: route.keep_forwarding_headers,
         preset: route.preset.as_ref().map(|p| p.value.clone()),
         rules,
+        consent,
     })
 }
 
@@ -424,7 +428,7 @@ fn add_preset_rules(
     name: &Spanned<String>,
     context: &RuleContext<'_>,
     rules: &mut Rules,
-) {
+) -> Option<(&'static presets::Preset, presets::PresetFile)> {
     let Some(preset) = presets::Preset::find(&name.value) else {
         let names: Vec<&str> = presets::ALL.iter().map(|p| p.name).collect();
         errors.at(
@@ -435,13 +439,13 @@ fn add_preset_rules(
                 names.join(", ")
             ),
         );
-        return;
+        return None;
     };
     let file = match preset.parse() {
         Ok(file) => file,
         Err(parse_errors) => {
             errors.list.extend(parse_errors.0);
-            return;
+            return None;
         }
     };
     if file.needs_pseudonym_key() && !context.keys.contains_key(presets::PSEUDONYM_KEY) {
@@ -453,7 +457,7 @@ fn add_preset_rules(
                 presets::PSEUDONYM_KEY
             ),
         );
-        return;
+        return None;
     }
     let origin = preset.origin();
     let mut preset_errors = Errors {
@@ -462,6 +466,144 @@ fn add_preset_rules(
     };
     add_rules(&mut preset_errors, &file.rules, context, rules);
     errors.list.extend(preset_errors.list);
+    Some((preset, file))
+}
+
+/// A route's consent settings. A route with a preset honours GPC even
+/// without a `consent:` block; one with neither has no consent gate.
+fn compile_consent(
+    errors: &mut Errors<'_>,
+    route: &RouteConfig,
+    preset: Option<&(&'static presets::Preset, presets::PresetFile)>,
+    rules: &Rules,
+) -> Option<Consent> {
+    let default = ConsentConfig::default();
+    let config = match (&route.consent, preset) {
+        (None, None) => return None,
+        (Some(config), _) => config,
+        (None, Some(_)) => &default,
+    };
+    let mut signals = Vec::new();
+    let gpc = match &config.gpc {
+        None => Some(Decision::StripIdentifiers),
+        Some(v) if v.value == "ignore" => None,
+        Some(v) => decision(errors, v),
+    };
+    if let Some(decision) = gpc {
+        signals.push(Signal {
+            label: consent::GPC_LABEL.to_owned(),
+            source: Source::Header(consent::GPC_HEADER.to_owned()),
+            equals: "1".to_owned(),
+            decision,
+        });
+    }
+    for signal in &config.signals {
+        let source = match Selector::parse(&signal.select.value) {
+            Ok(Selector::Header(name)) => Some(Source::Header(name)),
+            Ok(Selector::Query(name)) => Some(Source::Query(name)),
+            Ok(Selector::Body(_)) => {
+                errors.at(
+                    &signal.select,
+                    "a consent signal is read from `header.NAME` or `query.NAME`; signals in the body are not supported yet",
+                );
+                None
+            }
+            Err(err) => {
+                errors.at(&signal.select, format!("bad selector: {err}"));
+                None
+            }
+        };
+        if let (Some(source), Some(decision)) = (source, decision(errors, &signal.decision)) {
+            signals.push(Signal {
+                label: signal.select.value.clone(),
+                source,
+                equals: signal.equals.value.trim().to_owned(),
+                decision,
+            });
+        }
+    }
+    let block_status = match &config.block_status {
+        None => http::StatusCode::NO_CONTENT,
+        Some(v) => match http::StatusCode::from_u16(v.value) {
+            Ok(status) if (200..300).contains(&v.value) || (400..500).contains(&v.value) => status,
+            _ => {
+                errors.at(v, "block_status must be a 2xx or 4xx status");
+                http::StatusCode::NO_CONTENT
+            }
+        },
+    };
+
+    let mut stripped = rules.clone();
+    let mut identifiers = 0;
+    let preset_identifiers = preset.map(|(preset, file)| (preset.origin(), &file.identifiers));
+    let sources = preset_identifiers
+        .iter()
+        .map(|(origin, list)| (Some(origin.as_str()), list.as_slice()))
+        .chain(std::iter::once((None, config.identifiers.as_slice())));
+    for (origin, list) in sources {
+        for selector in list {
+            match Selector::parse(&selector.value) {
+                Ok(parsed) => {
+                    stripped.push(
+                        Rule {
+                            selector: selector.value.clone(),
+                            action: Action::Drop,
+                            on_invalid: OnInvalid::Drop,
+                        },
+                        parsed,
+                    );
+                    identifiers += 1;
+                }
+                Err(err) => errors.list.push(ConfigError::at(
+                    origin.unwrap_or(errors.file),
+                    selector,
+                    format!("bad selector: {err}"),
+                )),
+            }
+        }
+    }
+    if identifiers == 0
+        && signals
+            .iter()
+            .any(|s| s.decision == Decision::StripIdentifiers)
+    {
+        let explicit = config
+            .signals
+            .iter()
+            .map(|s| &s.decision)
+            .chain(config.gpc.as_ref())
+            .find(|d| d.value == "strip_identifiers");
+        match explicit {
+            Some(at) => errors.at(
+                at,
+                "`strip_identifiers` needs identifier fields: use a `preset:` or list them under `consent.identifiers`",
+            ),
+            None => errors.at(
+                &route.name,
+                "`Sec-GPC: 1` decides `strip_identifiers` by default, which needs identifier fields: use a `preset:`, list them under `consent.identifiers`, or set `consent.gpc`",
+            ),
+        }
+    }
+    Some(Consent {
+        signals,
+        block_status,
+        stripped,
+    })
+}
+
+fn decision(errors: &mut Errors<'_>, value: &Spanned<String>) -> Option<Decision> {
+    let decision = Decision::from_name(&value.value);
+    if decision.is_none() {
+        errors.at(
+            value,
+            format!(
+                "unknown consent decision `{}`; expected {}",
+                value.value,
+                Decision::NAMES.join(" or ")
+            ),
+        );
+    }
+    decision
 }
 
 fn parse_region(

@@ -4,6 +4,7 @@
 //! once, so that the request path never meets a configuration error.
 
 mod compile;
+pub mod consent;
 pub mod matcher;
 pub mod selector;
 
@@ -129,6 +130,9 @@ pub struct Route {
     /// The built-in preset whose rules come first in `rules`.
     pub preset: Option<String>,
     pub rules: Rules,
+    /// Opt-out signals and what they decide; `None` when the route has
+    /// neither a preset nor a `consent:` block.
+    pub consent: Option<consent::Consent>,
 }
 
 /// The rewriting rules of a route, as the rewriters use them.

@@ -21,7 +21,7 @@ use super::route::upstream_path;
 use super::upstream::UpstreamClient;
 use super::{BoxError, RequestBody, ResponseBody};
 use crate::metrics::RouteMetrics;
-use crate::policy::{Limits, Route};
+use crate::policy::{Limits, Route, Rules};
 use crate::rewrite::{
     BodyKind, BodyRewriter, HeaderOutcome, QueryOutcome, Report, rewrite_header, rewrite_query,
 };
@@ -50,6 +50,7 @@ const FORWARDING: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
 /// even when the request is then refused.
 pub(crate) async fn forward(
     route: &Route,
+    rules: &Rules,
     metrics: &RouteMetrics,
     client: &UpstreamClient,
     response_timeout: Duration,
@@ -57,7 +58,6 @@ pub(crate) async fn forward(
     report: &mut Report,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let (parts, mut body) = request.into_parts();
-    let rules = &route.rules;
 
     let mut path_and_query = upstream_path(route, parts.uri.path());
     if let Some(query) = parts.uri.query() {
@@ -101,7 +101,8 @@ pub(crate) async fn forward(
         return Err(ProxyError::body_too_large(rules.limits.max_body_bytes));
     }
 
-    let mut headers = upstream_headers(route, &parts.headers, !decoder.is_identity(), report)?;
+    let mut headers =
+        upstream_headers(route, rules, &parts.headers, !decoder.is_identity(), report)?;
     let mut upstream = Request::builder().method(parts.method.clone()).uri(uri);
     if let Some(h) = upstream.headers_mut() {
         std::mem::swap(h, &mut headers);
@@ -202,6 +203,7 @@ async fn send(
 /// applied.
 fn upstream_headers(
     route: &Route,
+    rules: &Rules,
     incoming: &HeaderMap,
     decoded: bool,
     report: &mut Report,
@@ -224,9 +226,7 @@ fn upstream_headers(
         if drop {
             continue;
         }
-        match rewrite_header(&route.rules, lower, value.as_bytes(), report)
-            .map_err(ProxyError::body)?
-        {
+        match rewrite_header(rules, lower, value.as_bytes(), report).map_err(ProxyError::body)? {
             HeaderOutcome::Unchanged => {
                 headers.append(name.clone(), value.clone());
             }

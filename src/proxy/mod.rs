@@ -43,6 +43,7 @@ pub use error::ProxyError;
 pub use server::{ServerHandle, serve, serve_route_listener};
 
 use crate::metrics::{Metrics, RequestOutcome, RouteMetrics};
+use crate::policy::consent::Decision;
 use crate::policy::{Policy, Route};
 use crate::rewrite::Report;
 
@@ -171,9 +172,40 @@ impl Proxy {
             tracing::info!(target: "scrim::access", route = crate::metrics::UNMATCHED, method = method.as_str(), path, status = 404u16, "request");
             return error.into_response();
         };
-        let mut report = Report::new(route.rules.rules.len(), false);
+        // The consent gate comes before anything is read or sent: a blocked
+        // request costs the upstream nothing, and a stripped one is
+        // rewritten with the stripped rules from its first byte.
+        let mut rules = &route.rules;
+        if let Some(consent) = &route.consent
+            && let Some(index) = consent.decide(request.headers(), request.uri().query())
+        {
+            metrics.consent(index);
+            match consent.signals[index].decision {
+                Decision::StripIdentifiers => rules = &consent.stripped,
+                Decision::Block => {
+                    metrics.request(RequestOutcome::Blocked);
+                    let elapsed = started.elapsed();
+                    metrics.request_duration.observe(elapsed.as_secs_f64());
+                    tracing::info!(
+                        target: "scrim::access",
+                        route = route.name.as_str(),
+                        method = method.as_str(),
+                        path,
+                        status = consent.block_status.as_u16(),
+                        outcome = RequestOutcome::Blocked.as_str(),
+                        consent = consent.signals[index].label.as_str(),
+                        "request"
+                    );
+                    let mut response = Response::new(full_body(Bytes::new()));
+                    *response.status_mut() = consent.block_status;
+                    return response;
+                }
+            }
+        }
+        let mut report = Report::new(rules.rules.len(), false);
         let result = forward::forward(
             route,
+            rules,
             metrics,
             client,
             runtime.policy.timeouts.response,

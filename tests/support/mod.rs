@@ -1,5 +1,5 @@
-//! A mock upstream for the proxy tests, shared by `proxy.rs` and
-//! `lifecycle.rs`.
+//! A mock upstream for the proxy tests, and scrim itself started in process
+//! on ephemeral ports, shared by the proxy test files.
 #![allow(dead_code)]
 
 use std::convert::Infallible;
@@ -106,4 +106,60 @@ impl Mock {
     pub fn requests(&self) -> Vec<Recorded> {
         self.recorded.lock().unwrap().clone()
     }
+}
+
+/// The key `${SCRIM_TEST_KEY}` resolves to in [`Scrim::start`].
+pub const KEY: &str = "a-test-key-that-is-long-enough-42";
+
+/// scrim in process: the proxy and the admin listener, on ephemeral ports.
+pub struct Scrim {
+    pub server: scrim::proxy::ServerHandle,
+    pub admin: scrim::admin::AdminHandle,
+}
+
+impl Scrim {
+    pub async fn start(yaml: &str) -> Scrim {
+        let config = scrim::config::Config::parse(yaml, "test.yaml").unwrap();
+        let env = |name: &str| (name == "SCRIM_TEST_KEY").then(|| KEY.into());
+        let policy = Arc::new(scrim::policy::compile(&config, "test.yaml", &env).unwrap());
+        let metrics = Arc::new(scrim::metrics::Metrics::new());
+        let proxy = Arc::new(scrim::proxy::Proxy::new(policy, metrics.clone()));
+        let server =
+            scrim::proxy::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), proxy).unwrap();
+        let admin = Arc::new(scrim::admin::Admin {
+            metrics,
+            ready: true.into(),
+            reloader: None,
+        });
+        let admin =
+            scrim::admin::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), admin).unwrap();
+        Scrim { server, admin }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.local_addr())
+    }
+
+    pub async fn metrics(&self) -> String {
+        let (status, _, body) = send(
+            Request::get(format!("http://{}/metrics", self.admin.local_addr))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+}
+
+/// Sends one request with a fresh client; the response in full.
+pub async fn send(request: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Bytes) {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let response = client.request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
 }

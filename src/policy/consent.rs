@@ -1,0 +1,132 @@
+//! Consent: opt-out signals on a request, and what a route decides when one
+//! is present. California's regulations (11 CCR 7025) make `Sec-GPC: 1` an
+//! opt-out of sale and sharing; apps add their own signals (a consent header
+//! they set, Google Consent Mode's `gcs` parameter).
+
+use http::HeaderMap;
+
+use super::Rules;
+
+/// What a route does with a request that carries an opt-out signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Answer the app with the route's `block_status`; forward nothing.
+    Block,
+    /// Forward with every identifier field removed.
+    StripIdentifiers,
+}
+
+impl Decision {
+    pub const NAMES: &'static [&'static str] = &["block", "strip_identifiers"];
+
+    pub fn from_name(name: &str) -> Option<Decision> {
+        match name {
+            "block" => Some(Decision::Block),
+            "strip_identifiers" => Some(Decision::StripIdentifiers),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Block => "block",
+            Decision::StripIdentifiers => "strip_identifiers",
+        }
+    }
+}
+
+/// Where a configured signal is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A request header (name lowercase).
+    Header(String),
+    /// A query parameter (decoded name, exact).
+    Query(String),
+}
+
+/// One opt-out signal: when its source has this value, the decision applies.
+#[derive(Clone, Debug)]
+pub struct Signal {
+    /// `gpc`, or the signal's selector as configured (`header.x-consent`):
+    /// the metric label.
+    pub label: String,
+    pub source: Source,
+    /// Compared trimmed and ASCII case-insensitively.
+    pub equals: String,
+    pub decision: Decision,
+}
+
+/// A route's consent settings, compiled.
+#[derive(Clone, Debug)]
+pub struct Consent {
+    /// Checked in order; the first present decides. `Sec-GPC: 1` comes first
+    /// unless the route ignores it.
+    pub signals: Vec<Signal>,
+    pub block_status: http::StatusCode,
+    /// The route's rules followed by a `drop` of every identifier field: what
+    /// `strip_identifiers` rewrites with.
+    pub stripped: Rules,
+}
+
+/// The label and value of the Global Privacy Control signal.
+pub const GPC_LABEL: &str = "gpc";
+pub const GPC_HEADER: &str = "sec-gpc";
+
+impl Consent {
+    /// The first signal the request carries, by its index in `signals`.
+    pub fn decide(&self, headers: &HeaderMap, query: Option<&str>) -> Option<usize> {
+        self.signals.iter().position(|signal| match &signal.source {
+            Source::Header(name) => headers
+                .get_all(name.as_str())
+                .iter()
+                .any(|value| value.to_str().is_ok_and(|v| matches(v, &signal.equals))),
+            Source::Query(name) => query.is_some_and(|query| {
+                form_urlencoded::parse(query.as_bytes())
+                    .any(|(key, value)| key == name.as_str() && matches(&value, &signal.equals))
+            }),
+        })
+    }
+}
+
+fn matches(value: &str, expected: &str) -> bool {
+    value.trim().eq_ignore_ascii_case(expected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consent() -> Consent {
+        Consent {
+            signals: vec![
+                Signal {
+                    label: GPC_LABEL.to_owned(),
+                    source: Source::Header(GPC_HEADER.to_owned()),
+                    equals: "1".to_owned(),
+                    decision: Decision::StripIdentifiers,
+                },
+                Signal {
+                    label: "query.gcs".to_owned(),
+                    source: Source::Query("gcs".to_owned()),
+                    equals: "G100".to_owned(),
+                    decision: Decision::Block,
+                },
+            ],
+            block_status: http::StatusCode::NO_CONTENT,
+            stripped: Rules::default(),
+        }
+    }
+
+    #[test]
+    fn the_first_signal_present_decides() {
+        let consent = consent();
+        let mut headers = HeaderMap::new();
+        assert_eq!(consent.decide(&headers, None), None);
+        assert_eq!(consent.decide(&headers, Some("gcs=G111&x=1")), None);
+        assert_eq!(consent.decide(&headers, Some("x=1&gcs=g100")), Some(1));
+        headers.insert("sec-gpc", " 1 ".parse().unwrap());
+        assert_eq!(consent.decide(&headers, Some("gcs=G100")), Some(0));
+        headers.insert("sec-gpc", "0".parse().unwrap());
+        assert_eq!(consent.decide(&headers, None), None);
+    }
+}

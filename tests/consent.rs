@@ -1,0 +1,206 @@
+//! Consent through the running proxy: opt-out signals (`Sec-GPC: 1`, a
+//! header the app sets, a query parameter) and the decisions `block` and
+//! `strip_identifiers`, against a mock upstream that records what arrives.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use scrim::config::Config;
+use scrim::policy::compile;
+use serde_json::Value;
+
+mod support;
+use support::{Mock, Scrim, send};
+
+async fn post(
+    scrim: &Scrim,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, Bytes) {
+    let mut request = Request::post(scrim.url(path)).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let (status, _, body) = send(
+        request
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap(),
+    )
+    .await;
+    (status, body)
+}
+
+/// A Meta route (preset, GPC by default) and a TikTok route whose GPC blocks
+/// and where the app's own header and Google's `gcs` also decide.
+fn config(upstream: &str) -> String {
+    format!(
+        r#"routes:
+  - name: meta
+    match: {{path_prefix: /meta}}
+    strip_prefix: true
+    upstream: {upstream}
+    preset: meta_capi
+    default_region: US
+  - name: tiktok
+    match: {{path_prefix: /tiktok}}
+    strip_prefix: true
+    upstream: {upstream}
+    preset: tiktok_events
+    consent:
+      gpc: block
+      block_status: 202
+      signals:
+        - {{select: header.x-consent, equals: denied, decision: block}}
+        - {{select: query.gcs, equals: G100, decision: strip_identifiers}}
+      identifiers: ["$.data[*].page.referrer"]
+"#
+    )
+}
+
+const META: &str = r#"{"data":[{"event_name":"Purchase","event_time":1764400000,"user_data":{"em":"john_smith@gmail.com","ph":"(650)555-1212","client_ip_address":"203.0.113.77","client_user_agent":"Mozilla/5.0","fbp":"fb.1.1558571054389.1098115397"},"custom_data":{"value":12.5,"currency":"usd"}}]}"#;
+
+const TIKTOK: &str = r#"{"event_source":"web","event_source_id":"C1","data":[{"event":"CompletePayment","event_time":1764400000,"user":{"email":"jane@example.com","ip":"203.0.113.77","ttclid":"E.C.P.x"},"page":{"url":"https://shop.example/","referrer":"https://mail.example/?u=jane"},"properties":{"value":3}}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpc_on_a_strip_identifiers_route_forwards_no_identifier() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url())).await;
+
+    // Without the signal, the preset's rewriting only.
+    let (status, _) = post(&scrim, "/meta/v21.0/1/events", &[], META).await;
+    assert_eq!(status, 200);
+    // With it, every identifier field goes; the event itself stays.
+    let (status, _) = post(&scrim, "/meta/v21.0/1/events", &[("sec-gpc", "1")], META).await;
+    assert_eq!(status, 200);
+
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 2);
+    let plain: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(
+        plain["data"][0]["user_data"]["client_ip_address"],
+        "203.0.113.77"
+    );
+    let stripped: Value = serde_json::from_slice(&requests[1].body).unwrap();
+    assert_eq!(stripped["data"][0]["user_data"], serde_json::json!({}));
+    assert_eq!(stripped["data"][0]["event_name"], "Purchase");
+    assert_eq!(stripped["data"][0]["custom_data"]["value"], 12.5);
+    let body = String::from_utf8(requests[1].body.to_vec()).unwrap();
+    for identifier in ["john_smith", "203.0.113", "fb.1.", "Mozilla", "62a14e44"] {
+        assert!(!body.contains(identifier), "{identifier} arrived: {body}");
+    }
+
+    let metrics = scrim.metrics().await;
+    assert!(
+        metrics.contains(r#"scrim_consent_decisions_total{decision="strip_identifiers",route="meta",signal="gpc"} 1"#),
+        "{metrics}"
+    );
+    // The dropped identifiers are counted as rewrites too.
+    assert!(
+        metrics.contains(r#"scrim_rewrites_total{action="drop",route="meta"} 5"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_signal_reaches_nothing_upstream() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url())).await;
+
+    let (status, body) = post(
+        &scrim,
+        "/tiktok/open_api/v1.3/event/track/",
+        &[("sec-gpc", "1")],
+        TIKTOK,
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert!(body.is_empty());
+    let (status, _) = post(
+        &scrim,
+        "/tiktok/open_api/v1.3/event/track/",
+        &[("x-consent", " Denied ")],
+        TIKTOK,
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert!(
+        mock.requests().is_empty(),
+        "a blocked request was forwarded"
+    );
+
+    // Not an opt-out value: forwarded, rewritten by the preset.
+    let (status, _) = post(
+        &scrim,
+        "/tiktok/open_api/v1.3/event/track/",
+        &[("x-consent", "granted"), ("sec-gpc", "0")],
+        TIKTOK,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(mock.requests().len(), 1);
+
+    let metrics = scrim.metrics().await;
+    for expected in [
+        r#"scrim_consent_decisions_total{decision="block",route="tiktok",signal="gpc"} 1"#,
+        r#"scrim_consent_decisions_total{decision="block",route="tiktok",signal="header.x-consent"} 1"#,
+        r#"scrim_requests_total{outcome="blocked",route="tiktok"} 2"#,
+        r#"scrim_requests_total{outcome="forwarded",route="tiktok"} 1"#,
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing in {metrics}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_signal_strips_the_preset_and_route_identifiers() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url())).await;
+    let (status, _) = post(
+        &scrim,
+        "/tiktok/open_api/v1.3/event/track/?gcs=G100",
+        &[],
+        TIKTOK,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].uri, "/open_api/v1.3/event/track/?gcs=G100");
+    let event: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    let event = &event["data"][0];
+    assert_eq!(event["user"], serde_json::json!({}));
+    assert_eq!(
+        event["page"],
+        serde_json::json!({"url": "https://shop.example/"})
+    );
+    assert_eq!(event["properties"]["value"], 3);
+}
+
+#[test]
+fn strip_identifiers_without_identifiers_is_a_config_error() {
+    let yaml = "routes:\n  - name: app\n    match: {path_prefix: /}\n    upstream: https://x.example\n    consent:\n      signals:\n        - {select: header.x-consent, equals: denied, decision: strip_identifiers}\n";
+    let config = Config::parse(yaml, "t.yaml").unwrap();
+    let env = |_: &str| None;
+    let errors = compile(&config, "t.yaml", &env).unwrap_err().to_string();
+    assert!(
+        errors.contains("t.yaml:7:64: `strip_identifiers` needs identifier fields"),
+        "{errors}"
+    );
+
+    let yaml = "routes:\n  - name: app\n    match: {path_prefix: /}\n    upstream: https://x.example\n    consent:\n      signals:\n        - {select: $.consent, equals: denied, decision: forget}\n";
+    let config = Config::parse(yaml, "t.yaml").unwrap();
+    let errors = compile(&config, "t.yaml", &env).unwrap_err().to_string();
+    assert!(
+        errors.contains("signals in the body are not supported yet"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("unknown consent decision `forget`; expected block or strip_identifiers"),
+        "{errors}"
+    );
+}

@@ -287,6 +287,10 @@ fn ga4_measurement_protocol() {
     for field in ["city", "region", "postal_code", "country"] {
         clear(&input, &output, &format!("/user_data/address/0/{field}"));
     }
+    // Values with an email address in them go, whatever their name.
+    gone(&output, "/events/0/params/page_location");
+    gone(&output, "/events/0/params/coupon");
+    clear(&input, &output, "/events/0/params/page_title");
     gone(&output, "/events/0/params/email");
     gone(&output, "/events/0/params/phone_number");
     gone(&output, "/user_properties/email");
@@ -372,6 +376,22 @@ fn pinterest_capi() {
     }
     clear(&input, &output, "/data/0/custom_data");
     idempotent("pinterest_capi");
+}
+
+#[test]
+fn linkedin_capi() {
+    let (input, output) = through("linkedin_capi");
+    let ids = "/elements/0/user/userIds";
+    hashed(&output, &format!("{ids}/0/idValue"), "jane.doe@example.com");
+    // Identifiers that are not emails pass as LinkedIn needs them.
+    clear(&input, &output, &format!("{ids}/1/idValue"));
+    clear(&input, &output, &format!("{ids}/2/idValue"));
+    clear(&input, &output, &format!("{ids}/0/idType"));
+    clear(&input, &output, "/elements/0/user/userInfo");
+    clear(&input, &output, "/elements/0/conversionValue");
+    // Already hashed by the app: left as it is.
+    clear(&input, &output, "/elements/1/user/userIds/0/idValue");
+    idempotent("linkedin_capi");
 }
 
 #[test]

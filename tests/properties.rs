@@ -12,7 +12,7 @@ use common::*;
 use proptest::prelude::*;
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
 use scrim::rewrite::{Framing, tree};
-use scrim::transform::{Action, Encoding, Normalizer};
+use scrim::transform::{Action, Encoding, Guard, Normalizer};
 use serde_json::Value;
 
 const KEYS: [&str; 5] = ["a", "b", "c", "d", "e"];
@@ -46,6 +46,11 @@ fn document() -> impl Strategy<Value = Value> {
 /// leaked value can be found in the output. The tail exercises escapes.
 fn mark_strings(value: &mut Value, counter: &mut u32) {
     match value {
+        // Every fourth string is shaped like an email, for `only_if`.
+        Value::String(s) if (*counter).is_multiple_of(4) => {
+            *counter += 1;
+            *s = format!("s{counter:03}Q@example.com");
+        }
         Value::String(s) => {
             *counter += 1;
             *s = format!("s{counter:03}Q\"é\n\\/😀");
@@ -97,6 +102,23 @@ fn action() -> impl Strategy<Value = Action> {
         Just(Action::TruncateIp {
             v4_prefix: 24,
             v6_prefix: 48
+        }),
+        Just(Action::Only {
+            when: Guard::Email,
+            then: Box::new(Action::Drop)
+        }),
+        Just(Action::Only {
+            when: Guard::ContainsEmail,
+            then: Box::new(Action::Hash {
+                normalizer: Normalizer::Email,
+                encoding: Encoding::Hex
+            })
+        }),
+        Just(Action::Only {
+            when: Guard::Email,
+            then: Box::new(Action::Redact {
+                with: "[REDACTED]".to_owned()
+            })
         }),
     ]
 }

@@ -207,6 +207,10 @@ pub struct RuleConfig {
     /// `drop`, `redact`, `hash`, `hmac`, `mask`, `truncate_ip`,
     /// `generalize` or `keep`.
     pub action: Spanned<String>,
+    /// Apply the rule only to strings that are `email` (shaped like an
+    /// email address) or that `contains_email` (one appears in the text,
+    /// also percent-encoded); every other value stays as it is.
+    pub only_if: Option<Spanned<String>>,
     /// What to do with a value the action cannot handle: `drop` (default),
     /// `redact` or `reject` (fail the whole request).
     pub on_invalid: Option<Spanned<String>>,

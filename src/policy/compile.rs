@@ -20,7 +20,7 @@ use crate::config::{
 };
 use crate::presets;
 use crate::transform::{
-    Action, ActionKind, Encoding, Normalizer, PhoneOptions, PseudonymKey, normalize,
+    Action, ActionKind, Encoding, Guard, Normalizer, PhoneOptions, PseudonymKey, normalize,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -393,7 +393,8 @@ fn add_rules(
     for rule in configs {
         let selector = Selector::parse(&rule.select.value)
             .map_err(|err| errors.at(&rule.select, format!("bad selector: {err}")));
-        let action = compile_action(errors, rule, context);
+        let action =
+            compile_action(errors, rule, context).and_then(|action| guarded(errors, rule, action));
         let on_invalid = match &rule.on_invalid {
             None => OnInvalid::Drop,
             Some(v) => OnInvalid::from_name(&v.value).unwrap_or_else(|| {
@@ -604,6 +605,32 @@ fn decision(errors: &mut Errors<'_>, value: &Spanned<String>) -> Option<Decision
         );
     }
     decision
+}
+
+/// Wraps `action` in the rule's `only_if` condition, if it has one.
+fn guarded(errors: &mut Errors<'_>, rule: &RuleConfig, action: Action) -> Option<Action> {
+    let Some(name) = &rule.only_if else {
+        return Some(action);
+    };
+    let Some(when) = Guard::from_name(&name.value) else {
+        errors.at(
+            name,
+            format!(
+                "unknown only_if `{}`; expected {}",
+                name.value,
+                Guard::NAMES.join(" or ")
+            ),
+        );
+        return None;
+    };
+    if matches!(action, Action::Keep) {
+        errors.at(name, "`only_if` does not apply to action `keep`");
+        return None;
+    }
+    Some(Action::Only {
+        when,
+        then: Box::new(action),
+    })
 }
 
 fn parse_region(

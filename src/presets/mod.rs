@@ -29,6 +29,7 @@ pub const ALL: &[Preset] = presets!(
     "tiktok_events",
     "snapchat_capi",
     "pinterest_capi",
+    "linkedin_capi",
     "segment",
     "klaviyo",
     "hubspot",

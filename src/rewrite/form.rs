@@ -303,6 +303,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
                 self.report
                     .record(Some(rule), ChangeKind::Rewritten, || field_path(key));
             }
+            Ok(Outcome::Remove) => self.drop_field(chunk, at, Some(rule), ChangeKind::Dropped),
             Ok(Outcome::Unchanged) => {
                 self.steer.write_held(!self.emitted_any, &mut self.writer);
                 self.emitted_any = true;

@@ -50,6 +50,10 @@ pub fn rewrite_header(
     };
     match outcome {
         Ok(Outcome::Unchanged) => Ok(HeaderOutcome::Unchanged),
+        Ok(Outcome::Remove) => {
+            report.record(Some(rule_id), ChangeKind::Dropped, path);
+            Ok(HeaderOutcome::Remove)
+        }
         Ok(Outcome::Replace(new)) => {
             report.record(Some(rule_id), ChangeKind::Rewritten, path);
             Ok(HeaderOutcome::Replace(new))

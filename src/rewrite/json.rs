@@ -813,6 +813,18 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                         self.scalar = ScalarUse::Suppressed;
                     }
                     Action::Keep => self.keep_value(chunk, at),
+                    // A guard reads strings: an array is checked element by
+                    // element, an object is left to the other selectors.
+                    Action::Only { .. } if b == b'[' => {
+                        self.keep_value(chunk, at);
+                        frame_mode = FrameMode::Each(rule);
+                    }
+                    Action::Only { .. } if container => {
+                        self.keep_value(chunk, at);
+                        if matches!(slot, Slot::Select(_)) && !self.child_states.is_empty() {
+                            frame_mode = FrameMode::Tracked;
+                        }
+                    }
                     Action::Redact { with } if container => {
                         self.replace_value(chunk, at, with);
                         self.report.record(Some(rule), ChangeKind::Rewritten, || {
@@ -1041,6 +1053,13 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             Ok(Applied::Unchanged) => {
                 self.commit_held();
                 self.writer.copy(raw);
+            }
+            Ok(Applied::Removed) => {
+                // Like an invalid value dropped: suppressed since its start,
+                // its held name and comma discarded.
+                self.drop_value(chunk, end, Some(rule), ChangeKind::Dropped);
+                self.steer
+                    .set_mode(chunk, end, Mode::Pass, &mut self.writer);
             }
             Err(why) => {
                 self.invalid(chunk, end, rule, why)?;

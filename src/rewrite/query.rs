@@ -54,13 +54,13 @@ pub fn rewrite_query(
                 };
                 match outcome {
                     Ok(Some(Outcome::Unchanged)) => kept.push(pair.to_owned()),
+                    Ok(Some(Outcome::Remove)) | Ok(None) => {
+                        report.record(Some(rule), ChangeKind::Dropped, path);
+                        changed = true;
+                    }
                     Ok(Some(Outcome::Replace(new))) => {
                         kept.push(format!("{raw_name}={}", encode(new.as_bytes())));
                         report.record(Some(rule), ChangeKind::Rewritten, path);
-                        changed = true;
-                    }
-                    Ok(None) => {
-                        report.record(Some(rule), ChangeKind::Dropped, path);
                         changed = true;
                     }
                     Err(why) => {

@@ -78,7 +78,7 @@ impl Walker<'_> {
                 Ok(None)
             }
             Slot::Track => self.track(value, states),
-            Slot::Select(rule) => self.select(value, rule),
+            Slot::Select(rule) => self.select(value, rule, states),
         }
     }
 
@@ -131,7 +131,12 @@ impl Walker<'_> {
         }
     }
 
-    fn select(&mut self, value: Value, rule: RuleId) -> Result<Option<Value>, Error> {
+    fn select(
+        &mut self,
+        value: Value,
+        rule: RuleId,
+        states: &[State],
+    ) -> Result<Option<Value>, Error> {
         let action = &self.rules.rules[rule].action;
         match (action, value) {
             (Action::Drop, value) => {
@@ -139,6 +144,21 @@ impl Walker<'_> {
                 Ok(None)
             }
             (Action::Keep, value) => Ok(Some(value)),
+            // A guard reads strings: an object is left to the other
+            // selectors, an array is checked element by element.
+            (Action::Only { .. }, value @ Value::Object(_)) => match states {
+                [] => Ok(Some(value)),
+                states => self.track(value, states),
+            },
+            (Action::Only { .. }, Value::Array(items)) => {
+                let mut out = Vec::new();
+                for item in items {
+                    if let Some(kept) = self.select(item, rule, &[])? {
+                        out.push(kept);
+                    }
+                }
+                Ok(Some(Value::Array(out)))
+            }
             (Action::Redact { with }, value @ (Value::Object(_) | Value::Array(_))) => {
                 self.forget(&value);
                 Ok(Some(Value::String(with.clone())))
@@ -172,6 +192,10 @@ impl Walker<'_> {
         };
         match self.rules.rules[rule].action.apply(scalar) {
             Ok(Outcome::Unchanged) => Ok(Some(value)),
+            Ok(Outcome::Remove) => {
+                self.forget(&value);
+                Ok(None)
+            }
             Ok(Outcome::Replace(new)) => {
                 self.forget(&value);
                 Ok(Some(Value::String(new)))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::{Invalid, Normalizer, PseudonymKey, Scalar};
+use super::{Guard, Invalid, Normalizer, PseudonymKey, Scalar};
 
 /// A compiled action, options resolved and keys loaded.
 #[derive(Clone, Debug)]
@@ -39,6 +39,10 @@ pub enum Action {
     TruncateIp { v4_prefix: u8, v6_prefix: u8 },
     /// Keeps the first few characters only.
     Generalize { keep_first: usize },
+    /// `then`, on the strings that meet `when`; every other value stays as
+    /// it is. On an array, each element on its own; an object is looked
+    /// into by the route's other selectors only.
+    Only { when: Guard, then: Box<Action> },
 }
 
 /// The action names, for metric labels and reports.
@@ -137,6 +141,8 @@ pub enum Outcome {
     Replace(String),
     /// The value is already safe as it is: null, empty, or already a digest.
     Unchanged,
+    /// The value goes, with its member name (a guarded `drop`).
+    Remove,
 }
 
 impl Action {
@@ -150,6 +156,7 @@ impl Action {
             Action::Mask { .. } => ActionKind::Mask,
             Action::TruncateIp { .. } => ActionKind::TruncateIp,
             Action::Generalize { .. } => ActionKind::Generalize,
+            Action::Only { then, .. } => then.kind(),
         }
     }
 
@@ -159,6 +166,14 @@ impl Action {
         !matches!(self, Action::Drop | Action::Keep | Action::Redact { .. })
     }
 
+    /// The condition on the values it applies to, if it has one.
+    pub fn guard(&self) -> Option<Guard> {
+        match self {
+            Action::Only { when, .. } => Some(*when),
+            _ => None,
+        }
+    }
+
     /// Applies the action to one scalar. `Drop` and `Keep` are structural and
     /// decided by the rewriter; here they leave the value unchanged.
     pub fn apply(&self, value: Scalar<'_>) -> Result<Outcome, Invalid> {
@@ -166,6 +181,7 @@ impl Action {
         Ok(match self.apply_into(value, &mut out)? {
             Applied::Replaced => Outcome::Replace(out),
             Applied::Unchanged => Outcome::Unchanged,
+            Applied::Removed => Outcome::Remove,
         })
     }
 
@@ -182,6 +198,15 @@ impl Action {
         };
         match self {
             Action::Drop | Action::Keep => return Ok(Applied::Unchanged),
+            Action::Only { when, then } => {
+                return match value {
+                    Scalar::Str(s) if when.holds(s) => match **then {
+                        Action::Drop => Ok(Applied::Removed),
+                        ref then => then.apply_into(value, out),
+                    },
+                    _ => Ok(Applied::Unchanged),
+                };
+            }
             Action::Redact { with } => out.push_str(with),
             Action::Hash {
                 normalizer,
@@ -230,15 +255,20 @@ pub enum Applied {
     Replaced,
     /// The value is already safe as it is: null, empty, or already a digest.
     Unchanged,
+    /// The value goes, with its member name (a guarded `drop`).
+    Removed,
 }
 
 /// One line for `scrim check`: the action and its options. Keys appear by
 /// their identifier only.
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Action::Only { when, then } = self {
+            return write!(f, "{then} only_if={when}");
+        }
         f.write_str(self.kind().as_str())?;
         match self {
-            Action::Drop | Action::Keep => Ok(()),
+            Action::Drop | Action::Keep | Action::Only { .. } => Ok(()),
             Action::Redact { with } => write!(f, " with {with:?}"),
             Action::Hash {
                 normalizer,

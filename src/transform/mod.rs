@@ -4,10 +4,12 @@
 //! encode whatever comes back in their own syntax.
 
 mod action;
+mod guard;
 pub mod normalize;
 mod pseudonym;
 
 pub use action::{Action, ActionKind, Applied, Encoding, Outcome};
+pub use guard::Guard;
 pub use normalize::{Normalizer, PhoneOptions};
 pub use pseudonym::PseudonymKey;
 

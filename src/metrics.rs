@@ -11,6 +11,7 @@ use prometheus::{
 
 use crate::policy::{Route, Rules};
 use crate::rewrite::Report;
+use crate::transform::ActionKind;
 
 /// The route label of requests that matched no route.
 pub const UNMATCHED: &str = "-";
@@ -158,10 +159,13 @@ impl Metrics {
 
     /// Resolves the handles of one route.
     pub fn route(&self, route: &Route) -> RouteMetrics {
-        // The stripped rules are the route's followed by the identifier
-        // drops: indexed by rule, they cover both.
-        let rules = route.consent.as_ref().map_or(&route.rules, |c| &c.stripped);
-        let mut metrics = self.route_named(&route.name, Some(rules));
+        // Every rule set a request of the route may be rewritten with.
+        let mut rule_sets = vec![&route.rules];
+        if let Some(consent) = &route.consent {
+            rule_sets.push(&consent.stripped);
+            rule_sets.extend(&consent.limited);
+        }
+        let mut metrics = self.route_named(&route.name, &rule_sets);
         if let Some(consent) = &route.consent {
             metrics.consent = consent
                 .signals
@@ -180,28 +184,25 @@ impl Metrics {
 
     /// Handles for requests that matched no route.
     pub fn unmatched(&self) -> RouteMetrics {
-        self.route_named(UNMATCHED, None)
+        self.route_named(UNMATCHED, &[])
     }
 
-    fn route_named(&self, name: &str, rules: Option<&Rules>) -> RouteMetrics {
-        let rules = rules.map(|r| r.rules.as_slice()).unwrap_or_default();
+    fn route_named(&self, name: &str, rule_sets: &[&Rules]) -> RouteMetrics {
+        // By action kind, resolved for the kinds the route uses only.
+        let by_kind = |family: &IntCounterVec| {
+            let mut counters: Vec<Option<IntCounter>> = vec![None; ActionKind::COUNT];
+            for rule in rule_sets.iter().flat_map(|rules| &rules.rules) {
+                let kind = rule.action.kind();
+                counters[kind as usize]
+                    .get_or_insert_with(|| family.with_label_values(&[name, kind.as_str()]));
+            }
+            counters
+        };
         RouteMetrics {
             requests: RequestOutcome::ALL
                 .map(|o| self.requests.with_label_values(&[name, o.as_str()])),
-            rewrites: rules
-                .iter()
-                .map(|rule| {
-                    self.rewrites
-                        .with_label_values(&[name, rule.action.kind().as_str()])
-                })
-                .collect(),
-            invalid: rules
-                .iter()
-                .map(|rule| {
-                    self.invalid_values
-                        .with_label_values(&[name, rule.action.kind().as_str()])
-                })
-                .collect(),
+            rewrites: by_kind(&self.rewrites),
+            invalid: by_kind(&self.invalid_values),
             unlisted: self.rewrites.with_label_values(&[name, "unlisted_drop"]),
             rejections: RejectReason::ALL
                 .map(|r| self.rejections.with_label_values(&[name, r.as_str()])),
@@ -281,10 +282,10 @@ impl RejectReason {
 /// The handles of one route, resolved when the policy was loaded.
 pub struct RouteMetrics {
     requests: [IntCounter; 5],
-    /// By rule index.
-    rewrites: Vec<IntCounter>,
-    /// By rule index.
-    invalid: Vec<IntCounter>,
+    /// By action kind.
+    rewrites: Vec<Option<IntCounter>>,
+    /// By action kind.
+    invalid: Vec<Option<IntCounter>>,
     unlisted: IntCounter,
     rejections: [IntCounter; 9],
     pub request_duration: Histogram,
@@ -312,16 +313,19 @@ impl RouteMetrics {
         self.rejections[reason as usize].inc();
     }
 
-    /// Adds what one rewrite changed.
-    pub fn report(&self, report: &Report) {
-        for (counter, n) in self.rewrites.iter().zip(&report.rewritten) {
-            if *n > 0 {
-                counter.inc_by(*n);
-            }
-        }
-        for (counter, n) in self.invalid.iter().zip(&report.invalid) {
-            if *n > 0 {
-                counter.inc_by(*n);
+    /// Adds what one rewrite with `rules` changed.
+    pub fn report(&self, rules: &Rules, report: &Report) {
+        let counts = [
+            (&self.rewrites, &report.rewritten),
+            (&self.invalid, &report.invalid),
+        ];
+        for (counters, per_rule) in counts {
+            for (rule, n) in rules.rules.iter().zip(per_rule) {
+                if *n > 0
+                    && let Some(Some(counter)) = counters.get(rule.action.kind() as usize)
+                {
+                    counter.inc_by(*n);
+                }
             }
         }
         if report.unlisted_dropped > 0 {

@@ -56,6 +56,14 @@ fn config(upstream: &str) -> String {
         - {{select: header.x-consent, equals: denied, decision: block}}
         - {{select: query.gcs, equals: G100, decision: strip_identifiers}}
       identifiers: ["$.data[*].page.referrer"]
+  - name: meta-ldu
+    match: {{path_prefix: /meta-ldu}}
+    strip_prefix: true
+    upstream: {upstream}
+    preset: meta_capi
+    default_region: US
+    consent:
+      gpc: limited_data_use
 "#
     )
 }
@@ -181,6 +189,63 @@ async fn a_query_signal_strips_the_preset_and_route_identifiers() {
     assert_eq!(event["properties"]["value"], 3);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limited_data_use_flags_every_event_for_meta() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url())).await;
+    // Two events, one of which the app already flagged (differently).
+    let body = r#"{"data":[{"event_name":"Purchase","user_data":{"em":"john_smith@gmail.com"}},{"event_name":"Lead","data_processing_options":[],"user_data":{}}]}"#;
+    let (status, _) = post(
+        &scrim,
+        "/meta-ldu/v21.0/1/events",
+        &[("sec-gpc", "1")],
+        body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = post(&scrim, "/meta-ldu/v21.0/1/events", &[], body).await;
+    assert_eq!(status, 200);
+
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 2);
+    let flagged = String::from_utf8(requests[0].body.to_vec()).unwrap();
+    assert_eq!(
+        flagged,
+        format!(
+            r#"{{"data":[{{"event_name":"Purchase","user_data":{{"em":"{}"}},"data_processing_options":["LDU"],"data_processing_options_country":0,"data_processing_options_state":0}},{{"event_name":"Lead","user_data":{{}},"data_processing_options":["LDU"],"data_processing_options_country":0,"data_processing_options_state":0}}]}}"#,
+            "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"
+        )
+    );
+    // Without the signal: no flags.
+    let plain: Value = serde_json::from_slice(&requests[1].body).unwrap();
+    assert!(plain["data"][0].get("data_processing_options").is_none());
+
+    let metrics = scrim.metrics().await;
+    for expected in [
+        r#"scrim_consent_decisions_total{decision="limited_data_use",route="meta-ldu",signal="gpc"} 1"#,
+        // Two events flagged, and the app's own flag replaced.
+        r#"scrim_rewrites_total{action="add_members",route="meta-ldu"} 3"#,
+        r#"scrim_rewrites_total{action="hash",route="meta-ldu"} 2"#,
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing in {metrics}"
+        );
+    }
+}
+
+#[test]
+fn limited_data_use_needs_a_preset_that_has_it() {
+    let yaml = "routes:\n  - name: tt\n    match: {path_prefix: /}\n    upstream: https://x.example\n    preset: tiktok_events\n    consent: {gpc: limited_data_use}\n";
+    let config = Config::parse(yaml, "t.yaml").unwrap();
+    let env = |_: &str| None;
+    let errors = compile(&config, "t.yaml", &env).unwrap_err().to_string();
+    assert!(
+        errors.contains("t.yaml:6:20: `limited_data_use` needs a preset that defines it"),
+        "{errors}"
+    );
+}
+
 #[test]
 fn strip_identifiers_without_identifiers_is_a_config_error() {
     let yaml = "routes:\n  - name: app\n    match: {path_prefix: /}\n    upstream: https://x.example\n    consent:\n      signals:\n        - {select: header.x-consent, equals: denied, decision: strip_identifiers}\n";
@@ -200,7 +265,9 @@ fn strip_identifiers_without_identifiers_is_a_config_error() {
         "{errors}"
     );
     assert!(
-        errors.contains("unknown consent decision `forget`; expected block or strip_identifiers"),
+        errors.contains(
+            "unknown consent decision `forget`; expected block or strip_identifiers or limited_data_use"
+        ),
         "{errors}"
     );
 }

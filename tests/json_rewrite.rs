@@ -160,3 +160,31 @@ fn errors_name_offset_and_path_never_the_value() {
     assert_eq!(err.path(), "$.a.b");
     assert!(!err.to_string().contains("secret"));
 }
+
+#[test]
+fn added_members_go_before_the_closing_brace_and_replace_their_namesakes() {
+    let add = Action::AddMembers(scrim::transform::Members::new(&[
+        ("flag", "[\"LDU\"]"),
+        ("n", "0"),
+    ]));
+    let rules = rules(&[("$.data[*]", add), ("$.data[*].em", hash())]);
+    let input =
+        "{\"data\":[{}, {\"em\":\"a\" } ,{\"n\":{\"x\":[1]},\"k\":1},{\"flag\":1}],\"n\":5}";
+    let expected = format!(
+        "{{\"data\":[{{\"flag\":[\"LDU\"],\"n\":0}}, {{\"em\":\"{}\" ,\"flag\":[\"LDU\"],\"n\":0}} ,{{\"k\":1,\"flag\":[\"LDU\"],\"n\":0}},{{\"flag\":[\"LDU\"],\"n\":0}}],\"n\":5}}",
+        sha256_hex("a")
+    );
+    for chunk in [0, 1, 3] {
+        let (out, _) = rewrite_chunked(&rules, Framing::Single, input.as_bytes(), chunk).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), expected, "chunk {chunk}");
+    }
+    // Only objects get members: an array or a scalar there stays as it is.
+    let rules = self::rules(&[(
+        "$.data[*]",
+        Action::AddMembers(scrim::transform::Members::new(&[("f", "1")])),
+    )]);
+    assert_eq!(
+        rewrite(&rules, r#"{"data":[[1],"s",null]}"#).unwrap(),
+        r#"{"data":[[1],"s",null]}"#
+    );
+}

@@ -12,7 +12,7 @@ use common::*;
 use proptest::prelude::*;
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
 use scrim::rewrite::{Framing, tree};
-use scrim::transform::{Action, Encoding, Guard, Normalizer};
+use scrim::transform::{Action, Encoding, Guard, Members, Normalizer};
 use serde_json::Value;
 
 const KEYS: [&str; 5] = ["a", "b", "c", "d", "e"];
@@ -107,6 +107,10 @@ fn action() -> impl Strategy<Value = Action> {
             when: Guard::Email,
             then: Box::new(Action::Drop)
         }),
+        Just(Action::AddMembers(Members::new(&[
+            ("added", "[\"LDU\"]"),
+            ("b", "0")
+        ]))),
         Just(Action::Only {
             when: Guard::ContainsEmail,
             then: Box::new(Action::Hash {

@@ -20,7 +20,7 @@ use crate::config::{
 };
 use crate::presets;
 use crate::transform::{
-    Action, ActionKind, Encoding, Guard, Normalizer, PhoneOptions, PseudonymKey, normalize,
+    Action, ActionKind, Encoding, Guard, Members, Normalizer, PhoneOptions, PseudonymKey, normalize,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -585,10 +585,57 @@ fn compile_consent(
             ),
         }
     }
+    let limited = preset
+        .and_then(|(preset, file)| Some((preset, file.limited_data_use.as_ref()?)))
+        .and_then(|(preset, ldu)| {
+            let selector = Selector::parse(&ldu.select.value)
+                .map_err(|err| {
+                    errors.list.push(ConfigError::at(
+                        &preset.origin(),
+                        &ldu.select,
+                        format!("bad selector: {err}"),
+                    ))
+                })
+                .ok()?;
+            let members: Vec<(String, String)> = ldu
+                .members
+                .iter()
+                .map(|(name, value)| (name.clone(), value.to_string()))
+                .collect();
+            let members: Vec<(&str, &str)> = members
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            let mut limited = rules.clone();
+            limited.push(
+                Rule {
+                    selector: ldu.select.value.clone(),
+                    action: Action::AddMembers(Members::new(&members)),
+                    on_invalid: OnInvalid::Drop,
+                },
+                selector,
+            );
+            Some(limited)
+        });
+    if limited.is_none() {
+        let asked = config
+            .signals
+            .iter()
+            .map(|s| &s.decision)
+            .chain(config.gpc.as_ref())
+            .find(|d| d.value == "limited_data_use");
+        if let Some(at) = asked {
+            errors.at(
+                at,
+                "`limited_data_use` needs a preset that defines it (`meta_capi`)",
+            );
+        }
+    }
     Some(Consent {
         signals,
         block_status,
         stripped,
+        limited,
     })
 }
 
@@ -671,6 +718,7 @@ fn allowed_options(kind: ActionKind) -> &'static [&'static str] {
         ActionKind::Mask => &["keep_first", "keep_last", "char"],
         ActionKind::TruncateIp => &["v4_prefix", "v6_prefix"],
         ActionKind::Generalize => &["keep_first"],
+        ActionKind::AddMembers => &[],
     }
 }
 
@@ -726,6 +774,8 @@ fn compile_action(
     }
 
     let action = match kind {
+        // Made by consent decisions; `from_name` never returns it.
+        ActionKind::AddMembers => return None,
         ActionKind::Drop => Action::Drop,
         ActionKind::Keep => Action::Keep,
         ActionKind::Redact => Action::Redact {

@@ -14,15 +14,19 @@ pub enum Decision {
     Block,
     /// Forward with every identifier field removed.
     StripIdentifiers,
+    /// Forward flagged for the platform's restricted processing (Meta's
+    /// Limited Data Use), rewritten as usual otherwise.
+    LimitedDataUse,
 }
 
 impl Decision {
-    pub const NAMES: &'static [&'static str] = &["block", "strip_identifiers"];
+    pub const NAMES: &'static [&'static str] = &["block", "strip_identifiers", "limited_data_use"];
 
     pub fn from_name(name: &str) -> Option<Decision> {
         match name {
             "block" => Some(Decision::Block),
             "strip_identifiers" => Some(Decision::StripIdentifiers),
+            "limited_data_use" => Some(Decision::LimitedDataUse),
             _ => None,
         }
     }
@@ -31,6 +35,7 @@ impl Decision {
         match self {
             Decision::Block => "block",
             Decision::StripIdentifiers => "strip_identifiers",
+            Decision::LimitedDataUse => "limited_data_use",
         }
     }
 }
@@ -66,6 +71,10 @@ pub struct Consent {
     /// The route's rules followed by a `drop` of every identifier field: what
     /// `strip_identifiers` rewrites with.
     pub stripped: Rules,
+    /// The route's rules followed by the preset's limited-data-use flags:
+    /// what `limited_data_use` rewrites with (`None` when the preset has
+    /// none, and then no signal decides it).
+    pub limited: Option<Rules>,
 }
 
 /// The label and value of the Global Privacy Control signal.
@@ -114,6 +123,7 @@ mod tests {
             ],
             block_status: http::StatusCode::NO_CONTENT,
             stripped: Rules::default(),
+            limited: None,
         }
     }
 

@@ -56,6 +56,17 @@ pub struct PresetFile {
     /// Selectors of every field that identifies a person (hashed or not):
     /// what consent's `strip_identifiers` removes.
     pub identifiers: Vec<Spanned<String>>,
+    /// What consent's `limited_data_use` adds, for the platforms that have
+    /// such a mode.
+    pub limited_data_use: Option<LimitedDataUse>,
+}
+
+/// Members added to the objects a selector names (each event).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitedDataUse {
+    pub select: Spanned<String>,
+    pub members: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Preset {

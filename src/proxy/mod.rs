@@ -182,6 +182,11 @@ impl Proxy {
             metrics.consent(index);
             match consent.signals[index].decision {
                 Decision::StripIdentifiers => rules = &consent.stripped,
+                // Compiled only when the preset defines it; stripping is
+                // the stricter stand-in.
+                Decision::LimitedDataUse => {
+                    rules = consent.limited.as_ref().unwrap_or(&consent.stripped)
+                }
                 Decision::Block => {
                     metrics.request(RequestOutcome::Blocked);
                     let elapsed = started.elapsed();
@@ -213,7 +218,7 @@ impl Proxy {
             &mut report,
         )
         .await;
-        metrics.report(&report);
+        metrics.report(rules, &report);
         let (response, outcome, reason) = match result {
             Ok(response) => {
                 metrics.request(RequestOutcome::Forwarded);

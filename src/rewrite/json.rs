@@ -211,6 +211,8 @@ struct Frame {
     key_start: usize,
     /// Closing this frame ends a suppressed subtree.
     ends_suppress: bool,
+    /// The rule whose members are added when this object closes.
+    adds: Option<RuleId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,6 +227,8 @@ enum Slot {
     Each(RuleId),
     /// `unlisted: drop` and nothing can be selected here: remove.
     Unlisted,
+    /// A member this rule adds anew: the original goes.
+    Displaced(RuleId),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -715,6 +719,12 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 &mut self.child_states,
             ),
         };
+        if let Some(rule) = frame.adds
+            && let Action::AddMembers(members) = &self.rules.rules[rule].action
+            && members.has(label)
+        {
+            self.slot = Slot::Displaced(rule);
+        }
         self.capture.clear();
         Ok(())
     }
@@ -780,10 +790,16 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         let mut frame_mode = FrameMode::Untracked;
         let mut ends_suppress = false;
         let mut capture = false;
+        let mut adds = None;
         match slot {
             Slot::Pass => self.keep_value(chunk, at),
             Slot::Unlisted => {
                 self.drop_value(chunk, at, None, ChangeKind::Unlisted);
+                ends_suppress = container;
+                self.scalar = ScalarUse::Suppressed;
+            }
+            Slot::Displaced(rule) => {
+                self.drop_value(chunk, at, Some(rule), ChangeKind::Dropped);
                 ends_suppress = container;
                 self.scalar = ScalarUse::Suppressed;
             }
@@ -813,6 +829,23 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                         self.scalar = ScalarUse::Suppressed;
                     }
                     Action::Keep => self.keep_value(chunk, at),
+                    // Its object stays, looked into by the other selectors
+                    // (and its members of the added names removed), and
+                    // gets the members when it closes.
+                    Action::AddMembers(_) if b == b'{' && matches!(slot, Slot::Select(_)) => {
+                        self.keep_value(chunk, at);
+                        frame_mode = FrameMode::Tracked;
+                        adds = Some(rule);
+                    }
+                    Action::AddMembers(_) => {
+                        self.keep_value(chunk, at);
+                        if container
+                            && matches!(slot, Slot::Select(_))
+                            && !self.child_states.is_empty()
+                        {
+                            frame_mode = FrameMode::Tracked;
+                        }
+                    }
                     // A guard reads strings: an array is checked element by
                     // element, an object is left to the other selectors.
                     Action::Only { .. } if b == b'[' => {
@@ -851,6 +884,9 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         }
         if container {
             self.push_frame(at, b == b'{', frame_mode, ends_suppress)?;
+            if let Some(frame) = self.frames.last_mut() {
+                frame.adds = adds;
+            }
         } else if capture {
             self.start_capture(at);
         }
@@ -953,6 +989,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             emitted_any: false,
             key_start: self.path_keys.len(),
             ends_suppress,
+            adds: None,
         });
         Ok(())
     }
@@ -965,9 +1002,29 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 self.steer
                     .set_mode(chunk, at + 1, Mode::Pass, &mut self.writer);
             }
+            if let Some(rule) = frame.adds {
+                self.add_members(chunk, at, rule, frame.emitted_any);
+            }
         }
         self.after_value();
         Ok(())
+    }
+
+    /// Writes a rule's members before the closing brace at `at` (after any
+    /// whitespace), with a comma when the object kept a member.
+    fn add_members(&mut self, chunk: &Bytes, at: usize, rule: RuleId, after_member: bool) {
+        let Action::AddMembers(members) = &self.rules.rules[rule].action else {
+            return;
+        };
+        self.steer.flush(chunk, at, &mut self.writer);
+        if after_member {
+            self.writer.copy(b",");
+        }
+        self.writer.copy(members.text().as_bytes());
+        // The frame is closed: the path is the object's own.
+        self.report.record(Some(rule), ChangeKind::Rewritten, || {
+            current_path(&self.frames, &self.path_keys, &self.embedded)
+        });
     }
 
     fn after_value(&mut self) {

@@ -144,6 +144,28 @@ impl Walker<'_> {
                 Ok(None)
             }
             (Action::Keep, value) => Ok(Some(value)),
+            (Action::AddMembers(members), Value::Object(mut map)) => {
+                // Members of the added names go first, unexamined.
+                for name in members.names() {
+                    if let Some(old) = map.remove(name) {
+                        self.forget(&old);
+                    }
+                }
+                let Some(Value::Object(mut map)) = self.track(Value::Object(map), states)? else {
+                    return Ok(None);
+                };
+                let added: serde_json::Map<String, Value> =
+                    serde_json::from_str(&format!("{{{}}}", members.text())).map_err(|_| {
+                        Error::new(Kind::Syntax, 0, "$".to_owned(), "invalid added members")
+                    })?;
+                map.extend(added);
+                Ok(Some(Value::Object(map)))
+            }
+            (Action::AddMembers(_), value @ Value::Array(_)) => match states {
+                [] => Ok(Some(value)),
+                states => self.track(value, states),
+            },
+            (Action::AddMembers(_), value) => Ok(Some(value)),
             // A guard reads strings: an object is left to the other
             // selectors, an array is checked element by element.
             (Action::Only { .. }, value @ Value::Object(_)) => match states {

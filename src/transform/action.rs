@@ -43,6 +43,50 @@ pub enum Action {
     /// it is. On an array, each element on its own; an object is looked
     /// into by the route's other selectors only.
     Only { when: Guard, then: Box<Action> },
+    /// Adds members at the end of the selected objects, replacing members
+    /// of the same names. Not a configurable action: consent decisions
+    /// (`limited_data_use`) make it.
+    AddMembers(Members),
+}
+
+/// Members to add to an object: each name with its value as JSON text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Members {
+    names: Vec<String>,
+    /// `"name":value,...`, ready to write.
+    text: String,
+}
+
+impl Members {
+    /// `members` as (name, JSON value text) pairs; the texts must be valid
+    /// JSON (they are written as they are).
+    pub fn new(members: &[(&str, &str)]) -> Members {
+        let mut text = String::new();
+        for (i, (name, value)) in members.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&serde_json::Value::from(*name).to_string());
+            text.push(':');
+            text.push_str(value);
+        }
+        Members {
+            names: members.iter().map(|(name, _)| (*name).to_owned()).collect(),
+            text,
+        }
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn has(&self, name: &[u8]) -> bool {
+        self.names.iter().any(|n| n.as_bytes() == name)
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
 }
 
 /// The action names, for metric labels and reports.
@@ -56,9 +100,15 @@ pub enum ActionKind {
     Mask,
     TruncateIp,
     Generalize,
+    /// Members added to an object (by a consent decision).
+    AddMembers,
 }
 
 impl ActionKind {
+    /// How many kinds there are (to index tables by kind).
+    pub const COUNT: usize = 9;
+
+    /// The kinds a rule can name in `action:`.
     pub const ALL: [ActionKind; 8] = [
         ActionKind::Drop,
         ActionKind::Keep,
@@ -80,6 +130,7 @@ impl ActionKind {
             ActionKind::Mask => "mask",
             ActionKind::TruncateIp => "truncate_ip",
             ActionKind::Generalize => "generalize",
+            ActionKind::AddMembers => "add_members",
         }
     }
 
@@ -157,13 +208,17 @@ impl Action {
             Action::TruncateIp { .. } => ActionKind::TruncateIp,
             Action::Generalize { .. } => ActionKind::Generalize,
             Action::Only { then, .. } => then.kind(),
+            Action::AddMembers(_) => ActionKind::AddMembers,
         }
     }
 
     /// True for the actions that transform each scalar on its own, and so
     /// apply to every element when they select an array of scalars.
     pub fn is_per_scalar(&self) -> bool {
-        !matches!(self, Action::Drop | Action::Keep | Action::Redact { .. })
+        !matches!(
+            self,
+            Action::Drop | Action::Keep | Action::Redact { .. } | Action::AddMembers(_)
+        )
     }
 
     /// The condition on the values it applies to, if it has one.
@@ -197,7 +252,7 @@ impl Action {
             Scalar::Bool(false) => "false",
         };
         match self {
-            Action::Drop | Action::Keep => return Ok(Applied::Unchanged),
+            Action::Drop | Action::Keep | Action::AddMembers(_) => return Ok(Applied::Unchanged),
             Action::Only { when, then } => {
                 return match value {
                     Scalar::Str(s) if when.holds(s) => match **then {
@@ -269,6 +324,7 @@ impl std::fmt::Display for Action {
         f.write_str(self.kind().as_str())?;
         match self {
             Action::Drop | Action::Keep | Action::Only { .. } => Ok(()),
+            Action::AddMembers(members) => write!(f, " {{{}}}", members.text()),
             Action::Redact { with } => write!(f, " with {with:?}"),
             Action::Hash {
                 normalizer,

@@ -8,7 +8,7 @@ mod guard;
 pub mod normalize;
 mod pseudonym;
 
-pub use action::{Action, ActionKind, Applied, Encoding, Outcome};
+pub use action::{Action, ActionKind, Applied, Encoding, Members, Outcome};
 pub use guard::Guard;
 pub use normalize::{Normalizer, PhoneOptions};
 pub use pseudonym::PseudonymKey;

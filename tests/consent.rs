@@ -56,6 +56,16 @@ fn config(upstream: &str) -> String {
         - {{select: header.x-consent, equals: denied, decision: block}}
         - {{select: query.gcs, equals: G100, decision: strip_identifiers}}
       identifiers: ["$.data[*].page.referrer"]
+  - name: ga4
+    match: {{path_prefix: /ga4}}
+    strip_prefix: true
+    upstream: {upstream}
+    preset: ga4_mp
+    limits: {{buffer_limit: 4096}}
+    consent:
+      signals:
+        - {{select: "$.consent.ad_user_data", equals: DENIED, decision: strip_identifiers}}
+        - {{select: "$.events[*].params.opt_out", equals: "true", decision: block}}
   - name: meta-ldu
     match: {{path_prefix: /meta-ldu}}
     strip_prefix: true
@@ -234,6 +244,85 @@ async fn limited_data_use_flags_every_event_for_meta() {
     }
 }
 
+const GA4: &str = r#"{"client_id":"1.2","user_id":"cust-42","consent":{"ad_user_data":"DENIED","ad_personalization":"DENIED"},"user_data":{"sha256_email_address":"jane@example.com"},"events":[{"name":"purchase","params":{"value":3}}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_in_the_body_decides_before_anything_is_sent() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url())).await;
+
+    // GA4's own consent field: identifiers removed.
+    let (status, _) = post(
+        &scrim,
+        "/ga4/mp/collect?measurement_id=G-1&api_secret=s",
+        &[],
+        GA4,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The same, gzip-compressed: read through the encoding.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, GA4.as_bytes()).unwrap();
+    let compressed = gz.finish().unwrap();
+    let request = Request::post(scrim.url("/ga4/mp/collect"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(Full::new(Bytes::from(compressed)))
+        .unwrap();
+    assert_eq!(send(request).await.0, 200);
+    // Granted: the preset's hashing only.
+    let granted = GA4.replace(
+        "\"ad_user_data\":\"DENIED\"",
+        "\"ad_user_data\":\"GRANTED\"",
+    );
+    let (status, _) = post(&scrim, "/ga4/mp/collect", &[], &granted).await;
+    assert_eq!(status, 200);
+    // An event parameter that blocks.
+    let opted_out = granted.replace("\"value\":3", "\"value\":3,\"opt_out\":true");
+    let (status, _) = post(&scrim, "/ga4/mp/collect", &[], &opted_out).await;
+    assert_eq!(status, 204);
+    // Too large to be read whole: refused, never forwarded.
+    let padded = GA4.replace(
+        "\"value\":3",
+        &format!("\"value\":3,\"pad\":\"{}\"", "x".repeat(5000)),
+    );
+    let (status, body) = post(&scrim, "/ga4/mp/collect", &[], &padded).await;
+    assert_eq!(status, 413);
+    assert!(
+        String::from_utf8_lossy(&body).contains("reads consent signals in the body"),
+        "{body:?}"
+    );
+
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 3);
+    for stripped in &requests[..2] {
+        let body: Value = serde_json::from_slice(&stripped.body).unwrap();
+        assert!(
+            body.get("user_data").is_none() && body.get("user_id").is_none(),
+            "{body}"
+        );
+        assert_eq!(body["events"][0]["params"]["value"], 3);
+        assert!(stripped.headers.get("content-encoding").is_none());
+    }
+    let granted: Value = serde_json::from_slice(&requests[2].body).unwrap();
+    assert_eq!(
+        granted["user_data"]["sha256_email_address"],
+        "8c87b489ce35cf2e2f39f80e282cb2e804932a56a213983eeeb428407d43b52d"
+    );
+
+    let metrics = scrim.metrics().await;
+    for expected in [
+        r#"scrim_consent_decisions_total{decision="strip_identifiers",route="ga4",signal="$.consent.ad_user_data"} 2"#,
+        r#"scrim_consent_decisions_total{decision="block",route="ga4",signal="$.events[*].params.opt_out"} 1"#,
+        r#"scrim_rejections_total{reason="body_too_large",route="ga4"} 1"#,
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing in {metrics}"
+        );
+    }
+}
+
 #[test]
 fn limited_data_use_needs_a_preset_that_has_it() {
     let yaml = "routes:\n  - name: tt\n    match: {path_prefix: /}\n    upstream: https://x.example\n    preset: tiktok_events\n    consent: {gpc: limited_data_use}\n";
@@ -257,13 +346,10 @@ fn strip_identifiers_without_identifiers_is_a_config_error() {
         "{errors}"
     );
 
-    let yaml = "routes:\n  - name: app\n    match: {path_prefix: /}\n    upstream: https://x.example\n    consent:\n      signals:\n        - {select: $.consent, equals: denied, decision: forget}\n";
+    let yaml = "routes:\n  - name: app\n    match: {path_prefix: /}\n    upstream: https://x.example\n    consent:\n      signals:\n        - {select: \"$.consent[\", equals: denied, decision: forget}\n";
     let config = Config::parse(yaml, "t.yaml").unwrap();
     let errors = compile(&config, "t.yaml", &env).unwrap_err().to_string();
-    assert!(
-        errors.contains("signals in the body are not supported yet"),
-        "{errors}"
-    );
+    assert!(errors.contains("t.yaml:7:20: bad selector"), "{errors}");
     assert!(
         errors.contains(
             "unknown consent decision `forget`; expected block or strip_identifiers or limited_data_use"

@@ -498,16 +498,25 @@ fn compile_consent(
             decision,
         });
     }
+    let mut body_probe = Rules {
+        limits: rules.limits,
+        ..Rules::default()
+    };
     for signal in &config.signals {
         let source = match Selector::parse(&signal.select.value) {
             Ok(Selector::Header(name)) => Some(Source::Header(name)),
             Ok(Selector::Query(name)) => Some(Source::Query(name)),
-            Ok(Selector::Body(_)) => {
-                errors.at(
-                    &signal.select,
-                    "a consent signal is read from `header.NAME` or `query.NAME`; signals in the body are not supported yet",
+            Ok(body @ Selector::Body(_)) => {
+                let id = body_probe.rules.len();
+                body_probe.push(
+                    Rule {
+                        selector: signal.select.value.clone(),
+                        action: Action::Keep,
+                        on_invalid: OnInvalid::Drop,
+                    },
+                    body,
                 );
-                None
+                Some(Source::Body(id))
             }
             Err(err) => {
                 errors.at(&signal.select, format!("bad selector: {err}"));
@@ -636,6 +645,7 @@ fn compile_consent(
         block_status,
         stripped,
         limited,
+        body_probe: (!body_probe.rules.is_empty()).then_some(body_probe),
     })
 }
 

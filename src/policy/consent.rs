@@ -5,7 +5,7 @@
 
 use http::HeaderMap;
 
-use super::Rules;
+use super::{RuleId, Rules};
 
 /// What a route does with a request that carries an opt-out signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +47,8 @@ pub enum Source {
     Header(String),
     /// A query parameter (decoded name, exact).
     Query(String),
+    /// A value in the body: this rule of [`Consent::body_probe`].
+    Body(RuleId),
 }
 
 /// One opt-out signal: when its source has this value, the decision applies.
@@ -75,6 +77,9 @@ pub struct Consent {
     /// what `limited_data_use` rewrites with (`None` when the preset has
     /// none, and then no signal decides it).
     pub limited: Option<Rules>,
+    /// The selectors of the signals read from the body (`keep` rules), when
+    /// there are any: the body is then read whole before it is rewritten.
+    pub body_probe: Option<Rules>,
 }
 
 /// The label and value of the Global Privacy Control signal.
@@ -82,9 +87,12 @@ pub const GPC_LABEL: &str = "gpc";
 pub const GPC_HEADER: &str = "sec-gpc";
 
 impl Consent {
-    /// The first signal the request carries, by its index in `signals`.
+    /// The first header or query signal the request carries, by its index
+    /// in `signals`. Body signals are looked at only after these, with
+    /// [`Consent::decide_body`].
     pub fn decide(&self, headers: &HeaderMap, query: Option<&str>) -> Option<usize> {
         self.signals.iter().position(|signal| match &signal.source {
+            Source::Body(_) => false,
             Source::Header(name) => headers
                 .get_all(name.as_str())
                 .iter()
@@ -93,6 +101,18 @@ impl Consent {
                 form_urlencoded::parse(query.as_bytes())
                     .any(|(key, value)| key == name.as_str() && matches(&value, &signal.equals))
             }),
+        })
+    }
+}
+
+impl Consent {
+    /// The first body signal among the values the probe found.
+    pub fn decide_body(&self, found: &[(RuleId, String)]) -> Option<usize> {
+        self.signals.iter().position(|signal| match signal.source {
+            Source::Body(probe) => found
+                .iter()
+                .any(|(rule, value)| *rule == probe && matches(value, &signal.equals)),
+            _ => false,
         })
     }
 }
@@ -124,6 +144,7 @@ mod tests {
             block_status: http::StatusCode::NO_CONTENT,
             stripped: Rules::default(),
             limited: None,
+            body_probe: None,
         }
     }
 

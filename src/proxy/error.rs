@@ -23,6 +23,10 @@ enum Kind {
     BodyTooLarge {
         limit: u64,
     },
+    /// Over `buffer_limit` on a route that reads consent signals in bodies.
+    ConsentBodyTooLarge {
+        limit: u64,
+    },
     UnsupportedMediaType,
     UnsupportedEncoding,
     Body(rewrite::Error),
@@ -46,6 +50,11 @@ impl ProxyError {
     pub(crate) fn body_too_large(limit: u64) -> Self {
         ProxyError {
             kind: Kind::BodyTooLarge { limit },
+        }
+    }
+    pub(crate) fn consent_body_too_large(limit: u64) -> Self {
+        ProxyError {
+            kind: Kind::ConsentBodyTooLarge { limit },
         }
     }
     pub(crate) fn unsupported_media_type() -> Self {
@@ -100,7 +109,9 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self.kind {
             Kind::NoRoute => StatusCode::NOT_FOUND,
-            Kind::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::BodyTooLarge { .. } | Kind::ConsentBodyTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Kind::UnsupportedMediaType | Kind::UnsupportedEncoding => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -124,7 +135,9 @@ impl ProxyError {
     pub fn reject_reason(&self) -> Option<RejectReason> {
         Some(match &self.kind {
             Kind::NoRoute => RejectReason::NoRoute,
-            Kind::BodyTooLarge { .. } => RejectReason::BodyTooLarge,
+            Kind::BodyTooLarge { .. } | Kind::ConsentBodyTooLarge { .. } => {
+                RejectReason::BodyTooLarge
+            }
             Kind::UnsupportedMediaType => RejectReason::UnsupportedMediaType,
             Kind::UnsupportedEncoding => RejectReason::UnsupportedEncoding,
             Kind::Body(e) if e.is_too_deep() => RejectReason::TooDeep,
@@ -155,6 +168,10 @@ impl fmt::Display for ProxyError {
         match &self.kind {
             Kind::NoRoute => f.write_str("no route matches this request"),
             Kind::BodyTooLarge { limit } => write!(f, "body larger than {limit} bytes"),
+            Kind::ConsentBodyTooLarge { limit } => write!(
+                f,
+                "body larger than {limit} bytes: this route reads consent signals in the body, so it takes bodies whole, up to buffer_limit"
+            ),
             Kind::UnsupportedMediaType => f.write_str(
                 "unsupported media type: this route rewrites JSON, NDJSON and form bodies (UTF-8)",
             ),

@@ -13,13 +13,13 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body as _, Frame, Incoming};
+use hyper::body::{Body as _, Frame};
 
 use super::decode::Decoder;
 use super::error::ProxyError;
 use super::route::upstream_path;
 use super::upstream::UpstreamClient;
-use super::{BoxError, RequestBody, ResponseBody};
+use super::{BoxError, ClientBody, RequestBody, ResponseBody};
 use crate::metrics::RouteMetrics;
 use crate::policy::{Limits, Route, Rules};
 use crate::rewrite::{
@@ -54,7 +54,7 @@ pub(crate) async fn forward(
     metrics: &RouteMetrics,
     client: &UpstreamClient,
     response_timeout: Duration,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
     report: &mut Report,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let (parts, mut body) = request.into_parts();
@@ -251,7 +251,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// aborted, so that the upstream never sees a complete request.
 async fn feed(
     pipeline: &mut Pipeline<'_>,
-    body: &mut Incoming,
+    body: &mut ClientBody,
     mut sender: http_body_util::channel::Sender<Bytes, BoxError>,
     first: Vec<Bytes>,
 ) -> Result<Report, ProxyError> {
@@ -292,7 +292,7 @@ struct Pipeline<'r> {
 impl Pipeline<'_> {
     /// Reads up to `buffer_limit`. `Some(output)` when the whole body fit
     /// (the rewriter is finished by the caller), `None` when it must stream.
-    async fn buffer(&mut self, body: &mut Incoming) -> Result<Option<Vec<Bytes>>, ProxyError> {
+    async fn buffer(&mut self, body: &mut ClientBody) -> Result<Option<Vec<Bytes>>, ProxyError> {
         while self.decoded <= self.limits.buffer_limit {
             match next_data(body).await? {
                 Some(data) => self.push(data)?,
@@ -308,7 +308,7 @@ impl Pipeline<'_> {
     /// Streams the rest of the body into `sender`, starting with `first`.
     async fn stream(
         &mut self,
-        body: &mut Incoming,
+        body: &mut ClientBody,
         sender: &mut http_body_util::channel::Sender<Bytes, BoxError>,
         first: Vec<Bytes>,
     ) -> Result<Report, ProxyError> {
@@ -385,7 +385,7 @@ impl Pipeline<'_> {
 
 /// The next data frame of a body (trailers are dropped: the rewritten body
 /// is what the upstream gets).
-async fn next_data(body: &mut Incoming) -> Result<Option<Bytes>, ProxyError> {
+async fn next_data(body: &mut ClientBody) -> Result<Option<Bytes>, ProxyError> {
     loop {
         match body.frame().await {
             None => return Ok(None),

@@ -21,6 +21,7 @@
 //! one place, [`Proxy::handle`], which also counts the request in the metrics
 //! and writes its one log line.
 
+mod consent;
 mod decode;
 mod error;
 mod forward;
@@ -43,11 +44,12 @@ pub use error::ProxyError;
 pub use server::{ServerHandle, serve, serve_route_listener};
 
 use crate::metrics::{Metrics, RequestOutcome, RouteMetrics};
-use crate::policy::consent::Decision;
 use crate::policy::{Policy, Route};
 use crate::rewrite::Report;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A client's request body: as it arrives, or read whole by the consent gate.
+pub(crate) type ClientBody = http_body_util::Either<Incoming, Full<Bytes>>;
 /// The body of a request sent upstream.
 pub type RequestBody = BoxBody<Bytes, BoxError>;
 /// The body of a response sent to the client.
@@ -172,41 +174,30 @@ impl Proxy {
             tracing::info!(target: "scrim::access", route = crate::metrics::UNMATCHED, method = method.as_str(), path, status = 404u16, "request");
             return error.into_response();
         };
-        // The consent gate comes before anything is read or sent: a blocked
-        // request costs the upstream nothing, and a stripped one is
-        // rewritten with the stripped rules from its first byte.
-        let mut rules = &route.rules;
-        if let Some(consent) = &route.consent
-            && let Some(index) = consent.decide(request.headers(), request.uri().query())
-        {
-            metrics.consent(index);
-            match consent.signals[index].decision {
-                Decision::StripIdentifiers => rules = &consent.stripped,
-                // Compiled only when the preset defines it; stripping is
-                // the stricter stand-in.
-                Decision::LimitedDataUse => {
-                    rules = consent.limited.as_ref().unwrap_or(&consent.stripped)
-                }
-                Decision::Block => {
-                    metrics.request(RequestOutcome::Blocked);
-                    let elapsed = started.elapsed();
-                    metrics.request_duration.observe(elapsed.as_secs_f64());
-                    tracing::info!(
-                        target: "scrim::access",
-                        route = route.name.as_str(),
-                        method = method.as_str(),
-                        path,
-                        status = consent.block_status.as_u16(),
-                        outcome = RequestOutcome::Blocked.as_str(),
-                        consent = consent.signals[index].label.as_str(),
-                        "request"
-                    );
-                    let mut response = Response::new(full_body(Bytes::new()));
-                    *response.status_mut() = consent.block_status;
-                    return response;
-                }
+        // The consent gate comes before anything is sent: a blocked request
+        // costs the upstream nothing, and a stripped one is rewritten with
+        // the stripped rules from its first byte.
+        let (rules, request) = match consent::gate(route, metrics, request).await {
+            Ok(consent::Gate::Forward { rules, request }) => (rules, request),
+            Ok(consent::Gate::Block { signal }) => {
+                return block(route, metrics, signal, started, method.as_str(), &path);
             }
-        }
+            Err(error) => {
+                record(metrics, &error);
+                let reason = error.to_string();
+                tracing::info!(
+                    target: "scrim::access",
+                    route = route.name.as_str(),
+                    method = method.as_str(),
+                    path,
+                    status = error.status().as_u16(),
+                    outcome = error.outcome().as_str(),
+                    error = reason.as_str(),
+                    "request"
+                );
+                return error.into_response();
+            }
+        };
         let mut report = Report::new(rules.rules.len(), false);
         let result = forward::forward(
             route,
@@ -248,6 +239,36 @@ impl Proxy {
         );
         response
     }
+}
+
+/// Answers a request a consent signal blocked; nothing was forwarded.
+fn block(
+    route: &Route,
+    metrics: &RouteMetrics,
+    signal: usize,
+    started: Instant,
+    method: &str,
+    path: &str,
+) -> Response<ResponseBody> {
+    let Some(consent) = &route.consent else {
+        return ProxyError::bad_request("blocked").into_response();
+    };
+    metrics.request(RequestOutcome::Blocked);
+    let elapsed = started.elapsed();
+    metrics.request_duration.observe(elapsed.as_secs_f64());
+    tracing::info!(
+        target: "scrim::access",
+        route = route.name.as_str(),
+        method,
+        path,
+        status = consent.block_status.as_u16(),
+        outcome = RequestOutcome::Blocked.as_str(),
+        consent = consent.signals.get(signal).map_or("", |s| s.label.as_str()),
+        "request"
+    );
+    let mut response = Response::new(full_body(Bytes::new()));
+    *response.status_mut() = consent.block_status;
+    response
 }
 
 fn record(metrics: &RouteMetrics, error: &ProxyError) {

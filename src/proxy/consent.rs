@@ -1,0 +1,130 @@
+//! The consent gate: after the route match, before anything is rewritten or
+//! sent. A request's opt-out signal picks the rules it is rewritten with, or
+//! stops it. Header and query signals cost nothing; signals in the body make
+//! the route read each body whole (within `buffer_limit`) and look at it
+//! first, so that the decision is known before the first byte goes out.
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, header};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Incoming;
+
+use super::ClientBody;
+use super::decode::Decoder;
+use super::error::ProxyError;
+use crate::metrics::RouteMetrics;
+use crate::policy::consent::Decision;
+use crate::policy::{Route, Rules};
+use crate::rewrite::{BodyKind, probe};
+
+/// What the gate decided. Returned once per request and taken apart at
+/// once: boxing the request to even out the variants would cost an
+/// allocation on every request.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Gate<'r> {
+    /// Forward, rewritten with these rules.
+    Forward {
+        rules: &'r Rules,
+        request: Request<ClientBody>,
+    },
+    /// Answer with the route's `block_status`; the signal that decided.
+    Block { signal: usize },
+}
+
+/// Raw body bytes decoded at a time while probing, so that a compressed
+/// body is measured as it expands (a zip bomb stops at the limit).
+const DECODE_STEP: usize = 4096;
+
+pub(crate) async fn gate<'r>(
+    route: &'r Route,
+    metrics: &RouteMetrics,
+    request: Request<Incoming>,
+) -> Result<Gate<'r>, ProxyError> {
+    let Some(consent) = &route.consent else {
+        return Ok(Gate::Forward {
+            rules: &route.rules,
+            request: request.map(Either::Left),
+        });
+    };
+    let (decided, request) = match (
+        consent.decide(request.headers(), request.uri().query()),
+        &consent.body_probe,
+    ) {
+        (None, Some(probe_rules)) => {
+            let (parts, body) = request.into_parts();
+            let limits = route.rules.limits;
+            let raw = read_whole(body, limits.max_body_bytes).await?;
+            let decided = if raw.is_empty() {
+                None
+            } else {
+                let limit = limits.buffer_limit.min(limits.max_body_bytes);
+                let decoded = decode_whole(&parts.headers, &raw, limit)?;
+                let kind = parts
+                    .headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(BodyKind::from_content_type)
+                    .ok_or_else(ProxyError::unsupported_media_type)?;
+                let found = probe(probe_rules, kind, &decoded).map_err(ProxyError::body)?;
+                consent.decide_body(&found)
+            };
+            let request = Request::from_parts(parts, Either::Right(Full::new(raw)));
+            (decided, request)
+        }
+        (decided, _) => (decided, request.map(Either::Left)),
+    };
+    let Some(signal) = decided else {
+        return Ok(Gate::Forward {
+            rules: &route.rules,
+            request,
+        });
+    };
+    metrics.consent(signal);
+    let rules = match consent.signals[signal].decision {
+        Decision::Block => return Ok(Gate::Block { signal }),
+        Decision::StripIdentifiers => &consent.stripped,
+        // Compiled only when the preset defines it; stripping is the
+        // stricter stand-in.
+        Decision::LimitedDataUse => consent.limited.as_ref().unwrap_or(&consent.stripped),
+    };
+    Ok(Gate::Forward { rules, request })
+}
+
+async fn read_whole(mut body: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
+    let mut whole = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|_| ProxyError::bad_body("the request body could not be read"))?;
+        if let Ok(data) = frame.into_data() {
+            if (whole.len() + data.len()) as u64 > limit {
+                return Err(ProxyError::body_too_large(limit));
+            }
+            whole.extend_from_slice(&data);
+        }
+    }
+    Ok(whole.freeze())
+}
+
+fn decode_whole(headers: &http::HeaderMap, raw: &Bytes, limit: u64) -> Result<Bytes, ProxyError> {
+    let mut decoder = Decoder::for_headers(headers)?;
+    if decoder.is_identity() {
+        return if raw.len() as u64 > limit {
+            Err(ProxyError::consent_body_too_large(limit))
+        } else {
+            Ok(raw.clone())
+        };
+    }
+    let mut decoded = BytesMut::new();
+    let mut push = |piece: Bytes| {
+        if (decoded.len() + piece.len()) as u64 > limit {
+            return Err(ProxyError::consent_body_too_large(limit));
+        }
+        decoded.extend_from_slice(&piece);
+        Ok(())
+    };
+    for step in (0..raw.len()).step_by(DECODE_STEP) {
+        push(decoder.push(raw.slice(step..(step + DECODE_STEP).min(raw.len())))?)?;
+    }
+    push(decoder.finish()?)?;
+    Ok(decoded.freeze())
+}

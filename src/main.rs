@@ -223,6 +223,27 @@ fn print_route(route: &Route) {
     for (i, rule) in route.rules.rules.iter().enumerate() {
         println!("  {:>2}. {:<40} {}", i + 1, rule.selector, rule.action);
     }
+    if let Some(consent) = &route.consent {
+        let identifiers = consent.stripped.rules.len() - route.rules.rules.len();
+        for signal in &consent.signals {
+            let source = match signal.label.as_str() {
+                scrim::policy::consent::GPC_LABEL => "Sec-GPC",
+                label => label,
+            };
+            println!(
+                "  consent: {source} = {:?} -> {}",
+                signal.equals,
+                signal.decision.as_str()
+            );
+        }
+        if consent.signals.is_empty() {
+            println!("  consent: no signal honoured");
+        }
+        println!(
+            "  consent: identifier selectors dropped by strip_identifiers: {identifiers}; block answers {}",
+            consent.block_status.as_u16()
+        );
+    }
 }
 
 /// Writes to an `io::Write`, keeping the first error for the end.

@@ -126,6 +126,12 @@ fn the_example_config_checks() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary = text(&out.stdout);
+    assert!(summary.contains("preset meta_capi (its rules first"), "{summary}");
+    assert!(
+        summary.contains("consent: Sec-GPC = \"1\" -> strip_identifiers"),
+        "{summary}"
+    );
 }
 
 #[test]

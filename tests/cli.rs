@@ -127,7 +127,10 @@ fn the_example_config_checks() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let summary = text(&out.stdout);
-    assert!(summary.contains("preset meta_capi (its rules first"), "{summary}");
+    assert!(
+        summary.contains("preset meta_capi (its rules first"),
+        "{summary}"
+    );
     assert!(
         summary.contains("consent: Sec-GPC = \"1\" -> strip_identifiers"),
         "{summary}"

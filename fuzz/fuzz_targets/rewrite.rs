@@ -12,7 +12,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
 use scrim::rewrite::{Framing, JsonRewriter, tree};
-use scrim::transform::{Action, Encoding, Normalizer};
+use scrim::transform::{Action, Encoding, Guard, Members, Normalizer};
 
 const MAX_DEPTH: u32 = 64;
 
@@ -54,10 +54,37 @@ fn rule_sets() -> Vec<Rules> {
         ),
         build(
             vec![
-                ("$.*[0]", hash, OnInvalid::Drop),
+                ("$.*[0]", hash.clone(), OnInvalid::Drop),
                 ("$..k", Action::Keep, OnInvalid::Drop),
             ],
             Unlisted::Drop,
+        ),
+        // Guards and added members (consent decisions).
+        build(
+            vec![
+                (
+                    "$..*",
+                    Action::Only {
+                        when: Guard::ContainsEmail,
+                        then: Box::new(Action::Drop),
+                    },
+                    OnInvalid::Drop,
+                ),
+                (
+                    "$.data[*]",
+                    Action::AddMembers(Members::new(&[("a", "[\"LDU\"]"), ("b", "0")])),
+                    OnInvalid::Drop,
+                ),
+                (
+                    "$.data[*].u",
+                    Action::Only {
+                        when: Guard::Email,
+                        then: Box::new(hash),
+                    },
+                    OnInvalid::Reject,
+                ),
+            ],
+            Unlisted::Keep,
         ),
     ]
 }

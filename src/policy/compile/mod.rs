@@ -1,0 +1,477 @@
+//! Config → Policy. Every error is collected (not just the first), each
+//! pointing at the value it is about.
+
+mod consent;
+mod preset;
+mod rules;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_saphyr::Spanned;
+
+use super::{Limits, Policy, Route, Rules, ServerSettings, Timeouts, TlsIdentity, Unlisted};
+use crate::config::{
+    Config, ConfigError, ConfigErrors, Environment, LimitsConfig, RouteConfig, ServerConfig,
+    TimeoutsConfig, TlsConfig, resolve_secret,
+};
+use crate::transform::PseudonymKey;
+use consent::compile_consent;
+use preset::add_preset_rules;
+use rules::{RuleContext, add_rules, parse_region};
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+const DEFAULT_KEY: &str = "pseudonym";
+
+/// Compiles a parsed configuration. `file` names it in errors; `env`
+/// resolves `${VAR}` secrets.
+pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Policy, ConfigErrors> {
+    let mut errors = Errors {
+        file,
+        list: Vec::new(),
+    };
+
+    let mut keys = BTreeMap::new();
+    for (name, reference) in &config.keys {
+        match resolve_secret(name, &reference.value, env) {
+            Ok(secret) => {
+                keys.insert(name.clone(), Arc::new(PseudonymKey::new(secret)));
+            }
+            Err(message) => errors.at(reference, message),
+        }
+    }
+    let global_limits = limits(&mut errors, Limits::default(), &config.limits);
+    let server = server_settings(&mut errors, &config.server);
+    let timeouts = timeouts(&mut errors, &config.timeouts);
+    let tls = config
+        .tls
+        .as_ref()
+        .and_then(|tls| tls_identity(&mut errors, tls));
+
+    let mut routes: Vec<Arc<Route>> = Vec::new();
+    let mut names: BTreeMap<&str, u64> = BTreeMap::new();
+    if config.routes.is_empty() {
+        errors.list.push(ConfigError::new(
+            file,
+            0,
+            0,
+            "no routes: add at least one under `routes:`",
+        ));
+    }
+    let main_listen = config
+        .listen
+        .as_ref()
+        .map_or(DEFAULT_LISTEN, |l| l.value.as_str());
+    let admin_listen = config
+        .admin
+        .as_ref()
+        .and_then(|a| a.listen.as_ref())
+        .map_or(DEFAULT_ADMIN_LISTEN, |l| l.value.as_str());
+    for route in &config.routes {
+        if let Some(listen) = &route.listen
+            && (listen.value == main_listen || listen.value == admin_listen)
+        {
+            errors.at(
+                listen,
+                "a route's own `listen` must differ from `listen` and `admin.listen`",
+            );
+        }
+        if let Some(first) = names.insert(&route.name.value, route.name.referenced.line()) {
+            errors.at(
+                &route.name,
+                format!(
+                    "duplicate route name `{}` (first on line {first})",
+                    route.name.value
+                ),
+            );
+        }
+        if let Some(compiled) = compile_route(
+            &mut errors,
+            route,
+            &keys,
+            global_limits,
+            config.keys.is_empty(),
+        ) {
+            routes.push(Arc::new(compiled));
+        }
+    }
+
+    if !errors.list.is_empty() {
+        return Err(ConfigErrors(errors.list));
+    }
+    let spanned_or = |value: &Option<Spanned<String>>, default: &str| {
+        value
+            .as_ref()
+            .map_or_else(|| default.to_owned(), |v| v.value.clone())
+    };
+    Ok(Policy {
+        listen: spanned_or(&config.listen, DEFAULT_LISTEN),
+        admin_listen: spanned_or(
+            &config.admin.as_ref().and_then(|a| a.listen.clone()),
+            DEFAULT_ADMIN_LISTEN,
+        ),
+        key_ids: keys
+            .iter()
+            .map(|(name, key)| (name.clone(), key.id().to_owned()))
+            .collect(),
+        server,
+        timeouts,
+        tls,
+        routes,
+    })
+}
+
+struct Errors<'a> {
+    file: &'a str,
+    list: Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    fn at<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+        self.list.push(ConfigError::at(self.file, at, message));
+    }
+}
+
+fn duration(
+    errors: &mut Errors<'_>,
+    value: &Option<Spanned<String>>,
+    default: Duration,
+) -> Duration {
+    let Some(value) = value else {
+        return default;
+    };
+    match humantime::parse_duration(&value.value) {
+        Ok(parsed) if !parsed.is_zero() => parsed,
+        _ => {
+            errors.at(
+                value,
+                format!(
+                    "`{}` is not a duration; write it like `10s`, `500ms` or `2m`",
+                    value.value
+                ),
+            );
+            default
+        }
+    }
+}
+
+fn server_settings(errors: &mut Errors<'_>, config: &ServerConfig) -> ServerSettings {
+    let defaults = ServerSettings::default();
+    let mut settings = ServerSettings {
+        header_read_timeout: duration(
+            errors,
+            &config.header_read_timeout,
+            defaults.header_read_timeout,
+        ),
+        shutdown_grace: duration(errors, &config.shutdown_grace, defaults.shutdown_grace),
+        ..defaults
+    };
+    if let Some(v) = &config.max_header_bytes {
+        if v.value < 8192 {
+            errors.at(v, "max_header_bytes must be at least 8192");
+        }
+        settings.max_header_bytes = v.value as usize;
+    }
+    if let Some(v) = &config.max_connections {
+        if v.value == 0 {
+            errors.at(v, "max_connections must be at least 1");
+        }
+        settings.max_connections = v.value as usize;
+    }
+    settings
+}
+
+fn timeouts(errors: &mut Errors<'_>, config: &TimeoutsConfig) -> Timeouts {
+    let defaults = Timeouts::default();
+    Timeouts {
+        connect: duration(errors, &config.connect, defaults.connect),
+        response: duration(errors, &config.response, defaults.response),
+    }
+}
+
+fn read_certificates(
+    errors: &mut Errors<'_>,
+    file: &Spanned<String>,
+) -> Vec<CertificateDer<'static>> {
+    let certs: Result<Vec<_>, _> = match CertificateDer::pem_file_iter(&file.value) {
+        Ok(iter) => iter.collect(),
+        Err(error) => Err(error),
+    };
+    match certs {
+        Ok(certs) if !certs.is_empty() => certs,
+        Ok(_) => {
+            errors.at(file, format!("no PEM certificate in {}", file.value));
+            Vec::new()
+        }
+        Err(error) => {
+            errors.at(
+                file,
+                format!("cannot read certificates from {}: {error}", file.value),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn tls_identity(errors: &mut Errors<'_>, tls: &TlsConfig) -> Option<TlsIdentity> {
+    let certs = read_certificates(errors, &tls.cert);
+    // The error names the file, never its content.
+    let key = PrivateKeyDer::from_pem_file(&tls.key.value)
+        .map_err(|error| {
+            errors.at(
+                &tls.key,
+                format!("cannot read a private key from {}: {error}", tls.key.value),
+            )
+        })
+        .ok()?;
+    let identity = (!certs.is_empty()).then_some(TlsIdentity { certs, key })?;
+    // Checked here so that `scrim check` finds a key that does not match.
+    if let Err(error) = crate::tls::server_config(&identity) {
+        errors.at(
+            &tls.key,
+            format!("this key cannot serve that certificate: {error}"),
+        );
+    }
+    Some(identity)
+}
+
+/// Parses an upstream base URL: http or https, a host, an optional base path,
+/// and nothing else (no query, no credentials).
+fn upstream_uri(text: &str) -> Option<http::Uri> {
+    let uri: http::Uri = text.parse().ok()?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let authority = uri.authority()?;
+    let plain =
+        !authority.as_str().contains('@') && uri.query().is_none() && !authority.host().is_empty();
+    (scheme_ok && plain).then_some(uri)
+}
+
+fn limits(errors: &mut Errors<'_>, base: Limits, config: &LimitsConfig) -> Limits {
+    let mut limits = base;
+    if let Some(v) = &config.max_body_bytes {
+        limits.max_body_bytes = v.value;
+    }
+    if let Some(v) = &config.buffer_limit {
+        limits.buffer_limit = v.value;
+    }
+    if let Some(v) = &config.max_depth {
+        if !(1..=4096).contains(&v.value) {
+            errors.at(v, "max_depth must be between 1 and 4096");
+        }
+        limits.max_depth = v.value;
+    }
+    if let Some(v) = &config.max_value_bytes {
+        if v.value < 256 {
+            errors.at(v, "max_value_bytes must be at least 256");
+        }
+        limits.max_value_bytes = v.value;
+    }
+    if let Some(v) = &config.max_embedded_bytes {
+        limits.max_embedded_bytes = v.value;
+    }
+    limits
+}
+
+fn compile_route(
+    errors: &mut Errors<'_>,
+    route: &RouteConfig,
+    keys: &BTreeMap<String, Arc<PseudonymKey>>,
+    global_limits: Limits,
+    no_keys_configured: bool,
+) -> Option<Route> {
+    let before = errors.list.len();
+    if route.name.value.is_empty()
+        || !route
+            .name
+            .value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        errors.at(
+            &route.name,
+            "a route name is letters, digits, `_` and `-` (it becomes a metric label)",
+        );
+    }
+    let upstream = upstream_uri(&route.upstream.value);
+    if upstream.is_none() {
+        errors.at(
+            &route.upstream,
+            "upstream must be an http:// or https:// URL with a host (and no query or credentials)",
+        );
+    }
+    if let Some(prefix) = &route.matches.path_prefix
+        && !prefix.value.starts_with('/')
+    {
+        errors.at(prefix, "path_prefix must start with `/`");
+    }
+    if route.matches.path_prefix.is_none() && route.matches.host.is_none() && route.listen.is_none()
+    {
+        errors.at(
+            &route.name,
+            "route matches nothing: give `match:` a `path_prefix` or a `host`, or the route its own `listen`",
+        );
+    }
+
+    let ca_roots = route
+        .ca_file
+        .as_ref()
+        .map(|file| read_certificates(errors, file))
+        .unwrap_or_default();
+    let unlisted = match &route.unlisted {
+        None => Unlisted::Keep,
+        Some(v) => match v.value.as_str() {
+            "keep" => Unlisted::Keep,
+            "drop" => Unlisted::Drop,
+            other => {
+                errors.at(
+                    v,
+                    format!("unknown `unlisted` value `{other}`; expected `keep` or `drop`"),
+                );
+                Unlisted::Keep
+            }
+        },
+    };
+    let mut rules = Rules {
+        unlisted,
+        limits: limits(errors, global_limits, &route.limits),
+        ..Rules::default()
+    };
+    let context = RuleContext {
+        keys,
+        no_keys_configured,
+        default_region: route
+            .default_region
+            .as_ref()
+            .and_then(|region| parse_region(errors, region)),
+    };
+    let preset = route
+        .preset
+        .as_ref()
+        .and_then(|name| add_preset_rules(errors, name, &context, &mut rules));
+    add_rules(errors, &route.rules, &context, &mut rules);
+    let consent = compile_consent(errors, route, preset.as_ref(), &rules);
+    if errors.list.len() != before {
+        return None;
+    }
+    Some(Route {
+        name: route.name.value.clone(),
+        listen: route.listen.as_ref().map(|l| l.value.clone()),
+        path_prefix: route.matches.path_prefix.as_ref().map(|p| p.value.clone()),
+        host: route
+            .matches
+            .host
+            .as_ref()
+            .map(|h| h.value.to_ascii_lowercase()),
+        strip_prefix: route.strip_prefix,
+        upstream: route.upstream.value.clone(),
+        upstream_uri: upstream?,
+        ca_roots,
+        keep_forwarding_headers: route.keep_forwarding_headers,
+        preset: route.preset.as_ref().map(|p| p.value.clone()),
+        rules,
+        consent,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+
+    fn env(name: &str) -> Option<OsString> {
+        (name == "PSEUDO").then(|| OsString::from("0123456789abcdef0123456789abcdef"))
+    }
+
+    fn check(yaml: &str) -> Result<Policy, String> {
+        let config = Config::parse(yaml, "t.yaml").map_err(|e| e.to_string())?;
+        compile(&config, "t.yaml", &env).map_err(|e| e.to_string())
+    }
+
+    const HEAD: &str = "keys:\n  pseudonym: ${PSEUDO}\nroutes:\n  - name: meta\n    match: {path_prefix: /meta}\n    upstream: https://graph.facebook.com\n    rules:\n";
+
+    #[test]
+    fn compiles_a_valid_route() {
+        let yaml = format!(
+            "{HEAD}      - select: $.data[*].user_data.em\n        action: hash\n        normalize: email\n      - select: query.email\n        action: drop\n      - select: $.x\n        action: hmac\n"
+        );
+        let policy = check(&yaml).unwrap();
+        let route = policy.route("meta").unwrap();
+        assert_eq!(route.rules.rules.len(), 3);
+        assert_eq!(route.rules.query, vec![("email".to_owned(), 1)]);
+        assert_eq!(policy.listen, DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn each_error_names_its_place() {
+        let cases = [
+            (
+                "      - select: $.a[\n        action: hash\n",
+                "t.yaml:8:17: bad selector",
+            ),
+            (
+                "      - select: $.a\n        action: shred\n",
+                "t.yaml:9:17: unknown action `shred`",
+            ),
+            (
+                "      - select: $.a\n        action: hash\n        normalize: shout\n",
+                "t.yaml:10:20: unknown normalizer `shout`",
+            ),
+            (
+                "      - select: $.a\n        action: hash\n        with: x\n",
+                "t.yaml:10:15: `with` does not apply to action `hash`",
+            ),
+            (
+                "      - select: $.a\n        action: hmac\n        key: other\n",
+                "t.yaml:10:14: action `hmac` uses key `other`",
+            ),
+            (
+                "      - select: $.a\n        action: hash\n        on_invalid: ignore\n",
+                "t.yaml:10:21: unknown on_invalid",
+            ),
+        ];
+        for (rules, expected) in cases {
+            let err = check(&format!("{HEAD}{rules}")).unwrap_err();
+            assert!(
+                err.starts_with(expected),
+                "expected {expected:?}, got {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_secret_and_duplicate_routes() {
+        let yaml = "keys:\n  pseudonym: ${NOT_SET}\nroutes:\n  - name: a\n    match: {path_prefix: /a}\n    upstream: https://x\n  - name: a\n    match: {path_prefix: /b}\n    upstream: https://y\n";
+        let err = check(yaml).unwrap_err();
+        assert!(
+            err.contains("t.yaml:2:14: key `pseudonym`: environment variable NOT_SET is not set"),
+            "{err}"
+        );
+        assert!(
+            err.contains("t.yaml:7:11: duplicate route name `a` (first on line 4)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hmac_without_any_key_says_how_to_add_one() {
+        let yaml = "routes:\n  - name: a\n    match: {path_prefix: /a}\n    upstream: https://x\n    rules:\n      - select: $.phone\n        action: hmac\n";
+        let err = check(yaml).unwrap_err();
+        assert!(
+            err.contains("t.yaml:7:17: action `hmac` needs the key `pseudonym`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn inline_secrets_are_refused_without_being_echoed() {
+        let yaml = "keys:\n  pseudonym: correct-horse-battery-staple\nroutes:\n  - name: a\n    match: {path_prefix: /a}\n    upstream: https://x\n";
+        let err = check(yaml).unwrap_err();
+        assert!(err.contains("inline secrets are not allowed"), "{err}");
+        assert!(!err.contains("correct-horse"), "{err}");
+    }
+}

@@ -549,3 +549,28 @@ fn presets_that_pseudonymize_need_the_pseudonym_key() {
         "{errors}"
     );
 }
+
+/// The route each README platform section shows compiles as written.
+#[test]
+fn readme_platform_routes_compile() {
+    let readme =
+        std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let routes: Vec<&str> = readme
+        .split("**Route**: `")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('`').map(|(route, _)| route))
+        .collect();
+    assert!(routes.len() >= 7, "{routes:?}");
+    let yaml = format!(
+        "keys:\n  pseudonym: ${{SCRIM_TEST_KEY}}\nroutes:\n{}",
+        routes
+            .iter()
+            .map(|r| format!("  - {r}\n"))
+            .collect::<String>()
+    );
+    let config = Config::parse(&yaml, "README.md").unwrap();
+    let policy = scrim::policy::compile(&config, "README.md", &env).unwrap();
+    for route in &policy.routes {
+        assert!(route.preset.is_some(), "{}", route.name);
+    }
+}

@@ -27,8 +27,12 @@ pub(crate) enum Gate<'r> {
         rules: &'r Rules,
         request: Request<ClientBody>,
     },
-    /// Answer with the route's `block_status`; the signal that decided.
-    Block { signal: usize },
+    /// Answer with the route's `block_status`, nothing forwarded; the label
+    /// of the signal that decided, for the log.
+    Block {
+        status: http::StatusCode,
+        signal: &'r str,
+    },
 }
 
 /// Raw body bytes decoded at a time while probing, so that a compressed
@@ -81,7 +85,12 @@ pub(crate) async fn gate<'r>(
     };
     metrics.consent(signal);
     let rules = match consent.signals[signal].decision {
-        Decision::Block => return Ok(Gate::Block { signal }),
+        Decision::Block => {
+            return Ok(Gate::Block {
+                status: consent.block_status,
+                signal: &consent.signals[signal].label,
+            });
+        }
         Decision::StripIdentifiers => &consent.stripped,
         // Compiled only when the preset defines it; stripping is the
         // stricter stand-in.

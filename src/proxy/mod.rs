@@ -179,8 +179,23 @@ impl Proxy {
         // the stripped rules from its first byte.
         let (rules, request) = match consent::gate(route, metrics, request).await {
             Ok(consent::Gate::Forward { rules, request }) => (rules, request),
-            Ok(consent::Gate::Block { signal }) => {
-                return block(route, metrics, signal, started, method.as_str(), &path);
+            Ok(consent::Gate::Block { status, signal }) => {
+                metrics.request(RequestOutcome::Blocked);
+                let elapsed = started.elapsed();
+                metrics.request_duration.observe(elapsed.as_secs_f64());
+                tracing::info!(
+                    target: "scrim::access",
+                    route = route.name.as_str(),
+                    method = method.as_str(),
+                    path,
+                    status = status.as_u16(),
+                    outcome = RequestOutcome::Blocked.as_str(),
+                    consent = signal,
+                    "request"
+                );
+                let mut response = Response::new(full_body(Bytes::new()));
+                *response.status_mut() = status;
+                return response;
             }
             Err(error) => {
                 record(metrics, &error);
@@ -239,36 +254,6 @@ impl Proxy {
         );
         response
     }
-}
-
-/// Answers a request a consent signal blocked; nothing was forwarded.
-fn block(
-    route: &Route,
-    metrics: &RouteMetrics,
-    signal: usize,
-    started: Instant,
-    method: &str,
-    path: &str,
-) -> Response<ResponseBody> {
-    let Some(consent) = &route.consent else {
-        return ProxyError::bad_request("blocked").into_response();
-    };
-    metrics.request(RequestOutcome::Blocked);
-    let elapsed = started.elapsed();
-    metrics.request_duration.observe(elapsed.as_secs_f64());
-    tracing::info!(
-        target: "scrim::access",
-        route = route.name.as_str(),
-        method,
-        path,
-        status = consent.block_status.as_u16(),
-        outcome = RequestOutcome::Blocked.as_str(),
-        consent = consent.signals.get(signal).map_or("", |s| s.label.as_str()),
-        "request"
-    );
-    let mut response = Response::new(full_body(Bytes::new()));
-    *response.status_mut() = consent.block_status;
-    response
 }
 
 fn record(metrics: &RouteMetrics, error: &ProxyError) {

@@ -837,22 +837,15 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                         frame_mode = FrameMode::Tracked;
                         adds = Some(rule);
                     }
-                    Action::AddMembers(_) => {
-                        self.keep_value(chunk, at);
-                        if container
-                            && matches!(slot, Slot::Select(_))
-                            && !self.child_states.is_empty()
-                        {
-                            frame_mode = FrameMode::Tracked;
-                        }
-                    }
                     // A guard reads strings: an array is checked element by
-                    // element, an object is left to the other selectors.
+                    // element.
                     Action::Only { .. } if b == b'[' => {
                         self.keep_value(chunk, at);
                         frame_mode = FrameMode::Each(rule);
                     }
-                    Action::Only { .. } if container => {
+                    // Neither acts on this container itself; the route's
+                    // other selectors may reach below it.
+                    Action::AddMembers(_) | Action::Only { .. } if container => {
                         self.keep_value(chunk, at);
                         if matches!(slot, Slot::Select(_)) && !self.child_states.is_empty() {
                             frame_mode = FrameMode::Tracked;

@@ -58,6 +58,9 @@ const MAX_LINE: usize = 128 * 1024;
 pub(crate) struct FramingWatch<T> {
     inner: T,
     state: State,
+    /// A head buffer kept from request to request, for heads that arrive
+    /// in pieces.
+    spare: Vec<u8>,
     request: u64,
     verdicts: Verdicts,
 }
@@ -67,6 +70,7 @@ impl<T> FramingWatch<T> {
         FramingWatch {
             inner,
             state: State::Head(Vec::new()),
+            spare: Vec::new(),
             request: 0,
             verdicts,
         }
@@ -96,12 +100,32 @@ impl<T> FramingWatch<T> {
                     }
                 }
                 State::Head(mut buffer) => {
-                    let (line_done, used) = collect(&mut buffer, bytes, b"\r\n\r\n");
-                    bytes = &bytes[used..];
-                    match line_done {
-                        Some(true) => self.head(&buffer),
-                        Some(false) => State::Head(buffer),
-                        None => State::Off,
+                    // A head that arrives whole (nearly always) is read in
+                    // place, without a copy.
+                    let whole = buffer
+                        .is_empty()
+                        .then(|| {
+                            memchr::memmem::find(&bytes[..bytes.len().min(MAX_LINE)], b"\r\n\r\n")
+                        })
+                        .flatten();
+                    if let Some(at) = whole {
+                        let (head, rest) = bytes.split_at(at + 4);
+                        bytes = rest;
+                        self.spare = buffer;
+                        self.head(head)
+                    } else {
+                        let (line_done, used) = collect(&mut buffer, bytes, b"\r\n\r\n");
+                        bytes = &bytes[used..];
+                        match line_done {
+                            Some(true) => {
+                                let next = self.head(&buffer);
+                                buffer.clear();
+                                self.spare = buffer;
+                                next
+                            }
+                            Some(false) => State::Head(buffer),
+                            None => State::Off,
+                        }
                     }
                 }
                 State::ChunkSize(mut buffer) => {
@@ -137,7 +161,7 @@ impl<T> FramingWatch<T> {
 
     fn next_request(&mut self) -> State {
         self.request += 1;
-        State::Head(Vec::new())
+        State::Head(std::mem::take(&mut self.spare))
     }
 
     /// A complete head: note its framing, and follow its body.

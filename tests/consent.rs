@@ -61,7 +61,7 @@ fn config(upstream: &str) -> String {
     strip_prefix: true
     upstream: {upstream}
     preset: ga4_mp
-    limits: {{buffer_limit: 4096}}
+    limits: {{buffer_limit: 4096, max_body_bytes: 8192}}
     consent:
       signals:
         - {{select: "$.consent.ad_user_data", equals: DENIED, decision: strip_identifiers}}
@@ -293,6 +293,18 @@ async fn a_signal_in_the_body_decides_before_anything_is_sent() {
         "{body:?}"
     );
 
+    // Over max_body_bytes by its Content-Length: refused before it is read.
+    let huge = GA4.replace(
+        "\"value\":3",
+        &format!("\"value\":3,\"pad\":\"{}\"", "x".repeat(9000)),
+    );
+    let (status, body) = post(&scrim, "/ga4/mp/collect", &[], &huge).await;
+    assert_eq!(status, 413);
+    assert!(
+        String::from_utf8_lossy(&body).contains("body larger than 8192 bytes\""),
+        "{body:?}"
+    );
+
     let requests = mock.requests();
     assert_eq!(requests.len(), 3);
     for stripped in &requests[..2] {
@@ -314,7 +326,7 @@ async fn a_signal_in_the_body_decides_before_anything_is_sent() {
     for expected in [
         r#"scrim_consent_decisions_total{decision="strip_identifiers",route="ga4",signal="$.consent.ad_user_data"} 2"#,
         r#"scrim_consent_decisions_total{decision="block",route="ga4",signal="$.events[*].params.opt_out"} 1"#,
-        r#"scrim_rejections_total{reason="body_too_large",route="ga4"} 1"#,
+        r#"scrim_rejections_total{reason="body_too_large",route="ga4"} 2"#,
     ] {
         assert!(
             metrics.contains(expected),

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use super::ClientBody;
 use super::decode::Decoder;
 use super::error::ProxyError;
+use super::forward::declared_length;
 use crate::metrics::RouteMetrics;
 use crate::policy::consent::Decision;
 use crate::policy::{Route, Rules};
@@ -57,6 +58,10 @@ pub(crate) async fn gate<'r>(
         (None, Some(probe_rules)) => {
             let (parts, body) = request.into_parts();
             let limits = route.rules.limits;
+            if declared_length(&parts.headers).is_some_and(|length| length > limits.max_body_bytes)
+            {
+                return Err(ProxyError::body_too_large(limits.max_body_bytes));
+            }
             let raw = read_whole(body, limits.max_body_bytes).await?;
             let decided = if raw.is_empty() {
                 None

@@ -92,11 +92,7 @@ pub(crate) async fn forward(
     } else {
         None
     };
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(&parts.headers);
     if declared.is_some_and(|length| length > rules.limits.max_body_bytes) {
         return Err(ProxyError::body_too_large(rules.limits.max_body_bytes));
     }
@@ -174,6 +170,15 @@ pub(crate) async fn forward(
         })
         .boxed()
     }))
+}
+
+/// The `Content-Length` a request declares, if it declares a valid one
+/// (hyper has already refused conflicting ones).
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 fn push_query(path: &mut String, query: &str) {

@@ -62,11 +62,13 @@ pub(crate) async fn gate<'r>(
             {
                 return Err(ProxyError::body_too_large(limits.max_body_bytes));
             }
-            let raw = read_whole(body, limits.max_body_bytes).await?;
+            // Held whole, so bounded like a buffered body: by buffer_limit,
+            // before and after decoding.
+            let limit = limits.buffer_limit.min(limits.max_body_bytes);
+            let raw = read_whole(body, limit).await?;
             let decided = if raw.is_empty() {
                 None
             } else {
-                let limit = limits.buffer_limit.min(limits.max_body_bytes);
                 let decoded = decode_whole(&parts.headers, &raw, limit)?;
                 let kind = parts
                     .headers
@@ -111,7 +113,7 @@ async fn read_whole(mut body: Incoming, limit: u64) -> Result<Bytes, ProxyError>
             frame.map_err(|_| ProxyError::bad_body("the request body could not be read"))?;
         if let Ok(data) = frame.into_data() {
             if (whole.len() + data.len()) as u64 > limit {
-                return Err(ProxyError::body_too_large(limit));
+                return Err(ProxyError::consent_body_too_large(limit));
             }
             whole.extend_from_slice(&data);
         }

@@ -103,9 +103,7 @@ impl Consent {
             }),
         })
     }
-}
 
-impl Consent {
     /// The first body signal among the values the probe found.
     pub fn decide_body(&self, found: &[(RuleId, String)]) -> Option<usize> {
         self.signals.iter().position(|signal| match signal.source {

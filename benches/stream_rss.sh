@@ -6,14 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+. benches/common.sh
 
 cargo build --release --quiet --bin scrim --example bench_upstream
 python3 benches/make_ndjson.py "$size_mib" "$work/body.ndjson"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 upstream_port=$(free_port); scrim_port=$(free_port); admin_port=$(free_port)
 target/release/examples/bench_upstream "127.0.0.1:$upstream_port" 2>/dev/null & pids+=($!)
 cat > "$work/scrim.yaml" <<YAML

@@ -246,18 +246,24 @@ fn push_escaped(line: &mut String, text: &str) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn lines_are_json_with_flattened_fields() {
+    /// What `JsonLines` writes for the events `emit` sends.
+    fn lines_of(emit: impl FnOnce()) -> String {
         let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
             .event_format(JsonLines)
             .with_writer(move || WriteTo(sink.clone()))
             .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, emit);
+        let bytes = buffer.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8(bytes).unwrap_or_default()
+    }
+
+    #[test]
+    fn lines_are_json_with_flattened_fields() {
+        let text = lines_of(|| {
             tracing::info!(target: "scrim::access", route = "meta", status = 200u16, duration_ms = 1.5f64, ok = true, path = "/a\"b", "request");
         });
-        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
         let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(line["message"], "request");
         assert_eq!(line["level"], "INFO");
@@ -278,16 +284,9 @@ mod tests {
             push_u64(&mut line, value);
             assert_eq!(line, value.to_string());
         }
-        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .event_format(JsonLines)
-            .with_writer(move || WriteTo(sink.clone()))
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let text = lines_of(|| {
             tracing::info!(a = 0.0004f64, b = 1.9996f64, c = -2.5f64, d = f64::NAN, e = -3i64, f = ?"x\"y", "m");
         });
-        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
         assert!(
             text.contains(r#""a":0.000,"b":2.000,"c":-2.500,"d":null,"e":-3,"f":"\"x\\\"y\"""#),
             "{text}"

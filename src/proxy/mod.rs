@@ -177,58 +177,41 @@ impl Proxy {
         // The consent gate comes before anything is sent: a blocked request
         // costs the upstream nothing, and a stripped one is rewritten with
         // the stripped rules from its first byte.
-        let (rules, request) = match consent::gate(route, metrics, request).await {
-            Ok(consent::Gate::Forward { rules, request }) => (rules, request),
+        let mut report = Report::default();
+        let mut blocked_by = None;
+        let result = match consent::gate(route, metrics, request).await {
+            Ok(consent::Gate::Forward { rules, request }) => {
+                report = Report::new(rules.rules.len(), false);
+                let result = forward::forward(
+                    route,
+                    rules,
+                    metrics,
+                    client,
+                    runtime.policy.timeouts.response,
+                    request,
+                    &mut report,
+                )
+                .await;
+                metrics.report(rules, &report);
+                result
+            }
             Ok(consent::Gate::Block { status, signal }) => {
-                metrics.request(RequestOutcome::Blocked);
-                let elapsed = started.elapsed();
-                metrics.request_duration.observe(elapsed.as_secs_f64());
-                tracing::info!(
-                    target: "scrim::access",
-                    route = route.name.as_str(),
-                    method = method.as_str(),
-                    path,
-                    status = status.as_u16(),
-                    outcome = RequestOutcome::Blocked.as_str(),
-                    consent = signal,
-                    "request"
-                );
+                blocked_by = Some(signal);
                 let mut response = Response::new(full_body(Bytes::new()));
                 *response.status_mut() = status;
-                return response;
+                Ok(response)
             }
-            Err(error) => {
-                record(metrics, &error);
-                let reason = error.to_string();
-                tracing::info!(
-                    target: "scrim::access",
-                    route = route.name.as_str(),
-                    method = method.as_str(),
-                    path,
-                    status = error.status().as_u16(),
-                    outcome = error.outcome().as_str(),
-                    error = reason.as_str(),
-                    "request"
-                );
-                return error.into_response();
-            }
+            Err(error) => Err(error),
         };
-        let mut report = Report::new(rules.rules.len(), false);
-        let result = forward::forward(
-            route,
-            rules,
-            metrics,
-            client,
-            runtime.policy.timeouts.response,
-            request,
-            &mut report,
-        )
-        .await;
-        metrics.report(rules, &report);
         let (response, outcome, reason) = match result {
             Ok(response) => {
-                metrics.request(RequestOutcome::Forwarded);
-                (response, RequestOutcome::Forwarded, None)
+                let outcome = if blocked_by.is_some() {
+                    RequestOutcome::Blocked
+                } else {
+                    RequestOutcome::Forwarded
+                };
+                metrics.request(outcome);
+                (response, outcome, None)
             }
             Err(error) => {
                 record(metrics, &error);
@@ -250,6 +233,7 @@ impl Proxy {
             rewrites = report.total_rewritten(),
             invalid = report.invalid.iter().sum::<u64>(),
             error = reason.as_deref(),
+            consent = blocked_by,
             "request"
         );
         response

@@ -1,0 +1,58 @@
+# Shared by the bench scripts (sourced, not run): a scratch directory with
+# the processes to stop on exit, ports, tool installation, and the Meta
+# event scenario that load.sh and instructions.sh both measure.
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# need COMMAND PACKAGE: installs PACKAGE from the distribution when COMMAND is missing.
+need() { command -v "$1" >/dev/null || { echo "installing $2"; apt-get install -y "$2" >/dev/null || sudo apt-get install -y "$2" >/dev/null; }; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# meta_config FILE SCRIM_PORT ADMIN_PORT UPSTREAM_PORT: a route hashing 6
+# user_data fields of Meta events, to the in-repo upstream.
+meta_config() {
+  cat > "$1" <<YAML
+listen: 127.0.0.1:$2
+admin: {listen: 127.0.0.1:$3}
+routes:
+  - name: meta
+    match: {path_prefix: /}
+    upstream: http://127.0.0.1:$4
+    rules:
+      - {select: "\$.data[*].user_data.em", action: hash, normalize: email}
+      - {select: "\$.data[*].user_data.ph", action: hash, normalize: phone, default_region: US, phone_format: digits}
+      - {select: "\$.data[*].user_data.fn", action: hash, normalize: name}
+      - {select: "\$.data[*].user_data.ln", action: hash, normalize: name}
+      - {select: "\$.data[*].user_data.zp", action: hash, normalize: zip}
+      - {select: "\$.data[*].user_data.external_id", action: hash, normalize: external_id}
+YAML
+}
+
+# meta_event FILE LUA: a 1 KiB Meta Conversions API event with 6 fields to
+# hash, and a wrk script that posts it (pausing PACE_MS between requests).
+meta_event() {
+  python3 - "$1" <<'PY'
+import json, sys
+event = {"event_name": "Purchase", "event_time": 1764400000, "action_source": "website",
+         "event_source_url": "https://bakery.example/checkout?step=3",
+         "user_data": {"em": "Customer.42@Example.com", "ph": "(650) 555-1212", "fn": "Zoë", "ln": "O'Brien",
+                       "zp": "94025-1234", "external_id": "cust-00042",
+                       "client_ip_address": "203.0.113.77", "client_user_agent": "Mozilla/5.0 (X11; Linux x86_64)"},
+         "custom_data": {"currency": "usd", "value": 12.5, "contents": []}}
+body = {"data": [event]}
+while len(json.dumps(body)) < 1000:
+    event["custom_data"]["contents"].append({"id": "sku-%05d" % len(event["custom_data"]["contents"]), "quantity": 1})
+open(sys.argv[1], "w").write(json.dumps(body))
+PY
+  cat > "$2" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("$1", "r"); wrk.body = f:read("*a"); f:close()
+local pace = tonumber(os.getenv("PACE_MS") or "0")
+function delay() return pace end
+LUA
+}

@@ -11,10 +11,11 @@
 //! every 100 ms (by a flusher thread), and at exit: a write per line was
 //! another system call per request.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::{self, BufWriter, Stderr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -109,11 +110,7 @@ where
         let metadata = event.metadata();
         let mut line = String::with_capacity(256);
         line.push_str("{\"timestamp\":\"");
-        let _ = write!(
-            line,
-            "{}",
-            humantime::format_rfc3339_micros(std::time::SystemTime::now())
-        );
+        push_timestamp(&mut line, SystemTime::now());
         line.push_str("\",\"level\":\"");
         line.push_str(metadata.level().as_str());
         line.push_str("\",\"target\":");
@@ -199,6 +196,41 @@ impl fmt::Write for Escaping<'_> {
     }
 }
 
+thread_local! {
+    /// The whole seconds of the last timestamp written on this thread, and
+    /// their RFC 3339 text up to the decimal point: formatting a date costs
+    /// more than the rest of the line, and it changes once a second.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Appends `time` as RFC 3339 UTC with microseconds, like
+/// `humantime::format_rfc3339_micros`.
+fn push_timestamp(line: &mut String, time: SystemTime) {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = since_epoch.as_secs();
+    SECOND.with_borrow_mut(|(cached, text)| {
+        if *cached != seconds {
+            text.clear();
+            let whole = UNIX_EPOCH + Duration::from_secs(seconds);
+            let _ = write!(text, "{}", humantime::format_rfc3339_seconds(whole));
+            // "…T09:58:46Z" → "…T09:58:46."
+            text.pop();
+            text.push('.');
+            *cached = seconds;
+        }
+        line.push_str(text);
+    });
+    let micros = since_epoch.subsec_micros();
+    let mut digits = [b'0'; 6];
+    let mut rest = micros;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    line.extend(digits.iter().map(|d| char::from(*d)));
+    line.push('Z');
+}
+
 fn push_u64(line: &mut String, mut value: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
@@ -225,7 +257,12 @@ fn push_string(line: &mut String, text: &str) {
 
 fn push_escaped(line: &mut String, text: &str) {
     let mut rest = text;
-    while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+    // Every byte that needs an escape is ASCII, so a byte search finds
+    // char boundaries without decoding UTF-8.
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| b == b'"' || b == b'\\' || b < b' ')
+    {
         line.push_str(&rest[..at]);
         match rest.as_bytes()[at] {
             b'"' => line.push_str("\\\""),
@@ -257,6 +294,19 @@ mod tests {
         tracing::subscriber::with_default(subscriber, emit);
         let bytes = buffer.lock().map(|b| b.clone()).unwrap_or_default();
         String::from_utf8(bytes).unwrap_or_default()
+    }
+
+    #[test]
+    fn timestamps_match_humantime() {
+        let base = UNIX_EPOCH + Duration::from_secs(1_764_410_326);
+        for offset in [0, 1, 999, 1_000, 123_456, 999_999] {
+            for second in [0, 1, 59] {
+                let time = base + Duration::from_secs(second) + Duration::from_micros(offset);
+                let mut line = String::new();
+                push_timestamp(&mut line, time);
+                assert_eq!(line, humantime::format_rfc3339_micros(time).to_string());
+            }
+        }
     }
 
     #[test]

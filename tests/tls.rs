@@ -119,6 +119,11 @@ async fn an_upstream_behind_a_private_ca_is_trusted_with_ca_file_only() {
     assert_eq!(response.status(), 200);
     let body = String::from_utf8(mock.requests()[0].body.to_vec()).unwrap();
     assert!(body.contains(HASHED) && !body.contains("John"), "{body}");
+    assert_eq!(
+        mock.requests()[0].version,
+        http::Version::HTTP_2,
+        "the upstream offers h2 by ALPN"
+    );
 
     let untrusting = scrim(&route(&upstream, "")).await;
     let response = client

@@ -18,7 +18,7 @@ use hyper::body::{Body as _, Frame};
 use super::decode::Decoder;
 use super::error::ProxyError;
 use super::route::upstream_path;
-use super::upstream::UpstreamClient;
+use super::upstream::Upstream;
 use super::{BoxError, ClientBody, RequestBody, ResponseBody};
 use crate::metrics::RouteMetrics;
 use crate::policy::{Limits, Route, Rules};
@@ -52,7 +52,7 @@ pub(crate) async fn forward(
     route: &Route,
     rules: &Rules,
     metrics: &RouteMetrics,
-    client: &UpstreamClient,
+    client: &Upstream,
     response_timeout: Duration,
     request: Request<ClientBody>,
     report: &mut Report,
@@ -66,11 +66,8 @@ pub(crate) async fn forward(
             QueryOutcome::Rewritten(rewritten) => push_query(&mut path_and_query, &rewritten),
         }
     }
-    let uri = http::Uri::builder()
-        .scheme(route.upstream_uri.scheme_str().unwrap_or("https"))
-        .authority(route.upstream_uri.authority().map_or("", |a| a.as_str()))
-        .path_and_query(path_and_query)
-        .build()
+    // Origin form: the upstream client adds what its connection needs.
+    let uri = http::Uri::try_from(path_and_query)
         .map_err(|_| ProxyError::bad_request("the request path cannot be forwarded"))?;
 
     let rewrite_body = rules.has_body_rules() && !body.is_end_stream();
@@ -189,11 +186,11 @@ fn push_query(path: &mut String, query: &str) {
 }
 
 async fn send(
-    client: &UpstreamClient,
+    client: &Upstream,
     request: Request<RequestBody>,
     timeout: Duration,
 ) -> Result<Response<ResponseBody>, ProxyError> {
-    match tokio::time::timeout(timeout, client.request(request)).await {
+    match tokio::time::timeout(timeout, client.send(request)).await {
         Err(_) => Err(ProxyError::upstream_timeout()),
         Ok(Err(_)) => Err(ProxyError::upstream()),
         Ok(Ok(response)) => {

@@ -14,7 +14,8 @@
 //! 4. **Body** (`forward.rs`, `decode.rs`): decoded (a compressed body would
 //!    hide its values from the rules), then rewritten by the engine for its
 //!    media type, buffered up to `buffer_limit` or streamed past it.
-//! 5. **Upstream** (`upstream.rs`): pooled, TLS through rustls.
+//! 5. **Upstream** (`upstream.rs`): connections kept per route and worker,
+//!    TLS through rustls, h2 when ALPN offers it.
 //! 6. **Response**: streamed back unchanged but for hop-by-hop headers.
 //!
 //! Errors from any step are typed ([`ProxyError`]) and become a response in
@@ -70,25 +71,28 @@ struct Runtime {
 struct RouteRuntime {
     route: Arc<Route>,
     metrics: RouteMetrics,
-    /// Shared by the routes that trust the web PKI only; a route with its
-    /// own `ca_file` has its own.
-    client: upstream::UpstreamClient,
+    upstream: upstream::Upstream,
 }
 
 impl Runtime {
     fn new(policy: Arc<Policy>, metrics: &Metrics) -> Runtime {
-        let shared = upstream::client(policy.timeouts.connect, &[]);
+        // Shared by the routes that trust the web PKI only; a route with its
+        // own `ca_file` has its own.
+        let web_pki = upstream::Connector::new(policy.timeouts.connect, &[]);
         let routes = policy
             .routes
             .iter()
-            .map(|route| RouteRuntime {
-                metrics: metrics.route(route),
-                client: if route.ca_roots.is_empty() {
-                    shared.clone()
+            .map(|route| {
+                let connector = if route.ca_roots.is_empty() {
+                    web_pki.clone()
                 } else {
-                    upstream::client(policy.timeouts.connect, &route.ca_roots)
-                },
-                route: route.clone(),
+                    upstream::Connector::new(policy.timeouts.connect, &route.ca_roots)
+                };
+                RouteRuntime {
+                    metrics: metrics.route(route),
+                    upstream: upstream::Upstream::new(connector, &route.upstream_uri),
+                    route: route.clone(),
+                }
             })
             .collect();
         Runtime {
@@ -166,7 +170,7 @@ impl Proxy {
         let Some(RouteRuntime {
             route,
             metrics,
-            client,
+            upstream,
         }) = found.and_then(|index| runtime.routes.get(index))
         else {
             let error = ProxyError::no_route();
@@ -186,7 +190,7 @@ impl Proxy {
                     route,
                     rules,
                     metrics,
-                    client,
+                    upstream,
                     runtime.policy.timeouts.response,
                     request,
                     &mut report,

@@ -21,6 +21,9 @@ pub struct Recorded {
     pub uri: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    pub version: http::Version,
+    /// Which of the mock's connections it came on, counted from 0.
+    pub connection: usize,
 }
 
 /// An upstream that records each complete request and answers 200 after
@@ -42,7 +45,7 @@ impl Mock {
         let recorded: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let log = recorded.clone();
         tokio::spawn(async move {
-            loop {
+            for connection in 0.. {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
@@ -64,6 +67,8 @@ impl Mock {
                             uri: parts.uri.to_string(),
                             headers: parts.headers,
                             body,
+                            version: parts.version,
+                            connection,
                         });
                         tokio::time::sleep(delay).await;
                         let mut response =

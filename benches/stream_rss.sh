@@ -2,10 +2,12 @@
 # Peak memory of `scrim run` while a 1 GiB NDJSON body streams through it,
 # rewritten, to an upstream that discards it. Needs curl and python3.
 #
-#   benches/stream_rss.sh [SIZE_MIB]     (default 1024)
+#   benches/stream_rss.sh [SIZE_MIB] [SCRIM_BINARY]
+#                         (defaults: 1024, target/release/scrim)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
+scrim_binary=${2:-target/release/scrim}
 . benches/common.sh
 
 cargo build --release --quiet --bin scrim --example bench_upstream
@@ -28,7 +30,7 @@ routes:
       - {select: \$.user_data.client_ip_address, action: truncate_ip}
 YAML
 SCRIM_LOG=warn SCRIM_PSEUDONYM_KEY=benchmark-key-of-at-least-16-bytes \
-  target/release/scrim run --config "$work/scrim.yaml" 2>/dev/null & scrim=$!; pids+=($scrim)
+  "$scrim_binary" run --config "$work/scrim.yaml" 2>/dev/null & scrim=$!; pids+=($scrim)
 sleep 1
 echo "body: $(du -h "$work/body.ndjson" | cut -f1)"
 start=$(date +%s.%N)

@@ -21,9 +21,10 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -35,6 +36,8 @@ use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+// Tokio's clock, so that tests can let time pass.
+use tokio::time::Instant;
 use tower_service::Service;
 
 use super::{BoxError, RequestBody};
@@ -86,6 +89,9 @@ pub(crate) struct Upstream {
     /// The `Host` header of HTTP/1.1 requests.
     host: HeaderValue,
     idle: Arc<Mutex<Idle>>,
+    /// Whether the task that closes unused connections runs (it starts with
+    /// the first connection, on the worker's runtime).
+    expiring: AtomicBool,
 }
 
 #[derive(Default)]
@@ -127,6 +133,7 @@ impl Upstream {
             origin,
             host,
             idle: Arc::default(),
+            expiring: AtomicBool::new(false),
         }
     }
 
@@ -225,6 +232,9 @@ impl Upstream {
 
     async fn connect(&self) -> Result<Sender, BoxError> {
         let stream = self.connector.connect(&self.origin).await?;
+        if !self.expiring.swap(true, Ordering::Relaxed) {
+            tokio::spawn(expire_idle(Arc::downgrade(&self.idle)));
+        }
         if stream.connected().is_negotiated_h2() {
             let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
@@ -253,12 +263,37 @@ impl Upstream {
     }
 }
 
+/// Closes the connections left unused for `IDLE_TIMEOUT` even when no
+/// request comes to find them stale; ends with its `Upstream`.
+async fn expire_idle(idle: Weak<Mutex<Idle>>) {
+    let mut every = tokio::time::interval(IDLE_TIMEOUT / 4);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(idle) = idle.upgrade() else {
+            return;
+        };
+        lock(&idle).expire(Instant::now());
+    }
+}
+
 fn lock(idle: &Mutex<Idle>) -> MutexGuard<'_, Idle> {
     // The list stays consistent whatever panicked while holding it.
     idle.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Idle {
+    /// Drops the connections idle for longer than `IDLE_TIMEOUT` (which
+    /// closes them) and those the upstream closed.
+    fn expire(&mut self, now: Instant) {
+        self.http1.retain(|(sender, since)| {
+            !sender.is_closed() && now.duration_since(*since) <= IDLE_TIMEOUT
+        });
+        if self.http2.as_ref().is_some_and(|h2| h2.is_closed()) {
+            self.http2 = None;
+        }
+    }
+
     fn take_http1(&mut self) -> Option<http1::SendRequest<RequestBody>> {
         while let Some((sender, since)) = self.http1.pop_back() {
             if since.elapsed() > IDLE_TIMEOUT {
@@ -401,10 +436,7 @@ mod tests {
         let (uri, seen) = upstream().await;
         let upstream = Upstream::new(Connector::new(Duration::from_secs(1), &[]), &uri);
 
-        let (client_io, server_io) = tokio::io::duplex(1024);
-        let (mut stale, connection) = http1::handshake(TokioIo::new(client_io)).await.unwrap();
-        tokio::spawn(connection);
-        stale.ready().await.unwrap();
+        let (stale, server_io) = idle_connection().await;
         upstream.lock().put_http1(stale);
         // Closed now; the connection task runs only when this task yields.
         drop(server_io);
@@ -432,30 +464,43 @@ mod tests {
         assert_eq!(upstream.lock().http1.len(), 0);
     }
 
-    #[test]
-    fn idle_connections_expire_oldest_first() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let mut idle = Idle::default();
-            let mut senders = Vec::new();
-            for _ in 0..2 {
-                let (io, _peer) = tokio::io::duplex(64);
-                let (mut sender, connection) = http1::handshake(TokioIo::new(io)).await.unwrap();
-                tokio::spawn(connection);
-                sender.ready().await.unwrap();
-                senders.push((sender, _peer));
-            }
-            let (young, _young_peer) = senders.pop().unwrap();
-            let (old, _old_peer) = senders.pop().unwrap();
-            idle.http1
-                .push_back((old, Instant::now() - IDLE_TIMEOUT - Duration::from_secs(1)));
-            idle.put_http1(young);
-            assert_eq!(idle.http1.len(), 1, "the expired one went");
-            assert!(idle.take_http1().is_some());
-            assert!(idle.take_http1().is_none());
-        });
+    /// An idle connection over an in-memory pipe, ready for a request, and
+    /// the pipe's other end.
+    async fn idle_connection() -> (http1::SendRequest<RequestBody>, tokio::io::DuplexStream) {
+        let (io, peer) = tokio::io::duplex(1024);
+        let (mut sender, connection) = http1::handshake(TokioIo::new(io)).await.unwrap();
+        tokio::spawn(connection);
+        sender.ready().await.unwrap();
+        (sender, peer)
+    }
+
+    // Paused time, and no network: the clock moves only when every task
+    // waits on a timer.
+    #[tokio::test(start_paused = true)]
+    async fn connections_left_unused_are_closed() {
+        let upstream = Upstream::new(
+            Connector::new(Duration::from_secs(1), &[]),
+            &Uri::from_static("http://127.0.0.1:9"),
+        );
+        let (sender, _peer) = idle_connection().await;
+        upstream.lock().put_http1(sender);
+        tokio::spawn(expire_idle(Arc::downgrade(&upstream.idle)));
+        tokio::time::sleep(IDLE_TIMEOUT / 2).await;
+        assert_eq!(upstream.lock().http1.len(), 1, "not yet");
+        tokio::time::sleep(IDLE_TIMEOUT).await;
+        assert_eq!(upstream.lock().http1.len(), 0, "closed without a request");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_expire_oldest_first() {
+        let mut idle = Idle::default();
+        let (old, _old_peer) = idle_connection().await;
+        idle.put_http1(old);
+        tokio::time::sleep(IDLE_TIMEOUT + Duration::from_secs(1)).await;
+        let (young, _young_peer) = idle_connection().await;
+        idle.put_http1(young);
+        assert_eq!(idle.http1.len(), 1, "the expired one went");
+        assert!(idle.take_http1().is_some());
+        assert!(idle.take_http1().is_none());
     }
 }

@@ -18,7 +18,7 @@ use hyper::body::{Body as _, Frame};
 use super::decode::Decoder;
 use super::error::ProxyError;
 use super::route::upstream_path;
-use super::upstream::Upstream;
+use super::upstream::{Upstream, UpstreamBody};
 use super::{BoxError, ClientBody, RequestBody, ResponseBody};
 use crate::metrics::RouteMetrics;
 use crate::policy::{Limits, Route, Rules};
@@ -165,6 +165,7 @@ pub(crate) async fn forward(
             }
             frame
         })
+        .map_err(|e| Box::new(e) as BoxError)
         .boxed()
     }))
 }
@@ -189,13 +190,11 @@ async fn send(
     client: &Upstream,
     request: Request<RequestBody>,
     timeout: Duration,
-) -> Result<Response<ResponseBody>, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     match tokio::time::timeout(timeout, client.send(request)).await {
         Err(_) => Err(ProxyError::upstream_timeout()),
         Ok(Err(_)) => Err(ProxyError::upstream()),
-        Ok(Ok(response)) => {
-            Ok(response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed()))
-        }
+        Ok(Ok(response)) => Ok(response),
     }
 }
 

@@ -65,6 +65,8 @@ pub(crate) fn full_body(bytes: Bytes) -> ResponseBody {
 struct Runtime {
     policy: Arc<Policy>,
     routes: Vec<RouteRuntime>,
+    /// Whether any route matches on `host` (the host is read only then).
+    by_host: bool,
     unmatched: RouteMetrics,
 }
 
@@ -97,6 +99,7 @@ impl Runtime {
             .collect();
         Runtime {
             routes,
+            by_host: policy.routes.iter().any(|route| route.host.is_some()),
             unmatched: metrics.unmatched(),
             policy,
         }
@@ -159,13 +162,20 @@ impl Proxy {
         let runtime = self.runtime.load_full();
         let started = Instant::now();
         let method = request.method().clone();
-        let path = request.uri().path().to_owned();
-        let host = route::request_host(request.uri(), request.headers());
+        // For the log line once the request is gone (a clone shares the
+        // bytes).
+        let uri = request.uri().clone();
+        let path = uri.path();
+        let host = if runtime.by_host {
+            route::request_host(request.uri(), request.headers())
+        } else {
+            None
+        };
         let found = route::find(
             runtime.routes.iter().map(|r| &*r.route),
             listener,
             host.as_deref(),
-            &path,
+            path,
         );
         let Some(RouteRuntime {
             route,

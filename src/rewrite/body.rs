@@ -25,7 +25,7 @@ impl BodyKind {
     /// value slip past its rule.
     pub fn from_content_type(value: &str) -> Option<BodyKind> {
         let mut parts = value.split(';');
-        let essence = parts.next()?.trim().to_ascii_lowercase();
+        let essence = parts.next()?.trim();
         for parameter in parts {
             if let Some((name, charset)) = parameter.split_once('=')
                 && name.trim().eq_ignore_ascii_case("charset")
@@ -36,15 +36,26 @@ impl BodyKind {
                 }
             }
         }
+        // Media types are case-insensitive (RFC 9110 8.3.1).
         let (kind, subtype) = essence.split_once('/')?;
-        match (kind, subtype) {
-            ("application", "json") | ("text", "json") => Some(BodyKind::Json),
-            ("application", "x-ndjson" | "ndjson" | "jsonl" | "x-jsonlines" | "jsonlines") => {
-                Some(BodyKind::Ndjson)
-            }
-            ("application", "x-www-form-urlencoded") => Some(BodyKind::Form),
-            (_, subtype) if subtype.ends_with("+json") => Some(BodyKind::Json),
-            _ => None,
+        let application = kind.eq_ignore_ascii_case("application");
+        let subtype_is = |names: &[&str]| names.iter().any(|n| subtype.eq_ignore_ascii_case(n));
+        let suffix = subtype
+            .len()
+            .checked_sub(5)
+            .map(|at| &subtype.as_bytes()[at..]);
+        if subtype_is(&["json"]) && (application || kind.eq_ignore_ascii_case("text")) {
+            Some(BodyKind::Json)
+        } else if application
+            && subtype_is(&["x-ndjson", "ndjson", "jsonl", "x-jsonlines", "jsonlines"])
+        {
+            Some(BodyKind::Ndjson)
+        } else if application && subtype_is(&["x-www-form-urlencoded"]) {
+            Some(BodyKind::Form)
+        } else if suffix.is_some_and(|s| s.eq_ignore_ascii_case(b"+json")) {
+            Some(BodyKind::Json)
+        } else {
+            None
         }
     }
 }
@@ -107,6 +118,10 @@ mod tests {
             ),
             ("application/json; charset=iso-8859-1", None),
             ("text/plain", None),
+            ("Application/Vnd.Api+JSON", Some(BodyKind::Json)),
+            ("application/X-NDJSON", Some(BodyKind::Ndjson)),
+            ("text/ndjson", None),
+            ("application/+json", Some(BodyKind::Json)),
             ("multipart/form-data; boundary=x", None),
             ("json", None),
         ];

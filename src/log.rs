@@ -198,8 +198,8 @@ impl fmt::Write for Escaping<'_> {
 
 thread_local! {
     /// The whole seconds of the last timestamp written on this thread, and
-    /// their RFC 3339 text up to the decimal point: formatting a date costs
-    /// more than the rest of the line, and it changes once a second.
+    /// their RFC 3339 text up to the decimal point: formatting a date took
+    /// about as long as the rest of the line, and it changes once a second.
     static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 

@@ -394,11 +394,9 @@ mod tests {
     use super::*;
 
     /// Answers `ok` to every request on every connection, counting them.
-    async fn upstream() -> (Uri, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let uri = format!("http://{}", listener.local_addr().unwrap())
-            .parse()
-            .unwrap();
+    async fn upstream() -> Result<(Uri, Arc<AtomicUsize>), BoxError> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let uri = format!("http://{}", listener.local_addr()?).parse()?;
         let seen = Arc::new(AtomicUsize::new(0));
         let count = seen.clone();
         tokio::spawn(async move {
@@ -419,88 +417,94 @@ mod tests {
                 });
             }
         });
-        (uri, seen)
+        Ok((uri, seen))
     }
 
     fn get() -> Request<RequestBody> {
-        Request::get("/events")
-            .body(Empty::new().map_err(|never| match never {}).boxed())
-            .unwrap()
+        let mut request = Request::new(Empty::new().map_err(|never| match never {}).boxed());
+        *request.uri_mut() = Uri::from_static("/events");
+        request
     }
 
     /// An idle connection whose peer has closed it, before the connection
     /// task has had a chance to notice: the request sent on it comes back
     /// unsent and goes out on a new connection, once.
     #[tokio::test]
-    async fn a_request_a_stale_connection_could_not_start_goes_on_a_new_one() {
-        let (uri, seen) = upstream().await;
+    async fn a_request_a_stale_connection_could_not_start_goes_on_a_new_one() -> Result<(), BoxError>
+    {
+        let (uri, seen) = upstream().await?;
         let upstream = Upstream::new(Connector::new(Duration::from_secs(1), &[]), &uri);
 
-        let (stale, server_io) = idle_connection().await;
+        let (stale, server_io) = idle_connection().await?;
         upstream.lock().put_http1(stale);
         // Closed now; the connection task runs only when this task yields.
         drop(server_io);
 
-        let response = upstream.send(get()).await.unwrap();
+        let response = upstream.send(get()).await?;
         assert_eq!(response.status(), 200);
-        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = response.into_body().collect().await?.to_bytes();
         assert_eq!(&body[..], b"ok");
         assert_eq!(seen.load(Ordering::SeqCst), 1);
+        Ok(())
     }
 
     #[tokio::test]
-    async fn a_connection_whose_response_was_read_is_reused() {
-        let (uri, seen) = upstream().await;
+    async fn a_connection_whose_response_was_read_is_reused() -> Result<(), BoxError> {
+        let (uri, seen) = upstream().await?;
         let upstream = Upstream::new(Connector::new(Duration::from_secs(1), &[]), &uri);
         for _ in 0..3 {
-            let response = upstream.send(get()).await.unwrap();
-            response.into_body().collect().await.unwrap();
+            let response = upstream.send(get()).await?;
+            response.into_body().collect().await?;
             assert_eq!(upstream.lock().http1.len(), 1);
         }
         assert_eq!(seen.load(Ordering::SeqCst), 3);
         // Dropped before its end, the connection is not kept.
-        let response = upstream.send(get()).await.unwrap();
+        let response = upstream.send(get()).await?;
         drop(response);
         assert_eq!(upstream.lock().http1.len(), 0);
+        Ok(())
     }
 
     /// An idle connection over an in-memory pipe, ready for a request, and
     /// the pipe's other end.
-    async fn idle_connection() -> (http1::SendRequest<RequestBody>, tokio::io::DuplexStream) {
+    async fn idle_connection()
+    -> Result<(http1::SendRequest<RequestBody>, tokio::io::DuplexStream), BoxError> {
         let (io, peer) = tokio::io::duplex(1024);
-        let (mut sender, connection) = http1::handshake(TokioIo::new(io)).await.unwrap();
+        let (mut sender, connection) = http1::handshake(TokioIo::new(io)).await?;
         tokio::spawn(connection);
-        sender.ready().await.unwrap();
-        (sender, peer)
+        sender.ready().await?;
+        Ok((sender, peer))
     }
 
     // Paused time, and no network: the clock moves only when every task
     // waits on a timer.
     #[tokio::test(start_paused = true)]
-    async fn connections_left_unused_are_closed() {
+    async fn connections_left_unused_are_closed() -> Result<(), BoxError> {
         let upstream = Upstream::new(
             Connector::new(Duration::from_secs(1), &[]),
             &Uri::from_static("http://127.0.0.1:9"),
         );
-        let (sender, _peer) = idle_connection().await;
+        let (sender, _peer) = idle_connection().await?;
         upstream.lock().put_http1(sender);
         tokio::spawn(expire_idle(Arc::downgrade(&upstream.idle)));
         tokio::time::sleep(IDLE_TIMEOUT / 2).await;
         assert_eq!(upstream.lock().http1.len(), 1, "not yet");
         tokio::time::sleep(IDLE_TIMEOUT).await;
         assert_eq!(upstream.lock().http1.len(), 0, "closed without a request");
+        Ok(())
     }
 
     #[tokio::test(start_paused = true)]
-    async fn idle_connections_expire_oldest_first() {
+    async fn idle_connections_expire_oldest_first() -> Result<(), BoxError> {
         let mut idle = Idle::default();
-        let (old, _old_peer) = idle_connection().await;
+        let (old, _old_peer) = idle_connection().await?;
         idle.put_http1(old);
         tokio::time::sleep(IDLE_TIMEOUT + Duration::from_secs(1)).await;
-        let (young, _young_peer) = idle_connection().await;
+        let (young, _young_peer) = idle_connection().await?;
         idle.put_http1(young);
         assert_eq!(idle.http1.len(), 1, "the expired one went");
         assert!(idle.take_http1().is_some());
         assert!(idle.take_http1().is_none());
+        Ok(())
     }
 }

@@ -156,16 +156,16 @@ impl Upstream {
                     request
                         .headers_mut()
                         .insert(header::HOST, self.host.clone());
-                    match sender.try_send_request(request).await {
-                        Ok(response) => Ok(response.map(|body| UpstreamBody {
+                    let sent = sender.try_send_request(request).await;
+                    sent.map(|response| {
+                        response.map(|body| UpstreamBody {
                             body,
                             release: Some(Release {
                                 sender,
                                 idle: Arc::downgrade(&self.idle),
                             }),
-                        })),
-                        Err(error) => Err(error),
-                    }
+                        })
+                    })
                 }
                 Sender::Http2(mut sender) => {
                     request.headers_mut().remove(header::HOST);

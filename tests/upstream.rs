@@ -2,6 +2,8 @@
 //! them, given up when a response is abandoned halfway. Every server listens
 //! on an ephemeral port.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -92,13 +94,10 @@ async fn concurrent_requests_get_connections_of_their_own() {
 /// closes the connection without saying so: each pooled connection is stale
 /// by the time the next request wants it. Returns the address and the number
 /// of requests it read.
-async fn closing_upstream() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
+async fn closing_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = Arc::new(AtomicUsize::new(0));
     let count = seen.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
@@ -133,7 +132,7 @@ async fn closing_upstream() -> (
                     }
                     head.extend_from_slice(&buf[..n]);
                 }
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                count.fetch_add(1, Ordering::SeqCst);
                 let _ = stream
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                     .await;
@@ -156,7 +155,7 @@ async fn a_connection_the_upstream_closed_is_replaced_and_no_request_is_lost() {
         assert_eq!(&body[..], b"ok");
     }
     assert_eq!(
-        seen.load(std::sync::atomic::Ordering::SeqCst),
+        seen.load(Ordering::SeqCst),
         20,
         "each request reached the upstream exactly once"
     );
@@ -167,11 +166,11 @@ async fn a_response_abandoned_halfway_does_not_spoil_the_next_request() {
     // Sends a head announcing 1 MiB, a first part of the body, then waits.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let connections = Arc::new(AtomicUsize::new(0));
     let opened = connections.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let first = opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            let first = opened.fetch_add(1, Ordering::SeqCst) == 0;
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 loop {
@@ -204,7 +203,7 @@ async fn a_response_abandoned_halfway_does_not_spoil_the_next_request() {
     let (status, _, body) = send(event(scrim.url("/events"))).await;
     assert_eq!((status.as_u16(), &body[..]), (200, &b"full"[..]));
     assert_eq!(
-        connections.load(std::sync::atomic::Ordering::SeqCst),
+        connections.load(Ordering::SeqCst),
         2,
         "the abandoned connection is not reused"
     );

@@ -255,14 +255,24 @@ fn push_string(line: &mut String, text: &str) {
     line.push('"');
 }
 
+/// The bytes a JSON string cannot hold as they are: `"`, `\` and controls.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 fn push_escaped(line: &mut String, text: &str) {
     let mut rest = text;
     // Every byte that needs an escape is ASCII, so a byte search finds
     // char boundaries without decoding UTF-8.
-    while let Some(at) = rest
-        .bytes()
-        .position(|b| b == b'"' || b == b'\\' || b < b' ')
-    {
+    while let Some(at) = rest.bytes().position(|b| NEEDS_ESCAPE[usize::from(b)]) {
         line.push_str(&rest[..at]);
         match rest.as_bytes()[at] {
             b'"' => line.push_str("\\\""),

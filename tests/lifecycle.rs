@@ -7,15 +7,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper_util::rt::TokioExecutor;
 use nix::sys::signal::Signal;
 use support::Mock;
 
 const KEY: &str = "a-test-key-that-is-long-enough-42";
-const EVENT: &str = r#"{"data":[{"user_data":{"em":"John_Smith@gmail.com"}}]}"#;
 
 struct Running {
     child: Child,
@@ -82,10 +79,7 @@ fn signal(child: &Child, signal: Signal) {
 
 async fn post(url: String) -> Result<u16, String> {
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
-    let request = Request::post(url)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(EVENT.as_bytes())))
-        .unwrap();
+    let request = support::email_event_post(url);
     let response = client.request(request).await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     response

@@ -6,9 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper_util::rt::TokioExecutor;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls_pki_types::pem::PemObject;
@@ -17,11 +15,8 @@ use scrim::config::Config;
 use scrim::metrics::Metrics;
 use scrim::policy::compile;
 use scrim::proxy::{self, Proxy};
-use support::Mock;
+use support::{EMAIL_EVENT_HASHED, Mock, email_event_post};
 use tokio::net::TcpListener;
-
-const EVENT: &str = r#"{"data":[{"user_data":{"em":"John_Smith@gmail.com"}}]}"#;
-const HASHED: &str = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f";
 
 /// A test CA and a certificate for `localhost` it signed, as PEM files.
 struct Pki {
@@ -90,13 +85,6 @@ fn route(upstream: &str, extra: &str) -> String {
     )
 }
 
-fn json_post(url: String) -> Request<Full<Bytes>> {
-    Request::post(url)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(EVENT.as_bytes())))
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_behind_a_private_ca_is_trusted_with_ca_file_only() {
     let pki = Pki::new("upstream");
@@ -110,7 +98,7 @@ async fn an_upstream_behind_a_private_ca_is_trusted_with_ca_file_only() {
     ))
     .await;
     let response = client
-        .request(json_post(format!(
+        .request(email_event_post(format!(
             "http://{}/meta/events",
             trusting.local_addr()
         )))
@@ -118,7 +106,10 @@ async fn an_upstream_behind_a_private_ca_is_trusted_with_ca_file_only() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let body = String::from_utf8(mock.requests()[0].body.to_vec()).unwrap();
-    assert!(body.contains(HASHED) && !body.contains("John"), "{body}");
+    assert!(
+        body.contains(EMAIL_EVENT_HASHED) && !body.contains("John"),
+        "{body}"
+    );
     assert_eq!(
         mock.requests()[0].version,
         http::Version::HTTP_2,
@@ -127,7 +118,7 @@ async fn an_upstream_behind_a_private_ca_is_trusted_with_ca_file_only() {
 
     let untrusting = scrim(&route(&upstream, "")).await;
     let response = client
-        .request(json_post(format!(
+        .request(email_event_post(format!(
             "http://{}/meta/events",
             untrusting.local_addr()
         )))
@@ -158,12 +149,12 @@ async fn the_listener_serves_tls_with_alpn_h2() {
         "https://localhost:{}/meta/events",
         server.local_addr().port()
     );
-    let response = client.request(json_post(url)).await.unwrap();
+    let response = client.request(email_event_post(url)).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.version(), http::Version::HTTP_2);
     response.into_body().collect().await.unwrap();
     let body = String::from_utf8(mock.requests()[0].body.to_vec()).unwrap();
-    assert!(body.contains(HASHED), "{body}");
+    assert!(body.contains(EMAIL_EVENT_HASHED), "{body}");
 }
 
 #[test]

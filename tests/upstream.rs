@@ -14,10 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 mod support;
-use support::{Mock, Scrim, send};
-
-const EVENT: &str = r#"{"data":[{"user_data":{"em":"John_Smith@gmail.com"}}]}"#;
-const HASHED: &str = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f";
+use support::{EMAIL_EVENT_HASHED, Mock, Scrim, email_event_post, send};
 
 fn config(upstream: &str) -> String {
     format!(
@@ -33,19 +30,12 @@ fn config(upstream: &str) -> String {
     )
 }
 
-fn event(url: String) -> Request<Full<Bytes>> {
-    Request::post(url)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(EVENT.as_bytes())))
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_http1_connection_carries_requests_one_after_another() {
     let mock = Mock::start(Duration::ZERO).await;
     let scrim = Scrim::start(&config(&mock.url())).await;
     for _ in 0..3 {
-        let (status, _, _) = send(event(scrim.url("/events"))).await;
+        let (status, _, _) = send(email_event_post(scrim.url("/events"))).await;
         assert_eq!(status, 200);
     }
     // Responses without content give their connection back as well.
@@ -56,7 +46,7 @@ async fn one_http1_connection_carries_requests_one_after_another() {
     )
     .await;
     assert_eq!((status.as_u16(), body.len()), (200, 0));
-    let (status, _, _) = send(event(scrim.url("/events"))).await;
+    let (status, _, _) = send(email_event_post(scrim.url("/events"))).await;
     assert_eq!(status, 200);
 
     let requests = mock.requests();
@@ -72,7 +62,7 @@ async fn one_http1_connection_carries_requests_one_after_another() {
         mock.addr.to_string(),
         "Host names the upstream"
     );
-    assert!(String::from_utf8_lossy(&requests[0].body).contains(HASHED));
+    assert!(String::from_utf8_lossy(&requests[0].body).contains(EMAIL_EVENT_HASHED));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +70,7 @@ async fn concurrent_requests_get_connections_of_their_own() {
     let mock = Mock::start(Duration::from_millis(200)).await;
     let scrim = Scrim::start(&config(&mock.url())).await;
     let requests: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(send(event(scrim.url("/events")))))
+        .map(|_| tokio::spawn(send(email_event_post(scrim.url("/events")))))
         .collect();
     for request in requests {
         assert_eq!(request.await.unwrap().0, 200);
@@ -149,7 +139,10 @@ async fn a_connection_the_upstream_closed_is_replaced_and_no_request_is_lost() {
     let scrim = Scrim::start(&config(&format!("http://{addr}"))).await;
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
     for round in 0..20 {
-        let response = client.request(event(scrim.url("/events"))).await.unwrap();
+        let response = client
+            .request(email_event_post(scrim.url("/events")))
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "request {round}");
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"ok");
@@ -195,12 +188,15 @@ async fn a_response_abandoned_halfway_does_not_spoil_the_next_request() {
     let scrim = Scrim::start(&config(&format!("http://{addr}"))).await;
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
 
-    let mut response = client.request(event(scrim.url("/events"))).await.unwrap();
+    let mut response = client
+        .request(email_event_post(scrim.url("/events")))
+        .await
+        .unwrap();
     let first = response.body_mut().frame().await.unwrap().unwrap();
     assert_eq!(first.into_data().unwrap(), "partial");
     drop(response);
 
-    let (status, _, body) = send(event(scrim.url("/events"))).await;
+    let (status, _, body) = send(email_event_post(scrim.url("/events"))).await;
     assert_eq!((status.as_u16(), &body[..]), (200, &b"full"[..]));
     assert_eq!(
         connections.load(Ordering::SeqCst),

@@ -113,6 +113,20 @@ impl Mock {
     }
 }
 
+/// Meta's published example: an event whose one email hashes to
+/// [`EMAIL_EVENT_HASHED`] (SHA-256 of `john_smith@gmail.com`).
+pub const EMAIL_EVENT: &str = r#"{"data":[{"user_data":{"em":"John_Smith@gmail.com"}}]}"#;
+pub const EMAIL_EVENT_HASHED: &str =
+    "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f";
+
+/// A POST of [`EMAIL_EVENT`] as JSON.
+pub fn email_event_post(url: String) -> Request<Full<Bytes>> {
+    Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(EMAIL_EVENT.as_bytes())))
+        .unwrap()
+}
+
 /// The key `${SCRIM_TEST_KEY}` resolves to in [`Scrim::start`].
 pub const KEY: &str = "a-test-key-that-is-long-enough-42";
 

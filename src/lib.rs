@@ -5,6 +5,8 @@
 //! and changes the values a [`policy`] selects, [`config`] reads the YAML the
 //! policy is compiled from.
 
+#![deny(clippy::unwrap_used)]
+
 pub mod admin;
 pub mod config;
 pub mod log;

@@ -1,6 +1,8 @@
 //! The `scrim` command line. Argument parsing and output only: the work is
 //! done by the library.
 
+#![deny(clippy::unwrap_used)]
+
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -269,7 +269,8 @@ async fn a_signal_in_the_body_decides_before_anything_is_sent() {
         .header("content-encoding", "gzip")
         .body(Full::new(Bytes::from(compressed)))
         .unwrap();
-    assert_eq!(send(request).await.0, 200);
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, 200, "{body:?}");
     // Granted: the preset's hashing only.
     let granted = GA4.replace(
         "\"ad_user_data\":\"DENIED\"",

@@ -3,30 +3,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioExecutor;
 use nix::sys::signal::Signal;
 use support::Mock;
-
-const KEY: &str = "a-test-key-that-is-long-enough-42";
-
-struct Running {
-    child: Child,
-    listen: String,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use support::process::start;
 
 fn config(upstream: &str, action: &str) -> String {
     format!(
@@ -44,32 +28,6 @@ routes:
         action: {action}
 "
     )
-}
-
-/// Starts `scrim run` and waits for its "serving" log line.
-fn start(name: &str, yaml: &str) -> Running {
-    let dir = std::env::temp_dir().join(format!("scrim-life-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("scrim.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scrim"))
-        .args(["run", "--config", path.to_str().unwrap()])
-        .env("SCRIM_PSEUDONYM_KEY", KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let listen = loop {
-        let line = lines.next().expect("scrim exited before serving").unwrap();
-        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if log["message"] == "scrim is serving" {
-            break log["listen"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining the log so that scrim never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Running { child, listen, dir }
 }
 
 fn signal(child: &Child, signal: Signal) {

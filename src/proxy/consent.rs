@@ -36,10 +36,6 @@ pub(crate) enum Gate<'r> {
     },
 }
 
-/// Raw body bytes decoded at a time while probing, so that a compressed
-/// body is measured as it expands (a zip bomb stops at the limit).
-const DECODE_STEP: usize = 4096;
-
 pub(crate) async fn gate<'r>(
     route: &'r Route,
     metrics: &RouteMetrics,
@@ -130,17 +126,15 @@ fn decode_whole(headers: &http::HeaderMap, raw: &Bytes, limit: u64) -> Result<By
             Ok(raw.clone())
         };
     }
+    // Checked at each step, so a zip bomb stops one step past the limit.
     let mut decoded = BytesMut::new();
-    let mut push = |piece: Bytes| {
+    decoder.push(raw.clone());
+    decoder.end();
+    while let Some(piece) = decoder.next()? {
         if (decoded.len() + piece.len()) as u64 > limit {
             return Err(ProxyError::consent_body_too_large(limit));
         }
         decoded.extend_from_slice(&piece);
-        Ok(())
-    };
-    for step in (0..raw.len()).step_by(DECODE_STEP) {
-        push(decoder.push(raw.slice(step..(step + DECODE_STEP).min(raw.len())))?)?;
     }
-    push(decoder.finish()?)?;
     Ok(decoded.freeze())
 }

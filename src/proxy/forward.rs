@@ -74,7 +74,7 @@ pub(crate) async fn forward(
     let decoder = if rewrite_body {
         Decoder::for_headers(&parts.headers)?
     } else {
-        Decoder::Identity
+        Decoder::identity()
     };
     let kind = if rewrite_body {
         let content_type = parts
@@ -294,71 +294,100 @@ impl Pipeline<'_> {
     /// Reads up to `buffer_limit`. `Some(output)` when the whole body fit
     /// (the rewriter is finished by the caller), `None` when it must stream.
     async fn buffer(&mut self, body: &mut ClientBody) -> Result<Option<Vec<Bytes>>, ProxyError> {
-        while self.decoded <= self.limits.buffer_limit {
-            match next_data(body).await? {
-                Some(data) => self.push(data)?,
-                None => {
-                    self.end()?;
-                    return Ok(Some(self.drain()));
+        let mut more = true;
+        loop {
+            while let Some(piece) = self.decode_step().await? {
+                self.feed(piece)?;
+                if self.decoded > self.limits.buffer_limit {
+                    return Ok(None);
                 }
             }
+            if !more {
+                return Ok(Some(self.drain()));
+            }
+            more = self.read_more(body).await?;
         }
-        Ok(None)
     }
 
     /// Streams the rest of the body into `sender`, starting with `first`.
+    /// Each decoded step is rewritten and sent before the next one is
+    /// decoded, so what is held is one step plus the channel's frames.
     async fn stream(
         &mut self,
         body: &mut ClientBody,
         sender: &mut http_body_util::channel::Sender<Bytes, BoxError>,
         first: Vec<Bytes>,
     ) -> Result<Report, ProxyError> {
-        let mut pending = first;
+        if !self.send(sender, first).await {
+            // The upstream went away; its error answers the client.
+            return Ok(Report::default());
+        }
+        let mut more = true;
         loop {
-            for piece in pending.drain(..) {
-                self.sent += piece.len() as u64;
-                if sender.send(Frame::data(piece)).await.is_err() {
-                    // The upstream went away; its error answers the client.
+            while let Some(piece) = self.decode_step().await? {
+                self.feed(piece)?;
+                let ready = self.drain();
+                if !self.send(sender, ready).await {
                     return Ok(Report::default());
                 }
             }
-            match next_data(body).await? {
-                Some(data) => self.push(data)?,
-                None => break,
+            if !more {
+                break;
             }
-            pending = self.drain();
+            more = self.read_more(body).await?;
         }
-        self.end()?;
         let (rest, report) = match self.rewriter.take() {
             Some(rewriter) => rewriter.finish().map_err(ProxyError::body)?,
             None => (std::mem::take(&mut self.passthrough), Report::default()),
         };
-        for piece in rest {
-            self.sent += piece.len() as u64;
-            if sender.send(Frame::data(piece)).await.is_err() {
-                break;
-            }
-        }
+        self.send(sender, rest).await;
         Ok(report)
     }
 
-    fn push(&mut self, data: Bytes) -> Result<(), ProxyError> {
-        self.read += data.len() as u64;
-        let max = self.limits.max_body_bytes;
-        if self.read > max {
-            return Err(ProxyError::body_too_large(max));
+    /// Sends pieces upstream; `false` when the upstream is gone.
+    async fn send(
+        &mut self,
+        sender: &mut http_body_util::channel::Sender<Bytes, BoxError>,
+        pieces: Vec<Bytes>,
+    ) -> bool {
+        for piece in pieces {
+            self.sent += piece.len() as u64;
+            if sender.send(Frame::data(piece)).await.is_err() {
+                return false;
+            }
         }
-        let decoded = self.decoder.push(data)?;
-        self.feed(decoded)
+        true
     }
 
-    fn end(&mut self) -> Result<(), ProxyError> {
-        let rest = self.decoder.finish()?;
-        if rest.is_empty() {
-            Ok(())
-        } else {
-            self.feed(rest)
+    /// Reads the next frame from the client into the decoder; `false` once
+    /// the body has ended (the decoder is then told so).
+    async fn read_more(&mut self, body: &mut ClientBody) -> Result<bool, ProxyError> {
+        match next_data(body).await? {
+            Some(data) => {
+                self.read += data.len() as u64;
+                let max = self.limits.max_body_bytes;
+                if self.read > max {
+                    return Err(ProxyError::body_too_large(max));
+                }
+                self.decoder.push(data);
+                Ok(true)
+            }
+            None => {
+                self.decoder.end();
+                Ok(false)
+            }
         }
+    }
+
+    /// The next decoded piece. A compressed body yields to the runtime
+    /// after each step, so that one inflating body cannot hold the worker
+    /// thread its connections share.
+    async fn decode_step(&mut self) -> Result<Option<Bytes>, ProxyError> {
+        let piece = self.decoder.next()?;
+        if piece.is_some() && !self.decoder.is_identity() {
+            tokio::task::yield_now().await;
+        }
+        Ok(piece)
     }
 
     fn feed(&mut self, decoded: Bytes) -> Result<(), ProxyError> {

@@ -2,6 +2,8 @@
 //! on ephemeral ports, shared by the proxy test files.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,78 @@
+//! `scrim run` as a child process, on ephemeral ports, stopped by pid.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use super::KEY;
+
+pub struct Running {
+    pub child: Child,
+    /// The proxy listener's address.
+    pub listen: String,
+    /// The admin listener's address.
+    pub admin: String,
+    /// A scratch directory holding the configuration, removed on drop.
+    pub dir: std::path::PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Running {
+    /// Peak resident memory so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status
+            .lines()
+            .find(|line| line.starts_with("VmHWM:"))
+            .unwrap();
+        let kib: u64 = line
+            .trim_start_matches("VmHWM:")
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap();
+        kib * 1024
+    }
+}
+
+/// Starts `scrim run` on `yaml` (with `SCRIM_PSEUDONYM_KEY` set to [`KEY`])
+/// and waits for its "serving" log line.
+pub fn start(name: &str, yaml: &str) -> Running {
+    let dir = std::env::temp_dir().join(format!("scrim-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("scrim.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scrim"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("SCRIM_PSEUDONYM_KEY", KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (listen, admin) = loop {
+        let line = lines.next().expect("scrim exited before serving").unwrap();
+        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if log["message"] == "scrim is serving" {
+            break (
+                log["listen"].as_str().unwrap().to_owned(),
+                log["admin"].as_str().unwrap().to_owned(),
+            );
+        }
+    };
+    // Keep draining the log so that scrim never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Running {
+        child,
+        listen,
+        admin,
+        dir,
+    }
+}

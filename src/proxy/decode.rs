@@ -20,7 +20,7 @@ use super::error::ProxyError;
 
 /// Most decoded bytes one step hands out. flate2's write decoders hold one
 /// such buffer themselves.
-pub(crate) const STEP: usize = 32 * 1024;
+pub const STEP: usize = 32 * 1024;
 
 /// A decoder for one body: `push` raw input, `next` until `None`, `end`
 /// once the body is read, then `next` until `None` again.
@@ -259,6 +259,46 @@ impl Brotli {
     }
 }
 
+/// Decodes `input` under `encoding`, pushed in `pieces`, handing each step
+/// to `step` until it returns `false` (as the body limit stops a body);
+/// the decoder's verdict.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn decode_in_pieces(
+    encoding: &str,
+    input: &[u8],
+    pieces: impl IntoIterator<Item = usize>,
+    mut step: impl FnMut(&[u8]) -> bool,
+) -> Result<(), String> {
+    let mut headers = HeaderMap::new();
+    let value = http::HeaderValue::from_str(encoding).map_err(|e| e.to_string())?;
+    headers.insert(http::header::CONTENT_ENCODING, value);
+    let mut decoder = Decoder::for_headers(&headers).map_err(|e| e.to_string())?;
+    // Whether to go on.
+    let mut pull = |decoder: &mut Decoder| -> Result<bool, String> {
+        while let Some(piece) = decoder.next().map_err(|e| e.to_string())? {
+            if !step(&piece) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    let mut rest = input;
+    for piece in pieces {
+        let (now, later) = rest.split_at(piece.min(rest.len()));
+        decoder.push(Bytes::copy_from_slice(now));
+        if !pull(&mut decoder)? {
+            return Ok(());
+        }
+        rest = later;
+    }
+    decoder.push(Bytes::copy_from_slice(rest));
+    if !pull(&mut decoder)? {
+        return Ok(());
+    }
+    decoder.end();
+    pull(&mut decoder).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,26 +313,14 @@ mod tests {
 
     /// Decodes `compressed` pushed `piece` bytes at a time; also checks that
     /// no step hands out more than `STEP` bytes.
-    fn decode_in_pieces(
-        encoding: &str,
-        compressed: &[u8],
-        piece: usize,
-    ) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
-        let mut decoder = decoder(encoding)?;
+    fn decode_chunked(encoding: &str, compressed: &[u8], piece: usize) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
-        let mut pull = |decoder: &mut Decoder| -> Result<(), ProxyError> {
-            while let Some(step) = decoder.next()? {
-                assert!(step.len() <= STEP, "a step of {} bytes", step.len());
-                out.extend_from_slice(&step);
-            }
-            Ok(())
-        };
-        for piece in compressed.chunks(piece) {
-            decoder.push(Bytes::copy_from_slice(piece));
-            pull(&mut decoder)?;
-        }
-        decoder.end();
-        pull(&mut decoder)?;
+        let pieces = std::iter::repeat_n(piece, compressed.len() / piece + 1);
+        decode_in_pieces(encoding, compressed, pieces, |step| {
+            assert!(step.len() <= STEP, "a step of {} bytes", step.len());
+            out.extend_from_slice(step);
+            true
+        })?;
         Ok(out)
     }
 
@@ -316,13 +344,13 @@ mod tests {
         zlib.write_all(&text)?;
         let zlib = zlib.finish()?;
         for piece in [1, 3, 1000] {
-            assert_eq!(decode_in_pieces("gzip", &gzip(&text)?, piece)?, text);
-            assert_eq!(decode_in_pieces("deflate", &zlib, piece)?, text);
-            assert_eq!(decode_in_pieces("BR", &brotli(&text)?, piece)?, text);
+            assert_eq!(decode_chunked("gzip", &gzip(&text)?, piece)?, text);
+            assert_eq!(decode_chunked("deflate", &zlib, piece)?, text);
+            assert_eq!(decode_chunked("BR", &brotli(&text)?, piece)?, text);
         }
         // Two gzip members are one body.
         let two = [gzip(b"{\"a\":")?, gzip(b"1}")?].concat();
-        assert_eq!(decode_in_pieces("gzip", &two, 5)?, b"{\"a\":1}");
+        assert_eq!(decode_chunked("gzip", &two, 5)?, b"{\"a\":1}");
         Ok(())
     }
 
@@ -333,7 +361,7 @@ mod tests {
         let text = vec![b' '; 8 * 1024 * 1024];
         for (encoding, compressed) in [("gzip", gzip(&text)?), ("br", brotli(&text)?)] {
             assert!(compressed.len() < text.len() / 500, "{encoding}");
-            let decoded = decode_in_pieces(encoding, &compressed, compressed.len())?;
+            let decoded = decode_chunked(encoding, &compressed, compressed.len())?;
             assert_eq!(decoded.len(), text.len(), "{encoding}");
         }
         Ok(())
@@ -346,16 +374,16 @@ mod tests {
         assert!(decoder("identity")?.is_identity());
         let compressed = gzip(b"{\"a\":1}")?;
         let cut = &compressed[..compressed.len() - 4];
-        assert!(decode_in_pieces("gzip", cut, 100).is_err());
+        assert!(decode_chunked("gzip", cut, 100).is_err());
         let compressed = brotli(b"{\"a\":1}")?;
         let cut = &compressed[..compressed.len() - 2];
-        assert!(decode_in_pieces("br", cut, 100).is_err());
+        assert!(decode_chunked("br", cut, 100).is_err());
         let trailing = [compressed.as_slice(), b"xx"].concat();
-        assert!(decode_in_pieces("br", &trailing, 100).is_err());
+        assert!(decode_chunked("br", &trailing, 100).is_err());
         let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         zlib.write_all(b"{}")?;
         let trailing = [zlib.finish()?.as_slice(), b"xx"].concat();
-        assert!(decode_in_pieces("deflate", &trailing, 100).is_err());
+        assert!(decode_chunked("deflate", &trailing, 100).is_err());
         Ok(())
     }
 }

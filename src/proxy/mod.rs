@@ -42,6 +42,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 pub use error::ProxyError;
+/// Entry points for the fuzz targets (`fuzz/`), behind the `fuzzing`
+/// feature.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use super::decode::{STEP as DECODE_STEP, decode_in_pieces};
+    pub use super::framing::{Followed, follow as follow_framing};
+}
 pub use server::{ServerHandle, serve, serve_route_listener};
 
 use crate::metrics::{Metrics, RequestOutcome, RouteMetrics};
@@ -143,7 +150,14 @@ impl Proxy {
         let error = ProxyError::ambiguous_framing();
         record(&self.runtime.load().unmatched, &error);
         tracing::warn!(target: "scrim::access", status = 400u16, "request smuggling attempt refused");
-        error.into_response()
+        let mut response = error.into_response();
+        // Where this request ends is in doubt, so nothing after it on the
+        // connection is read.
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        response
     }
 
     /// Answers one request from the main listener. Never fails: every error

@@ -93,6 +93,11 @@ fn serve_listener(
     })
 }
 
+/// hyper's HTTP/1 read buffer, which a request head must fit.
+fn head_buffer(settings: &ServerSettings) -> usize {
+    settings.max_header_bytes.max(8192)
+}
+
 fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -100,7 +105,7 @@ fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
         // The head must fit the read buffer: this caps its size.
-        .max_buf_size(settings.max_header_bytes.max(8192))
+        .max_buf_size(head_buffer(settings))
         .keep_alive(true);
     builder
         .http2()
@@ -152,15 +157,16 @@ async fn accept_loop(
             graceful.watcher(),
         );
         let handshake_timeout = settings.header_read_timeout;
+        let max_head = head_buffer(&settings);
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, proxy, tag, &builder, watcher).await,
+                None => serve_connection(stream, proxy, tag, &builder, max_head, watcher).await,
                 Some(acceptor) => {
                     // The handshake is bounded like a request head.
                     if let Ok(Ok(stream)) =
                         tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
                     {
-                        serve_connection(stream, proxy, tag, &builder, watcher).await;
+                        serve_connection(stream, proxy, tag, &builder, max_head, watcher).await;
                     }
                 }
             }
@@ -182,20 +188,21 @@ async fn serve_connection<I>(
     proxy: Arc<Proxy>,
     tag: Option<Arc<str>>,
     builder: &auto::Builder<TokioExecutor>,
+    max_head: usize,
     watcher: Watcher,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let verdicts = Verdicts::default();
-    let io = FramingWatch::new(io, verdicts.clone());
+    let io = FramingWatch::new(io, verdicts.clone(), max_head);
     // HTTP/1 requests on a connection are handled in order, so a count
     // names each one; HTTP/2 connections are never marked.
     let requests = Arc::new(AtomicU64::new(0));
     let service = service_fn(move |request| {
         let (proxy, tag) = (proxy.clone(), tag.clone());
-        let ambiguous = verdicts.is_ambiguous(requests.fetch_add(1, Ordering::Relaxed));
+        let refused = verdicts.is_refused(requests.fetch_add(1, Ordering::Relaxed));
         async move {
-            let response = if ambiguous {
+            let response = if refused {
                 proxy.refuse_ambiguous()
             } else {
                 proxy.handle_from(request, tag.as_deref()).await

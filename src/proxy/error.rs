@@ -37,6 +37,11 @@ enum Kind {
     BadRequest(&'static str),
     /// Framing that lets two parties disagree on where the request ends.
     AmbiguousFraming,
+    /// `CONNECT` and `TRACE` have no place on a reverse proxy.
+    MethodNotAllowed,
+    /// The upstream answered with what cannot be forwarded (an upgrade the
+    /// client did not ask for).
+    UpstreamInvalid,
     Upstream,
     UpstreamTimeout,
 }
@@ -87,6 +92,16 @@ impl ProxyError {
             kind: Kind::AmbiguousFraming,
         }
     }
+    pub(crate) fn method_not_allowed() -> Self {
+        ProxyError {
+            kind: Kind::MethodNotAllowed,
+        }
+    }
+    pub(crate) fn upstream_invalid() -> Self {
+        ProxyError {
+            kind: Kind::UpstreamInvalid,
+        }
+    }
     pub(crate) fn upstream() -> Self {
         ProxyError {
             kind: Kind::Upstream,
@@ -103,7 +118,10 @@ impl ProxyError {
     }
 
     pub fn is_upstream(&self) -> bool {
-        matches!(self.kind, Kind::Upstream | Kind::UpstreamTimeout)
+        matches!(
+            self.kind,
+            Kind::Upstream | Kind::UpstreamTimeout | Kind::UpstreamInvalid
+        )
     }
 
     pub fn status(&self) -> StatusCode {
@@ -118,14 +136,15 @@ impl ProxyError {
             Kind::Body(_) | Kind::BadBody(_) | Kind::BadRequest(_) | Kind::AmbiguousFraming => {
                 StatusCode::BAD_REQUEST
             }
-            Kind::Upstream => StatusCode::BAD_GATEWAY,
+            Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Kind::Upstream | Kind::UpstreamInvalid => StatusCode::BAD_GATEWAY,
             Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
     pub fn outcome(&self) -> RequestOutcome {
         match self.kind {
-            Kind::Upstream => RequestOutcome::UpstreamError,
+            Kind::Upstream | Kind::UpstreamInvalid => RequestOutcome::UpstreamError,
             Kind::UpstreamTimeout => RequestOutcome::UpstreamTimeout,
             _ => RequestOutcome::Rejected,
         }
@@ -144,10 +163,11 @@ impl ProxyError {
             Kind::Body(e) if e.is_too_large() => RejectReason::ValueTooLarge,
             Kind::Body(e) if e.is_rejected() => RejectReason::RejectedValue,
             Kind::Body(_) => RejectReason::InvalidBody,
-            Kind::BadBody(_) | Kind::BadRequest(_) | Kind::AmbiguousFraming => {
-                RejectReason::BadRequest
-            }
-            Kind::Upstream | Kind::UpstreamTimeout => return None,
+            Kind::BadBody(_)
+            | Kind::BadRequest(_)
+            | Kind::AmbiguousFraming
+            | Kind::MethodNotAllowed => RejectReason::BadRequest,
+            Kind::Upstream | Kind::UpstreamTimeout | Kind::UpstreamInvalid => return None,
         })
     }
 
@@ -183,6 +203,12 @@ impl fmt::Display for ProxyError {
             Kind::BadRequest(reason) => write!(f, "bad request: {reason}"),
             Kind::AmbiguousFraming => f.write_str(
                 "ambiguous request framing: Transfer-Encoding with Content-Length, or a Transfer-Encoding other than chunked",
+            ),
+            Kind::MethodNotAllowed => {
+                f.write_str("method not allowed: CONNECT and TRACE are not forwarded")
+            }
+            Kind::UpstreamInvalid => f.write_str(
+                "the upstream answered with an interim or upgrade response the client did not ask for",
             ),
             Kind::Upstream => f.write_str("the upstream could not be reached"),
             Kind::UpstreamTimeout => f.write_str("the upstream did not answer in time"),

@@ -156,7 +156,13 @@ pub(crate) async fn forward(
         .upstream_duration
         .observe(started.elapsed().as_secs_f64());
     let mut response = response?;
-    strip_hop_by_hop(response.headers_mut());
+    // hyper answers 100 Continue itself and passes no other interim
+    // response but 101, an upgrade: never asked for through scrim, which
+    // forwards no `Upgrade`.
+    if response.status().is_informational() {
+        return Err(ProxyError::upstream_invalid());
+    }
+    response_headers(response.headers_mut());
     let counter = metrics.bytes_response.clone();
     Ok(response.map(|body| {
         body.map_frame(move |frame| {
@@ -209,13 +215,7 @@ fn upstream_headers(
     decoded: bool,
     report: &mut Report,
 ) -> Result<HeaderMap, ProxyError> {
-    let listed: Vec<HeaderName> = incoming
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+    let listed = connection_listed(incoming);
     let mut headers = HeaderMap::with_capacity(incoming.len());
     for (name, value) in incoming {
         let lower = name.as_str();
@@ -242,10 +242,31 @@ fn upstream_headers(
     Ok(headers)
 }
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// The response headers the client gets: without hop-by-hop headers and
+/// those the response's `Connection` lists, and without a `Content-Length`
+/// beside a `Transfer-Encoding` (RFC 9112 6.3: the length is wrong and must
+/// go). hyper frames the response to the client itself, from its body.
+fn response_headers(headers: &mut HeaderMap) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    for name in connection_listed(headers) {
+        headers.remove(name);
+    }
     for name in HOP_BY_HOP.iter().filter(|n| **n != "host") {
         headers.remove(*name);
     }
+}
+
+/// The header names a message's `Connection` header lists.
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect()
 }
 
 /// Streams the rest of the body upstream. On any error the upstream body is

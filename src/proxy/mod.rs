@@ -27,6 +27,7 @@ mod decode;
 mod error;
 mod forward;
 mod framing;
+mod path;
 mod route;
 mod server;
 mod upstream;
@@ -180,6 +181,24 @@ impl Proxy {
         // bytes).
         let uri = request.uri().clone();
         let path = uri.path();
+        // Refused before routing: a tunnel or an echo is no request for a
+        // platform, and a dot segment would reach another path upstream
+        // than the one the route was chosen for.
+        let refusal = if method == http::Method::CONNECT || method == http::Method::TRACE {
+            Some(ProxyError::method_not_allowed())
+        } else if path::has_dot_segment(path) {
+            Some(ProxyError::bad_request(
+                "the path has a dot segment (`.` or `..`)",
+            ))
+        } else {
+            None
+        };
+        if let Some(error) = refusal {
+            let status = error.status().as_u16();
+            record(&runtime.unmatched, &error);
+            tracing::info!(target: "scrim::access", route = crate::metrics::UNMATCHED, method = method.as_str(), path = &*path::for_log(path), status, "request");
+            return error.into_response();
+        }
         let host = if runtime.by_host {
             route::request_host(request.uri(), request.headers())
         } else {
@@ -199,7 +218,7 @@ impl Proxy {
         else {
             let error = ProxyError::no_route();
             record(&runtime.unmatched, &error);
-            tracing::info!(target: "scrim::access", route = crate::metrics::UNMATCHED, method = method.as_str(), path, status = 404u16, "request");
+            tracing::info!(target: "scrim::access", route = crate::metrics::UNMATCHED, method = method.as_str(), path = &*path::for_log(path), status = 404u16, "request");
             return error.into_response();
         };
         // The consent gate comes before anything is sent: a blocked request
@@ -254,7 +273,7 @@ impl Proxy {
             target: "scrim::access",
             route = route.name.as_str(),
             method = method.as_str(),
-            path,
+            path = &*path::for_log(path),
             status = response.status().as_u16(),
             outcome = outcome.as_str(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,

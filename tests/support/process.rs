@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use super::KEY;
 
@@ -13,6 +14,8 @@ pub struct Running {
     pub admin: String,
     /// A scratch directory holding the configuration, removed on drop.
     pub dir: std::path::PathBuf,
+    /// Every line scrim has logged so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Running {
@@ -67,12 +70,19 @@ pub fn start(name: &str, yaml: &str) -> Running {
             );
         }
     };
-    // Keep draining the log so that scrim never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    // Keep reading the log, so that scrim never blocks on a full pipe.
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push(line);
+        }
+    });
     Running {
         child,
         listen,
         admin,
         dir,
+        log,
     }
 }

@@ -1,7 +1,9 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`, `POST /reload`. It
-//! is separate from
-//! the proxy listener (and on loopback by default) so that it is never
-//! exposed where the proxy is.
+//! is separate from the proxy listener (and on loopback by default) so that
+//! it is never exposed where the proxy is. `GET` endpoints stay open for
+//! scrapers and probes; `POST` endpoints change the process and require the
+//! bearer token `keys.admin` when one is set (a listener beyond loopback
+//! must have one, see `policy::compile`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
+use crate::policy::AdminToken;
 use crate::reload::Reloader;
 
 /// State the admin endpoints report.
@@ -27,6 +30,9 @@ pub struct Admin {
     pub ready: AtomicBool,
     /// What `POST /reload` calls; `None` when there is no file to reload.
     pub reloader: Option<Arc<Reloader>>,
+    /// The bearer token `POST` endpoints require, when set. Read at start:
+    /// changing `keys.admin` takes a restart.
+    pub token: Option<AdminToken>,
 }
 
 /// A running admin listener.
@@ -96,6 +102,26 @@ fn respond(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> 
             text(StatusCode::OK, "ready\n")
         }
         (&Method::GET, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        (&Method::POST, _)
+            if admin.token.as_ref().is_some_and(|token| {
+                !token.accepts(
+                    request
+                        .headers()
+                        .get(header::AUTHORIZATION)
+                        .map(|v| v.as_bytes()),
+                )
+            }) =>
+        {
+            let mut response = text(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized: POST endpoints need Authorization: Bearer <keys.admin>\n",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"scrim admin\""),
+            );
+            response
+        }
         (&Method::POST, "/reload") => match &admin.reloader {
             None => text(StatusCode::NOT_FOUND, "no configuration file to reload\n"),
             Some(reloader) => match reloader.reload() {

@@ -142,6 +142,7 @@ async fn control_loop(
         metrics,
         ready: false.into(),
         reloader: Some(reloader.clone()),
+        token: policy.admin_token.clone(),
     });
     let admin_server = admin::serve(admin_listener, admin.clone()).map_err(|e| e.to_string())?;
     let signals = |kind: SignalKind| signal(kind).map_err(|e| format!("cannot watch signals: {e}"));

@@ -540,6 +540,7 @@ async fn reload_swaps_rules_under_load_and_refuses_a_bad_file() {
             path.clone(),
             vec![proxy],
         ))),
+        token: None,
     });
     let admin = admin::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), admin).unwrap();
     let url = format!("http://{}/meta/events", server.local_addr());

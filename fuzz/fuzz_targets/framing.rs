@@ -81,8 +81,15 @@ fuzz_target!(|data: &[u8]| {
         if index as u64 >= refused_from {
             break;
         }
+        // hyper hands out the target as a `Uri`, which drops a fragment:
+        // compare the watch's through the same parse.
+        let watched = whole
+            .targets
+            .get(index)
+            .and_then(|raw| hyper::Uri::try_from(raw.as_slice()).ok())
+            .map(|uri| uri.to_string().into_bytes());
         assert_eq!(
-            whole.targets.get(index),
+            watched.as_ref(),
             Some(target),
             "request {index}: hyper read {:?}, the watch {:?}",
             String::from_utf8_lossy(target),

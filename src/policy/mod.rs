@@ -15,6 +15,8 @@ pub use compile::compile;
 pub use matcher::{Label, Matcher, State};
 pub use selector::{Selector, SelectorError, Step};
 
+use sha2::Digest as _;
+
 use crate::transform::Action;
 
 /// Index of a rule within its route; later rules win.
@@ -27,11 +29,50 @@ pub struct Policy {
     pub admin_listen: String,
     /// Each key's name and identifier (a fingerprint, never the secret).
     pub key_ids: Vec<(String, String)>,
+    /// The bearer token of the admin listener's `POST` endpoints
+    /// (`keys.admin`).
+    pub admin_token: Option<AdminToken>,
     pub server: ServerSettings,
     pub timeouts: Timeouts,
     /// The listener's certificate and key, when it serves TLS.
     pub tls: Option<TlsIdentity>,
     pub routes: Vec<Arc<Route>>,
+}
+
+/// The admin bearer token, kept as its SHA-256 digest: a presented token is
+/// compared digest to digest, in time that does not depend on where they
+/// differ.
+#[derive(Clone)]
+pub struct AdminToken([u8; 32]);
+
+impl AdminToken {
+    pub fn new(secret: &[u8]) -> AdminToken {
+        AdminToken(sha2::Sha256::digest(secret).into())
+    }
+
+    /// Whether an `Authorization` header value is `Bearer <this token>`.
+    pub fn accepts(&self, authorization: Option<&[u8]>) -> bool {
+        let Some(presented) = authorization.and_then(|value| {
+            let (scheme, token) = value.split_at_checked(7)?;
+            scheme
+                .eq_ignore_ascii_case(b"bearer ")
+                .then_some(token.trim_ascii())
+        }) else {
+            return false;
+        };
+        let digest: [u8; 32] = sha2::Sha256::digest(presented).into();
+        digest
+            .iter()
+            .zip(self.0.iter())
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
 }
 
 /// A certificate chain and its key, read from PEM files. `Debug` shows the

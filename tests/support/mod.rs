@@ -151,6 +151,7 @@ impl Scrim {
             metrics,
             ready: true.into(),
             reloader: None,
+            token: None,
         });
         let admin =
             scrim::admin::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), admin).unwrap();

@@ -48,6 +48,11 @@ impl Running {
 /// Starts `scrim run` on `yaml` (with `SCRIM_PSEUDONYM_KEY` set to [`KEY`])
 /// and waits for its "serving" log line.
 pub fn start(name: &str, yaml: &str) -> Running {
+    start_with_env(name, yaml, &[])
+}
+
+/// The same, with more environment variables.
+pub fn start_with_env(name: &str, yaml: &str, env: &[(&str, &str)]) -> Running {
     let dir = std::env::temp_dir().join(format!("scrim-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("scrim.yaml");
@@ -55,6 +60,7 @@ pub fn start(name: &str, yaml: &str) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_scrim"))
         .args(["run", "--config", path.to_str().unwrap()])
         .env("SCRIM_PSEUDONYM_KEY", KEY)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

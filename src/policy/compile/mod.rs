@@ -13,7 +13,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_saphyr::Spanned;
 
-use super::{Limits, Policy, Route, Rules, ServerSettings, Timeouts, TlsIdentity, Unlisted};
+use super::{
+    AdminToken, Limits, Policy, Route, Rules, ServerSettings, Timeouts, TlsIdentity, Unlisted,
+};
 use crate::config::{
     Config, ConfigError, ConfigErrors, Environment, LimitsConfig, RouteConfig, ServerConfig,
     TimeoutsConfig, TlsConfig, resolve_secret,
@@ -26,6 +28,8 @@ use rules::{RuleContext, add_rules, parse_region};
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 const DEFAULT_KEY: &str = "pseudonym";
+/// The key whose secret is the admin bearer token.
+const ADMIN_KEY: &str = "admin";
 
 /// Compiles a parsed configuration. `file` names it in errors; `env`
 /// resolves `${VAR}` secrets.
@@ -36,9 +40,13 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
     };
 
     let mut keys = BTreeMap::new();
+    let mut admin_token = None;
     for (name, reference) in &config.keys {
         match resolve_secret(name, &reference.value, env) {
             Ok(secret) => {
+                if name == ADMIN_KEY {
+                    admin_token = Some(AdminToken::new(&secret));
+                }
                 keys.insert(name.clone(), Arc::new(PseudonymKey::new(secret)));
             }
             Err(message) => errors.at(reference, message),
@@ -71,6 +79,15 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
         .as_ref()
         .and_then(|a| a.listen.as_ref())
         .map_or(DEFAULT_ADMIN_LISTEN, |l| l.value.as_str());
+    if let Some(listen) = config.admin.as_ref().and_then(|a| a.listen.as_ref())
+        && !is_loopback(&listen.value)
+        && !config.keys.contains_key(ADMIN_KEY)
+    {
+        errors.at(
+            listen,
+            "an admin listener beyond loopback needs `keys.admin`: the bearer token its POST endpoints (`/reload`) require",
+        );
+    }
     for route in &config.routes {
         if let Some(listen) = &route.listen
             && (listen.value == main_listen || listen.value == admin_listen)
@@ -118,11 +135,23 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
             .iter()
             .map(|(name, key)| (name.clone(), key.id().to_owned()))
             .collect(),
+        admin_token,
         server,
         timeouts,
         tls,
         routes,
     })
+}
+
+/// Whether a listen address is on loopback only (`127.0.0.1:9090`,
+/// `[::1]:9090`, `localhost:9090`); a name that must be resolved is not.
+fn is_loopback(address: &str) -> bool {
+    match address.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr.ip().is_loopback(),
+        Err(_) => address
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
+    }
 }
 
 struct Errors<'a> {

@@ -249,10 +249,11 @@ pub enum RejectReason {
     ValueTooLarge,
     RejectedValue,
     BadRequest,
+    BodyTimeout,
 }
 
 impl RejectReason {
-    const ALL: [RejectReason; 9] = [
+    const ALL: [RejectReason; 10] = [
         RejectReason::NoRoute,
         RejectReason::BodyTooLarge,
         RejectReason::UnsupportedMediaType,
@@ -262,6 +263,7 @@ impl RejectReason {
         RejectReason::ValueTooLarge,
         RejectReason::RejectedValue,
         RejectReason::BadRequest,
+        RejectReason::BodyTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -275,6 +277,7 @@ impl RejectReason {
             RejectReason::ValueTooLarge => "value_too_large",
             RejectReason::RejectedValue => "rejected_value",
             RejectReason::BadRequest => "bad_request",
+            RejectReason::BodyTimeout => "body_timeout",
         }
     }
 }
@@ -287,7 +290,7 @@ pub struct RouteMetrics {
     /// By action kind.
     invalid: Vec<Option<IntCounter>>,
     unlisted: IntCounter,
-    rejections: [IntCounter; 9],
+    rejections: [IntCounter; 10],
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
     pub bytes_in: IntCounter,

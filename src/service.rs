@@ -60,10 +60,14 @@ pub fn run(config: PathBuf) -> Result<(), String> {
         .collect();
 
     let (stop, stopped) = watch::channel(false);
+    // One budget of connections for the whole process, whichever worker
+    // and listener takes them.
+    let slots = proxy::ConnectionSlots::new(policy.server.max_connections);
     let mut threads = Vec::new();
     for (index, (listeners, proxy)) in sockets.into_iter().zip(proxies.iter().cloned()).enumerate()
     {
         let mut stopped = stopped.clone();
+        let slots = slots.clone();
         let thread = std::thread::Builder::new()
             .name(format!("scrim-worker-{index}"))
             .spawn(move || -> Result<(), String> {
@@ -75,12 +79,7 @@ pub fn run(config: PathBuf) -> Result<(), String> {
                     let mut servers = Vec::new();
                     for (address, socket) in listeners {
                         let listener = TcpListener::from_std(socket).map_err(|e| e.to_string())?;
-                        let server = match address {
-                            None => proxy::serve(listener, proxy.clone()),
-                            Some(address) => {
-                                proxy::serve_route_listener(listener, proxy.clone(), address)
-                            }
-                        };
+                        let server = proxy::serve_shared(listener, proxy.clone(), address, &slots);
                         servers.push(server.map_err(|e| e.to_string())?);
                     }
                     let _ = stopped.wait_for(|stop| *stop).await;

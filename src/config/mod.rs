@@ -48,15 +48,24 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// A client must send a request's headers within this, or the connection
-    /// is closed (against slowloris). An idle keep-alive connection is closed
-    /// after the same time without a new request. Default `10s`.
+    /// is closed (against slowloris): from the connection's start to its
+    /// first request (TLS handshake included, whatever the protocol), and
+    /// between requests (an HTTP/1.1 keep-alive or HTTP/2 connection with no
+    /// request in flight is closed after this). Default `10s`.
     pub header_read_timeout: Option<Spanned<String>>,
+    /// A request's body must arrive whole within this from the end of its
+    /// head, or the client gets 408 and the connection is closed (a body
+    /// sent at a trickle holds a connection and a buffer). Default `60s`.
+    pub body_read_timeout: Option<Spanned<String>>,
     /// Largest request head (request line and headers) accepted; at least
     /// 8192. Default 65536.
     pub max_header_bytes: Option<Spanned<u32>>,
-    /// Most connections served at once; further ones wait to be accepted.
-    /// Default 4096.
+    /// Most connections served at once by the whole process (every worker
+    /// and listener); further ones wait to be accepted. Default 4096.
     pub max_connections: Option<Spanned<u32>>,
+    /// Most requests at once on one HTTP/2 connection; more are refused
+    /// with `REFUSED_STREAM` (clients retry them). Default 100.
+    pub max_concurrent_streams: Option<Spanned<u32>>,
     /// On SIGTERM or SIGINT, requests in flight get this long to finish.
     /// Default `30s`.
     pub shutdown_grace: Option<Spanned<String>>,

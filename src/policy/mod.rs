@@ -94,8 +94,10 @@ impl std::fmt::Debug for TlsIdentity {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerSettings {
     pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_connections: usize,
+    pub max_concurrent_streams: u32,
     pub shutdown_grace: Duration,
 }
 
@@ -103,8 +105,10 @@ impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,
             max_connections: 4096,
+            max_concurrent_streams: 100,
             shutdown_grace: Duration::from_secs(30),
         }
     }

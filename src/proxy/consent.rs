@@ -6,13 +6,14 @@
 
 use bytes::{Bytes, BytesMut};
 use http::{Request, header};
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use tokio::time::Instant;
 
 use super::ClientBody;
 use super::decode::Decoder;
 use super::error::ProxyError;
-use super::forward::declared_length;
+use super::forward::{declared_length, next_data};
 use crate::metrics::RouteMetrics;
 use crate::policy::consent::Decision;
 use crate::policy::{Route, Rules};
@@ -40,6 +41,7 @@ pub(crate) async fn gate<'r>(
     route: &'r Route,
     metrics: &RouteMetrics,
     request: Request<Incoming>,
+    body_deadline: Instant,
 ) -> Result<Gate<'r>, ProxyError> {
     let Some(consent) = &route.consent else {
         return Ok(Gate::Forward {
@@ -61,7 +63,7 @@ pub(crate) async fn gate<'r>(
             // Held whole, so bounded like a buffered body: by buffer_limit,
             // before and after decoding.
             let limit = limits.buffer_limit.min(limits.max_body_bytes);
-            let raw = read_whole(body, limit).await?;
+            let raw = read_whole(body, limit, body_deadline).await?;
             let decided = if raw.is_empty() {
                 None
             } else {
@@ -102,17 +104,17 @@ pub(crate) async fn gate<'r>(
     Ok(Gate::Forward { rules, request })
 }
 
-async fn read_whole(mut body: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
+async fn read_whole(
+    mut body: Incoming,
+    limit: u64,
+    deadline: Instant,
+) -> Result<Bytes, ProxyError> {
     let mut whole = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|_| ProxyError::bad_body("the request body could not be read"))?;
-        if let Ok(data) = frame.into_data() {
-            if (whole.len() + data.len()) as u64 > limit {
-                return Err(ProxyError::consent_body_too_large(limit));
-            }
-            whole.extend_from_slice(&data);
+    while let Some(data) = next_data(&mut body, deadline).await? {
+        if (whole.len() + data.len()) as u64 > limit {
+            return Err(ProxyError::consent_body_too_large(limit));
         }
+        whole.extend_from_slice(&data);
     }
     Ok(whole.freeze())
 }

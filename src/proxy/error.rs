@@ -35,6 +35,8 @@ enum Kind {
     BadBody(&'static str),
     /// The request cannot be forwarded as it is.
     BadRequest(&'static str),
+    /// The body did not arrive whole within `server.body_read_timeout`.
+    BodyTimeout,
     /// Framing that lets two parties disagree on where the request ends.
     AmbiguousFraming,
     /// `CONNECT` and `TRACE` have no place on a reverse proxy.
@@ -92,6 +94,11 @@ impl ProxyError {
             kind: Kind::AmbiguousFraming,
         }
     }
+    pub(crate) fn body_timeout() -> Self {
+        ProxyError {
+            kind: Kind::BodyTimeout,
+        }
+    }
     pub(crate) fn method_not_allowed() -> Self {
         ProxyError {
             kind: Kind::MethodNotAllowed,
@@ -137,6 +144,7 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Kind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Kind::Upstream | Kind::UpstreamInvalid => StatusCode::BAD_GATEWAY,
             Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -167,6 +175,7 @@ impl ProxyError {
             | Kind::BadRequest(_)
             | Kind::AmbiguousFraming
             | Kind::MethodNotAllowed => RejectReason::BadRequest,
+            Kind::BodyTimeout => RejectReason::BodyTimeout,
             Kind::Upstream | Kind::UpstreamTimeout | Kind::UpstreamInvalid => return None,
         })
     }
@@ -179,6 +188,13 @@ impl ProxyError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/json"),
         );
+        if matches!(self.kind, Kind::BodyTimeout) {
+            // The rest of the body may still come: nothing more is read.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
         response
     }
 }
@@ -204,6 +220,9 @@ impl fmt::Display for ProxyError {
             Kind::AmbiguousFraming => f.write_str(
                 "ambiguous request framing: Transfer-Encoding with Content-Length, or a Transfer-Encoding other than chunked",
             ),
+            Kind::BodyTimeout => {
+                f.write_str("the request body did not arrive in time (server.body_read_timeout)")
+            }
             Kind::MethodNotAllowed => {
                 f.write_str("method not allowed: CONNECT and TRACE are not forwarded")
             }

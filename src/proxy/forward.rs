@@ -7,7 +7,10 @@
 //! body then turns out invalid, the upstream body is aborted (the upstream
 //! never receives a complete request) and the client gets the 400.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's clock, so that tests can let time pass.
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -46,6 +49,15 @@ const HOP_BY_HOP: [&str; 9] = [
 /// Headers that identify the app's end users by address.
 const FORWARDING: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
 
+/// The time limits of one request.
+#[derive(Clone, Copy)]
+pub(crate) struct Timing {
+    /// The client's body must have arrived whole by then (408 past it).
+    pub(crate) body_deadline: Instant,
+    /// From the request sent whole to the response head (504 past it).
+    pub(crate) response_timeout: Duration,
+}
+
 /// Forwards `request` through `route`. The report counts what was rewritten,
 /// even when the request is then refused.
 pub(crate) async fn forward(
@@ -53,7 +65,7 @@ pub(crate) async fn forward(
     rules: &Rules,
     metrics: &RouteMetrics,
     client: &Upstream,
-    response_timeout: Duration,
+    timing: Timing,
     request: Request<ClientBody>,
     report: &mut Report,
 ) -> Result<Response<ResponseBody>, ProxyError> {
@@ -106,6 +118,7 @@ pub(crate) async fn forward(
         passthrough: Vec::new(),
         decoder,
         limits: rules.limits,
+        body_deadline: timing.body_deadline,
         read: 0,
         decoded: 0,
         sent: 0,
@@ -134,7 +147,7 @@ pub(crate) async fn forward(
             let request = upstream
                 .body(Full::new(bytes).map_err(|never| match never {}).boxed())
                 .map_err(|_| ProxyError::bad_request("the request cannot be forwarded"))?;
-            send(client, request, response_timeout).await
+            send(client, request, timing.response_timeout).await
         }
         None => {
             let (sender, channel) =
@@ -144,7 +157,8 @@ pub(crate) async fn forward(
                 .map_err(|_| ProxyError::bad_request("the request cannot be forwarded"))?;
             let first = pipeline.drain();
             let feed = feed(&mut pipeline, &mut body, sender, first);
-            let (fed, response) = tokio::join!(feed, send(client, request, response_timeout));
+            let (fed, response) =
+                send_streaming(client, request, feed, timing.response_timeout).await;
             metrics.bytes_in.inc_by(pipeline.read);
             metrics.bytes_out.inc_by(pipeline.sent);
             let body_report = fed?;
@@ -201,6 +215,50 @@ async fn send(
         Err(_) => Err(ProxyError::upstream_timeout()),
         Ok(Err(_)) => Err(ProxyError::upstream()),
         Ok(Ok(response)) => Ok(response),
+    }
+}
+
+/// Sends a request whose body `feed` streams, and waits for both. The
+/// response timeout starts once the body has been sent whole: the client's
+/// upload is not the upstream's delay (that is `body_read_timeout`'s).
+async fn send_streaming<F>(
+    client: &Upstream,
+    request: Request<RequestBody>,
+    feed: F,
+    timeout: Duration,
+) -> (
+    Result<Report, ProxyError>,
+    Result<Response<UpstreamBody>, ProxyError>,
+)
+where
+    F: std::future::Future<Output = Result<Report, ProxyError>>,
+{
+    let mut feed = std::pin::pin!(feed);
+    let mut send = std::pin::pin!(client.send(request));
+    let mut fed = None;
+    let mut response = None;
+    let mut deadline = None;
+    loop {
+        tokio::select! {
+            done = &mut feed, if fed.is_none() => {
+                fed = Some(done);
+                deadline = Some(Instant::now() + timeout);
+            }
+            answered = &mut send, if response.is_none() => {
+                response = Some(answered.map_err(|_| ProxyError::upstream()));
+            }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && response.is_none() => {
+                response = Some(Err(ProxyError::upstream_timeout()));
+            }
+        }
+        if let (Some(_), Some(_)) = (&fed, &response) {
+            break;
+        }
+    }
+    match (fed, response) {
+        (Some(fed), Some(response)) => (fed, response),
+        // The loop ends only with both.
+        _ => (Ok(Report::default()), Err(ProxyError::upstream())),
     }
 }
 
@@ -303,6 +361,7 @@ struct Pipeline<'r> {
     passthrough: Vec<Bytes>,
     decoder: Decoder,
     limits: Limits,
+    body_deadline: Instant,
     /// Bytes read from the client.
     read: u64,
     /// Bytes after decoding.
@@ -383,7 +442,7 @@ impl Pipeline<'_> {
     /// Reads the next frame from the client into the decoder; `false` once
     /// the body has ended (the decoder is then told so).
     async fn read_more(&mut self, body: &mut ClientBody) -> Result<bool, ProxyError> {
-        match next_data(body).await? {
+        match next_data(body, self.body_deadline).await? {
             Some(data) => {
                 self.read += data.len() as u64;
                 let max = self.limits.max_body_bytes;
@@ -436,9 +495,19 @@ impl Pipeline<'_> {
 
 /// The next data frame of a body (trailers are dropped: the rewritten body
 /// is what the upstream gets).
-async fn next_data(body: &mut ClientBody) -> Result<Option<Bytes>, ProxyError> {
+pub(crate) async fn next_data<B>(
+    body: &mut B,
+    deadline: Instant,
+) -> Result<Option<Bytes>, ProxyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
     loop {
-        match body.frame().await {
+        // The timer is only registered when the frame is not ready.
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .map_err(|_| ProxyError::body_timeout())?;
+        match frame {
             None => return Ok(None),
             Some(Err(_)) => return Err(ProxyError::bad_body("the request body could not be read")),
             Some(Ok(frame)) => {

@@ -50,7 +50,7 @@ pub mod fuzzing {
     pub use super::decode::{STEP as DECODE_STEP, decode_in_pieces};
     pub use super::framing::{Followed, follow as follow_framing};
 }
-pub use server::{ServerHandle, serve, serve_route_listener};
+pub use server::{ConnectionSlots, ServerHandle, serve, serve_route_listener, serve_shared};
 
 use crate::metrics::{Metrics, RequestOutcome, RouteMetrics};
 use crate::policy::{Policy, Route};
@@ -226,7 +226,11 @@ impl Proxy {
         // the stripped rules from its first byte.
         let mut report = Report::default();
         let mut blocked_by = None;
-        let result = match consent::gate(route, metrics, request).await {
+        let timing = forward::Timing {
+            body_deadline: tokio::time::Instant::now() + runtime.policy.server.body_read_timeout,
+            response_timeout: runtime.policy.timeouts.response,
+        };
+        let result = match consent::gate(route, metrics, request, timing.body_deadline).await {
             Ok(consent::Gate::Forward { rules, request }) => {
                 report = Report::new(rules.rules.len(), false);
                 let result = forward::forward(
@@ -234,7 +238,7 @@ impl Proxy {
                     rules,
                     metrics,
                     upstream,
-                    runtime.policy.timeouts.response,
+                    timing,
                     request,
                     &mut report,
                 )

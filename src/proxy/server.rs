@@ -1,24 +1,30 @@
 //! The proxy listener: accepts connections (at most `max_connections` at a
-//! time), serves HTTP/1.1 or h2c on each, and shuts down gracefully.
+//! time in the whole process), serves HTTP/1.1 or h2c on each, closes those
+//! that keep no request in flight for `header_read_timeout`, and shuts down
+//! gracefully.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
+// Tokio's clock, so that tests can let time pass.
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use super::Proxy;
 use super::framing::{FramingWatch, Verdicts};
+use super::{BoxError, Proxy, ResponseBody};
 use crate::policy::ServerSettings;
 
 /// A running listener.
@@ -46,10 +52,23 @@ impl ServerHandle {
     }
 }
 
-/// Serves `proxy` on `listener` until shut down. Listener settings are read
-/// from the policy at start; they do not change on reload.
+/// The connection slots of the process (`server.max_connections`), shared
+/// by every worker and listener.
+#[derive(Clone)]
+pub struct ConnectionSlots(Arc<Semaphore>);
+
+impl ConnectionSlots {
+    pub fn new(max_connections: usize) -> ConnectionSlots {
+        ConnectionSlots(Arc::new(Semaphore::new(max_connections)))
+    }
+}
+
+/// Serves `proxy` on `listener` until shut down, with slots of its own.
+/// Listener settings are read from the policy at start; they do not change
+/// on reload.
 pub fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> std::io::Result<ServerHandle> {
-    serve_listener(listener, proxy, None)
+    let slots = ConnectionSlots::new(proxy.policy().server.max_connections);
+    serve_shared(listener, proxy, None, &slots)
 }
 
 /// The same, for a route's own listener: `address` is the route's `listen`
@@ -59,13 +78,17 @@ pub fn serve_route_listener(
     proxy: Arc<Proxy>,
     address: String,
 ) -> std::io::Result<ServerHandle> {
-    serve_listener(listener, proxy, Some(Arc::from(address)))
+    let slots = ConnectionSlots::new(proxy.policy().server.max_connections);
+    serve_shared(listener, proxy, Some(address), &slots)
 }
 
-fn serve_listener(
+/// Serves `proxy` on `listener`, taking connection slots from `slots`;
+/// `route_listener` is the route `listen` address it serves, if any.
+pub fn serve_shared(
     listener: TcpListener,
     proxy: Arc<Proxy>,
-    tag: Option<Arc<str>>,
+    route_listener: Option<String>,
+    slots: &ConnectionSlots,
 ) -> std::io::Result<ServerHandle> {
     let local_addr = listener.local_addr()?;
     let policy = proxy.policy();
@@ -80,10 +103,14 @@ fn serve_listener(
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(accept_loop(
         listener,
-        proxy,
-        policy.server,
-        tls,
-        tag,
+        Listener {
+            proxy,
+            settings: policy.server,
+            builder: Arc::new(builder(&policy.server)),
+            tls,
+            tag: route_listener.map(Arc::from),
+        },
+        slots.0.clone(),
         stopped,
     ));
     Ok(ServerHandle {
@@ -111,23 +138,31 @@ fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(settings.max_concurrent_streams)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     builder
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// What every connection of one listener shares.
+#[derive(Clone)]
+struct Listener {
     proxy: Arc<Proxy>,
     settings: ServerSettings,
+    builder: Arc<auto::Builder<TokioExecutor>>,
     tls: Option<TlsAcceptor>,
     tag: Option<Arc<str>>,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Listener,
+    slots: Arc<Semaphore>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(builder(&settings));
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    // Each connection task holds a receiver: the sender's `closed()` is
+    // when the last one has finished.
+    let (alive, _) = watch::channel(());
     loop {
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => match permit {
@@ -148,58 +183,58 @@ async fn accept_loop(
             },
             _ = stopped.changed() => break,
         };
+        let opened = Instant::now();
         let _ = stream.set_nodelay(true);
-        let (proxy, builder, tls, tag, watcher) = (
-            proxy.clone(),
-            builder.clone(),
-            tls.clone(),
-            tag.clone(),
-            graceful.watcher(),
-        );
-        let handshake_timeout = settings.header_read_timeout;
-        let max_head = head_buffer(&settings);
+        let (shared, stopped, alive) = (shared.clone(), stopped.clone(), alive.subscribe());
         tokio::spawn(async move {
-            match tls {
-                None => serve_connection(stream, proxy, tag, &builder, max_head, watcher).await,
+            match shared.tls.clone() {
+                None => serve_connection(stream, &shared, opened, stopped).await,
                 Some(acceptor) => {
-                    // The handshake is bounded like a request head.
+                    // The handshake counts towards the time a connection
+                    // has to send its first request.
+                    let deadline = opened + shared.settings.header_read_timeout;
                     if let Ok(Ok(stream)) =
-                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                        tokio::time::timeout_at(deadline, acceptor.accept(stream)).await
                     {
-                        serve_connection(stream, proxy, tag, &builder, max_head, watcher).await;
+                        serve_connection(stream, &shared, opened, stopped).await;
                     }
                 }
             }
-            drop(permit);
+            drop((permit, alive));
         });
     }
     drop(listener);
-    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown())
+    if tokio::time::timeout(shared.settings.shutdown_grace, alive.closed())
         .await
         .is_err()
     {
-        tracing::warn!(grace = ?settings.shutdown_grace, "requests still in flight at the end of the grace period");
+        tracing::warn!(grace = ?shared.settings.shutdown_grace, "requests still in flight at the end of the grace period");
     }
 }
 
-/// Serves one connection (plain or TLS) until it closes.
+/// Serves one connection (plain or TLS) until it closes, the listener
+/// stops, or it has had no request in flight for `header_read_timeout`
+/// (counted from `opened` until its first request, whatever the protocol:
+/// hyper's own header timer starts only once HTTP/1 has been chosen, and
+/// HTTP/2 has none).
 async fn serve_connection<I>(
     io: I,
-    proxy: Arc<Proxy>,
-    tag: Option<Arc<str>>,
-    builder: &auto::Builder<TokioExecutor>,
-    max_head: usize,
-    watcher: Watcher,
+    shared: &Listener,
+    opened: Instant,
+    mut stopped: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let verdicts = Verdicts::default();
-    let io = FramingWatch::new(io, verdicts.clone(), max_head);
+    let io = FramingWatch::new(io, verdicts.clone(), head_buffer(&shared.settings));
+    let activity = Arc::new(Activity::new(opened));
     // HTTP/1 requests on a connection are handled in order, so a count
     // names each one; HTTP/2 connections are never marked.
     let requests = Arc::new(AtomicU64::new(0));
+    let (proxy, tag, tracked) = (shared.proxy.clone(), shared.tag.clone(), activity.clone());
     let service = service_fn(move |request| {
         let (proxy, tag) = (proxy.clone(), tag.clone());
+        let in_flight = tracked.begin();
         let refused = verdicts.is_refused(requests.fetch_add(1, Ordering::Relaxed));
         async move {
             let response = if refused {
@@ -207,11 +242,119 @@ async fn serve_connection<I>(
             } else {
                 proxy.handle_from(request, tag.as_deref()).await
             };
-            Ok::<_, Infallible>(response)
+            Ok::<_, Infallible>(response.map(|body| Tracked {
+                body,
+                _in_flight: in_flight,
+            }))
         }
     });
-    let connection = builder.serve_connection(TokioIo::new(io), service);
-    // A connection error (a reset, a malformed request answered by hyper)
-    // concerns that connection only.
-    let _ = watcher.watch(connection.into_owned()).await;
+    let connection = shared
+        .builder
+        .serve_connection(TokioIo::new(io), service)
+        .into_owned();
+    let mut connection = std::pin::pin!(connection);
+    let idle_limit = shared.settings.header_read_timeout;
+    let mut check_at = opened + idle_limit;
+    // Set once the connection has been asked to close: past it, it is
+    // dropped (which closes the socket).
+    let mut close_by: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            // A connection error (a reset, a malformed request answered by
+            // hyper) concerns that connection only.
+            _ = connection.as_mut() => return,
+            changed = stopped.changed(), if close_by.is_none() => {
+                if changed.is_err() || *stopped.borrow() {
+                    connection.as_mut().graceful_shutdown();
+                    close_by = Some(Instant::now() + shared.settings.shutdown_grace);
+                }
+            }
+            _ = tokio::time::sleep_until(close_by.unwrap_or(check_at)) => {
+                if close_by.is_some_and(|at| Instant::now() >= at) {
+                    return;
+                }
+                match activity.idle_since() {
+                    Some(since) if Instant::now() >= since + idle_limit => {
+                        // Nothing in flight: closing cuts nothing short.
+                        connection.as_mut().graceful_shutdown();
+                        close_by = Some(Instant::now() + CLOSE_GRACE);
+                    }
+                    Some(since) => check_at = since + idle_limit,
+                    None => check_at = Instant::now() + idle_limit,
+                }
+            }
+        }
+    }
+}
+
+/// How long an idle connection asked to close may take to do so.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Requests of one connection whose response has not been written whole,
+/// and since when there have been none.
+struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds from `opened` to the end of the last response.
+    idle_from_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new(opened: Instant) -> Activity {
+        Activity {
+            opened,
+            in_flight: AtomicUsize::new(0),
+            idle_from_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// `None` while a request is in flight.
+    fn idle_since(&self) -> Option<Instant> {
+        (self.in_flight.load(Ordering::Acquire) == 0)
+            .then(|| self.opened + Duration::from_millis(self.idle_from_ms.load(Ordering::Acquire)))
+    }
+}
+
+/// One request in flight; ends when its response body is dropped (hyper
+/// drops it once written, or when the connection goes).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.idle_from_ms.store(ms, Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted as in flight.
+struct Tracked {
+    body: ResponseBody,
+    /// Held for its `Drop`.
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }

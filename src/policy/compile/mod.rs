@@ -196,9 +196,20 @@ fn server_settings(errors: &mut Errors<'_>, config: &ServerConfig) -> ServerSett
             &config.header_read_timeout,
             defaults.header_read_timeout,
         ),
+        body_read_timeout: duration(
+            errors,
+            &config.body_read_timeout,
+            defaults.body_read_timeout,
+        ),
         shutdown_grace: duration(errors, &config.shutdown_grace, defaults.shutdown_grace),
         ..defaults
     };
+    if let Some(v) = &config.max_concurrent_streams {
+        if v.value == 0 {
+            errors.at(v, "max_concurrent_streams must be at least 1");
+        }
+        settings.max_concurrent_streams = v.value;
+    }
     if let Some(v) = &config.max_header_bytes {
         if v.value < 8192 {
             errors.at(v, "max_header_bytes must be at least 8192");

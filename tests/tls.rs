@@ -8,61 +8,14 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioExecutor;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rcgen::KeyPair;
 use scrim::config::Config;
 use scrim::metrics::Metrics;
 use scrim::policy::compile;
 use scrim::proxy::{self, Proxy};
+use support::pki::Pki;
 use support::{EMAIL_EVENT_HASHED, Mock, email_event_post};
 use tokio::net::TcpListener;
-
-/// A test CA and a certificate for `localhost` it signed, as PEM files.
-struct Pki {
-    dir: std::path::PathBuf,
-    ca: CertificateDer<'static>,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!("scrim-tls-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["localhost".to_owned()])
-            .unwrap()
-            .signed_by(&key, &ca)
-            .unwrap();
-        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-        Pki {
-            ca: ca.der().clone(),
-            dir,
-        }
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.join(file).display().to_string()
-    }
-
-    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        let identity = scrim::policy::TlsIdentity {
-            certs: vec![CertificateDer::from_pem_file(self.path("cert.pem")).unwrap()],
-            key: PrivateKeyDer::from_pem_file(self.path("key.pem")).unwrap(),
-        };
-        tokio_rustls::TlsAcceptor::from(Arc::new(scrim::tls::server_config(&identity).unwrap()))
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 async fn scrim(yaml: &str) -> proxy::ServerHandle {
     let config = Config::parse(yaml, "tls.yaml").unwrap();

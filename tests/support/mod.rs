@@ -2,6 +2,7 @@
 //! on ephemeral ports, shared by the proxy test files.
 #![allow(dead_code)]
 
+pub mod pki;
 pub mod process;
 
 use std::convert::Infallible;

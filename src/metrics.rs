@@ -250,10 +250,11 @@ pub enum RejectReason {
     RejectedValue,
     BadRequest,
     BodyTimeout,
+    Overloaded,
 }
 
 impl RejectReason {
-    const ALL: [RejectReason; 10] = [
+    const ALL: [RejectReason; 11] = [
         RejectReason::NoRoute,
         RejectReason::BodyTooLarge,
         RejectReason::UnsupportedMediaType,
@@ -264,6 +265,7 @@ impl RejectReason {
         RejectReason::RejectedValue,
         RejectReason::BadRequest,
         RejectReason::BodyTimeout,
+        RejectReason::Overloaded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -278,6 +280,7 @@ impl RejectReason {
             RejectReason::RejectedValue => "rejected_value",
             RejectReason::BadRequest => "bad_request",
             RejectReason::BodyTimeout => "body_timeout",
+            RejectReason::Overloaded => "overloaded",
         }
     }
 }
@@ -290,7 +293,7 @@ pub struct RouteMetrics {
     /// By action kind.
     invalid: Vec<Option<IntCounter>>,
     unlisted: IntCounter,
-    rejections: [IntCounter; 10],
+    rejections: [IntCounter; 11],
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
     pub bytes_in: IntCounter,

@@ -55,8 +55,16 @@ pub fn run(config: PathBuf) -> Result<(), String> {
         }
     }
     let listen = listen.ok_or("no listener")?;
+    // One body budget for the process, like the connection slots.
+    let budget = proxy::BufferBudget::new(policy.max_buffered_bytes);
     let proxies: Vec<Arc<Proxy>> = (0..workers)
-        .map(|_| Arc::new(Proxy::new(policy.clone(), metrics.clone())))
+        .map(|_| {
+            Arc::new(Proxy::with_budget(
+                policy.clone(),
+                metrics.clone(),
+                budget.clone(),
+            ))
+        })
         .collect();
 
     let (stop, stopped) = watch::channel(false);

@@ -117,6 +117,13 @@ pub struct LimitsConfig {
     /// Largest embedded document (JSON inside a string or a form field) that
     /// is opened to rewrite values inside it. Default 1 MiB.
     pub max_embedded_bytes: Option<Spanned<u32>>,
+    /// Top level only: the bytes of request bodies the whole process holds
+    /// at once, every connection and HTTP/2 stream together. A request with
+    /// a body reserves what it may hold (its length up to `buffer_limit`)
+    /// before its body is read; when the budget is spent it waits up to a
+    /// second, then gets 503 with `Retry-After`. Default 64 MiB. Read at
+    /// start: changing it takes a restart.
+    pub max_buffered_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -33,6 +33,8 @@ pub struct Policy {
     /// (`keys.admin`).
     pub admin_token: Option<AdminToken>,
     pub server: ServerSettings,
+    /// `limits.max_buffered_bytes`: the process's budget for held bodies.
+    pub max_buffered_bytes: u64,
     pub timeouts: Timeouts,
     /// The listener's certificate and key, when it serves TLS.
     pub tls: Option<TlsIdentity>,
@@ -113,6 +115,9 @@ impl Default for ServerSettings {
         }
     }
 }
+
+/// The default of `limits.max_buffered_bytes`.
+pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Timeouts towards the platforms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

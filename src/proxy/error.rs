@@ -37,6 +37,8 @@ enum Kind {
     BadRequest(&'static str),
     /// The body did not arrive whole within `server.body_read_timeout`.
     BodyTimeout,
+    /// `limits.max_buffered_bytes` is spent.
+    Overloaded,
     /// Framing that lets two parties disagree on where the request ends.
     AmbiguousFraming,
     /// `CONNECT` and `TRACE` have no place on a reverse proxy.
@@ -94,6 +96,11 @@ impl ProxyError {
             kind: Kind::AmbiguousFraming,
         }
     }
+    pub(crate) fn overloaded() -> Self {
+        ProxyError {
+            kind: Kind::Overloaded,
+        }
+    }
     pub(crate) fn body_timeout() -> Self {
         ProxyError {
             kind: Kind::BodyTimeout,
@@ -145,6 +152,7 @@ impl ProxyError {
             }
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Kind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Kind::Upstream | Kind::UpstreamInvalid => StatusCode::BAD_GATEWAY,
             Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -176,6 +184,7 @@ impl ProxyError {
             | Kind::AmbiguousFraming
             | Kind::MethodNotAllowed => RejectReason::BadRequest,
             Kind::BodyTimeout => RejectReason::BodyTimeout,
+            Kind::Overloaded => RejectReason::Overloaded,
             Kind::Upstream | Kind::UpstreamTimeout | Kind::UpstreamInvalid => return None,
         })
     }
@@ -188,8 +197,13 @@ impl ProxyError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/json"),
         );
-        if matches!(self.kind, Kind::BodyTimeout) {
-            // The rest of the body may still come: nothing more is read.
+        if matches!(self.kind, Kind::Overloaded) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        if matches!(self.kind, Kind::BodyTimeout | Kind::Overloaded) {
+            // The body was not read, or not whole: nothing more is read.
             response.headers_mut().insert(
                 header::CONNECTION,
                 header::HeaderValue::from_static("close"),
@@ -219,6 +233,9 @@ impl fmt::Display for ProxyError {
             Kind::BadRequest(reason) => write!(f, "bad request: {reason}"),
             Kind::AmbiguousFraming => f.write_str(
                 "ambiguous request framing: Transfer-Encoding with Content-Length, or a Transfer-Encoding other than chunked",
+            ),
+            Kind::Overloaded => f.write_str(
+                "too many request bodies held at once (limits.max_buffered_bytes): retry shortly",
             ),
             Kind::BodyTimeout => {
                 f.write_str("the request body did not arrive in time (server.body_read_timeout)")

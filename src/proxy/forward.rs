@@ -137,15 +137,15 @@ pub(crate) async fn forward(
                 report.absorb(body_report);
                 pieces.extend(rest);
             }
-            let bytes = Bytes::from(pieces.concat());
+            let length: usize = pieces.iter().map(Bytes::len).sum();
             metrics.bytes_in.inc_by(pipeline.read);
-            metrics.bytes_out.inc_by(bytes.len() as u64);
+            metrics.bytes_out.inc_by(length as u64);
             // A request that came without a body (a GET) goes without one.
-            if !bytes.is_empty() || declared.is_some() {
-                upstream = upstream.header(header::CONTENT_LENGTH, bytes.len());
+            if length > 0 || declared.is_some() {
+                upstream = upstream.header(header::CONTENT_LENGTH, length);
             }
             let request = upstream
-                .body(Full::new(bytes).map_err(|never| match never {}).boxed())
+                .body(buffered_body(pieces, length))
                 .map_err(|_| ProxyError::bad_request("the request cannot be forwarded"))?;
             send(client, request, timing.response_timeout).await
         }
@@ -188,6 +188,57 @@ pub(crate) async fn forward(
         .map_err(|e| Box::new(e) as BoxError)
         .boxed()
     }))
+}
+
+/// Pieces up to this size are joined into one buffer before they are sent;
+/// larger bodies go as their pieces (no second copy of the body is held).
+const JOIN_BELOW: usize = 16 * 1024;
+
+/// A body rewritten whole, as one buffer when small, else as the pieces the
+/// rewriter produced (slices of the input for what it left unchanged).
+fn buffered_body(pieces: Vec<Bytes>, length: usize) -> RequestBody {
+    if length < JOIN_BELOW || pieces.len() == 1 {
+        let bytes = match <[Bytes; 1]>::try_from(pieces) {
+            Ok([one]) => one,
+            Err(pieces) => Bytes::from(pieces.concat()),
+        };
+        return Full::new(bytes).map_err(|never| match never {}).boxed();
+    }
+    Pieces {
+        remaining: length as u64,
+        pieces: pieces.into(),
+    }
+    .boxed()
+}
+
+/// A body of known length made of pieces.
+struct Pieces {
+    pieces: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl hyper::body::Body for Pieces {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let piece = self.pieces.pop_front();
+        if let Some(piece) = &piece {
+            self.remaining -= piece.len() as u64;
+        }
+        std::task::Poll::Ready(piece.map(|piece| Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// The `Content-Length` a request declares, if it declares a valid one

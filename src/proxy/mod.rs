@@ -22,6 +22,7 @@
 //! one place, [`Proxy::handle`], which also counts the request in the metrics
 //! and writes its one log line.
 
+mod budget;
 mod consent;
 mod decode;
 mod error;
@@ -40,8 +41,9 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 
+pub use budget::BufferBudget;
 pub use error::ProxyError;
 /// Entry points for the fuzz targets (`fuzz/`), behind the `fuzzing`
 /// feature.
@@ -119,14 +121,24 @@ impl Runtime {
 pub struct Proxy {
     runtime: ArcSwap<Runtime>,
     metrics: Arc<Metrics>,
+    budget: BufferBudget,
 }
 
 impl Proxy {
+    /// A proxy with a body budget of its own (`limits.max_buffered_bytes`).
     pub fn new(policy: Arc<Policy>, metrics: Arc<Metrics>) -> Proxy {
+        let budget = BufferBudget::new(policy.max_buffered_bytes);
+        Proxy::with_budget(policy, metrics, budget)
+    }
+
+    /// A proxy that shares `budget` (one per process, whatever the number
+    /// of workers).
+    pub fn with_budget(policy: Arc<Policy>, metrics: Arc<Metrics>, budget: BufferBudget) -> Proxy {
         let runtime = Runtime::new(policy, &metrics);
         Proxy {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
+            budget,
         }
     }
 
@@ -230,6 +242,25 @@ impl Proxy {
             body_deadline: tokio::time::Instant::now() + runtime.policy.server.body_read_timeout,
             response_timeout: runtime.policy.timeouts.response,
         };
+        // Room for the body before any of it is read; held until the
+        // request is answered (a streamed body has been sent whole by then).
+        let reserved = if request.body().is_end_stream() {
+            None
+        } else {
+            match self
+                .budget
+                .reserve(request.headers(), &route.rules.limits)
+                .await
+            {
+                Ok(reservation) => Some(reservation),
+                Err(error) => {
+                    let status = error.status().as_u16();
+                    record(metrics, &error);
+                    tracing::info!(target: "scrim::access", route = route.name.as_str(), method = method.as_str(), path = &*path::for_log(path), status, outcome = error.outcome().as_str(), error = %error, "request");
+                    return error.into_response();
+                }
+            }
+        };
         let result = match consent::gate(route, metrics, request, timing.body_deadline).await {
             Ok(consent::Gate::Forward { rules, request }) => {
                 report = Report::new(rules.rules.len(), false);
@@ -271,6 +302,7 @@ impl Proxy {
                 (error.into_response(), outcome, Some(reason))
             }
         };
+        drop(reserved);
         let elapsed = started.elapsed();
         metrics.request_duration.observe(elapsed.as_secs_f64());
         tracing::info!(

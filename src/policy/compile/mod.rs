@@ -14,7 +14,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_saphyr::Spanned;
 
 use super::{
-    AdminToken, Limits, Policy, Route, Rules, ServerSettings, Timeouts, TlsIdentity, Unlisted,
+    AdminToken, DEFAULT_MAX_BUFFERED_BYTES, Limits, Policy, Route, Rules, ServerSettings, Timeouts,
+    TlsIdentity, Unlisted,
 };
 use crate::config::{
     Config, ConfigError, ConfigErrors, Environment, LimitsConfig, RouteConfig, ServerConfig,
@@ -53,6 +54,14 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
         }
     }
     let global_limits = limits(&mut errors, Limits::default(), &config.limits);
+    if let Some(v) = &config.limits.max_buffered_bytes
+        && v.value < global_limits.buffer_limit
+    {
+        errors.at(
+            v,
+            "max_buffered_bytes must hold at least one body of buffer_limit",
+        );
+    }
     let server = server_settings(&mut errors, &config.server);
     let timeouts = timeouts(&mut errors, &config.timeouts);
     let tls = config
@@ -137,6 +146,11 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
             .collect(),
         admin_token,
         server,
+        max_buffered_bytes: config
+            .limits
+            .max_buffered_bytes
+            .as_ref()
+            .map_or(DEFAULT_MAX_BUFFERED_BYTES, |v| v.value),
         timeouts,
         tls,
         routes,
@@ -377,7 +391,15 @@ fn compile_route(
     };
     let mut rules = Rules {
         unlisted,
-        limits: limits(errors, global_limits, &route.limits),
+        limits: {
+            if let Some(v) = &route.limits.max_buffered_bytes {
+                errors.at(
+                    v,
+                    "max_buffered_bytes is one budget for the whole process: set it under the top-level `limits:`",
+                );
+            }
+            limits(errors, global_limits, &route.limits)
+        },
         ..Rules::default()
     };
     let context = RuleContext {

@@ -29,12 +29,6 @@ const BUDGET: u64 = 32 * MIB;
 const OVERHEAD: u64 = 96 * MIB;
 const BODY: usize = 256 * 1024;
 
-fn raise_fd_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
-}
-
 /// A JSON body of `BODY` bytes, cut one byte short.
 fn almost_whole() -> Vec<u8> {
     let mut body = format!("{{\"pad\":\"{}\"}}", "x".repeat(BODY - 10)).into_bytes();
@@ -44,7 +38,7 @@ fn almost_whole() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_bodies_cost_the_budget_not_one_body_each() {
-    raise_fd_limit();
+    support::raise_fd_limit();
     let mock = Mock::start(Duration::ZERO).await;
     let yaml = format!(
         "listen: 127.0.0.1:0

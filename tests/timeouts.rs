@@ -57,15 +57,9 @@ async fn closed_after<S: AsyncRead + Unpin>(
     }
 }
 
-fn raise_fd_limit() {
-    let (_, hard) =
-        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
-    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_of_every_kind_are_closed_at_the_header_timeout() {
-    raise_fd_limit();
+    support::raise_fd_limit();
     let mock = Mock::start(Duration::ZERO).await;
     let pki = Pki::new("silent");
     let tls = format!(

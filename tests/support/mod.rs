@@ -186,3 +186,11 @@ pub async fn send(request: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Byte
         body.collect().await.unwrap().to_bytes(),
     )
 }
+
+/// Lets a test hold a thousand and more sockets (the soft limit is often
+/// 1024): raises the soft limit of open files to the hard one.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+}

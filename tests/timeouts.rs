@@ -272,3 +272,108 @@ async fn max_connections_counts_the_whole_process() {
     .await;
     assert_eq!(status, 200);
 }
+
+/// An upstream that reads a request head and then, by `mode`: stops
+/// reading and never answers (`"silent"`), answers 401 at once without
+/// reading the body (`"early"`), or answers with 8 MiB (`"big"`).
+async fn stubborn_upstream(mode: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&buffer[..n]),
+                        _ => return,
+                    }
+                }
+                match mode {
+                    "early" => {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                    }
+                    "big" => {
+                        let body = vec![b'x'; 8 << 20];
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                        let _ = stream.write_all(head.as_bytes()).await;
+                        let _ = stream.write_all(&body).await;
+                    }
+                    _ => {}
+                }
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop(stream);
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Posts `size` bytes of a JSON body (past `buffer_limit`, so it streams)
+/// from a task of its own; the raw response, read until the connection
+/// closes or 10 s pass.
+async fn post_streamed(addr: std::net::SocketAddr, size: usize) -> (String, Duration) {
+    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(size - 10));
+    let head = format!(
+        "POST /meta/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let started = Instant::now();
+    let writing = tokio::spawn(async move {
+        let _ = writer.write_all(head.as_bytes()).await;
+        let _ = writer.write_all(body.as_bytes()).await;
+        tokio::time::sleep(Duration::from_secs(15)).await;
+    });
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut response)).await;
+    let took = started.elapsed();
+    writing.abort();
+    (String::from_utf8_lossy(&response).into_owned(), took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_stops_reading_times_out_and_an_early_answer_stands() {
+    let extra = "limits:\n  max_body_bytes: 67108864\ntimeouts:\n  response: 1s\n";
+    let silent = Scrim::start(&config(&stubborn_upstream("silent").await, extra)).await;
+    let (response, took) = post_streamed(silent.server.local_addr(), 32 << 20).await;
+    assert!(response.starts_with("HTTP/1.1 504"), "{response:.200}");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+
+    let early = Scrim::start(&config(&stubborn_upstream("early").await, extra)).await;
+    let (response, took) = post_streamed(early.server.local_addr(), 32 << 20).await;
+    assert!(response.starts_with("HTTP/1.1 401"), "{response:.200}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_no_response_is_disconnected() {
+    let scrim = Scrim::start(&config(
+        &stubborn_upstream("big").await,
+        "  write_timeout: 1s\n",
+    ))
+    .await;
+    let mut stream = TcpStream::connect(scrim.server.local_addr()).await.unwrap();
+    stream
+        .write_all(b"GET /meta/big HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Reads nothing for a while, then all there is.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut received = 0usize;
+    let mut buffer = vec![0u8; 1 << 16];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => received += n,
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "the connection stayed open");
+    assert!(received < 8 << 20, "the whole response arrived: {received}");
+}

@@ -57,6 +57,9 @@ pub struct ServerConfig {
     /// head, or the client gets 408 and the connection is closed (a body
     /// sent at a trickle holds a connection and a buffer). Default `60s`.
     pub body_read_timeout: Option<Spanned<String>>,
+    /// A client that takes none of a response for this long (it does not
+    /// read, or its HTTP/2 window stays shut) is disconnected. Default `30s`.
+    pub write_timeout: Option<Spanned<String>>,
     /// Largest request head (request line and headers) accepted; at least
     /// 8192. Default 65536.
     pub max_header_bytes: Option<Spanned<u32>>,

@@ -48,8 +48,11 @@ pub struct Policy {
 pub struct AdminToken([u8; 32]);
 
 impl AdminToken {
+    /// Whitespace around the secret is not part of it (a secret file or
+    /// variable often ends with a newline); a presented token is trimmed
+    /// the same way.
     pub fn new(secret: &[u8]) -> AdminToken {
-        AdminToken(sha2::Sha256::digest(secret).into())
+        AdminToken(sha2::Sha256::digest(secret.trim_ascii()).into())
     }
 
     /// Whether an `Authorization` header value is `Bearer <this token>`.
@@ -97,6 +100,7 @@ impl std::fmt::Debug for TlsIdentity {
 pub struct ServerSettings {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
+    pub write_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_connections: usize,
     pub max_concurrent_streams: u32,
@@ -108,6 +112,7 @@ impl Default for ServerSettings {
         ServerSettings {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_connections: 4096,
             max_concurrent_streams: 100,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::decode::STEP;
+use super::decode::Coding;
 use super::error::ProxyError;
 use super::forward::declared_length;
 use crate::policy::Limits;
@@ -22,10 +22,6 @@ const UNIT: u64 = 1024;
 
 /// How long a request waits for room before its 503.
 const WAIT: Duration = Duration::from_secs(1);
-
-/// What brotli may hold besides the body: its window, up to 16 MiB (RFC
-/// 7932; the large-window extension is refused).
-const BROTLI_WINDOW: u64 = 16 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct BufferBudget {
@@ -47,21 +43,27 @@ impl BufferBudget {
 
     /// Reserves what a request with these headers may hold under `limits`:
     /// its declared length up to `buffer_limit` (all of `buffer_limit` when
-    /// it is compressed or of unknown length), and a compressed body's
-    /// decoder. Waits up to a second for room, then refuses.
+    /// its length is unknown or it is decoded from a compressed coding, plus
+    /// its decoder's window). `decodes`: whether the route decodes bodies
+    /// (it has body rules or reads consent signals in them). Waits up to a
+    /// second for room, then refuses.
     pub(crate) async fn reserve(
         &self,
         headers: &HeaderMap,
         limits: &Limits,
+        decodes: bool,
     ) -> Result<Reservation, ProxyError> {
         let cap = limits.buffer_limit.min(limits.max_body_bytes);
-        let coding = headers
-            .get(http::header::CONTENT_ENCODING)
-            .map(|v| v.as_bytes().trim_ascii().to_ascii_lowercase());
-        let bytes = match coding.as_deref() {
-            None | Some(b"identity") => declared_length(headers).map_or(cap, |n| n.min(cap)),
-            Some(b"br") => cap + BROTLI_WINDOW,
-            Some(_) => cap + STEP as u64,
+        // The coding as the decoder reads it; one it refuses is refused
+        // before anything is read.
+        let coding = if decodes {
+            Coding::of(headers).unwrap_or(Coding::Identity)
+        } else {
+            Coding::Identity
+        };
+        let bytes = match coding {
+            Coding::Identity => declared_length(headers).map_or(cap, |n| n.min(cap)),
+            compressed => cap + compressed.window_bytes(),
         };
         // A reservation larger than the whole budget could never be had.
         let units = bytes.div_ceil(UNIT).clamp(1, self.total_units);

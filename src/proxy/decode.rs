@@ -22,6 +22,50 @@ use super::error::ProxyError;
 /// such buffer themselves.
 pub const STEP: usize = 32 * 1024;
 
+/// A request's `Content-Encoding`, as the decoder reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Coding {
+    Identity,
+    Gzip,
+    Deflate,
+    Brotli,
+}
+
+impl Coding {
+    /// One coding (`identity` or none is no decoding); anything else is
+    /// refused with 415.
+    pub(crate) fn of(headers: &HeaderMap) -> Result<Coding, ProxyError> {
+        let mut codings = headers
+            .get_all(http::header::CONTENT_ENCODING)
+            .iter()
+            .flat_map(|value| value.to_str().unwrap_or("\u{0}").split(','))
+            .map(|coding| coding.trim().to_ascii_lowercase())
+            .filter(|coding| !coding.is_empty() && coding != "identity");
+        let coding = match codings.next().as_deref() {
+            None => Coding::Identity,
+            Some("gzip" | "x-gzip") => Coding::Gzip,
+            Some("deflate") => Coding::Deflate,
+            Some("br") => Coding::Brotli,
+            Some(_) => return Err(ProxyError::unsupported_encoding()),
+        };
+        // Stacked codings (`gzip, br`) are legal but unheard of from SDKs.
+        if codings.next().is_some() {
+            return Err(ProxyError::unsupported_encoding());
+        }
+        Ok(coding)
+    }
+
+    /// What its decoder holds besides the body: a window (brotli's up to
+    /// 16 MiB, RFC 7932; the large-window extension is refused) and a step.
+    pub(crate) fn window_bytes(self) -> u64 {
+        match self {
+            Coding::Identity => 0,
+            Coding::Gzip | Coding::Deflate => 32 * 1024 + STEP as u64,
+            Coding::Brotli => 16 * 1024 * 1024 + STEP as u64,
+        }
+    }
+}
+
 /// A decoder for one body: `push` raw input, `next` until `None`, `end`
 /// once the body is read, then `next` until `None` again.
 pub(crate) struct Decoder {
@@ -54,17 +98,11 @@ impl Decoder {
     /// The decoder for a request's `Content-Encoding` (one coding; `identity`
     /// or none is no decoding). Anything else is refused with 415.
     pub(crate) fn for_headers(headers: &HeaderMap) -> Result<Decoder, ProxyError> {
-        let mut codings = headers
-            .get_all(http::header::CONTENT_ENCODING)
-            .iter()
-            .flat_map(|value| value.to_str().unwrap_or("\u{0}").split(','))
-            .map(|coding| coding.trim().to_ascii_lowercase())
-            .filter(|coding| !coding.is_empty() && coding != "identity");
-        let codec = match codings.next().as_deref() {
-            None => Codec::Identity,
-            Some("gzip" | "x-gzip") => Codec::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
-            Some("deflate") => Codec::Deflate(flate2::write::ZlibDecoder::new(Vec::new())),
-            Some("br") => {
+        let codec = match Coding::of(headers)? {
+            Coding::Identity => Codec::Identity,
+            Coding::Gzip => Codec::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
+            Coding::Deflate => Codec::Deflate(flate2::write::ZlibDecoder::new(Vec::new())),
+            Coding::Brotli => {
                 let mut state = BrotliState::new(
                     StandardAlloc::default(),
                     StandardAlloc::default(),
@@ -79,12 +117,7 @@ impl Decoder {
                     done: false,
                 }))
             }
-            Some(_) => return Err(ProxyError::unsupported_encoding()),
         };
-        // Stacked codings (`gzip, br`) are legal but unheard of from SDKs.
-        if codings.next().is_some() {
-            return Err(ProxyError::unsupported_encoding());
-        }
         Ok(Decoder {
             codec,
             input: Bytes::new(),

@@ -156,9 +156,16 @@ pub(crate) async fn forward(
                 .body(channel.boxed())
                 .map_err(|_| ProxyError::bad_request("the request cannot be forwarded"))?;
             let first = pipeline.drain();
-            let feed = feed(&mut pipeline, &mut body, sender, first);
-            let (fed, response) =
-                send_streaming(client, request, feed, timing.response_timeout).await;
+            let (fed, response) = send_streaming(
+                client,
+                request,
+                &mut pipeline,
+                &mut body,
+                sender,
+                first,
+                timing.response_timeout,
+            )
+            .await;
             metrics.bytes_in.inc_by(pipeline.read);
             metrics.bytes_out.inc_by(pipeline.sent);
             let body_report = fed?;
@@ -269,48 +276,64 @@ async fn send(
     }
 }
 
-/// Sends a request whose body `feed` streams, and waits for both. The
-/// response timeout starts once the body has been sent whole: the client's
-/// upload is not the upstream's delay (that is `body_read_timeout`'s).
-async fn send_streaming<F>(
+/// How long the rest of a body is still fed to an upstream that has
+/// answered before reading it whole.
+const EARLY_ANSWER_GRACE: Duration = Duration::from_secs(1);
+
+/// Sends a request whose body the pipeline streams into `sender`, and waits
+/// for both. The response timeout starts once the body has been sent whole:
+/// the client's upload is not the upstream's delay (that is
+/// `body_read_timeout`'s), and an upstream that stops reading times out
+/// frame by frame. A body that fails, or that an upstream which has already
+/// answered no longer reads, is aborted, so that the upstream never sees a
+/// cut body as complete.
+async fn send_streaming(
     client: &Upstream,
     request: Request<RequestBody>,
-    feed: F,
+    pipeline: &mut Pipeline<'_>,
+    body: &mut ClientBody,
+    mut sender: http_body_util::channel::Sender<Bytes, BoxError>,
+    first: Vec<Bytes>,
     timeout: Duration,
 ) -> (
     Result<Report, ProxyError>,
     Result<Response<UpstreamBody>, ProxyError>,
-)
-where
-    F: std::future::Future<Output = Result<Report, ProxyError>>,
-{
-    let mut feed = std::pin::pin!(feed);
+) {
     let mut send = std::pin::pin!(client.send(request));
-    let mut fed = None;
     let mut response = None;
-    let mut deadline = None;
-    loop {
-        tokio::select! {
-            done = &mut feed, if fed.is_none() => {
-                fed = Some(done);
-                deadline = Some(Instant::now() + timeout);
-            }
-            answered = &mut send, if response.is_none() => {
-                response = Some(answered.map_err(|_| ProxyError::upstream()));
-            }
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && response.is_none() => {
-                response = Some(Err(ProxyError::upstream_timeout()));
+    let fed = {
+        let mut feed = std::pin::pin!(pipeline.stream(body, &mut sender, first, timeout));
+        let mut give_up_at = None;
+        loop {
+            tokio::select! {
+                done = &mut feed => break Some(done),
+                answered = &mut send, if response.is_none() => {
+                    response = Some(answered.map_err(|_| ProxyError::upstream()));
+                    give_up_at = Some(Instant::now() + EARLY_ANSWER_GRACE);
+                }
+                _ = tokio::time::sleep_until(give_up_at.unwrap_or_else(Instant::now)), if give_up_at.is_some() => {
+                    break None;
+                }
             }
         }
-        if let (Some(_), Some(_)) = (&fed, &response) {
-            break;
-        }
+    };
+    if matches!(fed, Some(Ok(_))) {
+        // The body ends upstream.
+        drop(sender);
+    } else {
+        sender.abort(Box::new(AbortedBody));
     }
-    match (fed, response) {
-        (Some(fed), Some(response)) => (fed, response),
-        // The loop ends only with both.
-        _ => (Ok(Report::default()), Err(ProxyError::upstream())),
-    }
+    let response = match response {
+        Some(response) => response,
+        None => match tokio::time::timeout(timeout, send).await {
+            Err(_) => Err(ProxyError::upstream_timeout()),
+            Ok(Err(_)) => Err(ProxyError::upstream()),
+            Ok(Ok(response)) => Ok(response),
+        },
+    };
+    // An upstream that answered before the end of the body: its answer
+    // stands, what was rewritten so far counted.
+    (fed.unwrap_or_else(|| Ok(Report::default())), response)
 }
 
 /// The headers sent upstream: the client's, without hop-by-hop headers,
@@ -378,21 +401,6 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-/// Streams the rest of the body upstream. On any error the upstream body is
-/// aborted, so that the upstream never sees a complete request.
-async fn feed(
-    pipeline: &mut Pipeline<'_>,
-    body: &mut ClientBody,
-    mut sender: http_body_util::channel::Sender<Bytes, BoxError>,
-    first: Vec<Bytes>,
-) -> Result<Report, ProxyError> {
-    let result = pipeline.stream(body, &mut sender, first).await;
-    if result.is_err() {
-        sender.abort(Box::new(AbortedBody));
-    }
-    result
-}
-
 /// The error an aborted upstream body carries.
 #[derive(Debug)]
 struct AbortedBody;
@@ -448,8 +456,9 @@ impl Pipeline<'_> {
         body: &mut ClientBody,
         sender: &mut http_body_util::channel::Sender<Bytes, BoxError>,
         first: Vec<Bytes>,
+        stall: Duration,
     ) -> Result<Report, ProxyError> {
-        if !self.send(sender, first).await {
+        if !self.send(sender, first, stall).await? {
             // The upstream went away; its error answers the client.
             return Ok(Report::default());
         }
@@ -458,7 +467,7 @@ impl Pipeline<'_> {
             while let Some(piece) = self.decode_step().await? {
                 self.feed(piece)?;
                 let ready = self.drain();
-                if !self.send(sender, ready).await {
+                if !self.send(sender, ready, stall).await? {
                     return Ok(Report::default());
                 }
             }
@@ -471,23 +480,27 @@ impl Pipeline<'_> {
             Some(rewriter) => rewriter.finish().map_err(ProxyError::body)?,
             None => (std::mem::take(&mut self.passthrough), Report::default()),
         };
-        self.send(sender, rest).await;
+        self.send(sender, rest, stall).await?;
         Ok(report)
     }
 
-    /// Sends pieces upstream; `false` when the upstream is gone.
+    /// Sends pieces upstream; `false` when the upstream is gone, an error
+    /// when it has taken nothing for `stall`.
     async fn send(
         &mut self,
         sender: &mut http_body_util::channel::Sender<Bytes, BoxError>,
         pieces: Vec<Bytes>,
-    ) -> bool {
+        stall: Duration,
+    ) -> Result<bool, ProxyError> {
         for piece in pieces {
             self.sent += piece.len() as u64;
-            if sender.send(Frame::data(piece)).await.is_err() {
-                return false;
+            match tokio::time::timeout(stall, sender.send(Frame::data(piece))).await {
+                Err(_) => return Err(ProxyError::upstream_timeout()),
+                Ok(Err(_)) => return Ok(false),
+                Ok(Ok(())) => {}
             }
         }
-        true
+        Ok(true)
     }
 
     /// Reads the next frame from the client into the decoder; `false` once

@@ -62,6 +62,9 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// follows every head hyper does (hyper refuses the others itself).
 const MAX_FIELDS: usize = 128;
 
+/// The head buffer capacity kept between requests.
+const SPARE_KEPT: usize = 8 * 1024;
+
 /// The states of hyper's chunked decoder, with the same names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Chunked {
@@ -177,7 +180,10 @@ impl<T> FramingWatch<T> {
         let first = self.request == 0;
         if buffer.is_empty() {
             // A head that arrives whole (nearly always) is read in place.
-            if let Some(last_line_end) = memchr::memrchr(b'\n', bytes) {
+            // Only as far as a head may go: pipelined requests behind it
+            // are not scanned once per head.
+            let reach = &bytes[..bytes.len().min(self.max_head)];
+            if let Some(last_line_end) = memchr::memrchr(b'\n', reach) {
                 match self.parse(&bytes[..=last_line_end], first) {
                     Parsed::Complete(state, used) => return (state, used),
                     Parsed::Lost => return (self.lose(), bytes.len()),
@@ -321,7 +327,13 @@ impl<T> FramingWatch<T> {
 
     fn next_request(&mut self) -> State {
         self.request += 1;
-        State::Head(std::mem::take(&mut self.spare))
+        let mut spare = std::mem::take(&mut self.spare);
+        // A large head once does not keep its buffer for the connection's
+        // life.
+        if spare.capacity() > SPARE_KEPT {
+            spare = Vec::new();
+        }
+        State::Head(spare)
     }
 
     /// Gives up following: this request and every later one are refused.

@@ -247,9 +247,14 @@ impl Proxy {
         let reserved = if request.body().is_end_stream() {
             None
         } else {
+            let decodes = route.rules.has_body_rules()
+                || route
+                    .consent
+                    .as_ref()
+                    .is_some_and(|c| c.body_probe.is_some());
             match self
                 .budget
-                .reserve(request.headers(), &route.rules.limits)
+                .reserve(request.headers(), &route.rules.limits, decodes)
                 .await
             {
                 Ok(reservation) => Some(reservation),

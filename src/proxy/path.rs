@@ -32,6 +32,8 @@ pub(crate) fn has_dot_segment(path: &str) -> bool {
                 _ => (b'%', 1),
             },
             Some(b'\\') => (b'/', 1),
+            // `..;x` is `..` to servers that cut path parameters (Tomcat).
+            Some(b';') => (b'/', 1),
             Some(&other) => (other, 1),
         };
         match byte {
@@ -98,8 +100,7 @@ fn mask(segment: &str) -> Option<&'static str> {
                 count += 1;
             }
             b'+' if count == 0 => plus_first = true,
-            b'-' | b' ' | b'(' | b')' => separated = true,
-            b'.' => {}
+            b'-' | b' ' | b'(' | b')' | b'.' => separated = true,
             _ => return None,
         }
     }
@@ -148,6 +149,7 @@ mod tests {
             "/meta/..%2fadmin",
             "/meta/..\\admin",
             "/meta/x/..",
+            "/meta/..;/admin",
         ] {
             assert!(has_dot_segment(path), "{path}");
         }
@@ -173,6 +175,7 @@ mod tests {
         assert_eq!(for_log("/crm/u/jane%40example.com"), "/crm/u/[email]");
         assert_eq!(for_log("/crm/p/+1%20650%20555%201212"), "/crm/p/[phone]");
         assert_eq!(for_log("/crm/p/(650)555-1212"), "/crm/p/[phone]");
+        assert_eq!(for_log("/crm/p/650.555.1212"), "/crm/p/[phone]");
         assert_eq!(for_log("/pay/4111111111111111/x"), "/pay/[card]/x");
         // Platform IDs stay readable.
         for path in [

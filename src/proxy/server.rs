@@ -242,10 +242,7 @@ async fn serve_connection<I>(
             } else {
                 proxy.handle_from(request, tag.as_deref()).await
             };
-            Ok::<_, Infallible>(response.map(|body| Tracked {
-                body,
-                _in_flight: in_flight,
-            }))
+            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
         }
     });
     let connection = shared
@@ -258,6 +255,9 @@ async fn serve_connection<I>(
     // Set once the connection has been asked to close: past it, it is
     // dropped (which closes the socket).
     let mut close_by: Option<Instant> = None;
+    // Whether `close_by` already includes the shutdown grace.
+    let mut extended = false;
+    let write_limit = shared.settings.write_timeout;
     loop {
         tokio::select! {
             // A connection error (a reset, a malformed request answered by
@@ -267,20 +267,36 @@ async fn serve_connection<I>(
                 if changed.is_err() || *stopped.borrow() {
                     connection.as_mut().graceful_shutdown();
                     close_by = Some(Instant::now() + shared.settings.shutdown_grace);
+                    extended = true;
                 }
             }
             _ = tokio::time::sleep_until(close_by.unwrap_or(check_at)) => {
-                if close_by.is_some_and(|at| Instant::now() >= at) {
+                let now = Instant::now();
+                if let Some(at) = close_by
+                    && now >= at
+                {
+                    // A stream opened before the client saw an idle close
+                    // gets the shutdown grace to finish, once.
+                    if activity.idle_since().is_some() || extended {
+                        return;
+                    }
+                    extended = true;
+                    close_by = Some(now + shared.settings.shutdown_grace);
+                    continue;
+                }
+                if activity.write_stalled_for(now) >= write_limit {
+                    // A client that reads none of its response: nothing
+                    // else would end this connection.
                     return;
                 }
                 match activity.idle_since() {
-                    Some(since) if Instant::now() >= since + idle_limit => {
+                    Some(since) if now >= since + idle_limit => {
                         // Nothing in flight: closing cuts nothing short.
                         connection.as_mut().graceful_shutdown();
-                        close_by = Some(Instant::now() + CLOSE_GRACE);
+                        close_by = Some(now + CLOSE_GRACE);
                     }
                     Some(since) => check_at = since + idle_limit,
-                    None => check_at = Instant::now() + idle_limit,
+                    None => check_at = now + idle_limit.min(write_limit),
                 }
             }
         }
@@ -297,6 +313,10 @@ struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds from `opened` to the end of the last response.
     idle_from_ms: AtomicU64,
+    /// Response bodies being written.
+    writing: AtomicUsize,
+    /// Milliseconds from `opened` to the last frame a response body gave.
+    wrote_at_ms: AtomicU64,
 }
 
 impl Activity {
@@ -305,7 +325,23 @@ impl Activity {
             opened,
             in_flight: AtomicUsize::new(0),
             idle_from_ms: AtomicU64::new(0),
+            writing: AtomicUsize::new(0),
+            wrote_at_ms: AtomicU64::new(0),
         }
+    }
+
+    fn millis(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// How long responses have been waiting for the client to take a frame
+    /// (zero when none is being written).
+    fn write_stalled_for(&self, now: Instant) -> Duration {
+        if self.writing.load(Ordering::Acquire) == 0 {
+            return Duration::ZERO;
+        }
+        let wrote = self.opened + Duration::from_millis(self.wrote_at_ms.load(Ordering::Acquire));
+        now.saturating_duration_since(wrote)
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
@@ -326,17 +362,35 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let ms = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.0.idle_from_ms.store(ms, Ordering::Release);
+        self.0
+            .idle_from_ms
+            .store(self.0.millis(), Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// A response body that keeps its request counted as in flight.
+/// A response body that keeps its request counted as in flight, and notes
+/// when the client last took a frame of it.
 struct Tracked {
     body: ResponseBody,
-    /// Held for its `Drop`.
-    _in_flight: InFlight,
+    in_flight: InFlight,
+}
+
+impl Tracked {
+    fn new(body: ResponseBody, in_flight: InFlight) -> Tracked {
+        let activity = &in_flight.0;
+        activity
+            .wrote_at_ms
+            .store(activity.millis(), Ordering::Release);
+        activity.writing.fetch_add(1, Ordering::AcqRel);
+        Tracked { body, in_flight }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.in_flight.0.writing.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl hyper::body::Body for Tracked {
@@ -347,6 +401,13 @@ impl hyper::body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        // hyper asks for a frame only when it can write one: each ask shows
+        // that the client is taking the response (an upstream that is slow
+        // to give the next frame is not the client's stall).
+        let activity = &self.in_flight.0;
+        activity
+            .wrote_at_ms
+            .store(activity.millis(), Ordering::Release);
         Pin::new(&mut self.body).poll_frame(cx)
     }
 

@@ -215,6 +215,7 @@ fn server_settings(errors: &mut Errors<'_>, config: &ServerConfig) -> ServerSett
             &config.body_read_timeout,
             defaults.body_read_timeout,
         ),
+        write_timeout: duration(errors, &config.write_timeout, defaults.write_timeout),
         shutdown_grace: duration(errors, &config.shutdown_grace, defaults.shutdown_grace),
         ..defaults
     };

@@ -68,6 +68,10 @@ impl BufferBudget {
         // A reservation larger than the whole budget could never be had.
         let units = bytes.div_ceil(UNIT).clamp(1, self.total_units);
         let units = u32::try_from(units).unwrap_or(u32::MAX);
+        // Room at once, nearly always: no timer.
+        if let Ok(permit) = self.permits.clone().try_acquire_many_owned(units) {
+            return Ok(Reservation(permit));
+        }
         match tokio::time::timeout(WAIT, self.permits.clone().acquire_many_owned(units)).await {
             Ok(Ok(permit)) => Ok(Reservation(permit)),
             _ => Err(ProxyError::overloaded()),

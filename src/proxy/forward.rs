@@ -7,6 +7,8 @@
 //! body then turns out invalid, the upstream body is aborted (the upstream
 //! never receives a complete request) and the client gets the 400.
 
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 // Tokio's clock, so that tests can let time pass.
@@ -567,10 +569,16 @@ where
     B: hyper::body::Body<Data = Bytes> + Unpin,
 {
     loop {
-        // The timer is only registered when the frame is not ready.
-        let frame = tokio::time::timeout_at(deadline, body.frame())
-            .await
-            .map_err(|_| ProxyError::body_timeout())?;
+        // A frame that is ready (a body that came with its head, nearly
+        // always) costs no timer.
+        let ready =
+            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
+        let frame = match ready {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => tokio::time::timeout_at(deadline, body.frame())
+                .await
+                .map_err(|_| ProxyError::body_timeout())?,
+        };
         match frame {
             None => return Ok(None),
             Some(Err(_)) => return Err(ProxyError::bad_body("the request body could not be read")),

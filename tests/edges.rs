@@ -23,18 +23,8 @@ async fn raw_upstream() -> String {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
                 // One request after the other on each connection.
-                let mut head = Vec::new();
-                let mut buffer = [0u8; 1024];
-                loop {
-                    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match stream.read(&mut buffer).await {
-                            Ok(n) if n > 0 => head.extend_from_slice(&buffer[..n]),
-                            _ => return,
-                        }
-                        continue;
-                    };
-                    let request = String::from_utf8_lossy(&head[..end]).into_owned();
-                    head.drain(..end + 4);
+                let mut pending = Vec::new();
+                while let Some(request) = support::read_head(&mut stream, &mut pending).await {
                     let reply: &[u8] = if request.starts_with("GET /both ") {
                         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
                     } else if request.starts_with("GET /listed ") {

@@ -282,13 +282,11 @@ async fn stubborn_upstream(mode: &'static str) -> String {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buffer).await {
-                        Ok(n) if n > 0 => head.extend_from_slice(&buffer[..n]),
-                        _ => return,
-                    }
+                if support::read_head(&mut stream, &mut Vec::new())
+                    .await
+                    .is_none()
+                {
+                    return;
                 }
                 match mode {
                     "early" => {

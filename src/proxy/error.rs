@@ -189,6 +189,17 @@ impl ProxyError {
         })
     }
 
+    /// Whether nothing more may be read from the connection after this
+    /// answer: where the request ends is in doubt (ambiguous framing), or
+    /// its body was not read whole (timed out, or never read for want of
+    /// room).
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::AmbiguousFraming | Kind::BodyTimeout | Kind::Overloaded
+        )
+    }
+
     pub fn into_response(self) -> Response<ResponseBody> {
         let body = serde_json::json!({ "error": self.to_string() }).to_string();
         let mut response = Response::new(super::full_body(Bytes::from(body)));
@@ -202,8 +213,7 @@ impl ProxyError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
-        if matches!(self.kind, Kind::BodyTimeout | Kind::Overloaded) {
-            // The body was not read, or not whole: nothing more is read.
+        if self.closes_connection() {
             response.headers_mut().insert(
                 header::CONNECTION,
                 header::HeaderValue::from_static("close"),

@@ -120,7 +120,7 @@ pub(crate) async fn forward(
         passthrough: Vec::new(),
         decoder,
         limits: rules.limits,
-        body_deadline: timing.body_deadline,
+        timing,
         read: 0,
         decoded: 0,
         sent: 0,
@@ -149,7 +149,7 @@ pub(crate) async fn forward(
             let request = upstream
                 .body(buffered_body(pieces, length))
                 .map_err(|_| ProxyError::bad_request("the request cannot be forwarded"))?;
-            send(client, request, timing.response_timeout).await
+            answer(timing.response_timeout, client.send(request)).await
         }
         None => {
             let (sender, channel) =
@@ -158,16 +158,8 @@ pub(crate) async fn forward(
                 .body(channel.boxed())
                 .map_err(|_| ProxyError::bad_request("the request cannot be forwarded"))?;
             let first = pipeline.drain();
-            let (fed, response) = send_streaming(
-                client,
-                request,
-                &mut pipeline,
-                &mut body,
-                sender,
-                first,
-                timing.response_timeout,
-            )
-            .await;
+            let (fed, response) =
+                send_streaming(client, request, &mut pipeline, &mut body, sender, first).await;
             metrics.bytes_in.inc_by(pipeline.read);
             metrics.bytes_out.inc_by(pipeline.sent);
             let body_report = fed?;
@@ -231,14 +223,14 @@ impl hyper::body::Body for Pieces {
     type Error = BoxError;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let piece = self.pieces.pop_front();
         if let Some(piece) = &piece {
             self.remaining -= piece.len() as u64;
         }
-        std::task::Poll::Ready(piece.map(|piece| Ok(Frame::data(piece))))
+        Poll::Ready(piece.map(|piece| Ok(Frame::data(piece))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -266,12 +258,12 @@ fn push_query(path: &mut String, query: &str) {
     }
 }
 
-async fn send(
-    client: &Upstream,
-    request: Request<RequestBody>,
+/// The upstream's answer, within `timeout`.
+async fn answer(
     timeout: Duration,
+    sent: impl std::future::Future<Output = Result<Response<UpstreamBody>, BoxError>>,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
-    match tokio::time::timeout(timeout, client.send(request)).await {
+    match tokio::time::timeout(timeout, sent).await {
         Err(_) => Err(ProxyError::upstream_timeout()),
         Ok(Err(_)) => Err(ProxyError::upstream()),
         Ok(Ok(response)) => Ok(response),
@@ -296,15 +288,15 @@ async fn send_streaming(
     body: &mut ClientBody,
     mut sender: http_body_util::channel::Sender<Bytes, BoxError>,
     first: Vec<Bytes>,
-    timeout: Duration,
 ) -> (
     Result<Report, ProxyError>,
     Result<Response<UpstreamBody>, ProxyError>,
 ) {
+    let timeout = pipeline.timing.response_timeout;
     let mut send = std::pin::pin!(client.send(request));
     let mut response = None;
     let fed = {
-        let mut feed = std::pin::pin!(pipeline.stream(body, &mut sender, first, timeout));
+        let mut feed = std::pin::pin!(pipeline.stream(body, &mut sender, first));
         let mut give_up_at = None;
         loop {
             tokio::select! {
@@ -327,11 +319,7 @@ async fn send_streaming(
     }
     let response = match response {
         Some(response) => response,
-        None => match tokio::time::timeout(timeout, send).await {
-            Err(_) => Err(ProxyError::upstream_timeout()),
-            Ok(Err(_)) => Err(ProxyError::upstream()),
-            Ok(Ok(response)) => Ok(response),
-        },
+        None => answer(timeout, send).await,
     };
     // An upstream that answered before the end of the body: its answer
     // stands, what was rewritten so far counted.
@@ -422,7 +410,7 @@ struct Pipeline<'r> {
     passthrough: Vec<Bytes>,
     decoder: Decoder,
     limits: Limits,
-    body_deadline: Instant,
+    timing: Timing,
     /// Bytes read from the client.
     read: u64,
     /// Bytes after decoding.
@@ -458,9 +446,8 @@ impl Pipeline<'_> {
         body: &mut ClientBody,
         sender: &mut http_body_util::channel::Sender<Bytes, BoxError>,
         first: Vec<Bytes>,
-        stall: Duration,
     ) -> Result<Report, ProxyError> {
-        if !self.send(sender, first, stall).await? {
+        if !self.send(sender, first).await? {
             // The upstream went away; its error answers the client.
             return Ok(Report::default());
         }
@@ -469,7 +456,7 @@ impl Pipeline<'_> {
             while let Some(piece) = self.decode_step().await? {
                 self.feed(piece)?;
                 let ready = self.drain();
-                if !self.send(sender, ready, stall).await? {
+                if !self.send(sender, ready).await? {
                     return Ok(Report::default());
                 }
             }
@@ -482,18 +469,18 @@ impl Pipeline<'_> {
             Some(rewriter) => rewriter.finish().map_err(ProxyError::body)?,
             None => (std::mem::take(&mut self.passthrough), Report::default()),
         };
-        self.send(sender, rest, stall).await?;
+        self.send(sender, rest).await?;
         Ok(report)
     }
 
     /// Sends pieces upstream; `false` when the upstream is gone, an error
-    /// when it has taken nothing for `stall`.
+    /// when it has taken nothing for the response timeout.
     async fn send(
         &mut self,
         sender: &mut http_body_util::channel::Sender<Bytes, BoxError>,
         pieces: Vec<Bytes>,
-        stall: Duration,
     ) -> Result<bool, ProxyError> {
+        let stall = self.timing.response_timeout;
         for piece in pieces {
             self.sent += piece.len() as u64;
             match tokio::time::timeout(stall, sender.send(Frame::data(piece))).await {
@@ -508,7 +495,7 @@ impl Pipeline<'_> {
     /// Reads the next frame from the client into the decoder; `false` once
     /// the body has ended (the decoder is then told so).
     async fn read_more(&mut self, body: &mut ClientBody) -> Result<bool, ProxyError> {
-        match next_data(body, self.body_deadline).await? {
+        match next_data(body, self.timing.body_deadline).await? {
             Some(data) => {
                 self.read += data.len() as u64;
                 let max = self.limits.max_body_bytes;

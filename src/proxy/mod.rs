@@ -84,6 +84,9 @@ struct RouteRuntime {
     route: Arc<Route>,
     metrics: RouteMetrics,
     upstream: upstream::Upstream,
+    /// Whether the route decodes request bodies (it has body rules or reads
+    /// consent signals in them): what a body reserves depends on it.
+    decodes_bodies: bool,
 }
 
 impl Runtime {
@@ -103,6 +106,11 @@ impl Runtime {
                 RouteRuntime {
                     metrics: metrics.route(route),
                     upstream: upstream::Upstream::new(connector, &route.upstream_uri),
+                    decodes_bodies: route.rules.has_body_rules()
+                        || route
+                            .consent
+                            .as_ref()
+                            .is_some_and(|consent| consent.body_probe.is_some()),
                     route: route.clone(),
                 }
             })
@@ -163,14 +171,7 @@ impl Proxy {
         let error = ProxyError::ambiguous_framing();
         record(&self.runtime.load().unmatched, &error);
         tracing::warn!(target: "scrim::access", status = 400u16, "request smuggling attempt refused");
-        let mut response = error.into_response();
-        // Where this request ends is in doubt, so nothing after it on the
-        // connection is read.
-        response.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
-        response
+        error.into_response()
     }
 
     /// Answers one request from the main listener. Never fails: every error
@@ -205,11 +206,18 @@ impl Proxy {
         } else {
             None
         };
+        // Refused before a route is known: counted under `route="-"`.
+        let unrouted = |error| {
+            refuse(
+                &runtime.unmatched,
+                crate::metrics::UNMATCHED,
+                &method,
+                path,
+                error,
+            )
+        };
         if let Some(error) = refusal {
-            let status = error.status().as_u16();
-            record(&runtime.unmatched, &error);
-            tracing::info!(target: "scrim::access", route = crate::metrics::UNMATCHED, method = method.as_str(), path = &*path::for_log(path), status, "request");
-            return error.into_response();
+            return unrouted(error);
         }
         let host = if runtime.by_host {
             route::request_host(request.uri(), request.headers())
@@ -226,12 +234,10 @@ impl Proxy {
             route,
             metrics,
             upstream,
+            decodes_bodies,
         }) = found.and_then(|index| runtime.routes.get(index))
         else {
-            let error = ProxyError::no_route();
-            record(&runtime.unmatched, &error);
-            tracing::info!(target: "scrim::access", route = crate::metrics::UNMATCHED, method = method.as_str(), path = &*path::for_log(path), status = 404u16, "request");
-            return error.into_response();
+            return unrouted(ProxyError::no_route());
         };
         // The consent gate comes before anything is sent: a blocked request
         // costs the upstream nothing, and a stripped one is rewritten with
@@ -247,23 +253,14 @@ impl Proxy {
         let reserved = if request.body().is_end_stream() {
             None
         } else {
-            let decodes = route.rules.has_body_rules()
-                || route
-                    .consent
-                    .as_ref()
-                    .is_some_and(|c| c.body_probe.is_some());
+            let limits = &route.rules.limits;
             match self
                 .budget
-                .reserve(request.headers(), &route.rules.limits, decodes)
+                .reserve(request.headers(), limits, *decodes_bodies)
                 .await
             {
                 Ok(reservation) => Some(reservation),
-                Err(error) => {
-                    let status = error.status().as_u16();
-                    record(metrics, &error);
-                    tracing::info!(target: "scrim::access", route = route.name.as_str(), method = method.as_str(), path = &*path::for_log(path), status, outcome = error.outcome().as_str(), error = %error, "request");
-                    return error.into_response();
-                }
+                Err(error) => return refuse(metrics, &route.name, &method, path, error),
             }
         };
         let result = match consent::gate(route, metrics, request, timing.body_deadline).await {
@@ -326,6 +323,29 @@ impl Proxy {
         );
         response
     }
+}
+
+/// Answers a request refused before anything of it was read: counted, its
+/// one log line written.
+fn refuse(
+    metrics: &RouteMetrics,
+    route: &str,
+    method: &http::Method,
+    path: &str,
+    error: ProxyError,
+) -> Response<ResponseBody> {
+    record(metrics, &error);
+    tracing::info!(
+        target: "scrim::access",
+        route,
+        method = method.as_str(),
+        path = &*path::for_log(path),
+        status = error.status().as_u16(),
+        outcome = error.outcome().as_str(),
+        error = %error,
+        "request"
+    );
+    error.into_response()
 }
 
 fn record(metrics: &RouteMetrics, error: &ProxyError) {

@@ -194,3 +194,25 @@ pub fn raise_fd_limit() {
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
 }
+
+/// Reads from `stream` until `pending` holds a whole request head, and
+/// takes it out (without its blank line), leaving what followed it. `None`
+/// when the stream ends first. For raw test upstreams.
+pub async fn read_head(
+    stream: &mut tokio::net::TcpStream,
+    pending: &mut Vec<u8>,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 1024];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+            pending.drain(..end + 4);
+            return Some(head);
+        }
+        match stream.read(&mut buffer).await {
+            Ok(n) if n > 0 => pending.extend_from_slice(&buffer[..n]),
+            _ => return None,
+        }
+    }
+}

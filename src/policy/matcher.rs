@@ -4,20 +4,29 @@
 //! trie its children are looked up. An empty set means nothing below can be
 //! selected, which lets the rewriter pass the subtree through without looking
 //! at it again.
+//!
+//! Cost. A node keeps each kind of edge apart (names and indexes sorted for a
+//! binary search, at most one `[*]` and one `..*`, the `..name` edges sorted
+//! too), so stepping one state over a label costs O(log E) for E edges and
+//! yields at most six states. A `..` edge does not live on as a state of its
+//! own: a node with descendant edges is carried down as one "deep" state,
+//! however many rules start there. States are deduplicated per step, so a
+//! value never has more than one per trie node (usually one or two in all).
+//! One token thus costs O(S log S) for S live states, S ≤ the trie’s
+//! nodes, whatever the number of rules: 200 rules `$..kN` keep one state
+//! alive, like one rule does.
 
 use super::RuleId;
 use super::selector::Step;
 
 /// A position in the trie, for the children of one value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct State {
     node: u32,
-    /// `ALL_EDGES`, or the one `..` edge (in `other`) of `node` that stays
-    /// alive at every depth below where it started.
-    edge: u32,
+    /// Only the node's descendant edges (`..name`, `..*`) are alive: the
+    /// state of a value somewhere below where those edges started.
+    deep: bool,
 }
-
-const ALL_EDGES: u32 = u32::MAX;
 
 /// The label of a child value: its (unescaped) member key or array index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,27 +40,76 @@ struct Node {
     /// `.name` edges, sorted by (length, name) for a binary search: a node
     /// like Meta's `user_data` has a dozen of them.
     named: Vec<(Vec<u8>, u32)>,
-    /// Every other edge (`[N]`, `[*]`, `..name`, `..*`).
-    other: Vec<(Step, u32)>,
+    /// `[N]` edges, sorted by index.
+    indexes: Vec<(u32, u32)>,
+    /// The `[*]` edge.
+    wildcard: Option<u32>,
+    /// `..name` edges, sorted like `named`.
+    descendants: Vec<(Vec<u8>, u32)>,
+    /// The `..*` edge.
+    descendant_wildcard: Option<u32>,
     /// The last rule whose selector ends here.
     selected: Option<RuleId>,
 }
 
 impl Node {
     fn has_edges(&self) -> bool {
-        !self.named.is_empty() || !self.other.is_empty()
+        !self.named.is_empty()
+            || !self.indexes.is_empty()
+            || self.wildcard.is_some()
+            || self.has_descendants()
     }
 
-    fn find_named(&self, key: &[u8]) -> Option<u32> {
-        self.named
-            .binary_search_by(|(name, _)| {
-                name.len()
-                    .cmp(&key.len())
-                    .then_with(|| name.as_slice().cmp(key))
-            })
-            .ok()
-            .map(|index| self.named[index].1)
+    fn has_descendants(&self) -> bool {
+        !self.descendants.is_empty() || self.descendant_wildcard.is_some()
     }
+
+    /// The node an edge of this step leads to, if the trie has one.
+    fn edge(&self, step: &Step) -> Option<u32> {
+        match step {
+            Step::Child(name) => find_name(&self.named, name),
+            Step::Descendant(name) => find_name(&self.descendants, name),
+            Step::Index(index) => find_index(&self.indexes, *index),
+            Step::Wildcard => self.wildcard,
+            Step::DescendantWildcard => self.descendant_wildcard,
+        }
+    }
+
+    fn add_edge(&mut self, step: Step, to: u32) {
+        match step {
+            Step::Child(name) => insert_name(&mut self.named, name, to),
+            Step::Descendant(name) => insert_name(&mut self.descendants, name, to),
+            Step::Index(index) => {
+                let at = self.indexes.partition_point(|(i, _)| *i < index);
+                self.indexes.insert(at, (index, to));
+            }
+            Step::Wildcard => self.wildcard = Some(to),
+            Step::DescendantWildcard => self.descendant_wildcard = Some(to),
+        }
+    }
+}
+
+fn name_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+fn find_name(edges: &[(Vec<u8>, u32)], key: &[u8]) -> Option<u32> {
+    edges
+        .binary_search_by(|(name, _)| name_order(name, key))
+        .ok()
+        .map(|index| edges[index].1)
+}
+
+fn insert_name(edges: &mut Vec<(Vec<u8>, u32)>, name: Vec<u8>, to: u32) {
+    let at = edges.partition_point(|(n, _)| name_order(n, &name).is_lt());
+    edges.insert(at, (name, to));
+}
+
+fn find_index(edges: &[(u32, u32)], index: u32) -> Option<u32> {
+    edges
+        .binary_search_by(|(i, _)| i.cmp(&index))
+        .ok()
+        .map(|at| edges[at].1)
 }
 
 /// The body selectors of one route.
@@ -76,30 +134,12 @@ impl Matcher {
     pub(super) fn add(&mut self, steps: Vec<Step>, rule: RuleId) {
         let mut at = 0usize;
         for step in steps {
-            let node = &self.nodes[at];
-            let existing = match &step {
-                Step::Child(name) => node.find_named(name),
-                other => node
-                    .other
-                    .iter()
-                    .find(|(s, _)| s == other)
-                    .map(|(_, to)| *to),
-            };
-            at = match existing {
+            at = match self.nodes[at].edge(&step) {
                 Some(to) => to as usize,
                 None => {
                     let to = self.nodes.len() as u32;
                     self.nodes.push(Node::default());
-                    let node = &mut self.nodes[at];
-                    match step {
-                        Step::Child(name) => {
-                            node.named.push((name, to));
-                            node.named.sort_by(|(a, _), (b, _)| {
-                                a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-                            });
-                        }
-                        other => node.other.push((other, to)),
-                    }
+                    self.nodes[at].add_edge(step, to);
                     to as usize
                 }
             };
@@ -115,9 +155,8 @@ impl Matcher {
     /// The states at the document root, appended to `out`, and the rule that
     /// selects the root itself (`$`), if any.
     pub fn start(&self, out: &mut Vec<State>) -> Option<RuleId> {
-        let base = out.len();
         let mut selected = None;
-        self.arrive(0, base, out, &mut selected);
+        self.arrive(0, out, &mut selected);
         selected
     }
 
@@ -129,106 +168,70 @@ impl Matcher {
         let mut selected = None;
         for state in from {
             let node = &self.nodes[state.node as usize];
-            if state.edge == ALL_EDGES {
-                if let Label::Key(key) = label
-                    && let Some(to) = node.find_named(key)
-                {
-                    self.arrive(to, base, out, &mut selected);
+            if !state.deep {
+                let to = match label {
+                    Label::Key(key) => find_name(&node.named, key),
+                    Label::Index(index) => find_index(&node.indexes, index),
+                };
+                for to in to.into_iter().chain(node.wildcard) {
+                    self.arrive(to, out, &mut selected);
                 }
-                for (index, (step, to)) in node.other.iter().enumerate() {
-                    self.follow(
-                        *state,
-                        index as u32,
-                        step,
-                        *to,
-                        label,
-                        base,
-                        out,
-                        &mut selected,
-                    );
+            }
+            if node.has_descendants() {
+                // Alive at every depth below.
+                out.push(State {
+                    node: state.node,
+                    deep: true,
+                });
+                let to = match label {
+                    Label::Key(key) => find_name(&node.descendants, key),
+                    Label::Index(_) => None,
+                };
+                for to in to.into_iter().chain(node.descendant_wildcard) {
+                    self.arrive(to, out, &mut selected);
                 }
-            } else if let Some((step, to)) = node.other.get(state.edge as usize) {
-                self.follow(
-                    *state,
-                    state.edge,
-                    step,
-                    *to,
-                    label,
-                    base,
-                    out,
-                    &mut selected,
-                );
             }
         }
+        dedup_from(out, base);
         selected
     }
 
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    fn follow(
-        &self,
-        state: State,
-        edge: u32,
-        step: &Step,
-        to: u32,
-        label: Label<'_>,
-        base: usize,
-        out: &mut Vec<State>,
-        selected: &mut Option<RuleId>,
-    ) {
-        let advances = match (step, label) {
-            (Step::Index(n), Label::Index(i)) => *n == i,
-            (Step::Wildcard, _) => true,
-            (Step::Descendant(name), label) => {
-                push_unique(
-                    out,
-                    base,
-                    State {
-                        node: state.node,
-                        edge,
-                    },
-                );
-                matches!(label, Label::Key(key) if name.as_slice() == key)
-            }
-            (Step::DescendantWildcard, _) => {
-                push_unique(
-                    out,
-                    base,
-                    State {
-                        node: state.node,
-                        edge,
-                    },
-                );
-                true
-            }
-            _ => false,
-        };
-        if advances {
-            self.arrive(to, base, out, selected);
-        }
-    }
-
-    fn arrive(&self, node: u32, base: usize, out: &mut Vec<State>, selected: &mut Option<RuleId>) {
+    fn arrive(&self, node: u32, out: &mut Vec<State>, selected: &mut Option<RuleId>) {
         let target = &self.nodes[node as usize];
         if let Some(rule) = target.selected {
             *selected = Some(selected.map_or(rule, |r: RuleId| r.max(rule)));
         }
         if target.has_edges() {
-            push_unique(
-                out,
-                base,
-                State {
-                    node,
-                    edge: ALL_EDGES,
-                },
-            );
+            out.push(State { node, deep: false });
         }
     }
 }
 
-fn push_unique(out: &mut Vec<State>, base: usize, state: State) {
-    if !out[base..].contains(&state) {
-        out.push(state);
+/// Removes repeated states from `out[base..]` (their order does not matter).
+/// A node's full state does all that its deep state does, so where both
+/// are present only the full one stays.
+fn dedup_from(out: &mut Vec<State>, base: usize) {
+    match out.len() - base {
+        0 | 1 => {}
+        2 => {
+            let (a, b) = (out[base], out[base + 1]);
+            if a.node == b.node {
+                out[base].deep = a.deep && b.deep;
+                out.pop();
+            }
+        }
+        _ => {
+            // Sorted by node, the full state (`deep: false`) first.
+            out[base..].sort_unstable();
+            let mut kept = base + 1;
+            for read in base + 1..out.len() {
+                if out[read].node != out[kept - 1].node {
+                    out[kept] = out[read];
+                    kept += 1;
+                }
+            }
+            out.truncate(kept);
+        }
     }
 }
 
@@ -308,5 +311,137 @@ mod tests {
         let m = matcher(&["$", "$.a", "$.*"]);
         assert_eq!(walk(&m, &[]), (Some(0), true));
         assert_eq!(walk(&m, &[Label::Key(b"a")]), (Some(2), false));
+    }
+
+    #[test]
+    fn indexes_and_descendant_wildcards() {
+        let m = matcher(&["$.a[2]", "$.a[10].b", "$.c..*"]);
+        assert_eq!(
+            walk(&m, &[Label::Key(b"a"), Label::Index(2)]),
+            (Some(0), false)
+        );
+        assert_eq!(
+            walk(&m, &[Label::Key(b"a"), Label::Index(3)]),
+            (None, false)
+        );
+        assert_eq!(
+            walk(&m, &[Label::Key(b"a"), Label::Index(10), Label::Key(b"b")]),
+            (Some(1), false)
+        );
+        assert_eq!(walk(&m, &[Label::Key(b"c")]), (None, true));
+        assert_eq!(
+            walk(&m, &[Label::Key(b"c"), Label::Index(0), Label::Key(b"x")]),
+            (Some(2), true)
+        );
+    }
+
+    /// The number of live states does not grow with the number of rules:
+    /// every `..kN` edge lives on in the one deep state of its node.
+    #[test]
+    fn many_descendant_rules_keep_one_state_alive() {
+        let selectors: Vec<String> = (0..200).map(|n| format!("$..k{n}")).collect();
+        let selectors: Vec<&str> = selectors.iter().map(String::as_str).collect();
+        let m = matcher(&selectors);
+        let mut states = Vec::new();
+        m.start(&mut states);
+        for depth in 0..50u32 {
+            let mut next = Vec::new();
+            let key = format!("k{}", depth * 3);
+            let selected = m.step(&states, Label::Key(key.as_bytes()), &mut next);
+            assert_eq!(selected, Some(depth as usize * 3));
+            assert_eq!(next.len(), 1, "at depth {depth}: {next:?}");
+            states = next;
+            let mut next = Vec::new();
+            assert_eq!(m.step(&states, Label::Index(depth), &mut next), None);
+            assert_eq!(next.len(), 1);
+            states = next;
+        }
+    }
+
+    #[test]
+    fn nested_descendants_are_deduplicated() {
+        // `$..a..a` reached along a a a a: each `a` starts a new `..a` match,
+        // but they all share the same two trie nodes.
+        let m = matcher(&["$..a..a", "$..a"]);
+        let mut states = Vec::new();
+        m.start(&mut states);
+        for _ in 0..20 {
+            let mut next = Vec::new();
+            assert_eq!(m.step(&states, Label::Key(b"a"), &mut next), Some(1));
+            assert!(next.len() <= 2, "{next:?}");
+            states = next;
+        }
+    }
+
+    /// A selector matches a path, by the definition of each step.
+    fn matches(steps: &[Step], path: &[Label<'_>]) -> bool {
+        let Some((step, rest)) = steps.split_first() else {
+            return path.is_empty();
+        };
+        let at_any_depth = |name: Option<&[u8]>| {
+            (0..path.len()).any(|k| {
+                let named = match (name, path[k]) {
+                    (None, _) => true,
+                    (Some(name), Label::Key(key)) => name == key,
+                    (Some(_), Label::Index(_)) => false,
+                };
+                named && matches(rest, &path[k + 1..])
+            })
+        };
+        match (step, path.first()) {
+            (Step::Descendant(name), _) => at_any_depth(Some(name)),
+            (Step::DescendantWildcard, _) => at_any_depth(None),
+            (_, None) => false,
+            (Step::Child(name), Some(Label::Key(key))) => name == key && matches(rest, &path[1..]),
+            (Step::Index(n), Some(Label::Index(i))) => n == i && matches(rest, &path[1..]),
+            (Step::Wildcard, Some(_)) => matches(rest, &path[1..]),
+            _ => false,
+        }
+    }
+
+    fn step_strategy() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        let name = prop::sample::select(vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        prop_oneof![
+            name.clone().prop_map(Step::Child),
+            name.prop_map(Step::Descendant),
+            (0u32..2).prop_map(Step::Index),
+            Just(Step::Wildcard),
+            Just(Step::DescendantWildcard),
+        ]
+    }
+
+    fn label_strategy() -> impl proptest::strategy::Strategy<Value = (bool, u8)> {
+        use proptest::prelude::*;
+        (any::<bool>(), 0u8..3)
+    }
+
+    proptest::proptest! {
+        /// The automaton selects exactly what the definition says, with the
+        /// last matching rule winning, along every path.
+        #[test]
+        fn agrees_with_the_definition(
+            selectors in proptest::collection::vec(proptest::collection::vec(step_strategy(), 0..5), 1..6),
+            path in proptest::collection::vec(label_strategy(), 0..7),
+        ) {
+            let names: [&[u8]; 3] = [b"a", b"b", b"c"];
+            let path: Vec<Label<'_>> = path
+                .iter()
+                .map(|(key, n)| if *key { Label::Key(names[usize::from(*n)]) } else { Label::Index(u32::from(*n)) })
+                .collect();
+            let mut m = Matcher::new();
+            for (rule, steps) in selectors.iter().enumerate() {
+                m.add(steps.clone(), rule);
+            }
+            for depth in 0..=path.len() {
+                let expected = selectors
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, steps)| matches(steps, &path[..depth]))
+                    .map(|(rule, _)| rule)
+                    .max();
+                proptest::prop_assert_eq!(walk(&m, &path[..depth]).0, expected, "at depth {}", depth);
+            }
+        }
     }
 }

@@ -87,3 +87,42 @@ fn two_hundred_descendant_rules_cost_about_what_one_does() {
         "200 rules took {two_hundred:?}, 1 rule {one_rule:?}: {ratio:.1}x"
     );
 }
+
+#[test]
+fn a_body_in_one_byte_chunks_costs_about_what_it_does_in_large_ones() {
+    let body = tiny_objects(2_000);
+    let rules = descendant_rules(3);
+    let large = best_of_five(|| {
+        rewrite_in(&rules, &body, 64 * 1024);
+    });
+    let tiny = best_of_five(|| {
+        rewrite_in(&rules, &body, 1);
+    });
+    let ratio = tiny.as_secs_f64() / large.as_secs_f64();
+    assert!(
+        ratio < 3.0,
+        "1-byte chunks took {tiny:?}, 64 KiB chunks {large:?}: {ratio:.1}x"
+    );
+}
+
+/// The output of small chunks leaves in pieces of useful size, not one per
+/// input chunk.
+#[test]
+fn small_chunks_leave_joined() {
+    let body = tiny_objects(2_000);
+    let rules = descendant_rules(3);
+    let mut rewriter = BodyRewriter::new(BodyKind::Json, &rules, Vec::<Bytes>::new(), false);
+    for byte in &body {
+        rewriter
+            .write(Bytes::copy_from_slice(std::slice::from_ref(byte)))
+            .expect("valid JSON");
+    }
+    let (pieces, _) = rewriter.finish().expect("valid JSON");
+    let average = body.len() / pieces.len();
+    assert!(
+        average >= 1024,
+        "{} pieces for {} bytes",
+        pieces.len(),
+        body.len()
+    );
+}

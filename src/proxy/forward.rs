@@ -14,7 +14,7 @@ use std::time::Duration;
 // Tokio's clock, so that tests can let time pass.
 use tokio::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
@@ -463,6 +463,14 @@ impl Pipeline<'_> {
             if !more {
                 break;
             }
+            // The client may pause here: what it sent so far goes on.
+            if let Some(rewriter) = &mut self.rewriter {
+                rewriter.flush().map_err(ProxyError::body)?;
+            }
+            let ready = self.drain();
+            if !self.send(sender, ready).await? {
+                return Ok(Report::default());
+            }
             more = self.read_more(body).await?;
         }
         let (rest, report) = match self.rewriter.take() {
@@ -481,6 +489,14 @@ impl Pipeline<'_> {
         pieces: Vec<Bytes>,
     ) -> Result<bool, ProxyError> {
         let stall = self.timing.response_timeout;
+        // A few small pieces (a rewritten value between slices of the
+        // input) go as one frame.
+        let length: usize = pieces.iter().map(Bytes::len).sum();
+        let pieces = if pieces.len() > 1 && length < JOIN_BELOW {
+            vec![Bytes::from(pieces.concat())]
+        } else {
+            pieces
+        };
         for piece in pieces {
             self.sent += piece.len() as u64;
             match tokio::time::timeout(stall, sender.send(Frame::data(piece))).await {
@@ -492,24 +508,24 @@ impl Pipeline<'_> {
         Ok(true)
     }
 
-    /// Reads the next frame from the client into the decoder; `false` once
-    /// the body has ended (the decoder is then told so).
+    /// Reads the next frames from the client into the decoder, small ones
+    /// gathered (see [`next_batch`]); `false` once the body has ended (the
+    /// decoder is then told so).
     async fn read_more(&mut self, body: &mut ClientBody) -> Result<bool, ProxyError> {
-        match next_data(body, self.timing.body_deadline).await? {
-            Some(data) => {
-                self.read += data.len() as u64;
-                let max = self.limits.max_body_bytes;
-                if self.read > max {
-                    return Err(ProxyError::body_too_large(max));
-                }
-                self.decoder.push(data);
-                Ok(true)
+        let mut batch = Vec::new();
+        let more = next_batch(body, self.timing.body_deadline, &mut batch).await?;
+        for data in batch {
+            self.read += data.len() as u64;
+            let max = self.limits.max_body_bytes;
+            if self.read > max {
+                return Err(ProxyError::body_too_large(max));
             }
-            None => {
-                self.decoder.end();
-                Ok(false)
-            }
+            self.decoder.push(data);
         }
+        if !more {
+            self.decoder.end();
+        }
+        Ok(more)
     }
 
     /// The next decoded piece. A compressed body yields to the runtime
@@ -544,6 +560,81 @@ impl Pipeline<'_> {
             None => std::mem::take(&mut self.passthrough),
         }
     }
+}
+
+/// Frames smaller than this are gathered and joined before the body's
+/// per-piece costs are paid (decoding, rewriting, a frame upstream): a
+/// client sending one-byte chunks would otherwise cost a few microseconds
+/// per byte, and the upstream would receive each byte as its own chunk.
+/// Larger frames go on as they are: a copy of them would not pay, and an
+/// HTTP/2 frame is a slice of a read buffer that other streams' frames keep
+/// alive, so a copy would be held twice.
+const SMALL_FRAME: usize = 2 * 1024;
+
+/// Small frames are joined up to this many bytes.
+const GATHER_UP_TO: usize = 16 * 1024;
+
+/// How long gathered small frames wait for more before they go on, in all
+/// and for the next frame: the bounded delay a trickling body pays, and
+/// only such a body (one that came whole ends at once). hyper hands an
+/// HTTP/1.1 body over frame by frame from its connection task, so frames
+/// sent together still arrive one wake-up apart.
+const GATHER_WAIT: Duration = Duration::from_millis(10);
+const GATHER_GAP: Duration = Duration::from_millis(1);
+
+/// The next data of a body, appended to `out`: one frame, or small frames
+/// gathered into one piece (see [`SMALL_FRAME`] and [`GATHER_WAIT`]; never
+/// past `deadline`), possibly followed by the large frame that ended the
+/// gathering. `false` once the body has ended.
+async fn next_batch(
+    body: &mut ClientBody,
+    deadline: Instant,
+    out: &mut Vec<Bytes>,
+) -> Result<bool, ProxyError> {
+    let Some(first) = next_data(body, deadline).await? else {
+        return Ok(false);
+    };
+    if first.len() >= SMALL_FRAME {
+        out.push(first);
+        return Ok(true);
+    }
+    let give_up_at = deadline.min(Instant::now() + GATHER_WAIT);
+    let mut small = vec![first];
+    let mut length = small[0].len();
+    let mut large = None;
+    let mut more = true;
+    while length < GATHER_UP_TO {
+        let wait_until = give_up_at.min(Instant::now() + GATHER_GAP);
+        match tokio::time::timeout_at(wait_until, next_data(body, deadline)).await {
+            Err(_) => break,
+            Ok(Ok(Some(data))) if data.len() >= SMALL_FRAME => {
+                large = Some(data);
+                break;
+            }
+            Ok(Ok(Some(data))) => {
+                length += data.len();
+                small.push(data);
+            }
+            Ok(Ok(None)) => {
+                more = false;
+                break;
+            }
+            Ok(Err(err)) => return Err(err),
+        }
+    }
+    if small.len() == 1 {
+        out.append(&mut small);
+    } else {
+        // Of the exact size: a body held for its last frames costs what it
+        // holds.
+        let mut joined = BytesMut::with_capacity(length);
+        for frame in &small {
+            joined.extend_from_slice(frame);
+        }
+        out.push(joined.freeze());
+    }
+    out.extend(large);
+    Ok(more)
 }
 
 /// The next data frame of a body (trailers are dropped: the rewritten body

@@ -1,6 +1,6 @@
 //! Choosing the rewriter for a body by its media type, and driving it.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::error::Error;
 use super::form::FormRewriter;
@@ -60,43 +60,90 @@ impl BodyKind {
     }
 }
 
-/// A rewriter for one body of a known kind.
-pub enum BodyRewriter<'r, S: Sink> {
+/// Chunks smaller than this are joined before the rewriter scans them: each
+/// scan pays a fixed cost (a UTF-8 check, a flush to the sink, a piece of
+/// output), which one-byte chunks would pay once per byte. Larger chunks go
+/// through as they are, without a copy.
+const JOIN_BELOW: usize = 8 * 1024;
+
+/// A rewriter for one body of a known kind: the entry the proxy and
+/// `scrim rewrite` use. Small chunks are joined up to [`JOIN_BELOW`] bytes
+/// before they are rewritten; [`BodyRewriter::flush`] rewrites what is
+/// joined so far, for a caller whose input pauses.
+pub struct BodyRewriter<'r, S: Sink> {
+    inner: Inner<'r, S>,
+    joined: BytesMut,
+}
+
+enum Inner<'r, S: Sink> {
     Json(JsonRewriter<'r, S>),
     Form(FormRewriter<'r, S>),
 }
 
+impl<'r, S: Sink> Inner<'r, S> {
+    fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
+        match self {
+            Inner::Json(r) => r.write(chunk),
+            Inner::Form(r) => r.write(chunk),
+        }
+    }
+}
+
 impl<'r, S: Sink> BodyRewriter<'r, S> {
     pub fn new(kind: BodyKind, rules: &'r Rules, sink: S, explain: bool) -> Self {
-        match kind {
+        let inner = match kind {
             BodyKind::Json => {
-                BodyRewriter::Json(JsonRewriter::new(rules, Framing::Single, sink).explain(explain))
+                Inner::Json(JsonRewriter::new(rules, Framing::Single, sink).explain(explain))
             }
             BodyKind::Ndjson => {
-                BodyRewriter::Json(JsonRewriter::new(rules, Framing::Lines, sink).explain(explain))
+                Inner::Json(JsonRewriter::new(rules, Framing::Lines, sink).explain(explain))
             }
-            BodyKind::Form => BodyRewriter::Form(FormRewriter::new(rules, sink).explain(explain)),
+            BodyKind::Form => Inner::Form(FormRewriter::new(rules, sink).explain(explain)),
+        };
+        BodyRewriter {
+            inner,
+            joined: BytesMut::new(),
         }
     }
 
+    /// Pushes the next chunk of the body. Output appears in the sink as the
+    /// rewriter gets to it: at once for a large chunk, after
+    /// [`JOIN_BELOW`] bytes or a [`flush`](Self::flush) for small ones.
     pub fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
-        match self {
-            BodyRewriter::Json(r) => r.write(chunk),
-            BodyRewriter::Form(r) => r.write(chunk),
+        if chunk.len() >= JOIN_BELOW {
+            self.flush()?;
+            return self.inner.write(chunk);
         }
+        // Grown as chunks come (not reserved whole): a body held while its
+        // last small chunk waits costs what it holds.
+        self.joined.extend_from_slice(&chunk);
+        if self.joined.len() >= JOIN_BELOW {
+            self.flush()?;
+        }
+        Ok(())
     }
 
-    pub fn finish(self) -> Result<(S, Report), Error> {
-        match self {
-            BodyRewriter::Json(r) => r.finish(),
-            BodyRewriter::Form(r) => r.finish(),
+    /// Rewrites whatever small chunks are joined so far.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        if self.joined.is_empty() {
+            return Ok(());
+        }
+        let joined = self.joined.split().freeze();
+        self.inner.write(joined)
+    }
+
+    pub fn finish(mut self) -> Result<(S, Report), Error> {
+        self.flush()?;
+        match self.inner {
+            Inner::Json(r) => r.finish(),
+            Inner::Form(r) => r.finish(),
         }
     }
 
     pub fn sink_mut(&mut self) -> &mut S {
-        match self {
-            BodyRewriter::Json(r) => r.sink_mut(),
-            BodyRewriter::Form(r) => r.sink_mut(),
+        match &mut self.inner {
+            Inner::Json(r) => r.sink_mut(),
+            Inner::Form(r) => r.sink_mut(),
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct Recorded {
     pub version: http::Version,
     /// Which of the mock's connections it came on, counted from 0.
     pub connection: usize,
+    /// How many data frames (HTTP/1.1 chunks, HTTP/2 DATA frames) the body
+    /// came in.
+    pub frames: usize,
 }
 
 /// An upstream that records each complete request and answers 200 after
@@ -56,15 +59,21 @@ impl Mock {
                 let service = service_fn(move |request: Request<Incoming>| {
                     let log = log.clone();
                     async move {
-                        let (parts, body) = request.into_parts();
-                        let body = match body.collect().await {
-                            Ok(collected) => collected.to_bytes(),
-                            Err(_) => {
+                        let (parts, mut body) = request.into_parts();
+                        let mut collected = Vec::new();
+                        let mut frames = 0;
+                        while let Some(frame) = body.frame().await {
+                            let Ok(frame) = frame else {
                                 let mut failed = Response::new(Full::new(Bytes::new()));
                                 *failed.status_mut() = StatusCode::BAD_REQUEST;
                                 return Ok::<_, Infallible>(failed);
+                            };
+                            if let Some(data) = frame.data_ref() {
+                                frames += 1;
+                                collected.extend_from_slice(data);
                             }
-                        };
+                        }
+                        let body = Bytes::from(collected);
                         log.lock().unwrap().push(Recorded {
                             method: parts.method.to_string(),
                             uri: parts.uri.to_string(),
@@ -72,6 +81,7 @@ impl Mock {
                             body,
                             version: parts.version,
                             connection,
+                            frames,
                         });
                         tokio::time::sleep(delay).await;
                         let mut response =

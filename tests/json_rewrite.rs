@@ -112,6 +112,35 @@ fn embedded_json_strings_are_opened() {
     assert!(!out.contains("a@b.c"), "{out}");
 }
 
+/// A string under a descendant selector is looked into only when its first
+/// non-blank character opens a document: plain text of any length streams
+/// (before, a text over `max_embedded_bytes` was refused as an "embedded
+/// document"), and what follows it is still rewritten.
+#[test]
+fn plain_text_under_descendant_selectors_streams_at_any_length() {
+    let rules = rules(&[("$..em", hash())]);
+    let text = "lorem ipsum ".repeat(100_000);
+    for lead in ["", "   ", "\\n\\t ", "\\\"quoted\\\" "] {
+        let input = format!(r#"{{"note":"{lead}{text}","em":"a","n":["x{lead}",{{"em":"b"}}]}}"#);
+        for chunk in [0, 1000, 7] {
+            let (out, _) =
+                rewrite_chunked(&rules, Framing::Single, input.as_bytes(), chunk).unwrap();
+            let expected = input
+                .replace(r#""em":"a""#, &format!(r#""em":"{}""#, sha256_hex("a")))
+                .replace(r#""em":"b""#, &format!(r#""em":"{}""#, sha256_hex("b")));
+            assert!(out == expected.as_bytes(), "lead {lead:?}, chunk {chunk}");
+        }
+    }
+    // A document in a string is still opened, after blanks too.
+    let input = r#"{"payload":" \n {\"em\":\"a\"}"}"#;
+    let out = rewrite(&rules, input).unwrap();
+    assert!(out.contains(&sha256_hex("a")), "{out}");
+    // And with `unlisted: drop`, plain text under a tracked name goes.
+    let rules = rules_with(&[("$..em", hash())], Unlisted::Drop, OnInvalid::Drop);
+    let out = rewrite(&rules, &format!(r#"{{"note":"{text}","em":"a"}}"#)).unwrap();
+    assert_eq!(out, format!(r#"{{"em":"{}"}}"#, sha256_hex("a")));
+}
+
 #[test]
 fn unlisted_drop_keeps_only_what_rules_name() {
     let rules = rules_with(
@@ -187,4 +216,20 @@ fn added_members_go_before_the_closing_brace_and_replace_their_namesakes() {
         rewrite(&rules, r#"{"data":[[1],"s",null]}"#).unwrap(),
         r#"{"data":[[1],"s",null]}"#
     );
+}
+
+/// An error inside an embedded document names the path from the outer root
+/// once (it read `$.payload.payload.em` before).
+#[test]
+fn errors_inside_embedded_documents_have_their_path_once() {
+    let rules = rules_with(
+        &[("$.payload.em", hash_email())],
+        Unlisted::Keep,
+        OnInvalid::Reject,
+    );
+    let input = r#"{"payload":"{\"em\":\"not an email\"}"}"#;
+    let err = rewrite(&rules, input).unwrap_err();
+    assert_eq!(err.path(), "$.payload.em", "{err}");
+    let err = rewrite(&rules, r#"{"payload":"{\"em\":tru}"}"#).unwrap_err();
+    assert_eq!(err.path(), "$.payload.em", "{err}");
 }

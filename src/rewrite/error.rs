@@ -92,13 +92,12 @@ impl Error {
     }
 
     /// The same error, seen from an enclosing document: an error inside an
-    /// embedded document is reported at the embedding value.
-    pub(crate) fn nested_in(self, offset: u64, path_prefix: &str) -> Error {
+    /// embedded document is reported at the embedding value's offset. Its
+    /// path already starts at the outer root (the embedded rewriter starts
+    /// from the embedding value's path).
+    pub(crate) fn nested_in(self, offset: u64) -> Error {
         let inner = *self.inner;
-        let path = format!(
-            "{path_prefix}{}",
-            inner.path.strip_prefix('$').unwrap_or(&inner.path)
-        );
+        let path = inner.path;
         let reason = format!(
             "in the embedded document at byte {}: {}",
             inner.offset, inner.reason

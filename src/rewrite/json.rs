@@ -63,6 +63,10 @@ pub struct JsonRewriter<'r, S: Sink> {
     scalar: ScalarUse,
     str_is_key: bool,
     str_escaped: bool,
+    /// A string under which selectors continue whose first non-blank
+    /// character has not come yet: it decides whether the string is
+    /// captured as a possible embedded document or streams as it is.
+    embedded_undecided: bool,
     /// Where the token being captured starts in the current chunk.
     capture_from: Option<usize>,
     /// The part of a captured token that lay in earlier chunks.
@@ -107,12 +111,11 @@ pub(crate) fn rewrite_embedded(
     if !looks_like_json {
         return Ok(None);
     }
-    let path = embedded.path.clone();
     let mut inner = JsonRewriter::embedded(rules, Vec::new(), embedded, explain);
     inner
         .write(Bytes::copy_from_slice(text))
-        .map_err(|err| err.nested_in(offset, &path))?;
-    let (pieces, report) = inner.finish().map_err(|err| err.nested_in(offset, &path))?;
+        .map_err(|err| err.nested_in(offset))?;
+    let (pieces, report) = inner.finish().map_err(|err| err.nested_in(offset))?;
     Ok(Some((pieces.concat(), report)))
 }
 
@@ -269,6 +272,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             scalar: ScalarUse::Pass,
             str_is_key: false,
             str_escaped: false,
+            embedded_undecided: false,
             capture_from: None,
             capture: Vec::with_capacity(64),
             capture_spilled: false,
@@ -436,6 +440,19 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             let b = bytes[i];
             match self.lex {
                 Lex::Str => {
+                    if self.embedded_undecided {
+                        while i < bytes.len() && bytes[i] == b' ' {
+                            i += 1;
+                        }
+                        match bytes.get(i) {
+                            None => return Ok(()),
+                            Some(b'{' | b'[') => self.embedded_undecided = false,
+                            // The end of a blank string, or an escape, which
+                            // `Lex::Escape` decides.
+                            Some(b'"' | b'\\') => {}
+                            Some(_) => self.plain_string(chunk, i),
+                        }
+                    }
                     let j = i + find_string_special(&bytes[i..]);
                     if j >= bytes.len() {
                         return Ok(());
@@ -458,6 +475,15 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     continue;
                 }
                 Lex::Escape => {
+                    if self.embedded_undecided {
+                        match b {
+                            // Blank: still undecided.
+                            b'n' | b'r' | b't' => {}
+                            // Maybe a blank, maybe a brace: captured whole.
+                            b'u' => self.embedded_undecided = false,
+                            _ => self.plain_string(chunk, i),
+                        }
+                    }
                     self.lex = match b {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Lex::Str,
                         b'u' => Lex::Hex {
@@ -774,6 +800,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         };
         self.lex = lex;
         self.str_escaped = false;
+        self.embedded_undecided = false;
         self.token_offset = self.offset + at as u64;
         let slot = std::mem::replace(&mut self.slot, Slot::Pass);
         self.scalar = ScalarUse::Pass;
@@ -813,6 +840,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 self.steer
                     .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
                 self.scalar = ScalarUse::Embedded;
+                self.embedded_undecided = true;
                 capture = true;
             }
             Slot::Track if self.rules.unlisted == Unlisted::Drop => {
@@ -1121,6 +1149,32 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             }
         }
         Ok(())
+    }
+
+    /// A string under which selectors continue turned out not to start like
+    /// a JSON document at `at` (its first non-blank character): what was
+    /// captured of it goes out, and the rest streams (or, with `unlisted:
+    /// drop`, all of it goes).
+    fn plain_string(&mut self, chunk: &Bytes, at: usize) {
+        self.embedded_undecided = false;
+        let from = self.capture_from.take().unwrap_or(at);
+        if self.rules.unlisted == Unlisted::Drop {
+            self.drop_value(chunk, at, None, ChangeKind::Unlisted);
+        } else {
+            self.commit_held();
+            if self.capture_spilled {
+                self.writer.copy(&self.capture);
+            }
+            self.writer.slice(chunk, from, at);
+            self.steer.set_mode(chunk, at, Mode::Pass, &mut self.writer);
+        }
+        self.capture.clear();
+        self.capture_spilled = false;
+        self.scalar = if self.rules.unlisted == Unlisted::Drop {
+            ScalarUse::Suppressed
+        } else {
+            ScalarUse::Pass
+        };
     }
 
     /// A string under which selectors continue. If it holds a JSON document,

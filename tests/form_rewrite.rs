@@ -132,3 +132,62 @@ fn query_parameters() {
         QueryOutcome::Unchanged
     );
 }
+
+/// Servers that split fields at `;` too would read `email` in `x=1;email=…`
+/// and in `a;email=…`: where rules select that name, the body is refused
+/// (in every chunking), unless the field around it is dropped whole. A `;`
+/// before a name no rule treats otherwise passes byte for byte.
+#[test]
+fn a_semicolon_before_a_selected_name_is_refused() {
+    let rules = rules(&[("$.email", hash_email()), ("$.secret", Action::Drop)]);
+    for input in [
+        "x=1;email=jane%40example.com",
+        "a;email=jane%40example.com&b=2",
+        "b=2&x=a;c;email=j",
+        "x=1;%65mail=j",
+        "x=1;secret=s",
+    ] {
+        for size in 0..input.len() {
+            let err = rewrite_form_chunked(&rules, input.as_bytes(), size).unwrap_err();
+            assert!(err.is_syntax(), "{input}: {err}");
+            assert!(err.to_string().contains("`;`"), "{input}: {err}");
+            assert!(!err.to_string().contains("jane"), "{err}");
+        }
+    }
+    assert_eq!(
+        form(&rules, "ua=Mozilla%2F5.0+(X11;+Linux)&n=1;m=2;emailx=3"),
+        "ua=Mozilla%2F5.0+(X11;+Linux)&n=1;m=2;emailx=3"
+    );
+    let dropping = common::rules(&[("$.email", hash()), ("$.x", Action::Drop)]);
+    assert_eq!(form(&dropping, "x=1;email=j&y=2"), "y=2");
+    // With `unlisted: drop`, a kept field may not carry an unlisted one.
+    let listed = rules_with(&[("$.keep", Action::Keep)], Unlisted::Drop, OnInvalid::Drop);
+    assert!(rewrite_form_chunked(&listed, b"keep=1;other=2", 0).is_err());
+    assert_eq!(form(&listed, "other=1;keep=2&keep=3"), "keep=3");
+}
+
+#[test]
+fn a_semicolon_before_a_selected_query_parameter_is_refused() {
+    let rules = rules(&[("query.email", hash_email()), ("query.k", Action::Keep)]);
+    let mut report = Report::default();
+    for query in [
+        "x=1;email=jane%40example.com",
+        "a;email=j&b=2",
+        "x=1;%65mail=j",
+    ] {
+        let err = rewrite_query(&rules, query, &mut report).unwrap_err();
+        assert!(err.to_string().contains("`;`"), "{query}: {err}");
+    }
+    assert_eq!(
+        rewrite_query(&rules, "ua=X11;+Linux&x=1;k=2", &mut report).unwrap(),
+        QueryOutcome::Unchanged
+    );
+}
+
+/// `%+a` is not percent-encoding (a signed-number parser reads it as 0x0a).
+#[test]
+fn percent_signs_need_two_hex_digits() {
+    let rules = rules(&[("$.email", hash()), ("query.email", hash())]);
+    assert!(rewrite_form_chunked(&rules, b"email=%+a", 0).is_err());
+    assert!(rewrite_query(&rules, "email=%+a", &mut Report::default()).is_err());
+}

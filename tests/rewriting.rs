@@ -78,3 +78,50 @@ async fn one_byte_chunks_reach_the_upstream_gathered() {
         );
     }
 }
+
+/// CGI-style servers read `X_Email` as `X-Email`: header rules, the
+/// forwarding headers scrim removes and the query's `;` check read names as
+/// they do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_read_as_upstreams_read_them() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&format!(
+        "routes:
+  - name: crm
+    match: {{path_prefix: /crm}}
+    upstream: {}
+    rules:
+      - select: header.x-email
+        action: hash
+      - select: query.email
+        action: drop
+",
+        mock.url()
+    ))
+    .await;
+    let request = http::Request::post(scrim.url("/crm/contacts"))
+        .header("x_email", "jane@example.com")
+        .header("X_Forwarded_For", "203.0.113.7")
+        .header("x_real_ip", "203.0.113.7")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let (status, _, _) = support::send(request).await;
+    assert_eq!(status, 200);
+    let recorded = mock.requests().pop().unwrap();
+    let email = recorded.headers.get("x_email").unwrap().to_str().unwrap();
+    assert_eq!(email.len(), 64, "hashed: {email}");
+    assert!(recorded.headers.get("x_forwarded_for").is_none());
+    assert!(recorded.headers.get("x_real_ip").is_none());
+
+    let request = http::Request::get(scrim.url("/crm/contacts?x=1;email=jane%40example.com"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let (status, _, body) = support::send(request).await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(!String::from_utf8_lossy(&body).contains("jane"));
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "nothing more reached the upstream"
+    );
+}

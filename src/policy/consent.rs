@@ -91,16 +91,25 @@ impl Consent {
     /// in `signals`. Body signals are looked at only after these, with
     /// [`Consent::decide_body`].
     pub fn decide(&self, headers: &HeaderMap, query: Option<&str>) -> Option<usize> {
+        // Read with the rewriters' decoder. A query it cannot decode might
+        // hide any signal: every decision restricts, so the first query
+        // signal applies (fail closed).
+        let pairs = query.map(|query| crate::rewrite::percent::pairs(query.as_bytes()));
         self.signals.iter().position(|signal| match &signal.source {
             Source::Body(_) => false,
-            Source::Header(name) => headers
-                .get_all(name.as_str())
-                .iter()
-                .any(|value| value.to_str().is_ok_and(|v| matches(v, &signal.equals))),
-            Source::Query(name) => query.is_some_and(|query| {
-                form_urlencoded::parse(query.as_bytes())
-                    .any(|(key, value)| key == name.as_str() && matches(&value, &signal.equals))
+            // Under any spelling a server behind scrim would read as it.
+            Source::Header(name) => headers.iter().any(|(key, value)| {
+                crate::rewrite::canonical_name(key.as_str()) == name.as_str()
+                    && value.to_str().is_ok_and(|v| matches(v, &signal.equals))
             }),
+            Source::Query(name) => match &pairs {
+                None => false,
+                Some(None) => true,
+                Some(Some(pairs)) => pairs.iter().any(|(key, value)| {
+                    key == name.as_bytes()
+                        && std::str::from_utf8(value).is_ok_and(|v| matches(v, &signal.equals))
+                }),
+            },
         })
     }
 
@@ -153,9 +162,17 @@ mod tests {
         assert_eq!(consent.decide(&headers, None), None);
         assert_eq!(consent.decide(&headers, Some("gcs=G111&x=1")), None);
         assert_eq!(consent.decide(&headers, Some("x=1&gcs=g100")), Some(1));
+        assert_eq!(consent.decide(&headers, Some("gcs=G%31%30%30")), Some(1));
+        // Undecodable: it might hide the signal, so the signal applies.
+        assert_eq!(
+            consent.decide(&headers, Some("gcs=G111&g%+acs=G100")),
+            Some(1)
+        );
         headers.insert("sec-gpc", " 1 ".parse().unwrap());
         assert_eq!(consent.decide(&headers, Some("gcs=G100")), Some(0));
         headers.insert("sec-gpc", "0".parse().unwrap());
         assert_eq!(consent.decide(&headers, None), None);
+        headers.insert("sec_gpc", "1".parse().unwrap());
+        assert_eq!(consent.decide(&headers, None), Some(0));
     }
 }

@@ -10,7 +10,8 @@ pub enum Selector {
     Body(Vec<Step>),
     /// A query-string parameter, by exact name.
     Query(String),
-    /// A request header, by name (case-insensitive; stored lowercase).
+    /// A request header, by name (case-insensitive, `_` read as `-`: stored
+    /// as `rewrite::canonical_name` makes it).
     Header(String),
 }
 
@@ -65,7 +66,9 @@ impl Selector {
                     "`header.` needs a header name (letters, digits, `-`)",
                 ))
             } else {
-                Ok(Selector::Header(name.to_ascii_lowercase()))
+                Ok(Selector::Header(
+                    crate::rewrite::canonical_name(name).into_owned(),
+                ))
             };
         }
         Parser { text, pos: 0 }.body().map(Selector::Body)

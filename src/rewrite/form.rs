@@ -1,5 +1,4 @@
-//! The push rewriter for `application/x-www-form-urlencoded` bodies, and the
-//! percent-decoding it shares with query strings.
+//! The push rewriter for `application/x-www-form-urlencoded` bodies.
 //!
 //! A form is addressed like a flat JSON object: `$.email`,
 //! `$['user_data[em]']`. Fields nobody selects leave byte for byte; a changed
@@ -13,6 +12,8 @@ use super::error::{Error, Kind};
 use super::json::{Embedded, rewrite_embedded};
 use super::output::{Mode, Steering, Writer};
 use super::path::push_key;
+use super::percent::{decode, encode};
+use super::query::SEMICOLON_REASON;
 use super::report::{ChangeKind, Report};
 use super::sink::Sink;
 use crate::policy::{Label, OnInvalid, REDACTED, RuleId, Rules, State, Unlisted};
@@ -36,6 +37,16 @@ pub struct FormRewriter<'r, S: Sink> {
     field_offset: u64,
     key: Vec<u8>,
     emitted_any: bool,
+    /// Where a name after a `;` starts in this chunk, while one is read (see
+    /// `query::SEMICOLON_REASON`).
+    semicolon_from: Option<usize>,
+    /// The part of that name in earlier chunks.
+    semicolon_name: Vec<u8>,
+    /// Scratch states for deciding that name.
+    semicolon_states: Vec<State>,
+    /// The current field's name holds such a name: refused unless the
+    /// field is dropped whole.
+    name_hides_a_field: bool,
     report: Report,
     failed: Option<Error>,
 }
@@ -71,6 +82,10 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             field_offset: 0,
             key: Vec::new(),
             emitted_any: false,
+            semicolon_from: None,
+            semicolon_name: Vec::new(),
+            semicolon_states: Vec::new(),
+            name_hides_a_field: false,
             report: Report::new(rules.rules.len(), false),
             failed: None,
         }
@@ -119,25 +134,52 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         }
         let mut i = 0;
         while i < chunk.len() {
-            let found = if self.in_value {
-                memchr::memchr(b'&', &chunk[i..])
+            let found = if self.in_value && self.semicolon_from.is_none() {
+                memchr::memchr2(b'&', b';', &chunk[i..])
             } else {
-                memchr::memchr2(b'&', b'=', &chunk[i..])
+                memchr::memchr3(b'&', b'=', b';', &chunk[i..])
             };
             let Some(found) = found else { break };
             let at = i + found;
-            if chunk[at] == b'=' {
-                self.key_end(chunk, at)?;
-            } else {
-                self.field_end(chunk, at)?;
-                self.steer.hold(chunk, at, true, &mut self.writer);
-                self.field_offset = self.offset + at as u64 + 1;
-                self.capture_from = Some(at + 1);
+            match chunk[at] {
+                b'=' => {
+                    if self.semicolon_from.is_some() {
+                        self.semicolon_name_end(chunk, at)?;
+                    }
+                    if !self.in_value {
+                        self.key_end(chunk, at)?;
+                    }
+                }
+                b';' => {
+                    // A name without `=` carries no value: forget it.
+                    self.semicolon_name.clear();
+                    self.semicolon_from = Some(at + 1);
+                }
+                _ => {
+                    self.semicolon_from = None;
+                    self.name_hides_a_field = false;
+                    self.field_end(chunk, at)?;
+                    self.steer.hold(chunk, at, true, &mut self.writer);
+                    self.field_offset = self.offset + at as u64 + 1;
+                    self.capture_from = Some(at + 1);
+                }
             }
             i = at + 1;
         }
         self.steer.flush(chunk, chunk.len(), &mut self.writer);
         self.writer.flush();
+        if let Some(from) = self.semicolon_from {
+            // Longer than any name worth a rule: forget it.
+            if self.semicolon_name.len() + (chunk.len() - from)
+                > self.rules.limits.max_value_bytes as usize
+            {
+                self.semicolon_name.clear();
+                self.semicolon_from = None;
+            } else {
+                self.semicolon_name.extend_from_slice(&chunk[from..]);
+                self.semicolon_from = Some(0);
+            }
+        }
         if let Some(from) = self.capture_from {
             self.spill(chunk, from, chunk.len())?;
             // The next chunk (or `finish`) continues from its own start.
@@ -183,6 +225,9 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             )
         })?;
         self.field = self.decide();
+        if std::mem::take(&mut self.name_hides_a_field) {
+            self.refuse_a_hidden_field()?;
+        }
         match self.field {
             Field::Pass => self.keep(chunk, at + 1),
             // The held `&name=` is discarded when the field ends.
@@ -204,25 +249,50 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
     }
 
     fn decide(&mut self) -> Field {
-        self.child_states.clear();
-        let selected = self
-            .rules
-            .body
-            .step(
-                &self.root_states,
-                Label::Key(&self.key),
-                &mut self.child_states,
-            )
-            .or(self.root_rule);
-        match selected {
-            Some(rule) => match self.rules.rules[rule].action {
-                Action::Drop => Field::Dropped(Some(rule)),
-                Action::Keep => Field::Pass,
-                _ => Field::Select(rule),
-            },
-            None if !self.child_states.is_empty() => Field::Track,
-            None if self.rules.unlisted == Unlisted::Drop => Field::Dropped(None),
-            None => Field::Pass,
+        decide(
+            self.rules,
+            &self.root_states,
+            self.root_rule,
+            &self.key,
+            &mut self.child_states,
+        )
+    }
+
+    /// A name after a `;` ended at the `=` at `at`: refused if the rules
+    /// would treat a field of that name otherwise than they pass it here.
+    fn semicolon_name_end(&mut self, chunk: &Bytes, at: usize) -> Result<(), Error> {
+        let from = self.semicolon_from.take().unwrap_or(at);
+        self.semicolon_name.extend_from_slice(&chunk[from..at]);
+        let name = decode(&self.semicolon_name);
+        self.semicolon_name.clear();
+        let Some(name) = name else {
+            return Ok(());
+        };
+        let field = decide(
+            self.rules,
+            &self.root_states,
+            self.root_rule,
+            &name,
+            &mut self.semicolon_states,
+        );
+        if field == Field::Pass {
+            return Ok(());
+        }
+        if !self.in_value {
+            // Decided with the field, once its name is known.
+            self.name_hides_a_field = true;
+            return Ok(());
+        }
+        self.refuse_a_hidden_field()
+    }
+
+    /// A field that hides another behind a `;` leaves nothing when it is
+    /// dropped; otherwise it is refused.
+    fn refuse_a_hidden_field(&self) -> Result<(), Error> {
+        if matches!(self.field, Field::Dropped(_)) {
+            Ok(())
+        } else {
+            Err(self.error(Kind::Syntax, SEMICOLON_REASON))
         }
     }
 
@@ -385,33 +455,33 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
     }
 }
 
+/// What becomes of a field named `name` (its states left in `states`).
+fn decide(
+    rules: &Rules,
+    root_states: &[State],
+    root_rule: Option<RuleId>,
+    name: &[u8],
+    states: &mut Vec<State>,
+) -> Field {
+    states.clear();
+    let selected = rules
+        .body
+        .step(root_states, Label::Key(name), states)
+        .or(root_rule);
+    match selected {
+        Some(rule) => match rules.rules[rule].action {
+            Action::Drop => Field::Dropped(Some(rule)),
+            Action::Keep => Field::Pass,
+            _ => Field::Select(rule),
+        },
+        None if !states.is_empty() => Field::Track,
+        None if rules.unlisted == Unlisted::Drop => Field::Dropped(None),
+        None => Field::Pass,
+    }
+}
+
 fn field_path(key: &[u8]) -> String {
     let mut path = String::from("$");
     push_key(&mut path, key);
     path
-}
-
-/// Decodes `+` and `%XX`; `None` on a `%` not followed by two hex digits.
-pub(crate) fn decode(raw: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = raw.get(i + 1..i + 3)?;
-                let text = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(text, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Some(out)
-}
-
-/// Encodes for a form or query: unreserved bytes stay, a space is `+`.
-pub(crate) fn encode(value: &[u8]) -> String {
-    form_urlencoded::byte_serialize(value).collect()
 }

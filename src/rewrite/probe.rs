@@ -30,8 +30,11 @@ pub fn probe(rules: &Rules, kind: BodyKind, body: &[u8]) -> Result<Vec<(RuleId, 
         }
         BodyKind::Form => {
             let mut fields = serde_json::Map::new();
-            for (name, value) in form_urlencoded::parse(body) {
-                fields.insert(name.into_owned(), Value::String(value.into_owned()));
+            // Read with the rewriter's own decoder: a body it would refuse
+            // gives no signal.
+            for (name, value) in super::percent::pairs(body).ok_or_else(invalid)? {
+                let text = |bytes: Vec<u8>| String::from_utf8(bytes).map_err(|_| invalid());
+                fields.insert(text(name)?, Value::String(text(value)?));
             }
             visit(Value::Object(fields));
         }

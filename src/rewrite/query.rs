@@ -2,8 +2,8 @@
 //! short and already in memory, so this works on the whole string at once.
 
 use super::error::{Error, Kind};
-use super::form::{decode, encode};
 use super::path::push_key;
+use super::percent::{decode, encode};
 use super::report::{ChangeKind, Report};
 use crate::policy::{OnInvalid, REDACTED, Rules};
 use crate::transform::{Action, Outcome, Scalar};
@@ -15,6 +15,27 @@ pub enum QueryOutcome {
     Unchanged,
     /// The new query string (without `?`; empty when every pair went).
     Rewritten(String),
+}
+
+/// Why a field with `;NAME=` inside is refused, where NAME is one that rules
+/// select: servers that split fields at `;` as well as `&` (the W3C's old
+/// recommendation; Python's `cgi` before 3.9.2, some Java containers)
+/// would read a field there that the rules never saw.
+pub(crate) const SEMICOLON_REASON: &str = "`;` starts a field name that a rule selects: some servers split fields at `;`, \
+     so this field would reach them unrewritten; percent-encode the `;` (%3B)";
+
+/// Whether a `;` in the pair starts a `NAME=` that a `query.` rule (other
+/// than `keep`) selects.
+fn hides_a_selected_name(rules: &Rules, pair: &str) -> bool {
+    pair.split(';').skip(1).any(|segment| {
+        let Some((name, _)) = segment.split_once('=') else {
+            return false;
+        };
+        decode(name.as_bytes())
+            .and_then(|name| String::from_utf8(name).ok())
+            .and_then(|name| Rules::field_rule(&rules.query, &name))
+            .is_some_and(|rule| !matches!(rules.rules[rule].action, Action::Keep))
+    })
 }
 
 /// Applies a route's `query.NAME` rules to a query string (without `?`).
@@ -37,6 +58,9 @@ pub fn rewrite_query(
             path
         };
         let place = |reason: &'static str| Error::new(Kind::Syntax, offset, path(), reason);
+        if hides_a_selected_name(rules, pair) {
+            return Err(place(SEMICOLON_REASON));
+        }
         let name = decode(raw_name.as_bytes())
             .ok_or_else(|| place("invalid percent-encoding in a query parameter name"))?;
         let name = String::from_utf8_lossy(&name);

@@ -1,0 +1,79 @@
+//! The one percent-decoder of scrim, for form bodies, query strings and
+//! consent signals alike: strict, so that every part of scrim reads a name
+//! the same way. `+` is a space; `%` must be followed by two hex digits
+//! (`%+a` is an error, where a parser of signed numbers would read 0x0a).
+
+/// Decodes `+` and `%XX`; `None` on a `%` not followed by two hex digits.
+pub fn decode(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let high = hex_digit(*raw.get(i + 1)?)?;
+                let low = hex_digit(*raw.get(i + 2)?)?;
+                out.push(high << 4 | low);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Some(out)
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The name/value pairs of a form or query string, decoded, in order; `None`
+/// when any of them is not valid percent-encoding.
+pub fn pairs(raw: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    raw.split(|b| *b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = match memchr::memchr(b'=', pair) {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &b""[..]),
+            };
+            Some((decode(name)?, decode(value)?))
+        })
+        .collect()
+}
+
+/// Encodes for a form or query: unreserved bytes stay, a space is `+`.
+pub fn encode(value: &[u8]) -> String {
+    form_urlencoded::byte_serialize(value).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_strictly() {
+        assert_eq!(decode(b"a+b%40c%2B").as_deref(), Some(&b"a b@c+"[..]));
+        for bad in [&b"%+a"[..], b"%-1", b"% 1", b"%4", b"%", b"%zz", b"%4g"] {
+            assert_eq!(decode(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn splits_pairs() {
+        assert_eq!(
+            pairs(b"a=1&&b&c=%41=").unwrap(),
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), Vec::new()),
+                (b"c".to_vec(), b"A=".to_vec())
+            ]
+        );
+        assert_eq!(pairs(b"a=%+a"), None);
+    }
+}

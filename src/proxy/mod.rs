@@ -75,6 +75,8 @@ pub(crate) fn full_body(bytes: Bytes) -> ResponseBody {
 struct Runtime {
     policy: Arc<Policy>,
     routes: Vec<RouteRuntime>,
+    /// Finds the index into `routes` of the route for a request.
+    index: route::RouteIndex,
     /// Whether any route matches on `host` (the host is read only then).
     by_host: bool,
     unmatched: RouteMetrics,
@@ -116,6 +118,7 @@ impl Runtime {
             })
             .collect();
         Runtime {
+            index: route::RouteIndex::new(policy.routes.iter().map(|route| &**route)),
             routes,
             by_host: policy.routes.iter().any(|route| route.host.is_some()),
             unmatched: metrics.unmatched(),
@@ -224,12 +227,7 @@ impl Proxy {
         } else {
             None
         };
-        let found = route::find(
-            runtime.routes.iter().map(|r| &*r.route),
-            listener,
-            host.as_deref(),
-            path,
-        );
+        let found = runtime.index.find(listener, host.as_deref(), path);
         let Some(RouteRuntime {
             route,
             metrics,

@@ -31,19 +31,18 @@ import sys
 out, count, meta, upstream = sys.argv[1], int(sys.argv[2]), open(sys.argv[3]).read(), sys.argv[4]
 head, routes = meta.split("routes:\n")
 meta_route = routes.replace("path_prefix: /", "path_prefix: /v21.0", 1)
-lines = [head.replace("admin: {", "keys: {admin: bench-admin-token}\nadmin: {"), "routes:\n"]
+lines = [head.replace("admin: {", "keys: {admin: \"${SCRIM_BENCH_ADMIN}\"}\nadmin: {"), "routes:\n"]
 for i in range(count - 1):
     if i == (count - 1) // 2:
         lines.append(meta_route)
     host = f", host: shop{i}.example" if i % 2 else ""
     lines.append(f"  - name: r{i}\n    match: {{path_prefix: /r{i}/api{host}}}\n    upstream: http://127.0.0.1:{upstream}\n"
                  f"    rules:\n      - {{select: \"$.data[*].email\", action: hash, normalize: email}}\n")
-if count == 1:
-    lines.append(meta_route)
 open(out, "w").write("".join(lines))
 PY
 }
 
+export SCRIM_BENCH_ADMIN=bench-admin-token-0123456789
 declare -A port admin pid
 for setup in few many; do
   count=3; [ $setup = many ] && count=$many
@@ -79,7 +78,7 @@ done
 cpu() { awk '{print $14 + $15}' /proc/$1/stat; }
 for setup in few many; do
   before=$(cpu ${pid[$setup]})
-  curl -sf -o /dev/null -X POST -H 'authorization: Bearer bench-admin-token' "http://127.0.0.1:${admin[$setup]}/reload"
+  curl -sf -o /dev/null -X POST -H "authorization: Bearer $SCRIM_BENCH_ADMIN" "http://127.0.0.1:${admin[$setup]}/reload"
   after=$(cpu ${pid[$setup]})
   hwm=$(awk '/VmHWM/ {print $2}' /proc/${pid[$setup]}/status)
   ticks=$(getconf CLK_TCK)

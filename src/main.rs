@@ -118,23 +118,30 @@ fn main() -> ExitCode {
     }
 }
 
-fn presets(name: Option<&str>) -> ExitCode {
-    let Some(name) = name else {
-        for preset in scrim::presets::ALL {
-            match preset.parse() {
-                Ok(file) => println!("{:<16} {}", preset.name, file.title),
-                Err(errors) => println!("{:<16} (does not parse: {errors})", preset.name),
-            }
+/// What a command printed to stdout became. A reader that closed the pipe
+/// early (`scrim check | head -1`) took what it wanted: not an error, and
+/// never a panic, as `println!` would make it.
+fn printed(result: io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cannot write the output: {err}");
+            ExitCode::from(1)
         }
-        println!();
-        println!("`scrim presets NAME` prints one; `preset: NAME` on a route applies it.");
-        return ExitCode::SUCCESS;
+    }
+}
+
+fn presets(name: Option<&str>) -> ExitCode {
+    let mut out = io::stdout().lock();
+    let Some(name) = name else {
+        return printed(list_presets(&mut out));
     };
     match scrim::presets::Preset::find(name) {
-        Some(preset) => {
-            print!("{}", preset.source);
-            ExitCode::SUCCESS
-        }
+        Some(preset) => printed(
+            out.write_all(preset.source.as_bytes())
+                .and_then(|()| out.flush()),
+        ),
         None => {
             let names: Vec<&str> = scrim::presets::ALL.iter().map(|p| p.name).collect();
             eprintln!(
@@ -144,6 +151,21 @@ fn presets(name: Option<&str>) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn list_presets(out: &mut impl Write) -> io::Result<()> {
+    for preset in scrim::presets::ALL {
+        match preset.parse() {
+            Ok(file) => writeln!(out, "{:<16} {}", preset.name, file.title)?,
+            Err(errors) => writeln!(out, "{:<16} (does not parse: {errors})", preset.name)?,
+        }
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "`scrim presets NAME` prints one; `preset: NAME` on a route applies it."
+    )?;
+    out.flush()
 }
 
 fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
@@ -185,22 +207,30 @@ fn check(config: &std::path::Path) -> ExitCode {
         Ok(policy) => policy,
         Err(code) => return code,
     };
-    println!("{}: OK", config.display());
-    let tls = if policy.tls.is_some() { " (TLS)" } else { "" };
-    println!(
-        "listen {}{tls}   admin {}",
-        policy.listen, policy.admin_listen
-    );
-    for (name, id) in &policy.key_ids {
-        println!("key {name} (id {id})");
+    for warning in &policy.warnings {
+        eprintln!("warning: {warning}");
     }
-    for route in &policy.routes {
-        print_route(route);
-    }
-    ExitCode::SUCCESS
+    printed(print_policy(&mut io::stdout().lock(), config, &policy))
 }
 
-fn print_route(route: &Route) {
+fn print_policy(out: &mut impl Write, config: &std::path::Path, policy: &Policy) -> io::Result<()> {
+    writeln!(out, "{}: OK", config.display())?;
+    let tls = if policy.tls.is_some() { " (TLS)" } else { "" };
+    writeln!(
+        out,
+        "listen {}{tls}   admin {}",
+        policy.listen, policy.admin_listen
+    )?;
+    for (name, id) in &policy.key_ids {
+        writeln!(out, "key {name} (id {id})")?;
+    }
+    for route in &policy.routes {
+        print_route(out, route)?;
+    }
+    out.flush()
+}
+
+fn print_route(out: &mut impl Write, route: &Route) -> io::Result<()> {
     let mut matches = Vec::new();
     if let Some(listen) = &route.listen {
         matches.push(format!("own listener {listen}"));
@@ -222,18 +252,22 @@ fn print_route(route: &Route) {
         Unlisted::Keep => "unlisted values kept",
         Unlisted::Drop => "unlisted values dropped",
     };
-    println!();
-    println!(
+    writeln!(out)?;
+    writeln!(
+        out,
         "route {}: {} -> {}   {unlisted}",
         route.name,
         matches.join(", "),
         route.upstream
-    );
+    )?;
     if let Some(preset) = &route.preset {
-        println!("  preset {preset} (its rules first, then the route's own)");
+        writeln!(
+            out,
+            "  preset {preset} (its rules first, then the route's own)"
+        )?;
     }
     for (i, rule) in route.rules.rules.iter().enumerate() {
-        println!("  {:>2}. {:<40} {}", i + 1, rule.selector, rule.action);
+        writeln!(out, "  {:>2}. {:<40} {}", i + 1, rule.selector, rule.action)?;
     }
     if let Some(consent) = &route.consent {
         let identifiers = consent.stripped.rules.len() - route.rules.rules.len();
@@ -242,20 +276,23 @@ fn print_route(route: &Route) {
                 scrim::policy::consent::GPC_LABEL => "Sec-GPC",
                 label => label,
             };
-            println!(
+            writeln!(
+                out,
                 "  consent: {source} = {:?} -> {}",
                 signal.equals,
                 signal.decision.as_str()
-            );
+            )?;
         }
         if consent.signals.is_empty() {
-            println!("  consent: no signal honoured");
+            writeln!(out, "  consent: no signal honoured")?;
         }
-        println!(
+        writeln!(
+            out,
             "  consent: identifier selectors dropped by strip_identifiers: {identifiers}; block answers {}",
             consent.block_status.as_u16()
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// Writes to an `io::Write`, keeping the first error for the end.

@@ -25,6 +25,9 @@ impl Reloader {
     pub fn reload(&self) -> Result<(), ConfigErrors> {
         match Policy::load(&self.path) {
             Ok(policy) => {
+                for warning in &policy.warnings {
+                    tracing::warn!(%warning, "configuration");
+                }
                 let policy = Arc::new(policy);
                 for proxy in &self.proxies {
                     proxy.swap_policy(policy.clone());

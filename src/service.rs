@@ -30,6 +30,9 @@ use crate::reload::Reloader;
 /// not load, an address that cannot be bound.
 pub fn run(config: PathBuf) -> Result<(), String> {
     let policy = Arc::new(Policy::load(&config).map_err(|errors| errors.to_string())?);
+    for warning in &policy.warnings {
+        tracing::warn!(%warning, "configuration");
+    }
     let metrics = Arc::new(Metrics::new());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
 

@@ -358,3 +358,77 @@ fn memory_does_not_grow_with_body_size() {
         "peak RSS {peak_kib} KiB for a 48 MiB body"
     );
 }
+
+/// A reader that stops early (`scrim check | head -1`) ends the command
+/// quietly: before, `println!` panicked on the closed pipe. The output is
+/// larger than a pipe holds, so that scrim is still writing when it closes.
+#[test]
+fn a_closed_stdout_ends_the_command_without_a_panic() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("closed-stdout");
+    let mut config = String::from("routes:\n");
+    for i in 0..3000 {
+        config.push_str(&format!(
+            "  - name: route-{i}\n    match: {{path_prefix: /r{i}}}\n    upstream: https://example.com\n    rules:\n      - select: $.data[*].user_data.em\n        action: hash\n        normalize: email\n"
+        ));
+    }
+    let path = dir.file("many.yaml", &config);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scrim"))
+        .args(["check", "--config", path.to_str().unwrap()])
+        .env_remove("SCRIM_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.ends_with(": OK\n"), "{first}");
+    // The reader is gone: scrim's next write meets a closed pipe.
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A key file that others may read is accepted with a warning that says
+/// how to fix it; one larger than a key could be is refused.
+#[test]
+fn key_files_are_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("key-files");
+    let key = dir.file("pseudonym.key", &format!("{KEY}\n"));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = format!(
+        "keys:\n  pseudonym: file:{}\nroutes:\n  - name: a\n    match: {{path_prefix: /a}}\n    upstream: https://example.com\n    rules:\n      - select: $.em\n        action: hmac\n",
+        key.display()
+    );
+    let path = dir.file("scrim.yaml", &config);
+    let output = scrim(&["check", "--config", path.to_str().unwrap()], b"");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("may be read by group or others (mode 644)")
+            && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(KEY));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = scrim(&["check", "--config", path.to_str().unwrap()], b"");
+    assert!(
+        !text(&output.stderr).contains("warning"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let config = config.replace(&key.display().to_string(), "/dev/zero");
+    let path = dir.file("zero.yaml", &config);
+    let output = scrim(&["check", "--config", path.to_str().unwrap()], b"");
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("longer than 4096 bytes"),
+        "{}",
+        text(&output.stderr)
+    );
+}

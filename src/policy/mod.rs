@@ -39,6 +39,9 @@ pub struct Policy {
     /// The listener's certificate and key, when it serves TLS.
     pub tls: Option<TlsIdentity>,
     pub routes: Vec<Arc<Route>>,
+    /// What is accepted but should be fixed (a key file others may read):
+    /// printed by `scrim check`, logged by `scrim run` and on each reload.
+    pub warnings: Vec<String>,
 }
 
 /// The admin bearer token, kept as its SHA-256 digest: a presented token is

@@ -42,8 +42,9 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
 
     let mut keys = BTreeMap::new();
     let mut admin_token = None;
+    let mut warnings = Vec::new();
     for (name, reference) in &config.keys {
-        match resolve_secret(name, &reference.value, env) {
+        match resolve_secret(name, &reference.value, env, &mut warnings) {
             Ok(secret) => {
                 if name == ADMIN_KEY {
                     admin_token = Some(AdminToken::new(&secret));
@@ -154,6 +155,7 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
         timeouts,
         tls,
         routes,
+        warnings,
     })
 }
 

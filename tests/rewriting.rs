@@ -125,3 +125,56 @@ async fn names_are_read_as_upstreams_read_them() {
         "nothing more reached the upstream"
     );
 }
+
+/// Why the upstream could not be reached is in the log line of the
+/// request, and not in the answer to the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_error_keeps_its_cause_in_the_log_only() {
+    // A port that was just free: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let scrim = support::process::start(
+        "upstream-cause",
+        &format!(
+            "listen: 127.0.0.1:0
+admin: {{listen: 127.0.0.1:0}}
+routes:
+  - name: gone
+    match: {{path_prefix: /gone}}
+    upstream: http://{closed}
+"
+        ),
+    );
+    let request = http::Request::get(format!("http://{}/gone/x", scrim.listen))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let (status, _, body) = support::send(request).await;
+    assert_eq!(status, 502);
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert!(body.contains("could not be reached"), "{body}");
+    assert!(!body.to_ascii_lowercase().contains("refused"), "{body}");
+    let started = std::time::Instant::now();
+    let line = loop {
+        let found = scrim
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|line| line.contains("\"status\":502"))
+            .cloned();
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no log line for the 502"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        line.to_ascii_lowercase().contains("connection refused"),
+        "{line}"
+    );
+}

@@ -46,7 +46,9 @@ enum Kind {
     /// The upstream answered with what cannot be forwarded (an upgrade the
     /// client did not ask for).
     UpstreamInvalid,
-    Upstream,
+    /// The upstream could not be reached or broke off; the cause (DNS, TLS,
+    /// refused) is for the log, never for the client.
+    Upstream(super::BoxError),
     UpstreamTimeout,
 }
 
@@ -116,10 +118,31 @@ impl ProxyError {
             kind: Kind::UpstreamInvalid,
         }
     }
-    pub(crate) fn upstream() -> Self {
+    pub(crate) fn upstream(cause: super::BoxError) -> Self {
         ProxyError {
-            kind: Kind::Upstream,
+            kind: Kind::Upstream(cause),
         }
+    }
+
+    /// For the log: what lies behind an upstream error, each cause in the
+    /// chain once (`client error (Connect): tcp connect error: Connection
+    /// refused (os error 111)`). Not in the response: it describes scrim's
+    /// network, not the client's request.
+    pub(crate) fn cause(&self) -> Option<String> {
+        let Kind::Upstream(cause) = &self.kind else {
+            return None;
+        };
+        let mut text = cause.to_string();
+        let mut source = cause.source();
+        while let Some(error) = source {
+            let part = error.to_string();
+            if !text.contains(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            source = error.source();
+        }
+        Some(text)
     }
     pub(crate) fn upstream_timeout() -> Self {
         ProxyError {
@@ -134,7 +157,7 @@ impl ProxyError {
     pub fn is_upstream(&self) -> bool {
         matches!(
             self.kind,
-            Kind::Upstream | Kind::UpstreamTimeout | Kind::UpstreamInvalid
+            Kind::Upstream(_) | Kind::UpstreamTimeout | Kind::UpstreamInvalid
         )
     }
 
@@ -153,14 +176,14 @@ impl ProxyError {
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Kind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            Kind::Upstream | Kind::UpstreamInvalid => StatusCode::BAD_GATEWAY,
+            Kind::Upstream(_) | Kind::UpstreamInvalid => StatusCode::BAD_GATEWAY,
             Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
     pub fn outcome(&self) -> RequestOutcome {
         match self.kind {
-            Kind::Upstream | Kind::UpstreamInvalid => RequestOutcome::UpstreamError,
+            Kind::Upstream(_) | Kind::UpstreamInvalid => RequestOutcome::UpstreamError,
             Kind::UpstreamTimeout => RequestOutcome::UpstreamTimeout,
             _ => RequestOutcome::Rejected,
         }
@@ -185,7 +208,7 @@ impl ProxyError {
             | Kind::MethodNotAllowed => RejectReason::BadRequest,
             Kind::BodyTimeout => RejectReason::BodyTimeout,
             Kind::Overloaded => RejectReason::Overloaded,
-            Kind::Upstream | Kind::UpstreamTimeout | Kind::UpstreamInvalid => return None,
+            Kind::Upstream(_) | Kind::UpstreamTimeout | Kind::UpstreamInvalid => return None,
         })
     }
 
@@ -256,7 +279,7 @@ impl fmt::Display for ProxyError {
             Kind::UpstreamInvalid => f.write_str(
                 "the upstream answered with an interim or upgrade response the client did not ask for",
             ),
-            Kind::Upstream => f.write_str("the upstream could not be reached"),
+            Kind::Upstream(_) => f.write_str("the upstream could not be reached"),
             Kind::UpstreamTimeout => f.write_str("the upstream did not answer in time"),
         }
     }

@@ -266,7 +266,7 @@ async fn answer(
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     match tokio::time::timeout(timeout, sent).await {
         Err(_) => Err(ProxyError::upstream_timeout()),
-        Ok(Err(_)) => Err(ProxyError::upstream()),
+        Ok(Err(cause)) => Err(ProxyError::upstream(cause)),
         Ok(Ok(response)) => Ok(response),
     }
 }
@@ -303,7 +303,7 @@ async fn send_streaming(
             tokio::select! {
                 done = &mut feed => break Some(done),
                 answered = &mut send, if response.is_none() => {
-                    response = Some(answered.map_err(|_| ProxyError::upstream()));
+                    response = Some(answered.map_err(ProxyError::upstream));
                     give_up_at = Some(Instant::now() + EARLY_ANSWER_GRACE);
                 }
                 _ = tokio::time::sleep_until(give_up_at.unwrap_or_else(Instant::now)), if give_up_at.is_some() => {

@@ -285,6 +285,7 @@ impl Proxy {
             }
             Err(error) => Err(error),
         };
+        let mut cause = None;
         let (response, outcome, reason) = match result {
             Ok(response) => {
                 let outcome = if blocked_by.is_some() {
@@ -298,6 +299,7 @@ impl Proxy {
             Err(error) => {
                 record(metrics, &error);
                 let reason = error.to_string();
+                cause = error.cause();
                 let outcome = error.outcome();
                 (error.into_response(), outcome, Some(reason))
             }
@@ -316,6 +318,7 @@ impl Proxy {
             rewrites = report.total_rewritten(),
             invalid = report.invalid.iter().sum::<u64>(),
             error = reason.as_deref(),
+            cause = cause.as_deref(),
             consent = blocked_by,
             "request"
         );

@@ -244,3 +244,112 @@ proptest! {
         prop_assert!(!report.changed());
     }
 }
+
+/// A document whose objects may repeat a member name (RFC 8259 allows it;
+/// parsers disagree on which occurrence counts, so every one is rewritten).
+#[derive(Clone, Debug)]
+enum Node {
+    Str,
+    Num(i64),
+    Arr(Vec<Node>),
+    Obj(Vec<(usize, Node)>),
+}
+
+fn repeating_document() -> impl Strategy<Value = Node> {
+    let leaf = prop_oneof![Just(Node::Str), (-99i64..99).prop_map(Node::Num)];
+    leaf.prop_recursive(4, 40, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Node::Arr),
+            // Two keys only: repeats are frequent.
+            prop::collection::vec((0..2usize, inner), 0..6).prop_map(Node::Obj),
+        ]
+    })
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Step {
+    Key(usize),
+    Index,
+}
+
+/// Writes the document, each string a unique marker, and lists the markers
+/// with the path to them.
+fn render(node: &Node, path: &mut Vec<Step>, out: &mut String, markers: &mut Vec<(String, Vec<Step>)>) {
+    match node {
+        Node::Str => {
+            let marker = format!("m{:04}Q", markers.len());
+            out.push_str(&format!("\"{marker}\""));
+            markers.push((marker, path.clone()));
+        }
+        Node::Num(n) => out.push_str(&n.to_string()),
+        Node::Arr(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                path.push(Step::Index);
+                render(item, path, out, markers);
+                path.pop();
+            }
+            out.push(']');
+        }
+        Node::Obj(members) => {
+            out.push('{');
+            for (i, (key, value)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&format!("\"{}\":", KEYS[*key]));
+                path.push(Step::Key(*key));
+                render(value, path, out, markers);
+                path.pop();
+            }
+            out.push('}');
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Every occurrence of a repeated member is rewritten: no string at or
+    /// below a selected place survives, every other string does.
+    #[test]
+    fn every_occurrence_of_a_repeated_member_is_rewritten(
+        doc in repeating_document(),
+        descendant in 0..2usize,
+        child in 0..2usize,
+        grandchild in 0..2usize,
+        chunk in 0..9usize,
+    ) {
+        let rules = rules_with(
+            &[
+                (&format!("$..{}", KEYS[descendant]), hash()),
+                (&format!("$.{}", KEYS[child]), Action::Drop),
+                (&format!("$.*.{}", KEYS[grandchild]), Action::Redact { with: "[REDACTED]".into() }),
+            ],
+            Unlisted::Keep,
+            OnInvalid::Drop,
+        );
+        // By the definition of each selector, on the path from the root.
+        let selects = |path: &[Step]| {
+            path.last() == Some(&Step::Key(descendant))
+                || path == [Step::Key(child)]
+                || (path.len() == 2 && path[1] == Step::Key(grandchild))
+        };
+        let mut text = String::new();
+        let mut markers = Vec::new();
+        render(&doc, &mut Vec::new(), &mut text, &mut markers);
+        let (out, _) = rewrite_chunked(&rules, Framing::Single, text.as_bytes(), chunk).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        serde_json::from_str::<Value>(&out).map_err(|e| TestCaseError::fail(format!("{e}: {out}")))?;
+        for (marker, path) in markers {
+            let selected = (1..=path.len()).any(|depth| selects(&path[..depth]));
+            prop_assert_eq!(
+                out.contains(&marker), !selected,
+                "{} at {:?} in {} became {}", marker, path, text, out
+            );
+        }
+    }
+}

@@ -4,14 +4,17 @@
 //! no rule matches. All in one criterion group, so the ratios come from one
 //! run on one machine.
 //!
-//! `cargo bench --bench rewrite`
+//! A second group, `scaling`, measures what issue 10 bounds: 200 descendant
+//! rules against one, and one-byte chunks against 64 KiB chunks.
+//!
+//! `cargo bench --bench rewrite` (`-- scaling` for the second group only)
 
 use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
-use scrim::rewrite::{Framing, JsonRewriter, Sink, tree};
+use scrim::rewrite::{BodyKind, BodyRewriter, Framing, JsonRewriter, Sink, tree};
 use scrim::transform::{Action, Encoding, Normalizer, PhoneOptions};
 
 const FIELDS: [(&str, &str); 11] = [
@@ -167,5 +170,80 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// `count` small objects: many member names, each stepped through every
+/// live selector state.
+fn tiny_objects(count: usize) -> Vec<u8> {
+    let mut body = b"[".to_vec();
+    for i in 0..count {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(
+            format!(r#"{{"id":{i},"k7":"v{i}","x":{{"y":[1,2],"k150":"w"}},"z":true}}"#).as_bytes(),
+        );
+    }
+    body.push(b']');
+    body
+}
+
+/// `$..k7`, then `$..k0`, `$..k1`, ... up to `count` rules.
+fn descendant_rules(count: usize) -> Rules {
+    let hash = Action::Hash {
+        normalizer: Normalizer::None,
+        encoding: Encoding::Hex,
+    };
+    rules(
+        std::iter::once(7)
+            .chain((0..count).filter(|n| *n != 7))
+            .take(count)
+            .map(|n| (format!("$..k{n}"), hash.clone())),
+    )
+}
+
+/// Through `BodyRewriter`, the entry the proxy and `scrim rewrite` use.
+fn body_rewriter(rules: &Rules, pieces: &[Bytes]) -> usize {
+    let mut rewriter = BodyRewriter::new(BodyKind::Json, rules, CountSink(0), false);
+    for piece in pieces {
+        rewriter.write(piece.clone()).unwrap();
+    }
+    rewriter.finish().unwrap().0.0
+}
+
+fn pieces(body: &Bytes, size: usize) -> Vec<Bytes> {
+    (0..body.len())
+        .step_by(size)
+        .map(|at| body.slice(at..(at + size).min(body.len())))
+        .collect()
+}
+
+/// The cost of many rules and of many chunks (issue 10): 200 descendant
+/// rules against one on the same body, and a body in one-byte chunks
+/// against the same body in 64 KiB chunks.
+fn scaling(c: &mut Criterion) {
+    let body = Bytes::from(tiny_objects(16_000));
+    eprintln!("tiny objects: {} bytes", body.len());
+    let one = descendant_rules(1);
+    let two_hundred = descendant_rules(200);
+    let mut group = c.benchmark_group("scaling");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.sample_size(20);
+    group.bench_function("rules/1_descendant", |b| {
+        b.iter(|| stream(black_box(&one), black_box(&body)))
+    });
+    group.bench_function("rules/200_descendant", |b| {
+        b.iter(|| stream(black_box(&two_hundred), black_box(&body)))
+    });
+    let large = pieces(&body, 64 * 1024);
+    let tiny = pieces(&body, 1);
+    let three = descendant_rules(3);
+    group.bench_function("chunks/64KiB", |b| {
+        b.iter(|| body_rewriter(black_box(&three), black_box(&large)))
+    });
+    group.bench_function("chunks/1B", |b| {
+        b.iter(|| body_rewriter(black_box(&three), black_box(&tiny)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, scaling);
 criterion_main!(benches);

@@ -6,13 +6,15 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use support::process::start;
-use support::{Mock, email_event_post, send};
+use support::{Mock, PATIENCE, email_event_post, eventually, send};
 
 const GIB: usize = 1 << 30;
 const MIB: usize = 1 << 20;
@@ -80,20 +82,24 @@ fn the_built_bombs_are_what_they_say() {
 }
 
 /// An upstream that takes every byte and never answers: the bombs' bodies
-/// stream into it until scrim cuts them off.
-fn sink() -> String {
+/// stream into it until scrim cuts them off. Its URL, and how many
+/// connections it has taken so far.
+fn sink() -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let count = taken.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 64 * 1024];
                 while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
             });
         }
     });
-    format!("http://{addr}")
+    (format!("http://{addr}"), taken)
 }
 
 fn config(sink: &str, mock: &str) -> String {
@@ -130,7 +136,8 @@ fn bomb_post(url: &str, encoding: &str, body: &Bytes) -> Request<Full<Bytes>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gib_bombs_cost_bounded_memory_and_do_not_stall_others() {
     let mock = Mock::start(Duration::ZERO).await;
-    let scrim = start("bombs", &config(&sink(), &mock.url()));
+    let (sink, sunk) = sink();
+    let scrim = start("bombs", &config(&sink, &mock.url()));
     let url = format!("http://{}/bombs/events", scrim.listen);
     eprintln!("at start: peak RSS {} KiB", scrim.peak_rss() / 1024);
     let bombs = [
@@ -159,6 +166,7 @@ async fn one_gib_bombs_cost_bounded_memory_and_do_not_stall_others() {
     assert_eq!(status, 200);
     let mut quickest = Duration::MAX;
     for _ in 0..3 {
+        let connections = sunk.load(Ordering::SeqCst);
         let inflating: Vec<_> = (0..4)
             .map(|i| {
                 let (encoding, body) = bombs[i % bombs.len()].clone();
@@ -166,7 +174,12 @@ async fn one_gib_bombs_cost_bounded_memory_and_do_not_stall_others() {
                 tokio::spawn(send(request))
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        // The small request goes once all four are inflating: each streams
+        // into a connection of its own to the sink.
+        eventually("the four bombs stream to the sink", PATIENCE, || {
+            sunk.load(Ordering::SeqCst) >= connections + 4
+        })
+        .await;
         let started = Instant::now();
         let (status, _, _) = send(email_event_post(meta.clone())).await;
         let took = started.elapsed();

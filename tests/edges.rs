@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use support::process::start;
-use support::{Mock, Scrim, send};
+use support::{Mock, PATIENCE, Scrim, eventually, send};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -166,8 +166,12 @@ async fn identifiers_in_paths_never_reach_the_log() {
             .unwrap();
         send(request).await;
     }
-    // Lines are written out every 100 ms.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Lines are written out every 100 ms: wait for the four requests' lines.
+    eventually("the four requests are logged", PATIENCE, || {
+        let log = scrim.log.lock().unwrap().join("\n");
+        log.matches("\"message\":\"request\"").count() >= 4
+    })
+    .await;
     let log = scrim.log.lock().unwrap().join("\n");
     assert_eq!(log.matches("\"message\":\"request\"").count(), 4, "{log}");
     assert!(log.contains("/crm/users/[email]/events"), "{log}");

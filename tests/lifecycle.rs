@@ -9,8 +9,8 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioExecutor;
 use nix::sys::signal::Signal;
-use support::Mock;
 use support::process::start;
+use support::{Mock, PATIENCE, eventually, eventually_async};
 
 fn config(upstream: &str, action: &str) -> String {
     format!(
@@ -54,7 +54,12 @@ async fn sigterm_lets_requests_in_flight_finish() {
     let mut scrim = start("term", &config(&mock.url(), "hash"));
     let url = format!("http://{}/meta/events", scrim.listen);
     let in_flight: Vec<_> = (0..5).map(|_| tokio::spawn(post(url.clone()))).collect();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // SIGTERM once all five are in flight: at the upstream, which holds each
+    // for 1.5 s before it answers.
+    eventually("the five requests reach the upstream", PATIENCE, || {
+        mock.requests().len() == 5
+    })
+    .await;
     signal(&scrim.child, Signal::SIGTERM);
     for request in in_flight {
         assert_eq!(request.await.unwrap(), Ok(200));
@@ -83,21 +88,21 @@ async fn sighup_reloads_the_rules() {
     assert_eq!(post(url.clone()).await, Ok(200));
     std::fs::write(scrim.dir.join("scrim.yaml"), config(&mock.url(), "drop")).unwrap();
     signal(&scrim.child, Signal::SIGHUP);
-    let mut reloaded = false;
-    for _ in 0..50 {
+    eventually_async("the new rules apply", PATIENCE, || async {
         assert_eq!(post(url.clone()).await, Ok(200));
         let last = mock.requests().pop().unwrap();
-        if !String::from_utf8_lossy(&last.body).contains("\"em\"") {
-            reloaded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(reloaded, "the new rules never applied");
+        !String::from_utf8_lossy(&last.body).contains("\"em\"")
+    })
+    .await;
     // An invalid file is refused on SIGHUP: the last good rules keep working.
     std::fs::write(scrim.dir.join("scrim.yaml"), "routes: [").unwrap();
     signal(&scrim.child, Signal::SIGHUP);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("scrim refuses the invalid file", PATIENCE, || {
+        let log = scrim.log.lock().unwrap();
+        log.iter()
+            .any(|line| line.contains("configuration refused; the previous one stays"))
+    })
+    .await;
     assert_eq!(post(url.clone()).await, Ok(200));
     let last = mock.requests().pop().unwrap();
     assert!(

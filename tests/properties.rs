@@ -274,7 +274,12 @@ enum Step {
 
 /// Writes the document, each string a unique marker, and lists the markers
 /// with the path to them.
-fn render(node: &Node, path: &mut Vec<Step>, out: &mut String, markers: &mut Vec<(String, Vec<Step>)>) {
+fn render(
+    node: &Node,
+    path: &mut Vec<Step>,
+    out: &mut String,
+    markers: &mut Vec<(String, Vec<Step>)>,
+) {
     match node {
         Node::Str => {
             let marker = format!("m{:04}Q", markers.len());

@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 mod support;
-use support::{KEY, Mock, Scrim, send};
+use support::{KEY, Mock, PATIENCE, Scrim, eventually, send};
 
 fn config(upstream: &str, extra: &str) -> String {
     format!(
@@ -317,6 +317,9 @@ async fn refused_requests_reach_nothing_upstream() {
     chunks.extend(std::iter::repeat_n(chunk.as_slice(), 4));
     chunks.push(b"0\r\n\r\n");
     assert_eq!(raw(scrim.server.local_addr(), head, &chunks).await, 413);
+    // A negative check: time for a request that should not reach the
+    // upstream to get there, were it forwarded. (The metrics below need no
+    // wait: a refusal is counted before it is answered.)
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         mock.requests().is_empty(),
@@ -470,6 +473,8 @@ async fn request_smuggling_attempts_are_refused() {
         let status = raw(addr, request, &[]).await;
         assert_eq!(status, 400, "case {i}");
     }
+    // A negative check: give a smuggled request the time to reach the
+    // upstream, were it forwarded.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(mock.requests().is_empty(), "{:?}", mock.requests());
 }
@@ -566,12 +571,24 @@ async fn reload_swaps_rules_under_load_and_refuses_a_bad_file() {
             .unwrap();
         send(request).await
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Each reload comes under load: only once requests have gone through
+    // since the step before.
+    eventually("requests go through on the first rules", PATIENCE, || {
+        mock.requests().len() >= 8
+    })
+    .await;
     let dropping =
         config(&mock.url(), "").replace("action: hash\n        normalize: email", "action: drop");
     std::fs::write(&path, with_key_file(dropping)).unwrap();
     assert_eq!(reload().await.0, 200);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("requests go through on the new rules", PATIENCE, || {
+        let requests = mock.requests();
+        let dropped = requests
+            .iter()
+            .filter(|r| !String::from_utf8_lossy(&r.body).contains("\"em\""));
+        dropped.count() >= 8
+    })
+    .await;
     std::fs::write(
         &path,
         "routes:\n  - name: meta\n    match: {path_prefix: /meta}\n    upstream: nowhere\n",
@@ -583,7 +600,13 @@ async fn reload_swaps_rules_under_load_and_refuses_a_bad_file() {
         String::from_utf8_lossy(&body).contains("scrim.yaml:4:15: upstream must be"),
         "{body:?}"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused_at = mock.requests().len();
+    eventually(
+        "requests go through after the refused reload",
+        PATIENCE,
+        || mock.requests().len() >= refused_at + 8,
+    )
+    .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut total = 0;
     for client in clients {

@@ -30,6 +30,8 @@ fn config(upstream: &str) -> String {
 async fn exchange(addr: SocketAddr, pieces: &[(Duration, &[u8])]) -> Vec<u16> {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     for (pause, piece) in pieces {
+        // A deliberate pause: scrim reads what came before on its own (a
+        // head without its body, say) before this piece arrives.
         tokio::time::sleep(*pause).await;
         // scrim may answer and close before everything is sent.
         if stream.write_all(piece).await.is_err() {
@@ -124,6 +126,8 @@ POST /crm/smuggled HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nCont
         let statuses = exchange(addr, pieces).await;
         assert_eq!(&statuses, expected, "{name}");
     }
+    // The three firsts are in (each was answered); a negative check: time
+    // for a smuggled request to reach the upstream, were it forwarded.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let reached: Vec<String> = mock.requests().into_iter().map(|r| r.uri).collect();
     assert!(

@@ -163,10 +163,12 @@ async fn a_stalled_body_is_cut_at_its_timeout() {
         stream.write_all(b"{\"data\":[").await.unwrap();
         let (mut reader, mut writer) = stream.into_split();
         let trickling = tokio::spawn(async move {
+            // The trickle itself: a byte, a deliberate pause, a byte, ...
             while trickle && writer.write_all(b" ").await.is_ok() {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            // Held open, silent, until the test ends.
+            // Held open, silent, until the test ends: a closed write half
+            // would end the body instead of stalling it.
             tokio::time::sleep(Duration::from_secs(10)).await;
         });
         let mut response = Vec::new();
@@ -208,6 +210,7 @@ async fn an_upload_slower_than_the_response_timeout_succeeds() {
     stream.write_all(head.as_bytes()).await.unwrap();
     for piece in body.as_bytes().chunks(body.len() / 10 + 1) {
         stream.write_all(piece).await.unwrap();
+        // A deliberate pause: the upload is slow, past the response timeout.
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let mut response = Vec::new();
@@ -303,6 +306,8 @@ async fn stubborn_upstream(mode: &'static str) -> String {
                     }
                     _ => {}
                 }
+                // Deliberately holds the connection open, reading nothing
+                // more, for longer than any test here.
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 drop(stream);
             });
@@ -326,6 +331,9 @@ async fn post_streamed(addr: std::net::SocketAddr, size: usize) -> (String, Dura
     let writing = tokio::spawn(async move {
         let _ = writer.write_all(head.as_bytes()).await;
         let _ = writer.write_all(body.as_bytes()).await;
+        // Keeps the write half open past the read, deliberately: dropping it
+        // would half-close the connection, and what ends the exchange must
+        // be scrim's doing.
         tokio::time::sleep(Duration::from_secs(15)).await;
     });
     let mut response = Vec::new();
@@ -361,7 +369,8 @@ async fn a_client_that_reads_no_response_is_disconnected() {
         .write_all(b"GET /meta/big HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .unwrap();
-    // Reads nothing for a while, then all there is.
+    // Reads nothing for a while, deliberately: long enough for the socket
+    // buffers to fill and the 1 s write timeout to pass. Then all there is.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let mut received = 0usize;
     let mut buffer = vec![0u8; 1 << 16];

@@ -226,3 +226,35 @@ pub async fn read_head(
         }
     }
 }
+
+/// How long [`eventually`] waits: far past what any awaited condition takes
+/// on a loaded machine, so that only a real failure reaches it.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// How often [`eventually`] checks.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Waits until `check` holds, checking every 10 ms (and once more at the
+/// deadline); panics naming `what` if it still does not after `timeout`.
+/// For a test that waits for something, instead of a fixed sleep.
+pub async fn eventually<F: FnMut() -> bool>(what: &str, timeout: Duration, mut check: F) {
+    eventually_async(what, timeout, || std::future::ready(check())).await;
+}
+
+/// The same with an async check (one that asks over HTTP, say); a check
+/// still running at the deadline fails as well.
+pub async fn eventually_async<F, C>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> C,
+    C: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, check()).await {
+            Ok(true) => return,
+            Ok(false) if tokio::time::Instant::now() < deadline => {}
+            _ => panic!("still not the case after {timeout:?}: {what}"),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

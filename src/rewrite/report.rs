@@ -79,8 +79,10 @@ impl Report {
         path: impl FnOnce() -> String,
     ) {
         match (rule, what) {
-            (Some(rule), ChangeKind::Rewritten | ChangeKind::Dropped) => self.rewritten[rule] += 1,
-            (Some(rule), _) => self.invalid[rule] += 1,
+            (Some(rule), ChangeKind::Rewritten | ChangeKind::Dropped) => {
+                count(&mut self.rewritten, rule)
+            }
+            (Some(rule), _) => count(&mut self.invalid, rule),
             (None, _) => self.unlisted_dropped += 1,
         }
         if let Some(changes) = &mut self.changes {
@@ -94,15 +96,29 @@ impl Report {
 
     /// Adds the counts of a nested rewrite (an embedded document).
     pub(crate) fn absorb(&mut self, other: Report) {
-        for (mine, theirs) in self.rewritten.iter_mut().zip(other.rewritten) {
-            *mine += theirs;
-        }
-        for (mine, theirs) in self.invalid.iter_mut().zip(other.invalid) {
-            *mine += theirs;
-        }
+        add(&mut self.rewritten, &other.rewritten);
+        add(&mut self.invalid, &other.invalid);
         self.unlisted_dropped += other.unlisted_dropped;
         if let (Some(mine), Some(theirs)) = (&mut self.changes, other.changes) {
             mine.extend(theirs);
         }
+    }
+}
+
+/// Counts one for `rule`; a report made by `Report::default()` (no rule
+/// count known) grows to it.
+fn count(counts: &mut Vec<u64>, rule: RuleId) {
+    if counts.len() <= rule {
+        counts.resize(rule + 1, 0);
+    }
+    counts[rule] += 1;
+}
+
+fn add(counts: &mut Vec<u64>, other: &[u64]) {
+    if counts.len() < other.len() {
+        counts.resize(other.len(), 0);
+    }
+    for (mine, theirs) in counts.iter_mut().zip(other) {
+        *mine += theirs;
     }
 }

@@ -11,6 +11,10 @@
 
 use std::hint::black_box;
 
+#[path = "../tests/common/bodies.rs"]
+mod bodies;
+use bodies::tiny_objects;
+
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
@@ -168,22 +172,6 @@ fn bench(c: &mut Criterion) {
         b.iter(|| tree::rewrite_bytes(black_box(&untracked), black_box(&body)).unwrap())
     });
     group.finish();
-}
-
-/// `count` small objects: many member names, each stepped through every
-/// live selector state.
-fn tiny_objects(count: usize) -> Vec<u8> {
-    let mut body = b"[".to_vec();
-    for i in 0..count {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(
-            format!(r#"{{"id":{i},"k7":"v{i}","x":{{"y":[1,2],"k150":"w"}},"z":true}}"#).as_bytes(),
-        );
-    }
-    body.push(b']');
-    body
 }
 
 /// `$..k7`, then `$..k0`, `$..k1`, ... up to `count` rules.

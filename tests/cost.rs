@@ -10,6 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::bodies::tiny_objects;
 use common::*;
 use scrim::policy::Rules;
 use scrim::rewrite::{BodyKind, BodyRewriter};
@@ -23,22 +24,6 @@ fn best_of_five(mut work: impl FnMut()) -> Duration {
         })
         .min()
         .expect("five runs")
-}
-
-/// `count` small objects in an array, each with a few members and one
-/// nested level: many keys, each looked up against every rule.
-fn tiny_objects(count: usize) -> Vec<u8> {
-    let mut body = b"[".to_vec();
-    for i in 0..count {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(
-            format!(r#"{{"id":{i},"k7":"v{i}","x":{{"y":[1,2],"k150":"w"}},"z":true}}"#).as_bytes(),
-        );
-    }
-    body.push(b']');
-    body
 }
 
 /// `$..k7` first, then `$..k0` to `$..k{count - 1}` without it.

@@ -52,6 +52,7 @@ fn selected(name: &[u8]) -> bool {
 fn pairs(query: &str) -> Vec<(&str, Option<Vec<u8>>)> {
     query
         .split('&')
+        .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let name = pair.split('=').next().unwrap_or_default();
             (pair, percent::decode(name.as_bytes()))

@@ -10,6 +10,10 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+
+#[path = "chunking.rs"]
+mod chunking;
+use chunking::chunks;
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
 use scrim::rewrite::{Framing, JsonRewriter, tree};
 use scrim::transform::{Action, Encoding, Guard, Members, Normalizer};
@@ -95,25 +99,6 @@ fn rewrite(rules: &Rules, chunks: &[&[u8]]) -> Result<Vec<u8>, scrim::rewrite::E
         rewriter.write(Bytes::copy_from_slice(chunk))?;
     }
     Ok(rewriter.finish()?.0.concat())
-}
-
-/// Cut points derived from the input itself, so that a crash reproduces.
-fn chunks(data: &[u8]) -> Vec<&[u8]> {
-    let mut seed = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-    });
-    let mut out = Vec::new();
-    let mut rest = data;
-    while !rest.is_empty() {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let size = 1 + (seed >> 33) as usize % 7;
-        let (head, tail) = rest.split_at(size.min(rest.len()));
-        out.push(head);
-        rest = tail;
-    }
-    out
 }
 
 /// Brings both sides to a comparable form:

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod bodies;
+
 use bytes::Bytes;
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
 use scrim::rewrite::{Error, Framing, JsonRewriter, Report};

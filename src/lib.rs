@@ -11,6 +11,7 @@ pub mod admin;
 pub mod config;
 pub mod log;
 pub mod metrics;
+pub mod percent;
 pub mod policy;
 pub mod presets;
 pub mod proxy;

@@ -15,7 +15,8 @@ use libfuzzer_sys::fuzz_target;
 mod chunking;
 use chunking::chunks;
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
-use scrim::rewrite::{FormRewriter, percent};
+use scrim::percent;
+use scrim::rewrite::FormRewriter;
 use scrim::transform::{Action, Encoding, Normalizer};
 
 const HASHED: [&str; 2] = ["em", "user_data[ph]"];

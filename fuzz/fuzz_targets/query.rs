@@ -9,7 +9,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
-use scrim::rewrite::{QueryOutcome, Report, percent, rewrite_query};
+use scrim::percent;
+use scrim::rewrite::{QueryOutcome, Report, rewrite_query};
 use scrim::transform::{Action, Encoding, Normalizer};
 
 const HASHED: [&str; 2] = ["em", "user id"];

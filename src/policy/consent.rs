@@ -94,12 +94,12 @@ impl Consent {
         // Read with the rewriters' decoder. A query it cannot decode might
         // hide any signal: every decision restricts, so the first query
         // signal applies (fail closed).
-        let pairs = query.map(|query| crate::rewrite::percent::pairs(query.as_bytes()));
+        let pairs = query.map(|query| crate::percent::pairs(query.as_bytes()));
         self.signals.iter().position(|signal| match &signal.source {
             Source::Body(_) => false,
             // Under any spelling a server behind scrim would read as it.
             Source::Header(name) => headers.iter().any(|(key, value)| {
-                crate::rewrite::canonical_name(key.as_str()) == name.as_str()
+                crate::policy::canonical_header_name(key.as_str()) == name.as_str()
                     && value.to_str().is_ok_and(|v| matches(v, &signal.equals))
             }),
             Source::Query(name) => match &pairs {

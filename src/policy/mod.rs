@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub use compile::compile;
 pub use matcher::{Label, Matcher, State};
-pub use selector::{Selector, SelectorError, Step};
+pub use selector::{Selector, SelectorError, Step, canonical_header_name};
 
 use sha2::Digest as _;
 

@@ -11,7 +11,7 @@ pub enum Selector {
     /// A query-string parameter, by exact name.
     Query(String),
     /// A request header, by name (case-insensitive, `_` read as `-`: stored
-    /// as `rewrite::canonical_name` makes it).
+    /// as [`canonical_header_name`] makes it).
     Header(String),
 }
 
@@ -66,12 +66,23 @@ impl Selector {
                     "`header.` needs a header name (letters, digits, `-`)",
                 ))
             } else {
-                Ok(Selector::Header(
-                    crate::rewrite::canonical_name(name).into_owned(),
-                ))
+                Ok(Selector::Header(canonical_header_name(name).into_owned()))
             };
         }
         Parser { text, pos: 0 }.body().map(Selector::Body)
+    }
+}
+
+/// A header name as the servers behind scrim may read it: lowercase, and
+/// `_` as `-`, because CGI-style servers (PHP, WSGI, Rack, nginx's
+/// `underscores_in_headers`) read `X_Email` as `X-Email`. Every decision on a
+/// request header name goes through this, so that no spelling slips past a
+/// rule. Names from hyper are lowercase already: no allocation then.
+pub fn canonical_header_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase() || b == b'_') {
+        name.to_ascii_lowercase().replace('_', "-").into()
+    } else {
+        name.into()
     }
 }
 

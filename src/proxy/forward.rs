@@ -28,8 +28,7 @@ use super::{BoxError, ClientBody, RequestBody, ResponseBody};
 use crate::metrics::RouteMetrics;
 use crate::policy::{Limits, Route, Rules};
 use crate::rewrite::{
-    BodyKind, BodyRewriter, HeaderOutcome, QueryOutcome, Report, canonical_name, rewrite_header,
-    rewrite_query,
+    BodyKind, BodyRewriter, HeaderOutcome, QueryOutcome, Report, rewrite_header, rewrite_query,
 };
 
 /// Frames buffered between the rewriter and the upstream connection.
@@ -341,7 +340,7 @@ fn upstream_headers(
     let listed = connection_listed(incoming);
     let mut headers = HeaderMap::with_capacity(incoming.len());
     for (name, value) in incoming {
-        let canonical = canonical_name(name.as_str());
+        let canonical = crate::policy::canonical_header_name(name.as_str());
         let lower = canonical.as_ref();
         let drop = HOP_BY_HOP.contains(&lower)
             || listed.contains(name)

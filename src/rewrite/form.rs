@@ -12,10 +12,10 @@ use super::error::{Error, Kind};
 use super::json::{Embedded, rewrite_embedded};
 use super::output::{Mode, Steering, Writer};
 use super::path::push_key;
-use super::percent::{decode, encode};
 use super::query::SEMICOLON_REASON;
 use super::report::{ChangeKind, Report};
 use super::sink::Sink;
+use crate::percent::{decode, encode};
 use crate::policy::{Label, OnInvalid, REDACTED, RuleId, Rules, State, Unlisted};
 use crate::transform::{Action, Outcome, Scalar};
 

@@ -1,10 +1,8 @@
 //! `header.NAME` rules: what becomes of one request header value.
 
-use std::borrow::Cow;
-
 use super::error::{Error, Kind};
 use super::report::{ChangeKind, Report};
-use crate::policy::{OnInvalid, REDACTED, Rules};
+use crate::policy::{OnInvalid, REDACTED, Rules, canonical_header_name};
 use crate::transform::{Action, Outcome, Scalar};
 
 /// What a header rule made of a header.
@@ -18,21 +16,8 @@ pub enum HeaderOutcome {
     Replace(String),
 }
 
-/// A header name as the servers behind scrim may read it: lowercase, and
-/// `_` as `-`, because CGI-style servers (PHP, WSGI, Rack, nginx's
-/// `underscores_in_headers`) read `X_Email` as `X-Email`. Every decision on a
-/// request header name goes through this, so that no spelling slips past a
-/// rule. Names from hyper are lowercase already: no allocation then.
-pub fn canonical_name(name: &str) -> Cow<'_, str> {
-    if name.bytes().any(|b| b.is_ascii_uppercase() || b == b'_') {
-        name.to_ascii_lowercase().replace('_', "-").into()
-    } else {
-        name.into()
-    }
-}
-
 /// Applies the route's `header.NAME` rule (if any) to one header. `name` is
-/// matched as [`canonical_name`] reads it. A value that is not UTF-8 cannot
+/// matched as [`canonical_header_name`] reads it. A value that is not UTF-8 cannot
 /// be read by a rule, so it counts as invalid and `on_invalid` decides.
 pub fn rewrite_header(
     rules: &Rules,
@@ -43,7 +28,7 @@ pub fn rewrite_header(
     if rules.headers.is_empty() {
         return Ok(HeaderOutcome::Unchanged);
     }
-    let lower = canonical_name(name);
+    let lower = canonical_header_name(name);
     let Some(rule_id) = Rules::field_rule(&rules.headers, &lower) else {
         return Ok(HeaderOutcome::Unchanged);
     };

@@ -32,7 +32,7 @@ pub fn probe(rules: &Rules, kind: BodyKind, body: &[u8]) -> Result<Vec<(RuleId, 
             let mut fields = serde_json::Map::new();
             // Read with the rewriter's own decoder: a body it would refuse
             // gives no signal.
-            for (name, value) in super::percent::pairs(body).ok_or_else(invalid)? {
+            for (name, value) in crate::percent::pairs(body).ok_or_else(invalid)? {
                 let text = |bytes: Vec<u8>| String::from_utf8(bytes).map_err(|_| invalid());
                 fields.insert(text(name)?, Value::String(text(value)?));
             }

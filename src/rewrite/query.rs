@@ -3,8 +3,8 @@
 
 use super::error::{Error, Kind};
 use super::path::push_key;
-use super::percent::{decode, encode};
 use super::report::{ChangeKind, Report};
+use crate::percent::{decode, encode};
 use crate::policy::{OnInvalid, REDACTED, Rules};
 use crate::transform::{Action, Outcome, Scalar};
 

@@ -3,6 +3,14 @@
 //! the same way. `+` is a space; `%` must be followed by two hex digits
 //! (`%+a` is an error, where a parser of signed numbers would read 0x0a).
 
+/// Why a form or query field with `;NAME=` inside is refused, where rules
+/// treat NAME otherwise than the field around it: servers that split fields
+/// at `;` as well as `&` (the W3C's old recommendation; Python's `cgi`
+/// before 3.9.2, some Java containers) would read a field there that the
+/// rules never saw.
+pub const SEMICOLON_REASON: &str = "`;` starts a field name that a rule selects: some servers split fields at `;`, \
+     so this field would reach them unrewritten; percent-encode the `;` (%3B)";
+
 /// Decodes `+` and `%XX`; `None` on a `%` not followed by two hex digits.
 pub fn decode(raw: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(raw.len());

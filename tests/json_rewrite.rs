@@ -131,6 +131,26 @@ fn plain_text_under_descendant_selectors_streams_at_any_length() {
             assert!(out == expected.as_bytes(), "lead {lead:?}, chunk {chunk}");
         }
     }
+    // Blank strings end undecided; what follows them is read as before.
+    for blank in ["", "  ", "\\n\\t", " \\r "] {
+        let input =
+            format!(r#"{{"a":"{blank}","em":"secret","b":{{"c":"{blank}"}},"d":{{"em":"x"}}}}"#);
+        for chunk in [0, 1, 2, 3, 5] {
+            let (out, _) =
+                rewrite_chunked(&rules, Framing::Single, input.as_bytes(), chunk).unwrap();
+            let expected = input
+                .replace(
+                    r#""em":"secret""#,
+                    &format!(r#""em":"{}""#, sha256_hex("secret")),
+                )
+                .replace(r#""em":"x""#, &format!(r#""em":"{}""#, sha256_hex("x")));
+            assert!(
+                out == expected.as_bytes(),
+                "blank {blank:?}, chunk {chunk}: {}",
+                String::from_utf8_lossy(&out)
+            );
+        }
+    }
     // A document in a string is still opened, after blanks too.
     let input = r#"{"payload":" \n {\"em\":\"a\"}"}"#;
     let out = rewrite(&rules, input).unwrap();

@@ -250,13 +250,19 @@ proptest! {
 #[derive(Clone, Debug)]
 enum Node {
     Str,
+    /// A string with nothing to find in it: empty, spaces, escaped blanks.
+    Blank(usize),
     Num(i64),
     Arr(Vec<Node>),
     Obj(Vec<(usize, Node)>),
 }
 
 fn repeating_document() -> impl Strategy<Value = Node> {
-    let leaf = prop_oneof![Just(Node::Str), (-99i64..99).prop_map(Node::Num)];
+    let leaf = prop_oneof![
+        Just(Node::Str),
+        (0..BLANKS.len()).prop_map(Node::Blank),
+        (-99i64..99).prop_map(Node::Num)
+    ];
     leaf.prop_recursive(4, 40, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Node::Arr),
@@ -265,6 +271,8 @@ fn repeating_document() -> impl Strategy<Value = Node> {
         ]
     })
 }
+
+const BLANKS: [&str; 4] = ["", "  ", "\\n\\t", " \\r"];
 
 #[derive(Clone, Debug, PartialEq)]
 enum Step {
@@ -286,6 +294,7 @@ fn render(
             out.push_str(&format!("\"{marker}\""));
             markers.push((marker, path.clone()));
         }
+        Node::Blank(i) => out.push_str(&format!("\"{}\"", BLANKS[*i])),
         Node::Num(n) => out.push_str(&n.to_string()),
         Node::Arr(items) => {
             out.push('[');

@@ -12,12 +12,12 @@ use super::error::{Error, Kind};
 use super::json::{Embedded, rewrite_embedded};
 use super::output::{Mode, Steering, Writer};
 use super::path::push_key;
-use super::query::SEMICOLON_REASON;
 use super::report::{ChangeKind, Report};
 use super::sink::Sink;
-use crate::percent::{decode, encode};
-use crate::policy::{Label, OnInvalid, REDACTED, RuleId, Rules, State, Unlisted};
-use crate::transform::{Action, Outcome, Scalar};
+use super::verdict::{self, Rejected, Verdict};
+use crate::percent::{SEMICOLON_REASON, decode, encode};
+use crate::policy::{Label, RuleId, Rules, State, Unlisted};
+use crate::transform::{Action, Scalar};
 
 /// Rewrites one form body pushed in chunks.
 pub struct FormRewriter<'r, S: Sink> {
@@ -366,43 +366,27 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         })?;
         let text = std::str::from_utf8(&value)
             .map_err(|_| self.error(Kind::Syntax, "form field value is not UTF-8"))?;
-        match self.rules.rules[rule].action.apply(Scalar::Str(text)) {
-            Ok(Outcome::Replace(new)) => {
-                self.emit_field(&new);
+        let mut out = String::new();
+        match verdict::judge(self.rules, rule, Ok(Scalar::Str(text)), &mut out) {
+            Ok(Verdict::Replace(change)) => {
+                self.emit_field(&out);
                 let key = &self.key;
-                self.report
-                    .record(Some(rule), ChangeKind::Rewritten, || field_path(key));
+                self.report.record(Some(rule), change, || field_path(key));
             }
-            Ok(Outcome::Remove) => self.drop_field(chunk, at, Some(rule), ChangeKind::Dropped),
-            Ok(Outcome::Unchanged) => {
+            Ok(Verdict::Remove(change)) => self.drop_field(chunk, at, Some(rule), change),
+            Ok(Verdict::Keep) => {
                 self.steer.write_held(!self.emitted_any, &mut self.writer);
                 self.emitted_any = true;
                 self.writer.copy(raw);
             }
-            Err(why) => match self.rules.rules[rule].on_invalid {
-                OnInvalid::Drop => {
-                    self.drop_field(chunk, at, Some(rule), ChangeKind::InvalidDropped)
-                }
-                OnInvalid::Redact => {
-                    self.emit_field(REDACTED);
-                    let key = &self.key;
-                    self.report
-                        .record(Some(rule), ChangeKind::InvalidRedacted, || field_path(key));
-                }
-                OnInvalid::Reject => {
-                    let reason = format!(
-                        "rule {} (`{}`): value is {why}",
-                        rule + 1,
-                        self.rules.rules[rule].selector
-                    );
-                    return Err(Error::new(
-                        Kind::Rejected,
-                        self.field_offset,
-                        field_path(&self.key),
-                        reason,
-                    ));
-                }
-            },
+            Err(Rejected(reason)) => {
+                return Err(Error::new(
+                    Kind::Rejected,
+                    self.field_offset,
+                    field_path(&self.key),
+                    reason,
+                ));
+            }
         }
         Ok(())
     }

@@ -1,9 +1,10 @@
 //! `header.NAME` rules: what becomes of one request header value.
 
 use super::error::{Error, Kind};
-use super::report::{ChangeKind, Report};
-use crate::policy::{OnInvalid, REDACTED, Rules, canonical_header_name};
-use crate::transform::{Action, Outcome, Scalar};
+use super::report::Report;
+use super::verdict::{self, Rejected, Verdict};
+use crate::policy::{Rules, canonical_header_name};
+use crate::transform::{Invalid, Scalar};
 
 /// What a header rule made of a header.
 #[derive(Debug, PartialEq, Eq)]
@@ -32,49 +33,28 @@ pub fn rewrite_header(
     let Some(rule_id) = Rules::field_rule(&rules.headers, &lower) else {
         return Ok(HeaderOutcome::Unchanged);
     };
-    let rule = &rules.rules[rule_id];
     let path = || format!("header.{lower}");
-    let outcome = match (&rule.action, std::str::from_utf8(value)) {
-        (Action::Drop, _) => {
-            report.record(Some(rule_id), ChangeKind::Dropped, path);
-            return Ok(HeaderOutcome::Remove);
-        }
-        (Action::Keep, _) => return Ok(HeaderOutcome::Unchanged),
-        (action, Ok(text)) => action.apply(Scalar::Str(text)),
-        (_, Err(_)) => Err(crate::transform::Invalid::NotAScalar),
-    };
-    match outcome {
-        Ok(Outcome::Unchanged) => Ok(HeaderOutcome::Unchanged),
-        Ok(Outcome::Remove) => {
-            report.record(Some(rule_id), ChangeKind::Dropped, path);
+    let text = std::str::from_utf8(value).map_err(|_| Invalid::NotAScalar);
+    let mut out = String::new();
+    match verdict::judge(rules, rule_id, text.map(Scalar::Str), &mut out) {
+        Ok(Verdict::Keep) => Ok(HeaderOutcome::Unchanged),
+        Ok(Verdict::Remove(change)) => {
+            report.record(Some(rule_id), change, path);
             Ok(HeaderOutcome::Remove)
         }
-        Ok(Outcome::Replace(new)) => {
-            report.record(Some(rule_id), ChangeKind::Rewritten, path);
-            Ok(HeaderOutcome::Replace(new))
+        Ok(Verdict::Replace(change)) => {
+            report.record(Some(rule_id), change, path);
+            Ok(HeaderOutcome::Replace(out))
         }
-        Err(why) => match rule.on_invalid {
-            OnInvalid::Drop => {
-                report.record(Some(rule_id), ChangeKind::InvalidDropped, path);
-                Ok(HeaderOutcome::Remove)
-            }
-            OnInvalid::Redact => {
-                report.record(Some(rule_id), ChangeKind::InvalidRedacted, path);
-                Ok(HeaderOutcome::Replace(REDACTED.to_owned()))
-            }
-            OnInvalid::Reject => {
-                let reason = format!("rule {} (`{}`): value is {why}", rule_id + 1, rule.selector);
-                Err(Error::new(Kind::Rejected, 0, path(), reason))
-            }
-        },
+        Err(Rejected(reason)) => Err(Error::new(Kind::Rejected, 0, path(), reason)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Limits, Unlisted};
-    use crate::transform::{Encoding, Normalizer};
+    use crate::policy::{Limits, OnInvalid, Unlisted};
+    use crate::transform::{Action, Encoding, Normalizer};
 
     fn rules() -> Result<Rules, crate::policy::SelectorError> {
         let hash = Action::Hash {

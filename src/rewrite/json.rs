@@ -27,8 +27,9 @@ use super::output::{Mode, Steering, Writer};
 use super::path::push_key;
 use super::report::{ChangeKind, Report};
 use super::sink::Sink;
-use crate::policy::{Label, OnInvalid, REDACTED, RuleId, Rules, State, Unlisted};
-use crate::transform::{Action, Applied, Invalid, Scalar};
+use super::verdict::{self, Rejected, Verdict};
+use crate::policy::{Label, RuleId, Rules, State, Unlisted};
+use crate::transform::{Action, Invalid, Scalar};
 
 /// Whether the input is one JSON document or newline-delimited documents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -690,11 +691,14 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         }
         self.str_is_key = true;
         self.str_escaped = false;
+        self.embedded_undecided = false;
         self.start_capture(at + 1);
         self.lex = Lex::Str;
     }
 
     fn string_end(&mut self, chunk: &Bytes, quote: usize) -> Result<(), Error> {
+        // A blank string ends undecided: nothing more to decide.
+        self.embedded_undecided = false;
         if self.str_is_key {
             self.str_is_key = false;
             self.key_end(chunk, quote)
@@ -893,8 +897,13 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                         frame_mode = FrameMode::Each(rule);
                     }
                     _ if container => {
-                        self.invalid(chunk, at, rule, Invalid::NotAScalar)?;
-                        ends_suppress = true;
+                        let verdict = verdict::invalid(
+                            self.rules,
+                            rule,
+                            Invalid::NotAScalar,
+                            &mut self.replacement,
+                        );
+                        ends_suppress = self.carry_out(chunk, at, rule, verdict, None)?;
                     }
                     _ => {
                         self.steer
@@ -954,36 +963,48 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         self.writer.json_string(with.as_bytes());
     }
 
-    /// A rule met a value it cannot handle: drop, redact or reject it.
-    fn invalid(
+    /// Writes out what `verdict` says of a value: a scalar that ended at
+    /// `at`, whose text is `original`, or a container that starts at `at`
+    /// (`None`). Returns whether output is suppressed from `at` on (for a
+    /// container, until it closes).
+    fn carry_out(
         &mut self,
         chunk: &Bytes,
         at: usize,
         rule: RuleId,
-        why: Invalid,
-    ) -> Result<(), Error> {
-        match self.rules.rules[rule].on_invalid {
-            OnInvalid::Drop => {
-                self.drop_value(chunk, at, Some(rule), ChangeKind::InvalidDropped);
-                Ok(())
+        verdict: Result<Verdict, Rejected>,
+        original: Option<&[u8]>,
+    ) -> Result<bool, Error> {
+        let suppressed = match verdict {
+            Ok(Verdict::Replace(change)) => {
+                let text = std::mem::take(&mut self.replacement);
+                self.replace_value(chunk, at, &text);
+                self.replacement = text;
+                self.report.record(Some(rule), change, || {
+                    current_path(&self.frames, &self.path_keys, &self.embedded)
+                });
+                true
             }
-            OnInvalid::Redact => {
-                self.replace_value(chunk, at, REDACTED);
-                self.report
-                    .record(Some(rule), ChangeKind::InvalidRedacted, || {
-                        current_path(&self.frames, &self.path_keys, &self.embedded)
-                    });
-                Ok(())
+            Ok(Verdict::Remove(change)) => {
+                self.drop_value(chunk, at, Some(rule), change);
+                true
             }
-            OnInvalid::Reject => {
-                let reason = format!(
-                    "rule {} (`{}`): value is {why}",
-                    rule + 1,
-                    self.rules.rules[rule].selector
-                );
-                Err(self.error_at_offset(self.token_offset, Kind::Rejected, reason))
+            Ok(Verdict::Keep) => {
+                self.keep_value(chunk, at);
+                if let Some(original) = original {
+                    self.writer.copy(original);
+                }
+                false
             }
+            Err(Rejected(reason)) => {
+                return Err(self.error_at_offset(self.token_offset, Kind::Rejected, reason));
+            }
+        };
+        // A scalar has ended: what follows it passes.
+        if original.is_some() && suppressed {
+            self.steer.set_mode(chunk, at, Mode::Pass, &mut self.writer);
         }
+        Ok(suppressed && original.is_none())
     }
 
     fn push_frame(
@@ -1119,35 +1140,8 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     .map_err(|_| self.error(end, Kind::Syntax, "invalid number"))?,
             ),
         };
-        let outcome = self.rules.rules[rule]
-            .action
-            .apply_into(scalar, &mut self.replacement);
-        match outcome {
-            Ok(Applied::Replaced) => {
-                self.commit_held();
-                self.writer.json_string(self.replacement.as_bytes());
-                self.report.record(Some(rule), ChangeKind::Rewritten, || {
-                    current_path(&self.frames, &self.path_keys, &self.embedded)
-                });
-            }
-            Ok(Applied::Unchanged) => {
-                self.commit_held();
-                self.writer.copy(raw);
-            }
-            Ok(Applied::Removed) => {
-                // Like an invalid value dropped: suppressed since its start,
-                // its held name and comma discarded.
-                self.drop_value(chunk, end, Some(rule), ChangeKind::Dropped);
-                self.steer
-                    .set_mode(chunk, end, Mode::Pass, &mut self.writer);
-            }
-            Err(why) => {
-                self.invalid(chunk, end, rule, why)?;
-                // `invalid` suppressed from `end`; nothing of the value follows.
-                self.steer
-                    .set_mode(chunk, end, Mode::Pass, &mut self.writer);
-            }
-        }
+        let verdict = verdict::judge(self.rules, rule, Ok(scalar), &mut self.replacement);
+        self.carry_out(chunk, end, rule, verdict, Some(raw))?;
         Ok(())
     }
 

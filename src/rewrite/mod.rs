@@ -15,6 +15,7 @@ mod query;
 mod report;
 mod sink;
 pub mod tree;
+mod verdict;
 
 pub use body::{BodyKind, BodyRewriter};
 pub use error::Error;

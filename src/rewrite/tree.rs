@@ -7,8 +7,9 @@
 use serde_json::Value;
 
 use super::error::{Error, Kind};
-use crate::policy::{Label, OnInvalid, REDACTED, RuleId, Rules, State, Unlisted};
-use crate::transform::{Action, Invalid, Outcome, Scalar};
+use super::verdict::{self, Rejected, Verdict};
+use crate::policy::{Label, RuleId, Rules, State, Unlisted};
+use crate::transform::{Action, Invalid, Scalar};
 
 /// Rewrites a parsed document. `seen` is told every original string value a
 /// rule replaced or removed (for tests that check none of them leaks).
@@ -201,42 +202,27 @@ impl Walker<'_> {
     fn scalar(&mut self, value: Value, rule: RuleId) -> Result<Option<Value>, Error> {
         let number;
         let scalar = match &value {
-            Value::Null => Scalar::Null,
-            Value::Bool(b) => Scalar::Bool(*b),
+            Value::Null => Ok(Scalar::Null),
+            Value::Bool(b) => Ok(Scalar::Bool(*b)),
             Value::Number(n) => {
                 number = n.to_string();
-                Scalar::Number(&number)
+                Ok(Scalar::Number(&number))
             }
-            Value::String(s) => Scalar::Str(s),
-            Value::Object(_) | Value::Array(_) => {
-                return self.invalid(value, rule, Invalid::NotAScalar);
-            }
+            Value::String(s) => Ok(Scalar::Str(s)),
+            Value::Object(_) | Value::Array(_) => Err(Invalid::NotAScalar),
         };
-        match self.rules.rules[rule].action.apply(scalar) {
-            Ok(Outcome::Unchanged) => Ok(Some(value)),
-            Ok(Outcome::Remove) => {
+        let mut out = String::new();
+        match verdict::judge(self.rules, rule, scalar, &mut out) {
+            Ok(Verdict::Keep) => Ok(Some(value)),
+            Ok(Verdict::Remove(_)) => {
                 self.forget(&value);
                 Ok(None)
             }
-            Ok(Outcome::Replace(new)) => {
+            Ok(Verdict::Replace(_)) => {
                 self.forget(&value);
-                Ok(Some(Value::String(new)))
+                Ok(Some(Value::String(out)))
             }
-            Err(why) => self.invalid(value, rule, why),
-        }
-    }
-
-    fn invalid(
-        &mut self,
-        value: Value,
-        rule: RuleId,
-        why: Invalid,
-    ) -> Result<Option<Value>, Error> {
-        self.forget(&value);
-        match self.rules.rules[rule].on_invalid {
-            OnInvalid::Drop => Ok(None),
-            OnInvalid::Redact => Ok(Some(Value::String(REDACTED.to_owned()))),
-            OnInvalid::Reject => Err(Error::new(Kind::Rejected, 0, "$".to_owned(), why.as_str())),
+            Err(Rejected(reason)) => Err(Error::new(Kind::Rejected, 0, "$".to_owned(), reason)),
         }
     }
 

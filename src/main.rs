@@ -207,9 +207,12 @@ fn check(config: &std::path::Path) -> ExitCode {
         Ok(policy) => policy,
         Err(code) => return code,
     };
+    // Written like the output: a closed stderr is no reason to panic.
+    let mut stderr = io::stderr().lock();
     for warning in &policy.warnings {
-        eprintln!("warning: {warning}");
+        let _ = writeln!(stderr, "warning: {warning}");
     }
+    drop(stderr);
     printed(print_policy(&mut io::stdout().lock(), config, &policy))
 }
 

@@ -164,6 +164,16 @@ fn a_semicolon_before_a_selected_name_is_refused() {
     let listed = rules_with(&[("$.keep", Action::Keep)], Unlisted::Drop, OnInvalid::Drop);
     assert!(rewrite_form_chunked(&listed, b"keep=1;other=2", 0).is_err());
     assert_eq!(form(&listed, "other=1;keep=2&keep=3"), "keep=3");
+    // A name too long to keep counts as hidden, in whatever chunks it comes.
+    let long = format!("keep=1;{}=secret", "n".repeat(140_000));
+    for size in [0, 8192, 65536] {
+        assert!(
+            rewrite_form_chunked(&listed, long.as_bytes(), size).is_err(),
+            "chunks of {size}"
+        );
+    }
+    let long_text = format!("keep=1;{}&keep=2", "n".repeat(140_000));
+    assert!(rewrite_form_chunked(&listed, long_text.as_bytes(), 8192).is_ok());
 }
 
 #[test]

@@ -40,7 +40,8 @@ fn rule_sets() -> Vec<Rules> {
 }
 
 fn rewrite(rules: &Rules, query: &str) -> Result<String, scrim::rewrite::Error> {
-    Ok(match rewrite_query(rules, query, &mut Report::default())? {
+    let mut report = Report::new(rules.rules.len(), false);
+    Ok(match rewrite_query(rules, query, &mut report)? {
         QueryOutcome::Unchanged => query.to_owned(),
         QueryOutcome::Rewritten(query) => query,
     })

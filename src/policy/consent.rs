@@ -91,10 +91,6 @@ impl Consent {
     /// in `signals`. Body signals are looked at only after these, with
     /// [`Consent::decide_body`].
     pub fn decide(&self, headers: &HeaderMap, query: Option<&str>) -> Option<usize> {
-        // Read with the rewriters' decoder. A query it cannot decode might
-        // hide any signal: every decision restricts, so the first query
-        // signal applies (fail closed).
-        let pairs = query.map(|query| crate::percent::pairs(query.as_bytes()));
         self.signals.iter().position(|signal| match &signal.source {
             Source::Body(_) => false,
             // Under any spelling a server behind scrim would read as it.
@@ -102,14 +98,9 @@ impl Consent {
                 crate::policy::canonical_header_name(key.as_str()) == name.as_str()
                     && value.to_str().is_ok_and(|v| matches(v, &signal.equals))
             }),
-            Source::Query(name) => match &pairs {
-                None => false,
-                Some(None) => true,
-                Some(Some(pairs)) => pairs.iter().any(|(key, value)| {
-                    key == name.as_bytes()
-                        && std::str::from_utf8(value).is_ok_and(|v| matches(v, &signal.equals))
-                }),
-            },
+            Source::Query(name) => {
+                query.is_some_and(|query| query_signals(query, name.as_bytes(), &signal.equals))
+            }
         })
     }
 
@@ -122,6 +113,22 @@ impl Consent {
             _ => false,
         })
     }
+}
+
+/// Whether the query carries `name=expected`, read with the rewriters'
+/// decoder. A pair whose name cannot be decoded, or whose value cannot be
+/// where the name is `name`, might be the signal: every decision
+/// restricts, so it counts as given (fail closed). Other pairs with a stray
+/// `%` (`utm_content=50%off`) are not looked at.
+fn query_signals(query: &str, name: &[u8], expected: &str) -> bool {
+    crate::percent::fields(query.as_bytes()).any(|(key, value)| match crate::percent::decode(key) {
+        None => true,
+        Some(key) if key == name => match crate::percent::decode(value) {
+            None => true,
+            Some(value) => std::str::from_utf8(&value).is_ok_and(|v| matches(v, expected)),
+        },
+        Some(_) => false,
+    })
 }
 
 fn matches(value: &str, expected: &str) -> bool {

@@ -8,7 +8,7 @@
 //! Cost. A node keeps each kind of edge apart (names and indexes sorted for a
 //! binary search, at most one `[*]` and one `..*`, the `..name` edges sorted
 //! too), so stepping one state over a label costs O(log E) for E edges and
-//! yields at most six states. A `..` edge does not live on as a state of its
+//! yields at most five states. A `..` edge does not live on as a state of its
 //! own: a node with descendant edges is carried down as one "deep" state,
 //! however many rules start there. States are deduplicated per step, so a
 //! value never has more than one per trie node (usually one or two in all).

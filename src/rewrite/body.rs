@@ -64,10 +64,10 @@ impl BodyKind {
 /// scan pays a fixed cost (a UTF-8 check, a flush to the sink, a piece of
 /// output), which one-byte chunks would pay once per byte. Larger chunks go
 /// through as they are, without a copy.
-const JOIN_BELOW: usize = 8 * 1024;
+const SMALL_CHUNK: usize = 8 * 1024;
 
 /// A rewriter for one body of a known kind: the entry the proxy and
-/// `scrim rewrite` use. Small chunks are joined up to [`JOIN_BELOW`] bytes
+/// `scrim rewrite` use. Small chunks are joined up to [`SMALL_CHUNK`] bytes
 /// before they are rewritten; [`BodyRewriter::flush`] rewrites what is
 /// joined so far, for a caller whose input pauses.
 pub struct BodyRewriter<'r, S: Sink> {
@@ -108,16 +108,16 @@ impl<'r, S: Sink> BodyRewriter<'r, S> {
 
     /// Pushes the next chunk of the body. Output appears in the sink as the
     /// rewriter gets to it: at once for a large chunk, after
-    /// [`JOIN_BELOW`] bytes or a [`flush`](Self::flush) for small ones.
+    /// [`SMALL_CHUNK`] bytes or a [`flush`](Self::flush) for small ones.
     pub fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
-        if chunk.len() >= JOIN_BELOW {
+        if chunk.len() >= SMALL_CHUNK {
             self.flush()?;
             return self.inner.write(chunk);
         }
         // Grown as chunks come (not reserved whole): a body held while its
         // last small chunk waits costs what it holds.
         self.joined.extend_from_slice(&chunk);
-        if self.joined.len() >= JOIN_BELOW {
+        if self.joined.len() >= SMALL_CHUNK {
             self.flush()?;
         }
         Ok(())

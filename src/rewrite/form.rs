@@ -42,6 +42,9 @@ pub struct FormRewriter<'r, S: Sink> {
     semicolon_from: Option<usize>,
     /// The part of that name in earlier chunks.
     semicolon_name: Vec<u8>,
+    /// That name is longer than `max_value_bytes`: it is not kept, and
+    /// counts as one the rules could treat otherwise (fail closed).
+    semicolon_overflow: bool,
     /// Scratch states for deciding that name.
     semicolon_states: Vec<State>,
     /// The current field's name holds such a name: refused unless the
@@ -84,6 +87,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             emitted_any: false,
             semicolon_from: None,
             semicolon_name: Vec::new(),
+            semicolon_overflow: false,
             semicolon_states: Vec::new(),
             name_hides_a_field: false,
             report: Report::new(rules.rules.len(), false),
@@ -153,10 +157,12 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
                 b';' => {
                     // A name without `=` carries no value: forget it.
                     self.semicolon_name.clear();
+                    self.semicolon_overflow = false;
                     self.semicolon_from = Some(at + 1);
                 }
                 _ => {
                     self.semicolon_from = None;
+                    self.semicolon_overflow = false;
                     self.name_hides_a_field = false;
                     self.field_end(chunk, at)?;
                     self.steer.hold(chunk, at, true, &mut self.writer);
@@ -169,16 +175,8 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         self.steer.flush(chunk, chunk.len(), &mut self.writer);
         self.writer.flush();
         if let Some(from) = self.semicolon_from {
-            // Longer than any name worth a rule: forget it.
-            if self.semicolon_name.len() + (chunk.len() - from)
-                > self.rules.limits.max_value_bytes as usize
-            {
-                self.semicolon_name.clear();
-                self.semicolon_from = None;
-            } else {
-                self.semicolon_name.extend_from_slice(&chunk[from..]);
-                self.semicolon_from = Some(0);
-            }
+            self.keep_semicolon_name(&chunk[from..]);
+            self.semicolon_from = Some(0);
         }
         if let Some(from) = self.capture_from {
             self.spill(chunk, from, chunk.len())?;
@@ -262,20 +260,25 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
     /// would treat a field of that name otherwise than they pass it here.
     fn semicolon_name_end(&mut self, chunk: &Bytes, at: usize) -> Result<(), Error> {
         let from = self.semicolon_from.take().unwrap_or(at);
-        self.semicolon_name.extend_from_slice(&chunk[from..at]);
+        self.keep_semicolon_name(&chunk[from..at]);
         let name = decode(&self.semicolon_name);
         self.semicolon_name.clear();
-        let Some(name) = name else {
-            return Ok(());
+        let overflow = std::mem::take(&mut self.semicolon_overflow);
+        let hides = match name {
+            _ if overflow => true,
+            // Not percent-encoding: no name a rule could select.
+            None => false,
+            Some(name) => {
+                decide(
+                    self.rules,
+                    &self.root_states,
+                    self.root_rule,
+                    &name,
+                    &mut self.semicolon_states,
+                ) != Field::Pass
+            }
         };
-        let field = decide(
-            self.rules,
-            &self.root_states,
-            self.root_rule,
-            &name,
-            &mut self.semicolon_states,
-        );
-        if field == Field::Pass {
+        if !hides {
             return Ok(());
         }
         if !self.in_value {
@@ -284,6 +287,19 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             return Ok(());
         }
         self.refuse_a_hidden_field()
+    }
+
+    /// Keeps `part` of a name after a `;`, up to `max_value_bytes`.
+    fn keep_semicolon_name(&mut self, part: &[u8]) {
+        if self.semicolon_overflow {
+            return;
+        }
+        if self.semicolon_name.len() + part.len() > self.rules.limits.max_value_bytes as usize {
+            self.semicolon_overflow = true;
+            self.semicolon_name.clear();
+        } else {
+            self.semicolon_name.extend_from_slice(part);
+        }
     }
 
     /// A field that hides another behind a `;` leaves nothing when it is

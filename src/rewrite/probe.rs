@@ -30,11 +30,30 @@ pub fn probe(rules: &Rules, kind: BodyKind, body: &[u8]) -> Result<Vec<(RuleId, 
         }
         BodyKind::Form => {
             let mut fields = serde_json::Map::new();
-            // Read with the rewriter's own decoder: a body it would refuse
-            // gives no signal.
-            for (name, value) in crate::percent::pairs(body).ok_or_else(invalid)? {
-                let text = |bytes: Vec<u8>| String::from_utf8(bytes).map_err(|_| invalid());
-                fields.insert(text(name)?, Value::String(text(value)?));
+            let mut root = Vec::new();
+            let root_rule = rules.body.start(&mut root);
+            // Read with the rewriter's own decoder. A name it cannot decode
+            // is refused, as the rewriter refuses it; a value only where the
+            // probe reads that field (it might be the signal: fail closed).
+            for (name, value) in crate::percent::fields(body) {
+                let name = crate::percent::decode(name)
+                    .and_then(|name| String::from_utf8(name).ok())
+                    .ok_or_else(invalid)?;
+                let mut states = Vec::new();
+                let read = root_rule.is_some()
+                    || rules
+                        .body
+                        .step(&root, Label::Key(name.as_bytes()), &mut states)
+                        .is_some()
+                    || !states.is_empty();
+                let value = crate::percent::decode(value).and_then(|v| String::from_utf8(v).ok());
+                match value {
+                    Some(value) => {
+                        fields.insert(name, Value::String(value));
+                    }
+                    None if read => return Err(invalid()),
+                    None => {}
+                }
             }
             visit(Value::Object(fields));
         }

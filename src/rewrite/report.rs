@@ -105,9 +105,14 @@ impl Report {
     }
 }
 
-/// Counts one for `rule`; a report made by `Report::default()` (no rule
-/// count known) grows to it.
+/// Counts one for `rule`. A report is made for its rules
+/// ([`Report::new`]); one that is not grows rather than panics in a
+/// release build.
 fn count(counts: &mut Vec<u64>, rule: RuleId) {
+    debug_assert!(
+        rule < counts.len(),
+        "a report made for fewer rules than rule {rule}"
+    );
     if counts.len() <= rule {
         counts.resize(rule + 1, 0);
     }

@@ -6,10 +6,23 @@ use std::sync::Arc;
 
 use rustls_pki_types::CertificateDer;
 
-use crate::policy::TlsIdentity;
-
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A certificate chain and its key, read from PEM files. `Debug` shows the
+/// chain's length only.
+pub struct TlsIdentity {
+    pub certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+    pub key: rustls_pki_types::PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("certs", &self.certs.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The listener's configuration; fails when the key does not match the

@@ -37,7 +37,7 @@ pub struct Policy {
     pub max_buffered_bytes: u64,
     pub timeouts: Timeouts,
     /// The listener's certificate and key, when it serves TLS.
-    pub tls: Option<TlsIdentity>,
+    pub tls: Option<crate::tls::TlsIdentity>,
     pub routes: Vec<Arc<Route>>,
     /// What is accepted but should be fixed (a key file others may read):
     /// printed by `scrim check`, logged by `scrim run` and on each reload.
@@ -80,21 +80,6 @@ impl AdminToken {
 impl std::fmt::Debug for AdminToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AdminToken(..)")
-    }
-}
-
-/// A certificate chain and its key, read from PEM files. `Debug` shows the
-/// chain's length only.
-pub struct TlsIdentity {
-    pub certs: Vec<rustls_pki_types::CertificateDer<'static>>,
-    pub key: rustls_pki_types::PrivateKeyDer<'static>,
-}
-
-impl std::fmt::Debug for TlsIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsIdentity")
-            .field("certs", &self.certs.len())
-            .finish_non_exhaustive()
     }
 }
 

@@ -22,7 +22,7 @@
 use bytes::Bytes;
 
 use super::error::{Error, Kind};
-use super::escape::unescape_into;
+use super::escape::{find_string_special, unescape_into};
 use super::output::{Mode, Steering, Writer};
 use super::path::push_key;
 use super::report::{ChangeKind, Report};
@@ -1284,63 +1284,5 @@ fn slot_for(selected: Option<RuleId>, child_states: &[State], unlisted: Unlisted
         None if !child_states.is_empty() => Slot::Track,
         None if unlisted == Unlisted::Drop => Slot::Unlisted,
         None => Slot::Pass,
-    }
-}
-
-/// Index of the first `"`, `\` or control character, or `bytes.len()`.
-/// Eight bytes at a time: strings are most of a JSON body.
-#[inline]
-pub(crate) fn find_string_special(bytes: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut i = 0;
-    while let Some(word) = bytes.get(i..i + 8) {
-        let mut word_bytes = [0u8; 8];
-        word_bytes.copy_from_slice(word);
-        let x = u64::from_le_bytes(word_bytes);
-        let quote = x ^ (ONES * u64::from(b'"'));
-        let backslash = x ^ (ONES * u64::from(b'\\'));
-        let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
-        let found = zero_in(quote) | zero_in(backslash) | control;
-        if found != 0 {
-            return i + (found.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'"' || b == b'\\' || b < 0x20 {
-            return i;
-        }
-        i += 1;
-    }
-    bytes.len()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_string_specials_at_every_position() {
-        for len in 0..20 {
-            for at in 0..len {
-                for special in [b'"', b'\\', 0x00, 0x1f] {
-                    let mut bytes = vec![b'a'; len];
-                    bytes[at] = special;
-                    if at + 1 < len {
-                        bytes[at + 1] = b'"';
-                    }
-                    assert_eq!(
-                        find_string_special(&bytes),
-                        at,
-                        "len {len} at {at} byte {special}"
-                    );
-                }
-            }
-            assert_eq!(find_string_special(&vec![0xC3u8; len]), len);
-            assert_eq!(find_string_special(&vec![0x7fu8; len]), len);
-        }
     }
 }

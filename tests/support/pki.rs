@@ -38,7 +38,7 @@ impl Pki {
     }
 
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        let identity = scrim::policy::TlsIdentity {
+        let identity = scrim::tls::TlsIdentity {
             certs: vec![CertificateDer::from_pem_file(self.path("cert.pem")).unwrap()],
             key: PrivateKeyDer::from_pem_file(self.path("key.pem")).unwrap(),
         };

@@ -15,7 +15,7 @@ use serde_saphyr::Spanned;
 
 use super::{
     AdminToken, DEFAULT_MAX_BUFFERED_BYTES, Limits, Policy, Route, Rules, ServerSettings, Timeouts,
-    TlsIdentity, Unlisted,
+    Unlisted,
 };
 use crate::config::{
     Config, ConfigError, ConfigErrors, Environment, LimitsConfig, RouteConfig, ServerConfig,
@@ -274,7 +274,7 @@ fn read_certificates(
     }
 }
 
-fn tls_identity(errors: &mut Errors<'_>, tls: &TlsConfig) -> Option<TlsIdentity> {
+fn tls_identity(errors: &mut Errors<'_>, tls: &TlsConfig) -> Option<crate::tls::TlsIdentity> {
     let certs = read_certificates(errors, &tls.cert);
     // The error names the file, never its content.
     let key = PrivateKeyDer::from_pem_file(&tls.key.value)
@@ -285,7 +285,7 @@ fn tls_identity(errors: &mut Errors<'_>, tls: &TlsConfig) -> Option<TlsIdentity>
             )
         })
         .ok()?;
-    let identity = (!certs.is_empty()).then_some(TlsIdentity { certs, key })?;
+    let identity = (!certs.is_empty()).then_some(crate::tls::TlsIdentity { certs, key })?;
     // Checked here so that `scrim check` finds a key that does not match.
     if let Err(error) = crate::tls::server_config(&identity) {
         errors.at(

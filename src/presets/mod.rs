@@ -87,6 +87,8 @@ impl Preset {
 impl PresetFile {
     /// Whether any rule pseudonymizes, and so needs [`PSEUDONYM_KEY`].
     pub fn needs_pseudonym_key(&self) -> bool {
-        self.rules.iter().any(|rule| rule.action.value == "hmac")
+        self.rules
+            .iter()
+            .any(|rule| rule.action.value == crate::transform::ActionKind::Hmac.as_str())
     }
 }

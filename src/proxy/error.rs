@@ -150,17 +150,6 @@ impl ProxyError {
         }
     }
 
-    pub fn is_timeout(&self) -> bool {
-        matches!(self.kind, Kind::UpstreamTimeout)
-    }
-
-    pub fn is_upstream(&self) -> bool {
-        matches!(
-            self.kind,
-            Kind::Upstream(_) | Kind::UpstreamTimeout | Kind::UpstreamInvalid
-        )
-    }
-
     pub fn status(&self) -> StatusCode {
         match self.kind {
             Kind::NoRoute => StatusCode::NOT_FOUND,

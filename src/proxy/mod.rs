@@ -19,7 +19,7 @@
 //! 6. **Response**: streamed back unchanged but for hop-by-hop headers.
 //!
 //! Errors from any step are typed ([`ProxyError`]) and become a response in
-//! one place, [`Proxy::handle`], which also counts the request in the metrics
+//! one place, [`Proxy::handle_from`], which also counts the request in the metrics
 //! and writes its one log line.
 
 mod budget;
@@ -177,14 +177,9 @@ impl Proxy {
         error.into_response()
     }
 
-    /// Answers one request from the main listener. Never fails: every error
-    /// is a response.
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
-        self.handle_from(request, None).await
-    }
-
     /// Answers one request that came in on `listener` (a route's own
-    /// `listen`, or `None` for the main listener).
+    /// `listen`, or `None` for the main listener). Never fails: every error
+    /// is a response.
     pub async fn handle_from(
         &self,
         request: Request<Incoming>,

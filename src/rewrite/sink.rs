@@ -1,6 +1,6 @@
 //! Where rewritten output goes.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 /// Receives the rewritten body, piece by piece, in order. Untouched spans
 /// arrive as slices of the input chunks (no copy).
@@ -13,12 +13,6 @@ impl Sink for Vec<Bytes> {
         if !bytes.is_empty() {
             self.push(bytes);
         }
-    }
-}
-
-impl Sink for BytesMut {
-    fn write(&mut self, bytes: Bytes) {
-        self.extend_from_slice(&bytes);
     }
 }
 

@@ -28,7 +28,6 @@ use rules::{RuleContext, add_rules, parse_region};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
-const DEFAULT_KEY: &str = "pseudonym";
 /// The key whose secret is the admin bearer token.
 const ADMIN_KEY: &str = "admin";
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use serde_saphyr::Spanned;
 
-use super::{DEFAULT_KEY, Errors};
+use super::Errors;
+use crate::presets::PSEUDONYM_KEY as DEFAULT_KEY;
 use crate::config::{ConfigError, RuleConfig};
 use crate::policy::{OnInvalid, REDACTED, Rule, Rules, Selector};
 use crate::transform::{

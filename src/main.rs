@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use scrim::policy::{Policy, Route, Unlisted};
-use scrim::rewrite::{BodyKind, BodyRewriter, Report, Sink};
+use scrim::policy::Policy;
+use scrim::rewrite::{BodyKind, BodyRewriter, Sink};
 
 /// scrim: a streaming pseudonymization reverse proxy for marketing and ad
 /// platform APIs. It rewrites the personal data in each request (hashing,
@@ -213,89 +213,11 @@ fn check(config: &std::path::Path) -> ExitCode {
         let _ = writeln!(stderr, "warning: {warning}");
     }
     drop(stderr);
-    printed(print_policy(&mut io::stdout().lock(), config, &policy))
-}
-
-fn print_policy(out: &mut impl Write, config: &std::path::Path, policy: &Policy) -> io::Result<()> {
-    writeln!(out, "{}: OK", config.display())?;
-    let tls = if policy.tls.is_some() { " (TLS)" } else { "" };
-    writeln!(
-        out,
-        "listen {}{tls}   admin {}",
-        policy.listen, policy.admin_listen
-    )?;
-    for (name, id) in &policy.key_ids {
-        writeln!(out, "key {name} (id {id})")?;
-    }
-    for route in &policy.routes {
-        print_route(out, route)?;
-    }
-    out.flush()
-}
-
-fn print_route(out: &mut impl Write, route: &Route) -> io::Result<()> {
-    let mut matches = Vec::new();
-    if let Some(listen) = &route.listen {
-        matches.push(format!("own listener {listen}"));
-    }
-    if let Some(host) = &route.host {
-        matches.push(format!("host {host}"));
-    }
-    if let Some(prefix) = &route.path_prefix {
-        matches.push(format!(
-            "path {prefix}{}",
-            if route.strip_prefix {
-                " (stripped)"
-            } else {
-                ""
-            }
-        ));
-    }
-    let unlisted = match route.rules.unlisted {
-        Unlisted::Keep => "unlisted values kept",
-        Unlisted::Drop => "unlisted values dropped",
-    };
-    writeln!(out)?;
-    writeln!(
-        out,
-        "route {}: {} -> {}   {unlisted}",
-        route.name,
-        matches.join(", "),
-        route.upstream
-    )?;
-    if let Some(preset) = &route.preset {
-        writeln!(
-            out,
-            "  preset {preset} (its rules first, then the route's own)"
-        )?;
-    }
-    for (i, rule) in route.rules.rules.iter().enumerate() {
-        writeln!(out, "  {:>2}. {:<40} {}", i + 1, rule.selector, rule.action)?;
-    }
-    if let Some(consent) = &route.consent {
-        let identifiers = consent.stripped.rules.len() - route.rules.rules.len();
-        for signal in &consent.signals {
-            let source = match signal.label.as_str() {
-                scrim::policy::consent::GPC_LABEL => "Sec-GPC",
-                label => label,
-            };
-            writeln!(
-                out,
-                "  consent: {source} = {:?} -> {}",
-                signal.equals,
-                signal.decision.as_str()
-            )?;
-        }
-        if consent.signals.is_empty() {
-            writeln!(out, "  consent: no signal honoured")?;
-        }
-        writeln!(
-            out,
-            "  consent: identifier selectors dropped by strip_identifiers: {identifiers}; block answers {}",
-            consent.block_status.as_u16()
-        )?;
-    }
-    Ok(())
+    printed(scrim::policy::describe::write_policy(
+        &mut io::stdout().lock(),
+        config,
+        &policy,
+    ))
 }
 
 /// Writes to an `io::Write`, keeping the first error for the end.
@@ -388,47 +310,7 @@ fn rewrite(
         return ExitCode::from(1);
     }
     if explain {
-        eprintln!("{}", explain_json(route, &report));
+        eprintln!("{}", report.explain(&route.name, &route.rules));
     }
     ExitCode::SUCCESS
-}
-
-/// The `--explain` report: each change by path, rule and action, and the
-/// counts per rule. Never a value.
-fn explain_json(route: &Route, report: &Report) -> String {
-    let rules = &route.rules.rules;
-    let changes: Vec<serde_json::Value> = report
-        .changes
-        .iter()
-        .flatten()
-        .map(|change| {
-            serde_json::json!({
-                "path": change.path,
-                "rule": change.rule.map(|r| r + 1),
-                "selector": change.rule.map(|r| rules[r].selector.as_str()),
-                "action": change.rule.map_or("unlisted", |r| rules[r].action.kind().as_str()),
-                "outcome": change.what.as_str(),
-            })
-        })
-        .collect();
-    let counts: Vec<serde_json::Value> = rules
-        .iter()
-        .enumerate()
-        .map(|(i, rule)| {
-            serde_json::json!({
-                "rule": i + 1,
-                "selector": rule.selector,
-                "action": rule.action.kind().as_str(),
-                "rewritten": report.rewritten[i],
-                "invalid": report.invalid[i],
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "route": route.name,
-        "changes": changes,
-        "rules": counts,
-        "unlisted_dropped": report.unlisted_dropped,
-    })
-    .to_string()
 }

@@ -73,6 +73,8 @@ pub struct Consent {
     /// The route's rules followed by a `drop` of every identifier field: what
     /// `strip_identifiers` rewrites with.
     pub stripped: Rules,
+    /// How many identifier selectors `stripped` adds to the route's rules.
+    pub identifiers: usize,
     /// The route's rules followed by the preset's limited-data-use flags:
     /// what `limited_data_use` rewrites with (`None` when the preset has
     /// none, and then no signal decides it).
@@ -157,6 +159,7 @@ mod tests {
             ],
             block_status: http::StatusCode::NO_CONTENT,
             stripped: Rules::default(),
+            identifiers: 0,
             limited: None,
             body_probe: None,
         }

@@ -5,6 +5,7 @@
 
 mod compile;
 pub mod consent;
+pub mod describe;
 pub mod matcher;
 pub mod selector;
 

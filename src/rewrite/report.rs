@@ -1,7 +1,7 @@
 //! What a rewrite changed, for metrics and for `scrim rewrite --explain`.
 //! Counts and paths only: a report never holds a value.
 
-use crate::policy::RuleId;
+use crate::policy::{RuleId, Rules};
 
 /// Counts per rule, plus the itemized changes when asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -102,6 +102,49 @@ impl Report {
         if let (Some(mine), Some(theirs)) = (&mut self.changes, other.changes) {
             mine.extend(theirs);
         }
+    }
+}
+
+impl Report {
+    /// The `--explain` report of `scrim rewrite`: each change by path, rule
+    /// and action, and the counts per rule, for route `route`. Never a value.
+    pub fn explain(&self, route: &str, rules: &Rules) -> String {
+        let report = self;
+        let rules = &rules.rules;
+        let changes: Vec<serde_json::Value> = report
+            .changes
+            .iter()
+            .flatten()
+            .map(|change| {
+                serde_json::json!({
+                    "path": change.path,
+                    "rule": change.rule.map(|r| r + 1),
+                    "selector": change.rule.map(|r| rules[r].selector.as_str()),
+                    "action": change.rule.map_or("unlisted", |r| rules[r].action.kind().as_str()),
+                    "outcome": change.what.as_str(),
+                })
+            })
+            .collect();
+        let counts: Vec<serde_json::Value> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                serde_json::json!({
+                    "rule": i + 1,
+                    "selector": rule.selector,
+                    "action": rule.action.kind().as_str(),
+                    "rewritten": report.rewritten[i],
+                    "invalid": report.invalid[i],
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "route": route,
+            "changes": changes,
+            "rules": counts,
+            "unlisted_dropped": report.unlisted_dropped,
+        })
+        .to_string()
     }
 }
 

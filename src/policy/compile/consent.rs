@@ -79,6 +79,7 @@ pub(super) fn compile_consent(
         signals,
         block_status,
         stripped,
+        identifiers,
         limited,
         body_probe: (!body_probe.rules.is_empty()).then_some(body_probe),
     })

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use serde_saphyr::Spanned;
 
 use super::Errors;
-use crate::presets::PSEUDONYM_KEY as DEFAULT_KEY;
 use crate::config::{ConfigError, RuleConfig};
 use crate::policy::{OnInvalid, REDACTED, Rule, Rules, Selector};
+use crate::presets::PSEUDONYM_KEY as DEFAULT_KEY;
 use crate::transform::{
     Action, ActionKind, Encoding, Guard, Normalizer, PhoneOptions, PseudonymKey, normalize,
 };

@@ -1,0 +1,94 @@
+//! A policy as `scrim check` prints it, for the operator: listeners, keys by
+//! identifier, routes with their rules and consent. Never a secret.
+
+use std::io::{self, Write};
+
+use super::{Policy, Route, Unlisted};
+
+/// What `scrim check` prints: the listeners, the keys by identifier, and
+/// each route with its rules and consent signals. Never a secret.
+pub fn write_policy(
+    out: &mut impl Write,
+    config: &std::path::Path,
+    policy: &Policy,
+) -> io::Result<()> {
+    writeln!(out, "{}: OK", config.display())?;
+    let tls = if policy.tls.is_some() { " (TLS)" } else { "" };
+    writeln!(
+        out,
+        "listen {}{tls}   admin {}",
+        policy.listen, policy.admin_listen
+    )?;
+    for (name, id) in &policy.key_ids {
+        writeln!(out, "key {name} (id {id})")?;
+    }
+    for route in &policy.routes {
+        write_route(out, route)?;
+    }
+    out.flush()
+}
+
+fn write_route(out: &mut impl Write, route: &Route) -> io::Result<()> {
+    let mut matches = Vec::new();
+    if let Some(listen) = &route.listen {
+        matches.push(format!("own listener {listen}"));
+    }
+    if let Some(host) = &route.host {
+        matches.push(format!("host {host}"));
+    }
+    if let Some(prefix) = &route.path_prefix {
+        matches.push(format!(
+            "path {prefix}{}",
+            if route.strip_prefix {
+                " (stripped)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let unlisted = match route.rules.unlisted {
+        Unlisted::Keep => "unlisted values kept",
+        Unlisted::Drop => "unlisted values dropped",
+    };
+    writeln!(out)?;
+    writeln!(
+        out,
+        "route {}: {} -> {}   {unlisted}",
+        route.name,
+        matches.join(", "),
+        route.upstream
+    )?;
+    if let Some(preset) = &route.preset {
+        writeln!(
+            out,
+            "  preset {preset} (its rules first, then the route's own)"
+        )?;
+    }
+    for (i, rule) in route.rules.rules.iter().enumerate() {
+        writeln!(out, "  {:>2}. {:<40} {}", i + 1, rule.selector, rule.action)?;
+    }
+    if let Some(consent) = &route.consent {
+        let identifiers = consent.identifiers;
+        for signal in &consent.signals {
+            let source = match signal.label.as_str() {
+                super::consent::GPC_LABEL => "Sec-GPC",
+                label => label,
+            };
+            writeln!(
+                out,
+                "  consent: {source} = {:?} -> {}",
+                signal.equals,
+                signal.decision.as_str()
+            )?;
+        }
+        if consent.signals.is_empty() {
+            writeln!(out, "  consent: no signal honoured")?;
+        }
+        writeln!(
+            out,
+            "  consent: identifier selectors dropped by strip_identifiers: {identifiers}; block answers {}",
+            consent.block_status.as_u16()
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! Documents embedded in a string (or a form field) under which selectors
+//! continue: rewritten with the same rules and put back.
+
+use super::*;
+
+/// Where an embedded document sits in the outer one.
+pub(crate) struct Embedded {
+    /// The selector states at the embedding value.
+    pub(crate) states: Vec<State>,
+    /// Nesting depth of the embedding value.
+    pub(crate) depth: u32,
+    /// Path of the embedding value.
+    pub(crate) path: String,
+}
+
+/// Rewrites a document found inside a string (or a form field) under which
+/// selectors continue. `None` when the text is not a JSON object or array, so
+/// nothing below it can be selected. An error inside is reported at `offset`,
+/// the embedding value's place in the outer body.
+pub(crate) fn rewrite_embedded(
+    rules: &Rules,
+    embedded: Embedded,
+    explain: bool,
+    text: &[u8],
+    offset: u64,
+) -> Result<Option<(Vec<u8>, Report)>, Error> {
+    let looks_like_json = text
+        .iter()
+        .find(|b| !WHITESPACE[usize::from(**b)])
+        .is_some_and(|b| *b == b'{' || *b == b'[');
+    if !looks_like_json {
+        return Ok(None);
+    }
+    let mut inner = JsonRewriter::embedded(rules, Vec::new(), embedded, explain);
+    inner
+        .write(Bytes::copy_from_slice(text))
+        .map_err(|err| err.nested_in(offset))?;
+    let (pieces, report) = inner.finish().map_err(|err| err.nested_in(offset))?;
+    Ok(Some((pieces.concat(), report)))
+}

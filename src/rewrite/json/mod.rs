@@ -1,0 +1,512 @@
+//! The push JSON rewriter.
+//!
+//! Feed it chunks with [`JsonRewriter::write`] as they arrive; it validates
+//! them (strict RFC 8259), steps the route's selectors through the document,
+//! and writes output to its [`Sink`] as soon as it can. Bytes it does not
+//! change leave exactly as they came (long spans as slices of the input
+//! chunks). Only a value that a rule selects is buffered, so memory is bounded
+//! by nesting depth plus the largest selected value plus one chunk, never by
+//! body size.
+//!
+//! The scanner is a byte-level state machine that can stop at any byte, so a
+//! token split across chunks needs no re-scan: only the bytes the rewriter
+//! must look at (a key in a tracked object, a selected value) are carried. How
+//! the bytes between decisions are passed, held or suppressed is in
+//! `output.rs`.
+//!
+//! Per value, the rewriter decides a `Slot` (from the selector states of its
+//! container and its member name or index) before the value starts, and acts
+//! on it when the value's first byte tells whether it is a container or a
+//! scalar.
+
+use bytes::Bytes;
+
+use super::error::{Error, Kind};
+use super::escape::{find_string_special, unescape_into};
+use super::output::{Mode, Steering, Writer};
+use super::path::push_key;
+use super::report::{ChangeKind, Report};
+use super::sink::Sink;
+use super::verdict::{self, Rejected, Verdict};
+use crate::policy::{Label, RuleId, Rules, State, Unlisted};
+use crate::transform::{Action, Invalid, Scalar};
+
+/// Whether the input is one JSON document or newline-delimited documents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `application/json`: exactly one document.
+    Single,
+    /// `application/x-ndjson`: one document per line; blank lines are kept.
+    Lines,
+}
+
+/// Rewrites one JSON body (or NDJSON stream) pushed in chunks.
+pub struct JsonRewriter<'r, S: Sink> {
+    rules: &'r Rules,
+    writer: Writer<S>,
+    framing: Framing,
+    lex: Lex,
+    /// Offset in the whole body of the first byte not yet scanned.
+    offset: u64,
+    /// The start of a character cut by the end of the last chunk.
+    utf8_carry: Vec<u8>,
+    frames: Vec<Frame>,
+    /// The selector states of every tracked frame, stacked.
+    arena: Vec<State>,
+    /// States for the children of the value about to start.
+    child_states: Vec<State>,
+    /// The current key of every frame, stacked, for error paths.
+    path_keys: Vec<u8>,
+    steer: Steering,
+    /// What the value about to start is for.
+    slot: Slot,
+    /// What the scalar being scanned is for.
+    scalar: ScalarUse,
+    str_is_key: bool,
+    str_escaped: bool,
+    /// A string under which selectors continue whose first non-blank
+    /// character has not come yet: it decides whether the string is
+    /// captured as a possible embedded document or streams as it is.
+    embedded_undecided: bool,
+    /// Where the token being captured starts in the current chunk.
+    capture_from: Option<usize>,
+    /// The part of a captured token that lay in earlier chunks.
+    capture: Vec<u8>,
+    capture_spilled: bool,
+    token_offset: u64,
+    key_buf: Vec<u8>,
+    /// The new text of the value being rewritten (reused).
+    replacement: String,
+    report: Report,
+    /// Set for an embedded document: its root's states, its depth within the
+    /// outer document, and the outer path.
+    embedded: Option<Embedded>,
+    failed: Option<Error>,
+}
+
+mod embedded;
+mod lex;
+mod slots;
+mod values;
+
+pub(crate) use embedded::{Embedded, rewrite_embedded};
+use lex::{Lex, Num, WHITESPACE};
+use slots::{Frame, FrameMode, ScalarUse, Slot, current_path};
+
+impl<'r, S: Sink> JsonRewriter<'r, S> {
+    pub fn new(rules: &'r Rules, framing: Framing, sink: S) -> Self {
+        JsonRewriter {
+            rules,
+            writer: Writer::new(sink),
+            framing,
+            lex: Lex::Start,
+            offset: 0,
+            utf8_carry: Vec::new(),
+            // Sized for a typical event, so that one allocation each
+            // replaces a growth step every few tokens.
+            frames: Vec::with_capacity(8),
+            arena: Vec::with_capacity(32),
+            child_states: Vec::with_capacity(16),
+            path_keys: Vec::with_capacity(64),
+            steer: Steering::default(),
+            slot: Slot::Pass,
+            scalar: ScalarUse::Pass,
+            str_is_key: false,
+            str_escaped: false,
+            embedded_undecided: false,
+            capture_from: None,
+            capture: Vec::with_capacity(64),
+            capture_spilled: false,
+            token_offset: 0,
+            key_buf: Vec::new(),
+            replacement: String::with_capacity(64),
+            report: Report::new(rules.rules.len(), false),
+            embedded: None,
+            failed: None,
+        }
+    }
+
+    /// Records every change with its path, for `--explain`.
+    pub fn explain(mut self, explain: bool) -> Self {
+        self.report.changes = explain.then(Vec::new);
+        self
+    }
+
+    fn embedded(rules: &'r Rules, sink: S, embedded: Embedded, explain: bool) -> Self {
+        let mut rewriter = JsonRewriter::new(rules, Framing::Single, sink).explain(explain);
+        rewriter.embedded = Some(embedded);
+        rewriter
+    }
+
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.writer.sink
+    }
+
+    /// Pushes the next chunk of the body.
+    pub fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let data = if self.utf8_carry.is_empty() {
+            chunk
+        } else {
+            let mut joined = std::mem::take(&mut self.utf8_carry);
+            joined.extend_from_slice(&chunk);
+            Bytes::from(joined)
+        };
+        let result = self.write_chunk(&data);
+        if let Err(err) = &result {
+            self.failed = Some(err.clone());
+        }
+        result
+    }
+
+    /// Ends the body: checks that it is complete, and returns the sink and
+    /// what was changed.
+    pub fn finish(mut self) -> Result<(S, Report), Error> {
+        if let Some(err) = self.failed.take() {
+            return Err(err);
+        }
+        if !self.utf8_carry.is_empty() {
+            return Err(self.error_at_offset(self.offset, Kind::Syntax, "invalid UTF-8"));
+        }
+        let empty = Bytes::new();
+        if let Lex::Number(num) = self.lex
+            && num.complete()
+            && self.frames.is_empty()
+        {
+            self.scalar_end(&empty, 0)?;
+        }
+        let complete = match self.lex {
+            Lex::End => true,
+            Lex::Start => self.framing == Framing::Lines,
+            _ => false,
+        };
+        if !complete {
+            let reason = if self.offset == 0 {
+                "empty body"
+            } else {
+                "unexpected end of input"
+            };
+            return Err(self.error_at_offset(self.offset, Kind::Syntax, reason));
+        }
+        self.steer.flush(&empty, 0, &mut self.writer);
+        Ok((self.writer.into_sink(), self.report))
+    }
+
+    /// Scans the valid UTF-8 prefix of `data`. A character cut at the end is
+    /// carried to the next chunk unscanned, so that the scanner sees the same
+    /// bytes, and meets the same errors, however the body is chunked.
+    fn write_chunk(&mut self, data: &Bytes) -> Result<(), Error> {
+        let (valid, invalid) = match std::str::from_utf8(data) {
+            Ok(_) => (data.len(), false),
+            Err(err) => (err.valid_up_to(), err.error_len().is_some()),
+        };
+        self.steer.from = 0;
+        self.scan(data, valid)?;
+        if invalid {
+            return Err(self.error(valid, Kind::Syntax, "invalid UTF-8"));
+        }
+        self.steer.flush(data, valid, &mut self.writer);
+        if let Some(from) = self.capture_from {
+            self.spill_capture(data, from, valid)?;
+            // The next chunk (or `finish`) continues from its own start.
+            self.capture_from = Some(0);
+        }
+        self.utf8_carry.extend_from_slice(&data[valid..]);
+        self.offset += valid as u64;
+        // What this chunk produced is the sink's before the next one arrives.
+        self.writer.flush();
+        let held_limit = self.rules.limits.max_value_bytes as usize;
+        if self.steer.held.len() > held_limit {
+            return Err(self.error_at_offset(
+                self.offset,
+                Kind::TooLarge,
+                format!("member name and whitespace longer than {held_limit} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn spill_capture(&mut self, chunk: &Bytes, from: usize, to: usize) -> Result<(), Error> {
+        let limit = self.capture_limit();
+        if self.capture.len() + (to - from) > limit {
+            let what = if self.scalar == ScalarUse::Embedded {
+                "embedded document"
+            } else {
+                "value"
+            };
+            return Err(self.error(
+                to,
+                Kind::TooLarge,
+                format!("{what} larger than {limit} bytes"),
+            ));
+        }
+        self.capture.extend_from_slice(&chunk[from..to]);
+        self.capture_spilled = true;
+        Ok(())
+    }
+
+    fn capture_limit(&self) -> usize {
+        if self.scalar == ScalarUse::Embedded && !self.str_is_key {
+            self.rules.limits.max_embedded_bytes as usize
+        } else {
+            self.rules.limits.max_value_bytes as usize
+        }
+    }
+
+    fn start_capture(&mut self, at: usize) {
+        self.capture.clear();
+        self.capture_spilled = false;
+        self.capture_from = Some(at);
+    }
+
+    /// Completes the captured token, which ends at `end` in the current
+    /// chunk, into `self.capture`. A copy (of a bounded size) is cheaper than
+    /// a reference-counted slice of the chunk.
+    fn finish_token(&mut self, chunk: &Bytes, end: usize) -> Result<(), Error> {
+        let from = self.capture_from.take().unwrap_or(end);
+        if !self.capture_spilled {
+            self.capture.clear();
+        }
+        self.spill_capture(chunk, from, end)?;
+        self.capture_spilled = false;
+        Ok(())
+    }
+
+    fn scan(&mut self, chunk: &Bytes, limit: usize) -> Result<(), Error> {
+        let bytes = &chunk[..limit];
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            match self.lex {
+                Lex::Str => {
+                    if self.embedded_undecided {
+                        while i < bytes.len() && bytes[i] == b' ' {
+                            i += 1;
+                        }
+                        match bytes.get(i) {
+                            None => return Ok(()),
+                            Some(b'{' | b'[') => self.embedded_undecided = false,
+                            // The end of a blank string, or an escape, which
+                            // `Lex::Escape` decides.
+                            Some(b'"' | b'\\') => {}
+                            Some(_) => self.plain_string(chunk, i),
+                        }
+                    }
+                    let j = i + find_string_special(&bytes[i..]);
+                    if j >= bytes.len() {
+                        return Ok(());
+                    }
+                    match bytes[j] {
+                        b'"' => self.string_end(chunk, j)?,
+                        b'\\' => {
+                            self.str_escaped = true;
+                            self.lex = Lex::Escape;
+                        }
+                        _ => {
+                            return Err(self.error(
+                                j,
+                                Kind::Syntax,
+                                "control character in a string",
+                            ));
+                        }
+                    }
+                    i = j + 1;
+                    continue;
+                }
+                Lex::Escape => {
+                    if self.embedded_undecided {
+                        match b {
+                            // Blank: still undecided.
+                            b'n' | b'r' | b't' => {}
+                            // Maybe a blank, maybe a brace: captured whole.
+                            b'u' => self.embedded_undecided = false,
+                            _ => self.plain_string(chunk, i),
+                        }
+                    }
+                    self.lex = match b {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Lex::Str,
+                        b'u' => Lex::Hex {
+                            left: 4,
+                            code: 0,
+                            low: false,
+                        },
+                        _ => return Err(self.error(i, Kind::Syntax, "invalid escape in a string")),
+                    };
+                }
+                Lex::Hex { left, code, low } => {
+                    let digit = match b {
+                        b'0'..=b'9' => b - b'0',
+                        b'a'..=b'f' => b - b'a' + 10,
+                        b'A'..=b'F' => b - b'A' + 10,
+                        _ => return Err(self.error(i, Kind::Syntax, "invalid \\u escape")),
+                    };
+                    let code = (code << 4) | u16::from(digit);
+                    self.lex = if left > 1 {
+                        Lex::Hex {
+                            left: left - 1,
+                            code,
+                            low,
+                        }
+                    } else if low {
+                        if !(0xDC00..0xE000).contains(&code) {
+                            return Err(self.error(i, Kind::Syntax, "lone surrogate in a string"));
+                        }
+                        Lex::Str
+                    } else if (0xD800..0xDC00).contains(&code) {
+                        Lex::LowSurrogateBackslash
+                    } else if (0xDC00..0xE000).contains(&code) {
+                        return Err(self.error(i, Kind::Syntax, "lone surrogate in a string"));
+                    } else {
+                        Lex::Str
+                    };
+                }
+                Lex::LowSurrogateBackslash | Lex::LowSurrogateU => {
+                    let expected = if self.lex == Lex::LowSurrogateBackslash {
+                        b'\\'
+                    } else {
+                        b'u'
+                    };
+                    if b != expected {
+                        return Err(self.error(i, Kind::Syntax, "lone surrogate in a string"));
+                    }
+                    self.lex = if b == b'\\' {
+                        Lex::LowSurrogateU
+                    } else {
+                        Lex::Hex {
+                            left: 4,
+                            code: 0,
+                            low: true,
+                        }
+                    };
+                }
+                Lex::Number(num) => match num.next(b) {
+                    Some(next) => self.lex = Lex::Number(next),
+                    None if num.complete() => {
+                        // The delimiter belongs to the next state: no advance.
+                        self.scalar_end(chunk, i)?;
+                        continue;
+                    }
+                    None => return Err(self.error(i, Kind::Syntax, "invalid number")),
+                },
+                Lex::Literal { word, at } => {
+                    if b != word[usize::from(at)] {
+                        return Err(self.error(
+                            i,
+                            Kind::Syntax,
+                            "invalid literal (expected true, false or null)",
+                        ));
+                    }
+                    if usize::from(at) + 1 == word.len() {
+                        self.scalar_end(chunk, i + 1)?;
+                    } else {
+                        self.lex = Lex::Literal { word, at: at + 1 };
+                    }
+                }
+                _ if WHITESPACE[usize::from(b)] => {
+                    if b == b'\n' && self.framing == Framing::Lines {
+                        match self.lex {
+                            Lex::End => self.lex = Lex::Start,
+                            Lex::Start => {}
+                            _ => {
+                                return Err(self.error(
+                                    i,
+                                    Kind::Syntax,
+                                    "line ends inside a document",
+                                ));
+                            }
+                        }
+                    }
+                }
+                Lex::Start => {
+                    if b == 0xEF && self.offset + i as u64 == 0 {
+                        self.lex = Lex::Bom(1);
+                    } else {
+                        self.root_slot();
+                        self.begin_value(chunk, i, b)?;
+                    }
+                }
+                Lex::Bom(at) => {
+                    const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+                    if b != BOM[usize::from(at)] {
+                        return Err(self.error(i, Kind::Syntax, "invalid byte order mark"));
+                    }
+                    self.lex = if at == 2 {
+                        Lex::Start
+                    } else {
+                        Lex::Bom(at + 1)
+                    };
+                }
+                Lex::FirstElementOrEnd if b == b']' => self.close(chunk, i)?,
+                Lex::FirstElementOrEnd | Lex::Element => {
+                    self.element_slot();
+                    self.begin_value(chunk, i, b)?;
+                }
+                Lex::FirstKeyOrEnd if b == b'}' => self.close(chunk, i)?,
+                Lex::FirstKeyOrEnd | Lex::Key => {
+                    if b != b'"' {
+                        return Err(self.error(
+                            i,
+                            Kind::Syntax,
+                            "expected a member name in double quotes",
+                        ));
+                    }
+                    self.key_start(chunk, i);
+                }
+                Lex::Colon => {
+                    if b != b':' {
+                        return Err(self.error(
+                            i,
+                            Kind::Syntax,
+                            "expected ':' after a member name",
+                        ));
+                    }
+                    self.lex = Lex::MemberValue;
+                }
+                Lex::MemberValue => self.begin_value(chunk, i, b)?,
+                Lex::Comma => {
+                    let object = self.frames.last().is_some_and(|f| f.object);
+                    match (b, object) {
+                        (b',', _) => self.comma(chunk, i, object),
+                        (b'}', true) | (b']', false) => self.close(chunk, i)?,
+                        (_, true) => {
+                            return Err(self.error(i, Kind::Syntax, "expected ',' or '}'"));
+                        }
+                        (_, false) => {
+                            return Err(self.error(i, Kind::Syntax, "expected ',' or ']'"));
+                        }
+                    }
+                }
+                Lex::End => {
+                    return Err(self.error(i, Kind::Syntax, "unexpected data after the document"));
+                }
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn error(
+        &self,
+        at: usize,
+        kind: Kind,
+        reason: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Error {
+        self.error_at_offset(self.offset + at as u64, kind, reason)
+    }
+
+    fn error_at_offset(
+        &self,
+        offset: u64,
+        kind: Kind,
+        reason: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Error {
+        Error::new(
+            kind,
+            offset,
+            current_path(&self.frames, &self.path_keys, &self.embedded),
+            reason,
+        )
+    }
+}

@@ -1,0 +1,310 @@
+//! Selector states and frames: what a value is for (`Slot`), decided from
+//! its container's states and its name or index before it starts, and the
+//! stack of open containers.
+
+use super::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FrameMode {
+    /// Nothing below can be selected: pass (or suppress) without looking.
+    Untracked,
+    /// Selectors are alive here; members are held until decided.
+    Tracked,
+    /// An array whose elements a per-scalar rule rewrites one by one.
+    Each(RuleId),
+}
+
+#[derive(Debug)]
+pub(super) struct Frame {
+    pub(super) object: bool,
+    pub(super) mode: FrameMode,
+    pub(super) states_start: usize,
+    pub(super) states_end: usize,
+    /// Children completed so far; the current child's index while in one.
+    pub(super) count: u32,
+    pub(super) in_child: bool,
+    /// Whether a child was written out (so the next one needs its comma).
+    pub(super) emitted_any: bool,
+    /// Where this frame's current key starts in `path_keys`.
+    pub(super) key_start: usize,
+    /// Closing this frame ends a suppressed subtree.
+    pub(super) ends_suppress: bool,
+    /// The rule whose members are added when this object closes.
+    pub(super) adds: Option<RuleId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Slot {
+    /// Nothing can be selected at or below: pass through.
+    Pass,
+    /// Selectors continue below (states in `child_states`).
+    Track,
+    /// A rule selects this value.
+    Select(RuleId),
+    /// An element of an array a per-scalar rule rewrites.
+    Each(RuleId),
+    /// `unlisted: drop` and nothing can be selected here: remove.
+    Unlisted,
+    /// A member this rule adds anew: the original goes.
+    Displaced(RuleId),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ScalarUse {
+    Pass,
+    Suppressed,
+    Select(RuleId),
+    /// A string under which selectors continue: maybe an embedded document.
+    Embedded,
+}
+
+impl<'r, S: Sink> JsonRewriter<'r, S> {
+    pub(super) fn root_slot(&mut self) {
+        self.child_states.clear();
+        let selected = match &self.embedded {
+            Some(embedded) => {
+                self.child_states.extend_from_slice(&embedded.states);
+                None
+            }
+            None => self.rules.body.start(&mut self.child_states),
+        };
+        self.slot = match selected {
+            Some(rule) => Slot::Select(rule),
+            None if !self.child_states.is_empty() || self.rules.unlisted == Unlisted::Drop => {
+                Slot::Track
+            }
+            None => Slot::Pass,
+        };
+    }
+
+    pub(super) fn element_slot(&mut self) {
+        let Some(frame) = self.frames.last_mut() else {
+            return;
+        };
+        frame.in_child = true;
+        self.slot = match frame.mode {
+            FrameMode::Untracked => Slot::Pass,
+            FrameMode::Each(rule) => Slot::Each(rule),
+            FrameMode::Tracked => child_slot(
+                self.rules,
+                &self.arena[frame.states_start..frame.states_end],
+                Label::Index(frame.count),
+                &mut self.child_states,
+            ),
+        };
+    }
+
+    pub(super) fn key_start(&mut self, chunk: &Bytes, at: usize) {
+        if let Some(frame) = self.frames.last()
+            && frame.mode != FrameMode::Untracked
+            && frame.count == 0
+        {
+            self.steer.hold(chunk, at, false, &mut self.writer);
+        }
+        self.str_is_key = true;
+        self.str_escaped = false;
+        self.embedded_undecided = false;
+        self.start_capture(at + 1);
+        self.lex = Lex::Str;
+    }
+
+    pub(super) fn string_end(&mut self, chunk: &Bytes, quote: usize) -> Result<(), Error> {
+        // A blank string ends undecided: nothing more to decide.
+        self.embedded_undecided = false;
+        if self.str_is_key {
+            self.str_is_key = false;
+            self.key_end(chunk, quote)
+        } else {
+            self.scalar_end(chunk, quote + 1)
+        }
+    }
+
+    pub(super) fn key_end(&mut self, chunk: &Bytes, end: usize) -> Result<(), Error> {
+        let from = self.capture_from.take().unwrap_or(end);
+        if self.capture_spilled {
+            self.spill_capture(chunk, from, end)?;
+            self.capture_spilled = false;
+        } else if end - from > self.rules.limits.max_value_bytes as usize {
+            let reason = format!(
+                "member name longer than {} bytes",
+                self.rules.limits.max_value_bytes
+            );
+            return Err(self.error(end, Kind::TooLarge, reason));
+        }
+        // Borrowed from the chunk when the name lies within it: no copy.
+        let raw: &[u8] = if self.capture.is_empty() {
+            &chunk[from..end]
+        } else {
+            &self.capture
+        };
+        let label: &[u8] = if self.str_escaped {
+            self.key_buf.clear();
+            if unescape_into(raw, &mut self.key_buf).is_none() {
+                return Err(self.error(end, Kind::Syntax, "invalid escape in a member name"));
+            }
+            &self.key_buf
+        } else {
+            raw
+        };
+        self.lex = Lex::Colon;
+        let Some(frame) = self.frames.last_mut() else {
+            return Ok(());
+        };
+        frame.in_child = true;
+        self.path_keys.truncate(frame.key_start);
+        self.path_keys
+            .extend_from_slice(&label[..label.len().min(crate::rewrite::path::MAX_KEY_SHOWN + 1)]);
+        self.slot = match frame.mode {
+            FrameMode::Untracked | FrameMode::Each(_) => Slot::Pass,
+            FrameMode::Tracked => child_slot(
+                self.rules,
+                &self.arena[frame.states_start..frame.states_end],
+                Label::Key(label),
+                &mut self.child_states,
+            ),
+        };
+        if let Some(rule) = frame.adds
+            && let Action::AddMembers(members) = &self.rules.rules[rule].action
+            && members.has(label)
+        {
+            self.slot = Slot::Displaced(rule);
+        }
+        self.capture.clear();
+        Ok(())
+    }
+
+    pub(super) fn comma(&mut self, chunk: &Bytes, at: usize, object: bool) {
+        if let Some(frame) = self.frames.last()
+            && frame.mode != FrameMode::Untracked
+        {
+            self.steer.hold(chunk, at, true, &mut self.writer);
+        }
+        self.lex = if object { Lex::Key } else { Lex::Element };
+    }
+
+    pub(super) fn push_frame(
+        &mut self,
+        at: usize,
+        object: bool,
+        mode: FrameMode,
+        ends_suppress: bool,
+    ) -> Result<(), Error> {
+        let depth = self.embedded.as_ref().map_or(0, |e| e.depth) + self.frames.len() as u32 + 1;
+        if depth > self.rules.limits.max_depth {
+            let reason = format!("nesting deeper than {}", self.rules.limits.max_depth);
+            return Err(self.error(at, Kind::TooDeep, reason));
+        }
+        let states_start = self.arena.len();
+        if mode == FrameMode::Tracked {
+            self.arena.extend_from_slice(&self.child_states);
+        }
+        self.frames.push(Frame {
+            object,
+            mode,
+            states_start,
+            states_end: self.arena.len(),
+            count: 0,
+            in_child: false,
+            emitted_any: false,
+            key_start: self.path_keys.len(),
+            ends_suppress,
+            adds: None,
+        });
+        Ok(())
+    }
+
+    pub(super) fn close(&mut self, chunk: &Bytes, at: usize) -> Result<(), Error> {
+        if let Some(frame) = self.frames.pop() {
+            self.arena.truncate(frame.states_start);
+            self.path_keys.truncate(frame.key_start);
+            if frame.ends_suppress {
+                self.steer
+                    .set_mode(chunk, at + 1, Mode::Pass, &mut self.writer);
+            }
+            if let Some(rule) = frame.adds {
+                self.add_members(chunk, at, rule, frame.emitted_any);
+            }
+        }
+        self.after_value();
+        Ok(())
+    }
+
+    /// Writes a rule's members before the closing brace at `at` (after any
+    /// whitespace), with a comma when the object kept a member.
+    pub(super) fn add_members(
+        &mut self,
+        chunk: &Bytes,
+        at: usize,
+        rule: RuleId,
+        after_member: bool,
+    ) {
+        let Action::AddMembers(members) = &self.rules.rules[rule].action else {
+            return;
+        };
+        self.steer.flush(chunk, at, &mut self.writer);
+        if after_member {
+            self.writer.copy(b",");
+        }
+        self.writer.copy(members.text().as_bytes());
+        // The frame is closed: the path is the object's own.
+        self.report.record(Some(rule), ChangeKind::Rewritten, || {
+            current_path(&self.frames, &self.path_keys, &self.embedded)
+        });
+    }
+
+    pub(super) fn after_value(&mut self) {
+        match self.frames.last_mut() {
+            Some(parent) => {
+                parent.count += 1;
+                parent.in_child = false;
+                self.lex = Lex::Comma;
+            }
+            None => self.lex = Lex::End,
+        }
+    }
+}
+
+/// The path of the current position (`$.data[3].user_data.em`). A free
+/// function over the fields it needs, so that callers may hold other borrows
+/// of the rewriter (the report, in `Report::record`'s closure).
+pub(super) fn current_path(frames: &[Frame], keys: &[u8], embedded: &Option<Embedded>) -> String {
+    let mut path = String::from(embedded.as_ref().map_or("$", |e| e.path.as_str()));
+    for (i, frame) in frames.iter().enumerate() {
+        if !frame.in_child {
+            continue;
+        }
+        if frame.object {
+            let end = frames.get(i + 1).map_or(keys.len(), |next| next.key_start);
+            push_key(&mut path, &keys[frame.key_start..end]);
+        } else {
+            path.push_str(&format!("[{}]", frame.count));
+        }
+    }
+    path
+}
+
+/// The slot of a child of a tracked container, its states left in
+/// `child_states`.
+pub(super) fn child_slot(
+    rules: &Rules,
+    states: &[State],
+    label: Label<'_>,
+    child_states: &mut Vec<State>,
+) -> Slot {
+    child_states.clear();
+    let selected = rules.body.step(states, label, child_states);
+    slot_for(selected, child_states, rules.unlisted)
+}
+
+pub(super) fn slot_for(
+    selected: Option<RuleId>,
+    child_states: &[State],
+    unlisted: Unlisted,
+) -> Slot {
+    match selected {
+        Some(rule) => Slot::Select(rule),
+        None if !child_states.is_empty() => Slot::Track,
+        None if unlisted == Unlisted::Drop => Slot::Unlisted,
+        None => Slot::Pass,
+    }
+}

@@ -1,0 +1,390 @@
+//! What becomes of a value once its first byte tells a container from a
+//! scalar: kept, dropped, replaced, rewritten, or opened as an embedded
+//! document.
+
+use super::*;
+
+impl<'r, S: Sink> JsonRewriter<'r, S> {
+    /// A value starts at `at` with byte `b`: decide what becomes of it.
+    pub(super) fn begin_value(&mut self, chunk: &Bytes, at: usize, b: u8) -> Result<(), Error> {
+        let (lex, container) = match b {
+            b'{' => (Lex::FirstKeyOrEnd, true),
+            b'[' => (Lex::FirstElementOrEnd, true),
+            b'"' => (Lex::Str, false),
+            b'-' => (Lex::Number(Num::Minus), false),
+            b'0' => (Lex::Number(Num::Zero), false),
+            b'1'..=b'9' => (Lex::Number(Num::Int), false),
+            b't' => (
+                Lex::Literal {
+                    word: b"true",
+                    at: 1,
+                },
+                false,
+            ),
+            b'f' => (
+                Lex::Literal {
+                    word: b"false",
+                    at: 1,
+                },
+                false,
+            ),
+            b'n' => (
+                Lex::Literal {
+                    word: b"null",
+                    at: 1,
+                },
+                false,
+            ),
+            _ => return Err(self.error(at, Kind::Syntax, "expected a value")),
+        };
+        self.lex = lex;
+        self.str_escaped = false;
+        self.embedded_undecided = false;
+        self.token_offset = self.offset + at as u64;
+        let slot = std::mem::replace(&mut self.slot, Slot::Pass);
+        self.scalar = ScalarUse::Pass;
+        if slot == Slot::Pass && self.steer.mode != Mode::Hold {
+            // Nothing held, nothing to decide (an untracked subtree, or the
+            // first element of a tracked array).
+            if let Some(frame) = self.frames.last_mut() {
+                frame.emitted_any = true;
+            }
+            return if container {
+                self.push_frame(at, b == b'{', FrameMode::Untracked, false)
+            } else {
+                Ok(())
+            };
+        }
+        let mut frame_mode = FrameMode::Untracked;
+        let mut ends_suppress = false;
+        let mut capture = false;
+        let mut adds = None;
+        match slot {
+            Slot::Pass => self.keep_value(chunk, at),
+            Slot::Unlisted => {
+                self.drop_value(chunk, at, None, ChangeKind::Unlisted);
+                ends_suppress = container;
+                self.scalar = ScalarUse::Suppressed;
+            }
+            Slot::Displaced(rule) => {
+                self.drop_value(chunk, at, Some(rule), ChangeKind::Dropped);
+                ends_suppress = container;
+                self.scalar = ScalarUse::Suppressed;
+            }
+            Slot::Track if container => {
+                self.keep_value(chunk, at);
+                frame_mode = FrameMode::Tracked;
+            }
+            Slot::Track if b == b'"' => {
+                self.steer
+                    .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
+                self.scalar = ScalarUse::Embedded;
+                self.embedded_undecided = true;
+                capture = true;
+            }
+            Slot::Track if self.rules.unlisted == Unlisted::Drop => {
+                self.drop_value(chunk, at, None, ChangeKind::Unlisted);
+                self.scalar = ScalarUse::Suppressed;
+            }
+            Slot::Track => self.keep_value(chunk, at),
+            Slot::Select(rule) | Slot::Each(rule) => {
+                // Borrowed for 'r, not from `self`, so `self` stays free.
+                let rules: &'r Rules = self.rules;
+                let action = &rules.rules[rule].action;
+                match action {
+                    Action::Drop => {
+                        self.drop_value(chunk, at, Some(rule), ChangeKind::Dropped);
+                        ends_suppress = container;
+                        self.scalar = ScalarUse::Suppressed;
+                    }
+                    Action::Keep => self.keep_value(chunk, at),
+                    // Its object stays, looked into by the other selectors
+                    // (and its members of the added names removed), and
+                    // gets the members when it closes.
+                    Action::AddMembers(_) if b == b'{' && matches!(slot, Slot::Select(_)) => {
+                        self.keep_value(chunk, at);
+                        frame_mode = FrameMode::Tracked;
+                        adds = Some(rule);
+                    }
+                    // A guard reads strings: an array is checked element by
+                    // element.
+                    Action::Only { .. } if b == b'[' => {
+                        self.keep_value(chunk, at);
+                        frame_mode = FrameMode::Each(rule);
+                    }
+                    // Neither acts on this container itself; the route's
+                    // other selectors may reach below it.
+                    Action::AddMembers(_) | Action::Only { .. } if container => {
+                        self.keep_value(chunk, at);
+                        if matches!(slot, Slot::Select(_)) && !self.child_states.is_empty() {
+                            frame_mode = FrameMode::Tracked;
+                        }
+                    }
+                    Action::Redact { with } if container => {
+                        self.replace_value(chunk, at, with);
+                        self.report.record(Some(rule), ChangeKind::Rewritten, || {
+                            current_path(&self.frames, &self.path_keys, &self.embedded)
+                        });
+                        ends_suppress = true;
+                    }
+                    _ if b == b'[' && matches!(slot, Slot::Select(_)) && action.is_per_scalar() => {
+                        self.keep_value(chunk, at);
+                        frame_mode = FrameMode::Each(rule);
+                    }
+                    _ if container => {
+                        let verdict = verdict::invalid(
+                            self.rules,
+                            rule,
+                            Invalid::NotAScalar,
+                            &mut self.replacement,
+                        );
+                        ends_suppress = self.carry_out(chunk, at, rule, verdict, None)?;
+                    }
+                    _ => {
+                        self.steer
+                            .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
+                        self.scalar = ScalarUse::Select(rule);
+                        capture = true;
+                    }
+                }
+            }
+        }
+        if container {
+            self.push_frame(at, b == b'{', frame_mode, ends_suppress)?;
+            if let Some(frame) = self.frames.last_mut() {
+                frame.adds = adds;
+            }
+        } else if capture {
+            self.start_capture(at);
+        }
+        Ok(())
+    }
+
+    /// The value stays: whatever was held for it goes out.
+    pub(super) fn keep_value(&mut self, chunk: &Bytes, at: usize) {
+        if self.steer.mode == Mode::Hold {
+            self.steer.set_mode(chunk, at, Mode::Pass, &mut self.writer);
+        }
+        self.commit_held();
+    }
+
+    pub(super) fn commit_held(&mut self) {
+        let drop_comma = self.frames.last().is_some_and(|f| !f.emitted_any);
+        self.steer.write_held(drop_comma, &mut self.writer);
+        if let Some(frame) = self.frames.last_mut() {
+            frame.emitted_any = true;
+        }
+    }
+
+    /// The value (and its member name and separator) goes. A dropped
+    /// document root becomes `null`, so that the output stays JSON.
+    pub(super) fn drop_value(
+        &mut self,
+        chunk: &Bytes,
+        at: usize,
+        rule: Option<RuleId>,
+        what: ChangeKind,
+    ) {
+        self.steer
+            .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
+        self.steer.discard_held();
+        if self.frames.is_empty() {
+            self.writer.copy(b"null");
+        }
+        self.report.record(rule, what, || {
+            current_path(&self.frames, &self.path_keys, &self.embedded)
+        });
+    }
+
+    /// The value is replaced by a string; the original is suppressed.
+    pub(super) fn replace_value(&mut self, chunk: &Bytes, at: usize, with: &str) {
+        self.steer
+            .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
+        self.commit_held();
+        self.writer.json_string(with.as_bytes());
+    }
+
+    /// Writes out what `verdict` says of a value: a scalar that ended at
+    /// `at`, whose text is `original`, or a container that starts at `at`
+    /// (`None`). Returns whether output is suppressed from `at` on (for a
+    /// container, until it closes).
+    pub(super) fn carry_out(
+        &mut self,
+        chunk: &Bytes,
+        at: usize,
+        rule: RuleId,
+        verdict: Result<Verdict, Rejected>,
+        original: Option<&[u8]>,
+    ) -> Result<bool, Error> {
+        let suppressed = match verdict {
+            Ok(Verdict::Replace(change)) => {
+                let text = std::mem::take(&mut self.replacement);
+                self.replace_value(chunk, at, &text);
+                self.replacement = text;
+                self.report.record(Some(rule), change, || {
+                    current_path(&self.frames, &self.path_keys, &self.embedded)
+                });
+                true
+            }
+            Ok(Verdict::Remove(change)) => {
+                self.drop_value(chunk, at, Some(rule), change);
+                true
+            }
+            Ok(Verdict::Keep) => {
+                self.keep_value(chunk, at);
+                if let Some(original) = original {
+                    self.writer.copy(original);
+                }
+                false
+            }
+            Err(Rejected(reason)) => {
+                return Err(self.error_at_offset(self.token_offset, Kind::Rejected, reason));
+            }
+        };
+        // A scalar has ended: what follows it passes.
+        if original.is_some() && suppressed {
+            self.steer.set_mode(chunk, at, Mode::Pass, &mut self.writer);
+        }
+        Ok(suppressed && original.is_none())
+    }
+
+    /// A scalar ended just before `end`.
+    pub(super) fn scalar_end(&mut self, chunk: &Bytes, end: usize) -> Result<(), Error> {
+        match self.scalar {
+            ScalarUse::Pass => {}
+            ScalarUse::Suppressed => self
+                .steer
+                .set_mode(chunk, end, Mode::Pass, &mut self.writer),
+            ScalarUse::Select(_) | ScalarUse::Embedded => {
+                self.finish_token(chunk, end)?;
+                self.steer
+                    .set_mode(chunk, end, Mode::Pass, &mut self.writer);
+                // Moved out for the call and back after, to keep its allocation.
+                let raw = std::mem::take(&mut self.capture);
+                let result = match self.scalar {
+                    ScalarUse::Select(rule) => self.rewrite_scalar(chunk, end, rule, &raw),
+                    _ => self.embedded_string(&raw),
+                };
+                self.capture = raw;
+                result?;
+            }
+        }
+        self.scalar = ScalarUse::Pass;
+        self.after_value();
+        Ok(())
+    }
+
+    pub(super) fn rewrite_scalar(
+        &mut self,
+        chunk: &Bytes,
+        end: usize,
+        rule: RuleId,
+        raw: &[u8],
+    ) -> Result<(), Error> {
+        let mut text = Vec::new();
+        let scalar = match raw.first() {
+            Some(b'"') => {
+                let content = &raw[1..raw.len() - 1];
+                let content = if self.str_escaped {
+                    if unescape_into(content, &mut text).is_none() {
+                        return Err(self.error(end, Kind::Syntax, "invalid escape in a string"));
+                    }
+                    &text[..]
+                } else {
+                    content
+                };
+                Scalar::Str(
+                    std::str::from_utf8(content)
+                        .map_err(|_| self.error(end, Kind::Syntax, "invalid UTF-8"))?,
+                )
+            }
+            Some(b't') => Scalar::Bool(true),
+            Some(b'f') => Scalar::Bool(false),
+            Some(b'n') => Scalar::Null,
+            _ => Scalar::Number(
+                std::str::from_utf8(raw)
+                    .map_err(|_| self.error(end, Kind::Syntax, "invalid number"))?,
+            ),
+        };
+        let verdict = verdict::judge(self.rules, rule, Ok(scalar), &mut self.replacement);
+        self.carry_out(chunk, end, rule, verdict, Some(raw))?;
+        Ok(())
+    }
+
+    /// A string under which selectors continue turned out not to start like
+    /// a JSON document at `at` (its first non-blank character): what was
+    /// captured of it goes out, and the rest streams (or, with `unlisted:
+    /// drop`, all of it goes).
+    pub(super) fn plain_string(&mut self, chunk: &Bytes, at: usize) {
+        self.embedded_undecided = false;
+        let from = self.capture_from.take().unwrap_or(at);
+        if self.rules.unlisted == Unlisted::Drop {
+            self.drop_value(chunk, at, None, ChangeKind::Unlisted);
+        } else {
+            self.commit_held();
+            if self.capture_spilled {
+                self.writer.copy(&self.capture);
+            }
+            self.writer.slice(chunk, from, at);
+            self.steer.set_mode(chunk, at, Mode::Pass, &mut self.writer);
+        }
+        self.capture.clear();
+        self.capture_spilled = false;
+        self.scalar = if self.rules.unlisted == Unlisted::Drop {
+            ScalarUse::Suppressed
+        } else {
+            ScalarUse::Pass
+        };
+    }
+
+    /// A string under which selectors continue. If it holds a JSON document,
+    /// that document is rewritten with the same rules and put back.
+    pub(super) fn embedded_string(&mut self, raw: &[u8]) -> Result<(), Error> {
+        let content = &raw[1..raw.len() - 1];
+        let mut unescaped = Vec::new();
+        let text: &[u8] = if self.str_escaped {
+            if unescape_into(content, &mut unescaped).is_none() {
+                return Err(self.error_at_offset(
+                    self.token_offset,
+                    Kind::Syntax,
+                    "invalid escape in a string",
+                ));
+            }
+            &unescaped
+        } else {
+            content
+        };
+        let path = current_path(&self.frames, &self.path_keys, &self.embedded);
+        let embedded = Embedded {
+            states: self.child_states.clone(),
+            depth: self.embedded.as_ref().map_or(0, |e| e.depth) + self.frames.len() as u32,
+            path,
+        };
+        let explain = self.report.changes.is_some();
+        match rewrite_embedded(self.rules, embedded, explain, text, self.token_offset)? {
+            Some((document, report)) => {
+                self.commit_held();
+                if report.changed() {
+                    self.writer.json_string(&document);
+                } else {
+                    self.writer.copy(raw);
+                }
+                self.report.absorb(report);
+            }
+            None if self.rules.unlisted == Unlisted::Drop => {
+                self.steer.discard_held();
+                if self.frames.is_empty() {
+                    self.writer.copy(b"null");
+                }
+                self.report.record(None, ChangeKind::Unlisted, || {
+                    current_path(&self.frames, &self.path_keys, &self.embedded)
+                });
+            }
+            None => {
+                self.commit_held();
+                self.writer.copy(raw);
+            }
+        }
+        Ok(())
+    }
+}

@@ -219,3 +219,46 @@ async fn a_response_abandoned_halfway_does_not_spoil_the_next_request() {
         "the abandoned connection is not reused"
     );
 }
+
+/// A reload that leaves a route's upstream as it was keeps its idle
+/// connections: the next request goes on the same one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_connections_of_unchanged_upstreams() {
+    let mock = support::Mock::start(Duration::ZERO).await;
+    let policy = |rule: &str| {
+        let yaml = format!(
+            "routes:\n  - name: events\n    match: {{path_prefix: /events}}\n    upstream: {}\n    rules:\n      - select: $.data[*].user_data.em\n        action: {rule}\n",
+            mock.url()
+        );
+        let config = scrim::config::Config::parse(&yaml, "test.yaml").unwrap();
+        let env = |_: &str| None;
+        Arc::new(scrim::policy::compile(&config, "test.yaml", &env).unwrap())
+    };
+    let metrics = Arc::new(scrim::metrics::Metrics::new());
+    let proxy = Arc::new(scrim::proxy::Proxy::new(policy("hash"), metrics));
+    let server = scrim::proxy::serve(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        proxy.clone(),
+    )
+    .unwrap();
+    let url = format!("http://{}/events", server.local_addr());
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let send = async || {
+        let response = client.request(email_event_post(url.clone())).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap();
+    };
+    send().await;
+    proxy.swap_policy(policy("drop"));
+    send().await;
+    let recorded = mock.requests();
+    assert_eq!(recorded.len(), 2);
+    assert!(
+        !String::from_utf8_lossy(&recorded[1].body).contains("\"em\""),
+        "the new rules apply"
+    );
+    assert_eq!(
+        recorded[0].connection, recorded[1].connection,
+        "the same upstream connection after the reload"
+    );
+}

@@ -85,29 +85,51 @@ struct Runtime {
 struct RouteRuntime {
     route: Arc<Route>,
     metrics: RouteMetrics,
-    upstream: upstream::Upstream,
+    /// Shared with the next runtime when a reload leaves the route's
+    /// upstream as it was: its idle connections stay in use.
+    upstream: Arc<upstream::Upstream>,
     /// Whether the route decodes request bodies (it has body rules or reads
     /// consent signals in them): what a body reserves depends on it.
     decodes_bodies: bool,
 }
 
 impl Runtime {
-    fn new(policy: Arc<Policy>, metrics: &Metrics) -> Runtime {
+    /// `previous` is the runtime it replaces, if any: a route of the same
+    /// name, upstream, CAs and connect timeout keeps its connections.
+    fn new(policy: Arc<Policy>, metrics: &Metrics, previous: Option<&Runtime>) -> Runtime {
         // Shared by the routes that trust the web PKI only; a route with its
         // own `ca_file` has its own.
         let web_pki = upstream::Connector::new(policy.timeouts.connect, &[]);
+        let by_name: std::collections::HashMap<&str, &RouteRuntime> = previous
+            .filter(|previous| previous.policy.timeouts.connect == policy.timeouts.connect)
+            .map(|previous| {
+                previous
+                    .routes
+                    .iter()
+                    .map(|old| (old.route.name.as_str(), old))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let kept = |route: &Route| {
+            let old = by_name.get(route.name.as_str())?;
+            (old.route.upstream_uri == route.upstream_uri && old.route.ca_roots == route.ca_roots)
+                .then(|| old.upstream.clone())
+        };
         let routes = policy
             .routes
             .iter()
             .map(|route| {
-                let connector = if route.ca_roots.is_empty() {
-                    web_pki.clone()
-                } else {
-                    upstream::Connector::new(policy.timeouts.connect, &route.ca_roots)
-                };
+                let upstream = kept(route).unwrap_or_else(|| {
+                    let connector = if route.ca_roots.is_empty() {
+                        web_pki.clone()
+                    } else {
+                        upstream::Connector::new(policy.timeouts.connect, &route.ca_roots)
+                    };
+                    Arc::new(upstream::Upstream::new(connector, &route.upstream_uri))
+                });
                 RouteRuntime {
                     metrics: metrics.route(route),
-                    upstream: upstream::Upstream::new(connector, &route.upstream_uri),
+                    upstream,
                     decodes_bodies: route.rules.has_body_rules()
                         || route
                             .consent
@@ -145,7 +167,7 @@ impl Proxy {
     /// A proxy that shares `budget` (one per process, whatever the number
     /// of workers).
     pub fn with_budget(policy: Arc<Policy>, metrics: Arc<Metrics>, budget: BufferBudget) -> Proxy {
-        let runtime = Runtime::new(policy, &metrics);
+        let runtime = Runtime::new(policy, &metrics, None);
         Proxy {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
@@ -164,8 +186,12 @@ impl Proxy {
     /// Replaces the policy. Requests in flight finish on the one they
     /// started with.
     pub fn swap_policy(&self, policy: Arc<Policy>) {
-        self.runtime
-            .store(Arc::new(Runtime::new(policy, &self.metrics)));
+        let previous = self.runtime.load_full();
+        self.runtime.store(Arc::new(Runtime::new(
+            policy,
+            &self.metrics,
+            Some(&previous),
+        )));
     }
 
     /// Refuses a request whose framing was ambiguous (see `framing.rs`),

@@ -38,7 +38,7 @@ pub struct Policy {
     pub max_buffered_bytes: u64,
     pub timeouts: Timeouts,
     /// The listener's certificate and key, when it serves TLS.
-    pub tls: Option<crate::tls::TlsIdentity>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     pub routes: Vec<Arc<Route>>,
     /// What is accepted but should be fixed (a key file others may read):
     /// printed by `scrim check`, logged by `scrim run` and on each reload.

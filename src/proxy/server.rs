@@ -93,13 +93,7 @@ pub fn serve_shared(
     let local_addr = listener.local_addr()?;
     let policy = proxy.policy();
     // A listener meant for TLS never falls back to plain HTTP.
-    let tls = match &policy.tls {
-        None => None,
-        Some(identity) => Some(TlsAcceptor::from(Arc::new(
-            crate::tls::server_config(identity)
-                .map_err(|e| std::io::Error::other(format!("TLS: {e}")))?,
-        ))),
-    };
+    let tls = policy.tls.clone().map(TlsAcceptor::from);
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(accept_loop(
         listener,

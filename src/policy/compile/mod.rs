@@ -67,7 +67,7 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
     let tls = config
         .tls
         .as_ref()
-        .and_then(|tls| tls_identity(&mut errors, tls));
+        .and_then(|tls| tls_config(&mut errors, tls));
 
     let mut routes: Vec<Arc<Route>> = Vec::new();
     let mut names: BTreeMap<&str, u64> = BTreeMap::new();
@@ -273,7 +273,10 @@ fn read_certificates(
     }
 }
 
-fn tls_identity(errors: &mut Errors<'_>, tls: &TlsConfig) -> Option<crate::tls::TlsIdentity> {
+/// The listener's TLS configuration, built once per load: every listener on
+/// every worker shares it, and `scrim check` finds a key that does not
+/// match its certificate.
+fn tls_config(errors: &mut Errors<'_>, tls: &TlsConfig) -> Option<Arc<rustls::ServerConfig>> {
     let certs = read_certificates(errors, &tls.cert);
     // The error names the file, never its content.
     let key = PrivateKeyDer::from_pem_file(&tls.key.value)
@@ -285,14 +288,16 @@ fn tls_identity(errors: &mut Errors<'_>, tls: &TlsConfig) -> Option<crate::tls::
         })
         .ok()?;
     let identity = (!certs.is_empty()).then_some(crate::tls::TlsIdentity { certs, key })?;
-    // Checked here so that `scrim check` finds a key that does not match.
-    if let Err(error) = crate::tls::server_config(&identity) {
-        errors.at(
-            &tls.key,
-            format!("this key cannot serve that certificate: {error}"),
-        );
+    match crate::tls::server_config(&identity) {
+        Ok(config) => Some(Arc::new(config)),
+        Err(error) => {
+            errors.at(
+                &tls.key,
+                format!("this key cannot serve that certificate: {error}"),
+            );
+            None
+        }
     }
-    Some(identity)
 }
 
 /// Parses an upstream base URL: http or https, a host, an optional base path,

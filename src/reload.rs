@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::ConfigErrors;
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::proxy::Proxy;
 
@@ -13,11 +14,17 @@ use crate::proxy::Proxy;
 pub struct Reloader {
     path: PathBuf,
     proxies: Vec<Arc<Proxy>>,
+    /// The process's metrics, where reloads are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, proxies: Vec<Arc<Proxy>>) -> Reloader {
-        Reloader { path, proxies }
+    pub fn new(path: PathBuf, proxies: Vec<Arc<Proxy>>, metrics: Arc<Metrics>) -> Reloader {
+        Reloader {
+            path,
+            proxies,
+            metrics,
+        }
     }
 
     /// Reloads; requests in flight finish on the policy they started with.
@@ -47,8 +54,6 @@ impl Reloader {
     }
 
     fn count(&self, ok: bool) {
-        if let Some(proxy) = self.proxies.first() {
-            proxy.metrics().reload(ok);
-        }
+        self.metrics.reload(ok);
     }
 }

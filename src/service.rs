@@ -147,7 +147,7 @@ async fn control_loop(
     };
     let workers = proxies.len();
     // One reloader for SIGHUP and `POST /reload` alike.
-    let reloader = Arc::new(Reloader::new(config, proxies));
+    let reloader = Arc::new(Reloader::new(config, proxies, metrics.clone()));
     let admin = Arc::new(Admin {
         metrics,
         ready: false.into(),

@@ -539,11 +539,12 @@ async fn reload_swaps_rules_under_load_and_refuses_a_bad_file() {
     )
     .unwrap();
     let admin = Arc::new(Admin {
-        metrics,
+        metrics: metrics.clone(),
         ready: true.into(),
         reloader: Some(Arc::new(scrim::reload::Reloader::new(
             path.clone(),
             vec![proxy],
+            metrics.clone(),
         ))),
         token: None,
     });

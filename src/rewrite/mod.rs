@@ -14,6 +14,7 @@ mod probe;
 mod query;
 mod report;
 mod sink;
+#[cfg(any(test, feature = "oracle"))]
 pub mod tree;
 mod verdict;
 

@@ -342,3 +342,91 @@ fn phone_options(
     }
     options
 }
+
+#[cfg(test)]
+mod readme {
+    use super::*;
+
+    const README: &str = include_str!("../../../README.md");
+
+    /// The options the README's table of actions lists for each action: the
+    /// backticked word that starts each comma-separated item of its options
+    /// cell (words inside parentheses are defaults and values).
+    fn documented() -> Vec<(String, Vec<String>)> {
+        let table = README
+            .split("### Actions")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").nth(1))
+            .unwrap_or_default();
+        table
+            .lines()
+            .skip(2)
+            .filter_map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                let name = cells.get(1)?.trim_matches('`').to_owned();
+                let mut options = Vec::new();
+                let mut depth = 0;
+                let mut item_start = true;
+                let mut word = String::new();
+                let mut in_word = false;
+                for c in cells.get(2)?.chars() {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        ',' if depth == 0 => item_start = true,
+                        '`' if in_word => {
+                            in_word = false;
+                            options.push(std::mem::take(&mut word));
+                        }
+                        '`' if depth == 0 && item_start => {
+                            in_word = true;
+                            item_start = false;
+                        }
+                        c if in_word => word.push(c),
+                        _ => {}
+                    }
+                }
+                Some((name, options))
+            })
+            .collect()
+    }
+
+    /// The README's table of actions names every action a rule can take and
+    /// exactly the options the code accepts for it (the phone normalizer's
+    /// `default_region` and `phone_format` are the Normalizers table's).
+    #[test]
+    fn the_readme_lists_every_action_with_its_options() {
+        let documented = documented();
+        let names: Vec<&str> = documented.iter().map(|(name, _)| name.as_str()).collect();
+        let actions: Vec<&str> = ActionKind::ALL.iter().map(|kind| kind.as_str()).collect();
+        assert_eq!(
+            names
+                .iter()
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>(),
+            actions.iter().copied().collect(),
+            "the README's actions"
+        );
+        for (name, options) in &documented {
+            let Some(kind) = ActionKind::from_name(name) else {
+                continue;
+            };
+            let mut expected: Vec<&str> = allowed_options(kind)
+                .iter()
+                .copied()
+                .filter(|option| !["default_region", "phone_format"].contains(option))
+                .collect();
+            let mut listed: Vec<&str> = options.iter().map(String::as_str).collect();
+            expected.sort_unstable();
+            listed.sort_unstable();
+            assert_eq!(listed, expected, "options of `{name}` in the README");
+        }
+        let normalizers = README.split("### Normalizers").nth(1).unwrap_or_default();
+        for option in ["default_region", "phone_format"] {
+            assert!(
+                normalizers.contains(option),
+                "{option} in the Normalizers table"
+            );
+        }
+    }
+}

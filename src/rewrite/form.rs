@@ -420,10 +420,20 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             path: field_path(&self.key),
         };
         let explain = self.report.changes.is_some();
-        match rewrite_embedded(self.rules, embedded, explain, &value, self.field_offset)? {
+        match rewrite_embedded(
+            self.rules,
+            embedded,
+            explain,
+            Bytes::from(value),
+            self.field_offset,
+        )? {
             Some((document, report)) if report.changed() => {
-                let text = String::from_utf8_lossy(&document).into_owned();
-                self.emit_field(&text);
+                self.steer.write_held(!self.emitted_any, &mut self.writer);
+                self.emitted_any = true;
+                // Encoding is byte by byte: the pieces encode as their join.
+                for piece in &document {
+                    self.writer.copy(encode(piece).as_bytes());
+                }
                 self.report.absorb(report);
             }
             Some(_) => {

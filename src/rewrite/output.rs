@@ -67,6 +67,21 @@ impl<S: Sink> Writer<S> {
         }
     }
 
+    /// Writes the pieces, one text, as a JSON string: escaped into the
+    /// output as they are, without joining them first.
+    pub(crate) fn json_string_pieces(&mut self, pieces: &[Bytes]) {
+        let length: usize = pieces.iter().map(Bytes::len).sum();
+        self.buf.reserve(length + 2);
+        self.buf.put_u8(b'"');
+        for piece in pieces {
+            escape_into(piece, &mut self.buf);
+        }
+        self.buf.put_u8(b'"');
+        if self.buf.len() >= FLUSH_AT {
+            self.flush();
+        }
+    }
+
     /// Hands whatever is buffered to the sink.
     pub(crate) fn flush(&mut self) {
         if !self.buf.is_empty() {

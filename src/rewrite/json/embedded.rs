@@ -14,16 +14,18 @@ pub(crate) struct Embedded {
 }
 
 /// Rewrites a document found inside a string (or a form field) under which
-/// selectors continue. `None` when the text is not a JSON object or array, so
+/// selectors continue, and returns it as the inner rewriter's pieces (the
+/// caller escapes or encodes them straight into its output, without joining
+/// them first). `None` when the text is not a JSON object or array, so
 /// nothing below it can be selected. An error inside is reported at `offset`,
 /// the embedding value's place in the outer body.
 pub(crate) fn rewrite_embedded(
     rules: &Rules,
     embedded: Embedded,
     explain: bool,
-    text: &[u8],
+    text: Bytes,
     offset: u64,
-) -> Result<Option<(Vec<u8>, Report)>, Error> {
+) -> Result<Option<(Vec<Bytes>, Report)>, Error> {
     let looks_like_json = text
         .iter()
         .find(|b| !WHITESPACE[usize::from(**b)])
@@ -32,9 +34,7 @@ pub(crate) fn rewrite_embedded(
         return Ok(None);
     }
     let mut inner = JsonRewriter::embedded(rules, Vec::new(), embedded, explain);
-    inner
-        .write(Bytes::copy_from_slice(text))
-        .map_err(|err| err.nested_in(offset))?;
+    inner.write(text).map_err(|err| err.nested_in(offset))?;
     let (pieces, report) = inner.finish().map_err(|err| err.nested_in(offset))?;
-    Ok(Some((pieces.concat(), report)))
+    Ok(Some((pieces, report)))
 }

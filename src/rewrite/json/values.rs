@@ -341,8 +341,9 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     /// that document is rewritten with the same rules and put back.
     pub(super) fn embedded_string(&mut self, raw: &[u8]) -> Result<(), Error> {
         let content = &raw[1..raw.len() - 1];
-        let mut unescaped = Vec::new();
-        let text: &[u8] = if self.str_escaped {
+        // The unescaped text is handed over, not copied again.
+        let text = if self.str_escaped {
+            let mut unescaped = Vec::with_capacity(content.len());
             if unescape_into(content, &mut unescaped).is_none() {
                 return Err(self.error_at_offset(
                     self.token_offset,
@@ -350,9 +351,9 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     "invalid escape in a string",
                 ));
             }
-            &unescaped
+            Bytes::from(unescaped)
         } else {
-            content
+            Bytes::copy_from_slice(content)
         };
         let path = current_path(&self.frames, &self.path_keys, &self.embedded);
         let embedded = Embedded {
@@ -365,7 +366,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             Some((document, report)) => {
                 self.commit_held();
                 if report.changed() {
-                    self.writer.json_string(&document);
+                    self.writer.json_string_pieces(&document);
                 } else {
                     self.writer.copy(raw);
                 }

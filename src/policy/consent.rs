@@ -173,10 +173,16 @@ mod tests {
         assert_eq!(consent.decide(&headers, Some("gcs=G111&x=1")), None);
         assert_eq!(consent.decide(&headers, Some("x=1&gcs=g100")), Some(1));
         assert_eq!(consent.decide(&headers, Some("gcs=G%31%30%30")), Some(1));
-        // Undecodable: it might hide the signal, so the signal applies.
+        // Undecodable where it might be the signal: the signal applies.
         assert_eq!(
             consent.decide(&headers, Some("gcs=G111&g%+acs=G100")),
             Some(1)
+        );
+        assert_eq!(consent.decide(&headers, Some("gcs=G%+100")), Some(1));
+        // A stray `%` elsewhere decides nothing.
+        assert_eq!(
+            consent.decide(&headers, Some("gcs=G111&utm_content=50%off")),
+            None
         );
         headers.insert("sec-gpc", " 1 ".parse().unwrap());
         assert_eq!(consent.decide(&headers, Some("gcs=G100")), Some(0));

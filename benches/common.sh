@@ -56,3 +56,27 @@ local pace = tonumber(os.getenv("PACE_MS") or "0")
 function delay() return pace end
 LUA
 }
+
+# The admin token of routes_config's configurations (POST /reload needs it).
+export SCRIM_BENCH_ADMIN=bench-admin-token-0123456789
+
+# routes_config FILE PORT ADMIN_PORT COUNT: COUNT routes to the upstream on
+# $upstream_port, half of them by host, the Meta route (meta_config's rules,
+# under /v21.0) in the middle.
+routes_config() {
+  meta_config "$work/meta.yaml" "$2" "$3" "$upstream_port"
+  python3 - "$1" "$4" "$work/meta.yaml" "$upstream_port" <<'PY'
+import sys
+out, count, meta, upstream = sys.argv[1], int(sys.argv[2]), open(sys.argv[3]).read(), sys.argv[4]
+head, routes = meta.split("routes:\n")
+meta_route = routes.replace("path_prefix: /", "path_prefix: /v21.0", 1)
+lines = [head.replace("admin: {", "keys: {admin: \"${SCRIM_BENCH_ADMIN}\"}\nadmin: {"), "routes:\n"]
+for i in range(count - 1):
+    if i == (count - 1) // 2:
+        lines.append(meta_route)
+    host = f", host: shop{i}.example" if i % 2 else ""
+    lines.append(f"  - name: r{i}\n    match: {{path_prefix: /r{i}/api{host}}}\n    upstream: http://127.0.0.1:{upstream}\n"
+                 f"    rules:\n      - {{select: \"$.data[*].email\", action: hash, normalize: email}}\n")
+open(out, "w").write("".join(lines))
+PY
+}

@@ -5,6 +5,8 @@
 # at half of scrim's peak (wrk paced with a Lua delay). Medians of 3 rounds.
 #
 #   benches/load.sh [SECONDS_PER_RUN]      (default 10)
+#   ROUTES=5000 benches/load.sh            (scrim with that many routes, the
+#                                           benched one among them)
 #
 # Needs: wrk and nginx (installed with apt-get when missing), python3.
 set -euo pipefail
@@ -44,7 +46,11 @@ http {
 NGINX
 nginx -c "$work/nginx.conf" & pids+=($!)
 
-meta_config "$work/scrim.yaml" "$scrim_port" "$admin_port" "$upstream_port"
+if [ "${ROUTES:-1}" -gt 1 ]; then
+  routes_config "$work/scrim.yaml" "$scrim_port" "$admin_port" "$ROUTES"
+else
+  meta_config "$work/scrim.yaml" "$scrim_port" "$admin_port" "$upstream_port"
+fi
 target/release/scrim run --config "$work/scrim.yaml" 2>/dev/null & pids+=($!)
 
 meta_event "$work/body.json" "$work/post.lua"

@@ -595,9 +595,11 @@ async fn next_batch(
     let Some(first) = next_data(body, deadline).await? else {
         return Ok(false);
     };
-    if first.len() >= SMALL_FRAME {
+    // A body that has come whole (nearly every event, sent with its
+    // `Content-Length`) has nothing to gather: no timer, no wait.
+    if first.len() >= SMALL_FRAME || body.is_end_stream() {
         out.push(first);
-        return Ok(true);
+        return Ok(!body.is_end_stream());
     }
     let give_up_at = deadline.min(Instant::now() + GATHER_WAIT);
     let mut small = vec![first];

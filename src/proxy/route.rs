@@ -236,8 +236,7 @@ mod tests {
                     }
                     started.elapsed()
                 })
-                .min()
-                .unwrap()
+                .fold(std::time::Duration::MAX, std::cmp::min)
         };
         let few = time(&table(3));
         let many = time(&table(5_000));

@@ -72,6 +72,10 @@ const SMALL_CHUNK: usize = 8 * 1024;
 /// joined so far, for a caller whose input pauses.
 pub struct BodyRewriter<'r, S: Sink> {
     inner: Inner<'r, S>,
+    /// The one small chunk held since the last flush, not copied.
+    first: Option<Bytes>,
+    /// The small chunks held, once there is more than one (then `first`
+    /// is `None`).
     joined: BytesMut,
 }
 
@@ -102,6 +106,7 @@ impl<'r, S: Sink> BodyRewriter<'r, S> {
         };
         BodyRewriter {
             inner,
+            first: None,
             joined: BytesMut::new(),
         }
     }
@@ -114,8 +119,17 @@ impl<'r, S: Sink> BodyRewriter<'r, S> {
             self.flush()?;
             return self.inner.write(chunk);
         }
-        // Grown as chunks come (not reserved whole): a body held while its
-        // last small chunk waits costs what it holds.
+        // A lone small chunk (a whole event, nearly always) is kept as it
+        // is; only a second one is worth the copy that joins them. Grown as
+        // chunks come (not reserved whole): a body held while its last
+        // small chunk waits costs what it holds.
+        if self.joined.is_empty() {
+            let Some(first) = self.first.take() else {
+                self.first = Some(chunk);
+                return Ok(());
+            };
+            self.joined.extend_from_slice(&first);
+        }
         self.joined.extend_from_slice(&chunk);
         if self.joined.len() >= SMALL_CHUNK {
             self.flush()?;
@@ -123,13 +137,15 @@ impl<'r, S: Sink> BodyRewriter<'r, S> {
         Ok(())
     }
 
-    /// Rewrites whatever small chunks are joined so far.
+    /// Rewrites whatever small chunks are held so far.
     pub fn flush(&mut self) -> Result<(), Error> {
-        if self.joined.is_empty() {
-            return Ok(());
+        if !self.joined.is_empty() {
+            return self.inner.write(self.joined.split().freeze());
         }
-        let joined = self.joined.split().freeze();
-        self.inner.write(joined)
+        match self.first.take() {
+            Some(first) => self.inner.write(first),
+            None => Ok(()),
+        }
     }
 
     pub fn finish(mut self) -> Result<(S, Report), Error> {

@@ -95,7 +95,7 @@ fn hash_rules(prefix: &str, normalized: bool) -> Rules {
                 default_region: Some(phonenumber::country::Id::US),
                 plus: false,
             }),
-            (true, name) => Normalizer::from_name(name).unwrap(),
+            (true, name) => serde_saphyr::from_str(name).unwrap(),
         };
         (
             format!("{prefix}.{field}"),

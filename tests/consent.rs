@@ -365,7 +365,7 @@ fn strip_identifiers_without_identifiers_is_a_config_error() {
     assert!(errors.contains("t.yaml:7:20: bad selector"), "{errors}");
     assert!(
         errors.contains(
-            "unknown consent decision `forget`; expected block or strip_identifiers or limited_data_use"
+            "unknown consent decision `forget`; expected one of block, strip_identifiers, limited_data_use"
         ),
         "{errors}"
     );

@@ -4,6 +4,7 @@
 //! meaning (selectors, actions, keys) is checked when the file is compiled into
 //! a [`Policy`](crate::policy::Policy).
 
+mod choice;
 mod error;
 mod secret;
 
@@ -13,6 +14,9 @@ use std::path::Path;
 use serde::Deserialize;
 pub use serde_saphyr::Spanned;
 
+use crate::transform::{ActionKind, Encoding, Guard, Normalizer, OnInvalid, PhoneFormat};
+
+pub use choice::{Choice, names};
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::{Environment, ProcessEnvironment, resolve_secret};
 
@@ -167,7 +171,7 @@ pub struct RouteConfig {
     pub rules: Vec<RuleConfig>,
     /// What happens to body values no rule selects: `keep` (default) or
     /// `drop` (allow-list mode: only what the rules name leaves).
-    pub unlisted: Option<Spanned<String>>,
+    pub unlisted: Option<Spanned<Choice<Unlisted>>>,
     /// Overrides of the global limits for this route.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -181,8 +185,9 @@ pub struct RouteConfig {
 #[serde(deny_unknown_fields)]
 pub struct ConsentConfig {
     /// What `Sec-GPC: 1` (Global Privacy Control) decides:
-    /// `strip_identifiers` (default), `block`, or `ignore`.
-    pub gpc: Option<Spanned<String>>,
+    /// `strip_identifiers` (default), `block`, `limited_data_use`, or
+    /// `ignore`.
+    pub gpc: Option<Spanned<Choice<GpcDecision>>>,
     /// More signals, checked after GPC; the first present decides.
     #[serde(default)]
     pub signals: Vec<SignalConfig>,
@@ -194,6 +199,63 @@ pub struct ConsentConfig {
     pub block_status: Option<Spanned<u16>>,
 }
 
+/// What happens to body values that no rule selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unlisted {
+    #[default]
+    Keep,
+    /// Allow-list mode: every scalar no rule selects is removed.
+    Drop,
+}
+
+/// What a route does with a request that carries an opt-out signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Answer the app with the route's `block_status`; forward nothing.
+    Block,
+    /// Forward with every identifier field removed.
+    StripIdentifiers,
+    /// Forward flagged for the platform's restricted processing (Meta's
+    /// Limited Data Use), rewritten as usual otherwise.
+    LimitedDataUse,
+}
+
+impl Decision {
+    /// The name as the metrics' `decision` label and `scrim check` show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Block => "block",
+            Decision::StripIdentifiers => "strip_identifiers",
+            Decision::LimitedDataUse => "limited_data_use",
+        }
+    }
+}
+
+/// What `Sec-GPC: 1` decides: a [`Decision`], or nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GpcDecision {
+    Block,
+    #[default]
+    StripIdentifiers,
+    LimitedDataUse,
+    /// GPC is not read.
+    Ignore,
+}
+
+impl GpcDecision {
+    pub fn decision(self) -> Option<Decision> {
+        match self {
+            GpcDecision::Block => Some(Decision::Block),
+            GpcDecision::StripIdentifiers => Some(Decision::StripIdentifiers),
+            GpcDecision::LimitedDataUse => Some(Decision::LimitedDataUse),
+            GpcDecision::Ignore => None,
+        }
+    }
+}
+
 /// One opt-out signal.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -203,8 +265,8 @@ pub struct SignalConfig {
     /// The value that means the user opted out (compared trimmed and
     /// ASCII case-insensitively), e.g. `G100` for Google's `gcs`.
     pub equals: Spanned<String>,
-    /// `block` or `strip_identifiers`.
-    pub decision: Spanned<String>,
+    /// `block`, `strip_identifiers` or `limited_data_use`.
+    pub decision: Spanned<Choice<Decision>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,23 +287,23 @@ pub struct RuleConfig {
     pub select: Spanned<String>,
     /// `drop`, `redact`, `hash`, `hmac`, `mask`, `truncate_ip`,
     /// `generalize` or `keep`.
-    pub action: Spanned<String>,
+    pub action: Spanned<Choice<ActionKind>>,
     /// Apply the rule only to strings that are `email` (shaped like an
     /// email address) or that `contains_email` (one appears in the text,
     /// also percent-encoded); every other value stays as it is.
-    pub only_if: Option<Spanned<String>>,
+    pub only_if: Option<Spanned<Choice<Guard>>>,
     /// What to do with a value the action cannot handle: `drop` (default),
     /// `redact` or `reject` (fail the whole request).
-    pub on_invalid: Option<Spanned<String>>,
+    pub on_invalid: Option<Spanned<Choice<OnInvalid>>>,
     /// `hash`, `hmac`: the normalizer applied first. Default `none`.
-    pub normalize: Option<Spanned<String>>,
+    pub normalize: Option<Spanned<Choice<Normalizer>>>,
     /// `phone` normalizer: region for numbers without a country code (`US`).
     pub default_region: Option<Spanned<String>>,
     /// `phone` normalizer: `e164` (`+16505551212`, default) or `digits`
     /// (`16505551212`).
-    pub phone_format: Option<Spanned<String>>,
+    pub phone_format: Option<Spanned<Choice<PhoneFormat>>>,
     /// `hash`: `hex` (default), `base64` or `base64url`.
-    pub encoding: Option<Spanned<String>>,
+    pub encoding: Option<Spanned<Choice<Encoding>>>,
     /// `hmac`: name of the key under `keys:`. Default `pseudonym`.
     pub key: Option<Spanned<String>>,
     /// `hmac`: text put before each token.
@@ -250,7 +312,8 @@ pub struct RuleConfig {
     pub length: Option<Spanned<u32>>,
     /// `redact`: the replacement. Default `[REDACTED]`.
     pub with: Option<Spanned<String>>,
-    /// `mask`, `generalize`: characters kept at the start.
+    /// `mask`, `generalize`: characters kept at the start. Default 0 (`mask`)
+    /// and 3 (`generalize`).
     pub keep_first: Option<Spanned<u32>>,
     /// `mask`: characters kept at the end. Default 4.
     pub keep_last: Option<Spanned<u32>>,

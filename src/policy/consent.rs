@@ -7,38 +7,7 @@ use http::HeaderMap;
 
 use super::{RuleId, Rules};
 
-/// What a route does with a request that carries an opt-out signal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Answer the app with the route's `block_status`; forward nothing.
-    Block,
-    /// Forward with every identifier field removed.
-    StripIdentifiers,
-    /// Forward flagged for the platform's restricted processing (Meta's
-    /// Limited Data Use), rewritten as usual otherwise.
-    LimitedDataUse,
-}
-
-impl Decision {
-    pub const NAMES: &'static [&'static str] = &["block", "strip_identifiers", "limited_data_use"];
-
-    pub fn from_name(name: &str) -> Option<Decision> {
-        match name {
-            "block" => Some(Decision::Block),
-            "strip_identifiers" => Some(Decision::StripIdentifiers),
-            "limited_data_use" => Some(Decision::LimitedDataUse),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Block => "block",
-            Decision::StripIdentifiers => "strip_identifiers",
-            Decision::LimitedDataUse => "limited_data_use",
-        }
-    }
-}
+pub use crate::config::Decision;
 
 /// Where a configured signal is read.
 #[derive(Clone, Debug, PartialEq, Eq)]

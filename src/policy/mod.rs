@@ -18,7 +18,9 @@ pub use selector::{Selector, SelectorError, Step, canonical_header_name};
 
 use sha2::Digest as _;
 
+pub use crate::config::Unlisted;
 use crate::transform::Action;
+pub use crate::transform::OnInvalid;
 
 /// Index of a rule within its route; later rules win.
 pub type RuleId = usize;
@@ -252,38 +254,6 @@ pub struct Rule {
     pub selector: String,
     pub action: Action,
     pub on_invalid: OnInvalid,
-}
-
-/// What happens to a value the rule's action cannot handle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum OnInvalid {
-    /// Remove the value (the default: nothing unhandled leaves).
-    #[default]
-    Drop,
-    /// Replace it with `"[REDACTED]"`.
-    Redact,
-    /// Fail the whole body.
-    Reject,
-}
-
-impl OnInvalid {
-    pub fn from_name(name: &str) -> Option<OnInvalid> {
-        match name {
-            "drop" => Some(OnInvalid::Drop),
-            "redact" => Some(OnInvalid::Redact),
-            "reject" => Some(OnInvalid::Reject),
-            _ => None,
-        }
-    }
-}
-
-/// What happens to body values that no rule selects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Unlisted {
-    #[default]
-    Keep,
-    /// Allow-list mode: every scalar no rule selects is removed.
-    Drop,
 }
 
 /// The replacement `redact` and `on_invalid: redact` use by default.

@@ -89,6 +89,6 @@ impl PresetFile {
     pub fn needs_pseudonym_key(&self) -> bool {
         self.rules
             .iter()
-            .any(|rule| rule.action.value == crate::transform::ActionKind::Hmac.as_str())
+            .any(|rule| rule.action.value.value() == Some(&crate::transform::ActionKind::Hmac))
     }
 }

@@ -74,7 +74,7 @@ pub(crate) async fn gate<'r>(
                     .and_then(|v| v.to_str().ok())
                     .and_then(BodyKind::from_content_type)
                     .ok_or_else(ProxyError::unsupported_media_type)?;
-                let found = probe(probe_rules, kind, &decoded).map_err(ProxyError::body)?;
+                let found = probe(probe_rules, kind, decoded).map_err(ProxyError::body)?;
                 consent.decide_body(&found)
             };
             let request = Request::from_parts(parts, Either::Right(Full::new(raw)));

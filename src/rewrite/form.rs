@@ -383,6 +383,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         let text = std::str::from_utf8(&value)
             .map_err(|_| self.error(Kind::Syntax, "form field value is not UTF-8"))?;
         let mut out = String::new();
+        self.report.read(self.rules, rule, Scalar::Str(text));
         match verdict::judge(self.rules, rule, Ok(Scalar::Str(text)), &mut out) {
             Ok(Verdict::Replace(change)) => {
                 self.emit_field(&out);
@@ -436,10 +437,11 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
                 }
                 self.report.absorb(report);
             }
-            Some(_) => {
+            Some((_, report)) => {
                 self.steer.write_held(!self.emitted_any, &mut self.writer);
                 self.emitted_any = true;
                 self.writer.copy(raw);
+                self.report.absorb(report);
             }
             None if self.rules.unlisted == Unlisted::Drop => {
                 self.drop_field(chunk, at, None, ChangeKind::Unlisted)

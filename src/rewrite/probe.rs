@@ -1,114 +1,35 @@
 //! Reading values out of a body without rewriting it: the values that
-//! consent signals in the body name (`$.consent.ad_user_data`). Done on a
-//! parsed tree: a route with such signals reads its bodies whole, within
-//! `buffer_limit`, before deciding how to rewrite them.
+//! consent signals in the body name (`$.consent.ad_user_data`). The body is
+//! walked by the rewriter itself, with rules that only read ([`Action::Read`]),
+//! so that the probe sees what the rewriter and the platform see: the same
+//! lexer, the same percent-decoder, every occurrence of a repeated member,
+//! the same refusals. A route with such signals reads its bodies whole,
+//! within `buffer_limit`, before deciding how to rewrite them.
 
-use serde_json::Value;
+use bytes::Bytes;
 
-use super::body::BodyKind;
-use super::error::{Error, Kind};
-use crate::policy::{Label, RuleId, Rules, State};
+use super::body::{BodyKind, BodyRewriter};
+use super::error::Error;
+use super::sink::Sink;
+use crate::policy::{RuleId, Rules};
+#[cfg(doc)]
+use crate::transform::Action;
 
-/// Every scalar the rules' body selectors select, as text (strings as they
-/// are, numbers and literals as written by serde_json), with its rule.
-pub fn probe(rules: &Rules, kind: BodyKind, body: &[u8]) -> Result<Vec<(RuleId, String)>, Error> {
-    let invalid = || Error::new(Kind::Syntax, 0, "$".to_owned(), "invalid body");
-    let mut found = Vec::new();
-    let mut visit = |value: Value| {
-        let mut states = Vec::new();
-        let selected = rules.body.start(&mut states);
-        walk(rules, &value, selected, &states, &mut found);
-    };
-    match kind {
-        BodyKind::Json => visit(serde_json::from_slice(body).map_err(|_| invalid())?),
-        BodyKind::Ndjson => {
-            for line in body.split(|&b| b == b'\n') {
-                if !line.iter().all(u8::is_ascii_whitespace) {
-                    visit(serde_json::from_slice(line).map_err(|_| invalid())?);
-                }
-            }
-        }
-        BodyKind::Form => {
-            let mut fields = serde_json::Map::new();
-            let mut root = Vec::new();
-            let root_rule = rules.body.start(&mut root);
-            // Read with the rewriter's own decoder. A name it cannot decode
-            // is refused, as the rewriter refuses it; a value only where the
-            // probe reads that field (it might be the signal: fail closed).
-            for (name, value) in crate::percent::fields(body) {
-                let name = crate::percent::decode(name)
-                    .and_then(|name| String::from_utf8(name).ok())
-                    .ok_or_else(invalid)?;
-                let mut states = Vec::new();
-                let read = root_rule.is_some()
-                    || rules
-                        .body
-                        .step(&root, Label::Key(name.as_bytes()), &mut states)
-                        .is_some()
-                    || !states.is_empty();
-                let value = crate::percent::decode(value).and_then(|v| String::from_utf8(v).ok());
-                match value {
-                    Some(value) => {
-                        fields.insert(name, Value::String(value));
-                    }
-                    None if read => return Err(invalid()),
-                    None => {}
-                }
-            }
-            visit(Value::Object(fields));
-        }
-    }
-    Ok(found)
+/// Every scalar the rules' body selectors select, as text (strings
+/// unescaped or decoded, numbers and literals as written), with its rule.
+/// The rules are a probe's: each one's action is [`Action::Read`].
+pub fn probe(rules: &Rules, kind: BodyKind, body: Bytes) -> Result<Vec<(RuleId, String)>, Error> {
+    let mut rewriter = BodyRewriter::new(kind, rules, Discard, false);
+    rewriter.write(body)?;
+    let (_, report) = rewriter.finish()?;
+    Ok(report.read)
 }
 
-fn walk(
-    rules: &Rules,
-    value: &Value,
-    selected: Option<RuleId>,
-    states: &[State],
-    found: &mut Vec<(RuleId, String)>,
-) {
-    if let Some(rule) = selected {
-        match value {
-            Value::String(text) => found.push((rule, text.clone())),
-            Value::Object(_) | Value::Array(_) => {}
-            scalar => found.push((rule, scalar.to_string())),
-        }
-    }
-    if states.is_empty() {
-        return;
-    }
-    let mut child_states = Vec::new();
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map {
-                child_states.clear();
-                let selected =
-                    rules
-                        .body
-                        .step(states, Label::Key(key.as_bytes()), &mut child_states);
-                walk(rules, child, selected, &child_states, found);
-            }
-        }
-        Value::Array(items) => {
-            for (index, child) in items.iter().enumerate() {
-                child_states.clear();
-                let selected = rules.body.step(
-                    states,
-                    Label::Index(u32::try_from(index).unwrap_or(u32::MAX)),
-                    &mut child_states,
-                );
-                walk(rules, child, selected, &child_states, found);
-            }
-        }
-        // An embedded document (Meta's `data=` form field).
-        Value::String(text) if text.trim_start().starts_with(['{', '[']) => {
-            if let Ok(inner) = serde_json::from_str::<Value>(text) {
-                walk(rules, &inner, None, states, found);
-            }
-        }
-        _ => {}
-    }
+/// The rewritten body, which a probe does not need.
+struct Discard;
+
+impl Sink for Discard {
+    fn write(&mut self, _: Bytes) {}
 }
 
 #[cfg(test)]
@@ -121,7 +42,7 @@ mod tests {
         Rules::build(
             selectors
                 .iter()
-                .map(|s| (s.to_string(), Action::Keep, OnInvalid::Drop)),
+                .map(|s| (s.to_string(), Action::Read, OnInvalid::Drop)),
             Unlisted::Keep,
             Limits::default(),
         )
@@ -132,21 +53,47 @@ mod tests {
         let rules_json = rules(&["$.consent.ad_user_data", "$.n"])?;
         let json = br#"{"consent":{"ad_user_data":"DENIED"},"n":3,"x":{"consent":1}}"#;
         assert_eq!(
-            probe(&rules_json, BodyKind::Json, json)?,
+            probe(&rules_json, BodyKind::Json, Bytes::from_static(json))?,
             vec![(0, "DENIED".to_owned()), (1, "3".to_owned())]
         );
         let lines = b"{\"n\":1}\n\n{\"n\":true}\n";
         assert_eq!(
-            probe(&rules_json, BodyKind::Ndjson, lines)?,
+            probe(&rules_json, BodyKind::Ndjson, Bytes::from_static(lines))?,
             vec![(1, "1".to_owned()), (1, "true".to_owned())]
         );
         // A form field holding JSON is looked into.
         let form = b"a=1&consent=%7B%22ad%22%3A%22no%22%7D";
         assert_eq!(
-            probe(&rules(&["$.consent.ad"])?, BodyKind::Form, form)?,
+            probe(
+                &rules(&["$.consent.ad"])?,
+                BodyKind::Form,
+                Bytes::from_static(form)
+            )?,
             vec![(0, "no".to_owned())]
         );
-        assert!(probe(&rules_json, BodyKind::Json, b"{").is_err());
+        assert!(probe(&rules_json, BodyKind::Json, Bytes::from_static(b"{")).is_err());
+        Ok(())
+    }
+
+    /// The probe reads as the rewriter does: each occurrence of a repeated
+    /// member (a platform may read either), escapes undone, numbers as
+    /// written, documents inside strings opened.
+    #[test]
+    fn reads_what_the_rewriter_reads() -> Result<(), Box<dyn std::error::Error>> {
+        let rules = rules(&["$.consent.ad", "$.n"])?;
+        let body = br#"{"consent":{"ad":"GRANTED","ad":"DEN\u0049ED"},"n":1e2,"consent":"{\"ad\":\"x\"}"}"#;
+        assert_eq!(
+            probe(&rules, BodyKind::Json, Bytes::from_static(body))?,
+            vec![
+                (0, "GRANTED".to_owned()),
+                (0, "DENIED".to_owned()),
+                (1, "1e2".to_owned()),
+                (0, "x".to_owned()),
+            ]
+        );
+        // The rewriter's refusals are the probe's: an undecodable name.
+        let form = Bytes::from_static(b"consent%ZZ=1");
+        assert!(probe(&rules, BodyKind::Form, form).is_err());
         Ok(())
     }
 }

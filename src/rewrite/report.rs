@@ -1,7 +1,9 @@
 //! What a rewrite changed, for metrics and for `scrim rewrite --explain`.
-//! Counts and paths only: a report never holds a value.
+//! Counts and paths only: a report never holds a value, save those a
+//! consent probe's `read` rules ask for, which decide the request and go.
 
 use crate::policy::{RuleId, Rules};
+use crate::transform::{Action, Scalar};
 
 /// Counts per rule, plus the itemized changes when asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -15,6 +17,10 @@ pub struct Report {
     pub unlisted_dropped: u64,
     /// One entry per change, when explaining.
     pub changes: Option<Vec<Change>>,
+    /// The values `read` rules selected, as text (strings unescaped or
+    /// decoded, numbers and literals as written), with their rule. Empty
+    /// for any rule set but a consent probe's.
+    pub read: Vec<(RuleId, String)>,
 }
 
 /// One change, as `--explain` shows it.
@@ -59,6 +65,7 @@ impl Report {
             invalid: vec![0; rules],
             unlisted_dropped: 0,
             changes: explain.then(Vec::new),
+            read: Vec::new(),
         }
     }
 
@@ -102,6 +109,22 @@ impl Report {
         if let (Some(mine), Some(theirs)) = (&mut self.changes, other.changes) {
             mine.extend(theirs);
         }
+        self.read.extend(other.read);
+    }
+
+    /// Keeps the text of `value`, which rule `rule` reads (its action is
+    /// [`Action::Read`]); does nothing for any other rule.
+    pub(crate) fn read(&mut self, rules: &Rules, rule: RuleId, value: Scalar<'_>) {
+        if !matches!(rules.rules[rule].action, Action::Read) {
+            return;
+        }
+        let text = match value {
+            Scalar::Str(text) | Scalar::Number(text) => text,
+            Scalar::Bool(true) => "true",
+            Scalar::Bool(false) => "false",
+            Scalar::Null => "null",
+        };
+        self.read.push((rule, text.to_owned()));
     }
 }
 

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine as _;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{Guard, Invalid, Normalizer, PseudonymKey, Scalar};
@@ -47,6 +48,10 @@ pub enum Action {
     /// of the same names. Not a configurable action: consent decisions
     /// (`limited_data_use`) make it.
     AddMembers(Members),
+    /// Leaves the value as it is and hands its text to the reader: the
+    /// rules of a consent probe ([`crate::rewrite::probe`]), which look
+    /// for opt-out signals in a body. Not a configurable action.
+    Read,
 }
 
 /// Members to add to an object: each name with its value as JSON text.
@@ -89,8 +94,10 @@ impl Members {
     }
 }
 
-/// The action names, for metric labels and reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The actions, as `action:` names them and metric labels and reports show
+/// them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     Drop,
     Keep,
@@ -100,25 +107,18 @@ pub enum ActionKind {
     Mask,
     TruncateIp,
     Generalize,
-    /// Members added to an object (by a consent decision).
+    /// Members added to an object (by a consent decision, never named in a
+    /// file).
+    #[serde(skip)]
     AddMembers,
+    /// A value read for a consent signal (never named in a file).
+    #[serde(skip)]
+    Read,
 }
 
 impl ActionKind {
     /// How many kinds there are (to index tables by kind).
-    pub const COUNT: usize = 9;
-
-    /// The kinds a rule can name in `action:`.
-    pub const ALL: [ActionKind; 8] = [
-        ActionKind::Drop,
-        ActionKind::Keep,
-        ActionKind::Redact,
-        ActionKind::Hash,
-        ActionKind::Hmac,
-        ActionKind::Mask,
-        ActionKind::TruncateIp,
-        ActionKind::Generalize,
-    ];
+    pub const COUNT: usize = 10;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -131,34 +131,22 @@ impl ActionKind {
             ActionKind::TruncateIp => "truncate_ip",
             ActionKind::Generalize => "generalize",
             ActionKind::AddMembers => "add_members",
+            ActionKind::Read => "read",
         }
-    }
-
-    pub fn from_name(name: &str) -> Option<ActionKind> {
-        ActionKind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
     }
 }
 
-/// How a digest is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a digest is written (`encoding:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Encoding {
+    #[default]
     Hex,
     Base64,
     Base64Url,
 }
 
 impl Encoding {
-    pub fn from_name(name: &str) -> Option<Encoding> {
-        match name {
-            "hex" => Some(Encoding::Hex),
-            "base64" => Some(Encoding::Base64),
-            "base64url" => Some(Encoding::Base64Url),
-            _ => None,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Encoding::Hex => "hex",
@@ -216,6 +204,7 @@ impl Action {
             Action::Generalize { .. } => ActionKind::Generalize,
             Action::Only { then, .. } => then.kind(),
             Action::AddMembers(_) => ActionKind::AddMembers,
+            Action::Read => ActionKind::Read,
         }
     }
 
@@ -224,7 +213,11 @@ impl Action {
     pub fn is_per_scalar(&self) -> bool {
         !matches!(
             self,
-            Action::Drop | Action::Keep | Action::Redact { .. } | Action::AddMembers(_)
+            Action::Drop
+                | Action::Keep
+                | Action::Redact { .. }
+                | Action::AddMembers(_)
+                | Action::Read
         )
     }
 
@@ -259,7 +252,9 @@ impl Action {
             Scalar::Bool(false) => "false",
         };
         match self {
-            Action::Drop | Action::Keep | Action::AddMembers(_) => return Ok(Applied::Unchanged),
+            Action::Drop | Action::Keep | Action::AddMembers(_) | Action::Read => {
+                return Ok(Applied::Unchanged);
+            }
             Action::Only { when, then } => {
                 return match value {
                     Scalar::Str(s) if when.holds(s) => match **then {
@@ -330,7 +325,7 @@ impl std::fmt::Display for Action {
         }
         f.write_str(self.kind().as_str())?;
         match self {
-            Action::Drop | Action::Keep | Action::Only { .. } => Ok(()),
+            Action::Drop | Action::Keep | Action::Only { .. } | Action::Read => Ok(()),
             Action::AddMembers(members) => write!(f, " {{{}}}", members.text()),
             Action::Redact { with } => write!(f, " with {with:?}"),
             Action::Hash {

@@ -5,7 +5,10 @@
 
 use std::fmt;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+use serde::Deserialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Guard {
     /// The whole value, trimmed, is shaped like an email address.
     Email,
@@ -15,16 +18,6 @@ pub enum Guard {
 }
 
 impl Guard {
-    pub const NAMES: &'static [&'static str] = &["email", "contains_email"];
-
-    pub fn from_name(name: &str) -> Option<Guard> {
-        match name {
-            "email" => Some(Guard::Email),
-            "contains_email" => Some(Guard::ContainsEmail),
-            _ => None,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Guard::Email => "email",

@@ -10,10 +10,25 @@ mod pseudonym;
 
 pub use action::{Action, ActionKind, Applied, Encoding, Members, Outcome};
 pub use guard::Guard;
-pub use normalize::{Normalizer, PhoneOptions};
+pub use normalize::{Normalizer, PhoneFormat, PhoneOptions};
 pub use pseudonym::PseudonymKey;
 
 use std::fmt;
+
+use serde::Deserialize;
+
+/// What happens to a value the rule's action cannot handle (`on_invalid:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInvalid {
+    /// Remove the value (the default: nothing unhandled leaves).
+    #[default]
+    Drop,
+    /// Replace it with `"[REDACTED]"`.
+    Redact,
+    /// Fail the whole body.
+    Reject,
+}
 
 /// One scalar value as the rewriters see it, already unescaped or decoded.
 #[derive(Clone, Copy, Debug, PartialEq)]

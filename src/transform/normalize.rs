@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Deserializer};
 use unicode_normalization::UnicodeNormalization;
 
 use super::Invalid;
@@ -47,45 +48,59 @@ impl Default for PhoneOptions {
     }
 }
 
-/// Names accepted by `normalize:`, in the order the README documents them.
-pub const NAMES: &[&str] = &[
-    "none",
-    "email",
-    "email_google",
-    "phone",
-    "name",
-    "city",
-    "state",
-    "zip",
-    "country",
-    "gender",
-    "date",
-    "external_id",
-    "lowercase",
-];
+/// How a phone number is written (`phone_format:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhoneFormat {
+    /// `+16505551212` (Google, TikTok).
+    #[default]
+    E164,
+    /// `16505551212` (Meta).
+    Digits,
+}
 
-impl Normalizer {
-    /// Looks up a normalizer by its configuration name. Phone options are
-    /// filled in by the caller.
-    pub fn from_name(name: &str) -> Option<Normalizer> {
-        Some(match name {
-            "none" => Normalizer::None,
-            "email" => Normalizer::Email,
-            "email_google" => Normalizer::EmailGoogle,
-            "phone" => Normalizer::Phone(PhoneOptions::default()),
-            "name" => Normalizer::Name,
-            "city" => Normalizer::City,
-            "state" => Normalizer::State,
-            "zip" => Normalizer::Zip,
-            "country" => Normalizer::Country,
-            "gender" => Normalizer::Gender,
-            "date" => Normalizer::Date,
-            "external_id" => Normalizer::ExternalId,
-            "lowercase" => Normalizer::Lowercase,
-            _ => return None,
+/// The names `normalize:` accepts, in the order the README documents them.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Spelling {
+    None,
+    Email,
+    EmailGoogle,
+    Phone,
+    Name,
+    City,
+    State,
+    Zip,
+    Country,
+    Gender,
+    Date,
+    ExternalId,
+    Lowercase,
+}
+
+/// Read by its name; the phone normalizer's options are filled in by the
+/// rule that names it.
+impl<'de> Deserialize<'de> for Normalizer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Spelling::deserialize(deserializer)? {
+            Spelling::None => Normalizer::None,
+            Spelling::Email => Normalizer::Email,
+            Spelling::EmailGoogle => Normalizer::EmailGoogle,
+            Spelling::Phone => Normalizer::Phone(PhoneOptions::default()),
+            Spelling::Name => Normalizer::Name,
+            Spelling::City => Normalizer::City,
+            Spelling::State => Normalizer::State,
+            Spelling::Zip => Normalizer::Zip,
+            Spelling::Country => Normalizer::Country,
+            Spelling::Gender => Normalizer::Gender,
+            Spelling::Date => Normalizer::Date,
+            Spelling::ExternalId => Normalizer::ExternalId,
+            Spelling::Lowercase => Normalizer::Lowercase,
         })
     }
+}
 
+impl Normalizer {
     pub fn name(&self) -> &'static str {
         match self {
             Normalizer::None => "none",

@@ -4,11 +4,14 @@
 use serde_saphyr::Spanned;
 
 use super::Errors;
-use crate::config::{ConfigError, ConsentConfig, RouteConfig};
+use crate::config::{ConfigError, ConsentConfig, GpcDecision, RouteConfig};
 use crate::policy::consent::{self, Consent, Decision, Signal, Source};
 use crate::policy::{OnInvalid, Rule, Rules, Selector};
 use crate::presets;
 use crate::transform::{Action, Members};
+
+/// What `block` answers when `block_status` is not set.
+pub(super) const DEFAULT_BLOCK_STATUS: http::StatusCode = http::StatusCode::NO_CONTENT;
 
 type PresetRef<'p> = Option<&'p (&'static presets::Preset, presets::PresetFile)>;
 
@@ -32,32 +35,37 @@ pub(super) fn compile_consent(
     };
     let signals = signals(errors, config, &mut body_probe);
     let block_status = match &config.block_status {
-        None => http::StatusCode::NO_CONTENT,
+        None => DEFAULT_BLOCK_STATUS,
         Some(v) => match http::StatusCode::from_u16(v.value) {
             Ok(status) if (200..300).contains(&v.value) || (400..500).contains(&v.value) => status,
             _ => {
                 errors.at(v, "block_status must be a 2xx or 4xx status");
-                http::StatusCode::NO_CONTENT
+                DEFAULT_BLOCK_STATUS
             }
         },
     };
     let decides = |decision| signals.iter().any(|s: &Signal| s.decision == decision);
     // Where to point when a decision cannot be made: its own `decision:`
     // (or `gpc:`), else the route (GPC's default).
-    let asked = |name: &str| {
-        config
+    let asked = |wanted: Decision| {
+        let signal = config
             .signals
             .iter()
-            .map(|s| &s.decision)
-            .chain(config.gpc.as_ref())
-            .find(|d| d.value == name)
+            .find(|s| s.decision.value.value() == Some(&wanted))
+            .map(|s| Spanned::new((), s.decision.referenced, s.decision.defined));
+        let gpc = config
+            .gpc
+            .as_ref()
+            .filter(|g| g.value.value().and_then(|g| g.decision()) == Some(wanted))
+            .map(|g| Spanned::new((), g.referenced, g.defined));
+        signal.or(gpc)
     };
 
     let (stripped, identifiers) = stripped_rules(errors, rules, preset, config);
     if identifiers == 0 && decides(Decision::StripIdentifiers) {
-        match asked("strip_identifiers") {
+        match asked(Decision::StripIdentifiers) {
             Some(at) => errors.at(
-                at,
+                &at,
                 "`strip_identifiers` needs identifier fields: use a `preset:` or list them under `consent.identifiers`",
             ),
             None => errors.at(
@@ -68,10 +76,10 @@ pub(super) fn compile_consent(
     }
     let limited = limited_rules(errors, rules, preset);
     if limited.is_none()
-        && let Some(at) = asked("limited_data_use")
+        && let Some(at) = asked(Decision::LimitedDataUse)
     {
         errors.at(
-            at,
+            &at,
             "`limited_data_use` needs a preset that defines it (`meta_capi`)",
         );
     }
@@ -90,9 +98,10 @@ pub(super) fn compile_consent(
 fn signals(errors: &mut Errors<'_>, config: &ConsentConfig, body_probe: &mut Rules) -> Vec<Signal> {
     let mut signals = Vec::new();
     let gpc = match &config.gpc {
-        None => Some(Decision::StripIdentifiers),
-        Some(v) if v.value == "ignore" => None,
-        Some(v) => decision(errors, v),
+        None => GpcDecision::default().decision(),
+        Some(v) => errors
+            .choice(v, "consent decision")
+            .and_then(GpcDecision::decision),
     };
     if let Some(decision) = gpc {
         signals.push(Signal {
@@ -111,7 +120,7 @@ fn signals(errors: &mut Errors<'_>, config: &ConsentConfig, body_probe: &mut Rul
                 body_probe.push(
                     Rule {
                         selector: signal.select.value.clone(),
-                        action: Action::Keep,
+                        action: Action::Read,
                         on_invalid: OnInvalid::Drop,
                     },
                     body,
@@ -123,7 +132,8 @@ fn signals(errors: &mut Errors<'_>, config: &ConsentConfig, body_probe: &mut Rul
                 None
             }
         };
-        if let (Some(source), Some(decision)) = (source, decision(errors, &signal.decision)) {
+        let decision = errors.choice(&signal.decision, "consent decision");
+        if let (Some(source), Some(decision)) = (source, decision) {
             signals.push(Signal {
                 label: signal.select.value.clone(),
                 source,
@@ -209,19 +219,4 @@ fn limited_rules(errors: &mut Errors<'_>, rules: &Rules, preset: PresetRef<'_>) 
         selector,
     );
     Some(limited)
-}
-
-fn decision(errors: &mut Errors<'_>, value: &Spanned<String>) -> Option<Decision> {
-    let decision = Decision::from_name(&value.value);
-    if decision.is_none() {
-        errors.at(
-            value,
-            format!(
-                "unknown consent decision `{}`; expected {}",
-                value.value,
-                Decision::NAMES.join(" or ")
-            ),
-        );
-    }
-    decision
 }

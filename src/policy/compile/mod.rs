@@ -3,6 +3,8 @@
 
 mod consent;
 mod preset;
+#[cfg(test)]
+mod readme;
 mod rules;
 
 use std::collections::BTreeMap;
@@ -11,15 +13,15 @@ use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::de::DeserializeOwned;
 use serde_saphyr::Spanned;
 
 use super::{
     AdminToken, DEFAULT_MAX_BUFFERED_BYTES, Limits, Policy, Route, Rules, ServerSettings, Timeouts,
-    Unlisted,
 };
 use crate::config::{
-    Config, ConfigError, ConfigErrors, Environment, LimitsConfig, RouteConfig, ServerConfig,
-    TimeoutsConfig, TlsConfig, resolve_secret,
+    Choice, Config, ConfigError, ConfigErrors, Environment, LimitsConfig, RouteConfig,
+    ServerConfig, TimeoutsConfig, TlsConfig, resolve_secret,
 };
 use crate::transform::PseudonymKey;
 use consent::compile_consent;
@@ -177,6 +179,21 @@ struct Errors<'a> {
 impl Errors<'_> {
     fn at<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
         self.list.push(ConfigError::at(self.file, at, message));
+    }
+
+    /// The variant a setting names, or an error at it ("unknown `what`").
+    fn choice<T: DeserializeOwned + Clone>(
+        &mut self,
+        at: &Spanned<Choice<T>>,
+        what: &str,
+    ) -> Option<T> {
+        match at.value.get(what) {
+            Ok(value) => Some(value.clone()),
+            Err(message) => {
+                self.at(at, message);
+                None
+            }
+        }
     }
 }
 
@@ -382,22 +399,12 @@ fn compile_route(
         .as_ref()
         .map(|file| read_certificates(errors, file))
         .unwrap_or_default();
-    let unlisted = match &route.unlisted {
-        None => Unlisted::Keep,
-        Some(v) => match v.value.as_str() {
-            "keep" => Unlisted::Keep,
-            "drop" => Unlisted::Drop,
-            other => {
-                errors.at(
-                    v,
-                    format!("unknown `unlisted` value `{other}`; expected `keep` or `drop`"),
-                );
-                Unlisted::Keep
-            }
-        },
-    };
+    let unlisted = route
+        .unlisted
+        .as_ref()
+        .and_then(|v| errors.choice(v, "`unlisted` value"));
     let mut rules = Rules {
-        unlisted,
+        unlisted: unlisted.unwrap_or_default(),
         limits: {
             if let Some(v) = &route.limits.max_buffered_bytes {
                 errors.at(

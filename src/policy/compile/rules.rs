@@ -7,11 +7,22 @@ use serde_saphyr::Spanned;
 
 use super::Errors;
 use crate::config::{ConfigError, RuleConfig};
-use crate::policy::{OnInvalid, REDACTED, Rule, Rules, Selector};
+use crate::policy::{REDACTED, Rule, Rules, Selector};
 use crate::presets::PSEUDONYM_KEY as DEFAULT_KEY;
-use crate::transform::{
-    Action, ActionKind, Encoding, Guard, Normalizer, PhoneOptions, PseudonymKey, normalize,
-};
+use crate::transform::{Action, ActionKind, Normalizer, PhoneFormat, PhoneOptions, PseudonymKey};
+
+/// The defaults of the actions' options: here, and in the README's table
+/// of actions and the doc comments of `RuleConfig`, which a test compares
+/// with these (`readme.rs`).
+pub(super) mod defaults {
+    pub const HMAC_LENGTH: u32 = 22;
+    pub const MASK_KEEP_FIRST: u32 = 0;
+    pub const MASK_KEEP_LAST: u32 = 4;
+    pub const MASK_CHAR: char = '*';
+    pub const TRUNCATE_V4_PREFIX: u8 = 24;
+    pub const TRUNCATE_V6_PREFIX: u8 = 48;
+    pub const GENERALIZE_KEEP_FIRST: u32 = 3;
+}
 
 /// What rules of a route share: the keys, and the route's phone region.
 pub(super) struct RuleContext<'k> {
@@ -31,19 +42,11 @@ pub(super) fn add_rules(
             .map_err(|err| errors.at(&rule.select, format!("bad selector: {err}")));
         let action =
             compile_action(errors, rule, context).and_then(|action| guarded(errors, rule, action));
-        let on_invalid = match &rule.on_invalid {
-            None => OnInvalid::Drop,
-            Some(v) => OnInvalid::from_name(&v.value).unwrap_or_else(|| {
-                errors.at(
-                    v,
-                    format!(
-                        "unknown on_invalid `{}`; expected drop, redact or reject",
-                        v.value
-                    ),
-                );
-                OnInvalid::Drop
-            }),
-        };
+        let on_invalid = rule
+            .on_invalid
+            .as_ref()
+            .and_then(|v| errors.choice(v, "on_invalid"))
+            .unwrap_or_default();
         if let (Ok(selector), Some(action)) = (selector, action) {
             rules.push(
                 Rule {
@@ -62,17 +65,7 @@ fn guarded(errors: &mut Errors<'_>, rule: &RuleConfig, action: Action) -> Option
     let Some(name) = &rule.only_if else {
         return Some(action);
     };
-    let Some(when) = Guard::from_name(&name.value) else {
-        errors.at(
-            name,
-            format!(
-                "unknown only_if `{}`; expected {}",
-                name.value,
-                Guard::NAMES.join(" or ")
-            ),
-        );
-        return None;
-    };
+    let when = errors.choice(name, "only_if")?;
     if matches!(action, Action::Keep) {
         errors.at(name, "`only_if` does not apply to action `keep`");
         return None;
@@ -105,7 +98,7 @@ pub(super) fn parse_region(
 
 /// The options each action takes, checked so that a misplaced option is an
 /// error rather than silently ignored.
-fn allowed_options(kind: ActionKind) -> &'static [&'static str] {
+pub(super) fn allowed_options(kind: ActionKind) -> &'static [&'static str] {
     match kind {
         ActionKind::Drop | ActionKind::Keep => &[],
         ActionKind::Redact => &["with"],
@@ -121,7 +114,7 @@ fn allowed_options(kind: ActionKind) -> &'static [&'static str] {
         ActionKind::Mask => &["keep_first", "keep_last", "char"],
         ActionKind::TruncateIp => &["v4_prefix", "v6_prefix"],
         ActionKind::Generalize => &["keep_first"],
-        ActionKind::AddMembers => &[],
+        ActionKind::AddMembers | ActionKind::Read => &[],
     }
 }
 
@@ -135,18 +128,7 @@ fn compile_action(
         no_keys_configured,
         default_region,
     } = *context;
-    let Some(kind) = ActionKind::from_name(&rule.action.value) else {
-        let names: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
-        errors.at(
-            &rule.action,
-            format!(
-                "unknown action `{}`; expected one of {}",
-                rule.action.value,
-                names.join(", ")
-            ),
-        );
-        return None;
-    };
+    let kind = errors.choice(&rule.action, "action")?;
     let before = errors.list.len();
     let given: [(&str, Option<(u64, u64)>); 13] = [
         ("normalize", loc(&rule.normalize)),
@@ -177,8 +159,8 @@ fn compile_action(
     }
 
     let action = match kind {
-        // Made by consent decisions; `from_name` never returns it.
-        ActionKind::AddMembers => return None,
+        // Made by consent decisions; no file can name them.
+        ActionKind::AddMembers | ActionKind::Read => return None,
         ActionKind::Drop => Action::Drop,
         ActionKind::Keep => Action::Keep,
         ActionKind::Redact => Action::Redact {
@@ -189,19 +171,11 @@ fn compile_action(
         },
         ActionKind::Hash => Action::Hash {
             normalizer: normalizer(errors, rule, default_region),
-            encoding: match &rule.encoding {
-                None => Encoding::Hex,
-                Some(v) => Encoding::from_name(&v.value).unwrap_or_else(|| {
-                    errors.at(
-                        v,
-                        format!(
-                            "unknown encoding `{}`; expected hex, base64 or base64url",
-                            v.value
-                        ),
-                    );
-                    Encoding::Hex
-                }),
-            },
+            encoding: rule
+                .encoding
+                .as_ref()
+                .and_then(|v| errors.choice(v, "encoding"))
+                .unwrap_or_default(),
         },
         ActionKind::Hmac => {
             let key_name = rule.key.as_ref().map_or(DEFAULT_KEY, |k| k.value.as_str());
@@ -221,7 +195,10 @@ fn compile_action(
                     None => errors.at(&rule.action, message),
                 }
             }
-            let length = rule.length.as_ref().map_or(22, |l| l.value);
+            let length = rule
+                .length
+                .as_ref()
+                .map_or(defaults::HMAC_LENGTH, |l| l.value);
             if let Some(at) = &rule.length
                 && !(16..=43).contains(&length)
             {
@@ -240,13 +217,28 @@ fn compile_action(
             }
         }
         ActionKind::Mask => Action::Mask {
-            keep_first: rule.keep_first.as_ref().map_or(0, |v| v.value as usize),
-            keep_last: rule.keep_last.as_ref().map_or(4, |v| v.value as usize),
-            with: rule.mask_char.as_ref().map_or('*', |v| v.value),
+            keep_first: rule
+                .keep_first
+                .as_ref()
+                .map_or(defaults::MASK_KEEP_FIRST, |v| v.value) as usize,
+            keep_last: rule
+                .keep_last
+                .as_ref()
+                .map_or(defaults::MASK_KEEP_LAST, |v| v.value) as usize,
+            with: rule
+                .mask_char
+                .as_ref()
+                .map_or(defaults::MASK_CHAR, |v| v.value),
         },
         ActionKind::TruncateIp => {
-            let v4_prefix = rule.v4_prefix.as_ref().map_or(24, |v| v.value);
-            let v6_prefix = rule.v6_prefix.as_ref().map_or(48, |v| v.value);
+            let v4_prefix = rule
+                .v4_prefix
+                .as_ref()
+                .map_or(defaults::TRUNCATE_V4_PREFIX, |v| v.value);
+            let v6_prefix = rule
+                .v6_prefix
+                .as_ref()
+                .map_or(defaults::TRUNCATE_V6_PREFIX, |v| v.value);
             if let Some(at) = &rule.v4_prefix
                 && v4_prefix > 32
             {
@@ -263,7 +255,11 @@ fn compile_action(
             }
         }
         ActionKind::Generalize => Action::Generalize {
-            keep_first: rule.keep_first.as_ref().map_or(3, |v| v.value as usize),
+            keep_first: rule
+                .keep_first
+                .as_ref()
+                .map_or(defaults::GENERALIZE_KEEP_FIRST, |v| v.value)
+                as usize,
         },
     };
     (errors.list.len() == before).then_some(action)
@@ -286,15 +282,7 @@ fn normalizer(
         }
         return Normalizer::None;
     };
-    let Some(mut normalizer) = Normalizer::from_name(&name.value) else {
-        errors.at(
-            name,
-            format!(
-                "unknown normalizer `{}`; expected one of {}",
-                name.value,
-                normalize::NAMES.join(", ")
-            ),
-        );
+    let Some(mut normalizer) = errors.choice(name, "normalizer") else {
         return Normalizer::None;
     };
     match &mut normalizer {
@@ -330,103 +318,12 @@ fn phone_options(
     if let Some(region) = &rule.default_region {
         options.default_region = parse_region(errors, region).or(route_region);
     }
-    if let Some(format) = &rule.phone_format {
-        match format.value.as_str() {
-            "e164" => options.plus = true,
-            "digits" => options.plus = false,
-            other => errors.at(
-                format,
-                format!("unknown phone_format `{other}`; expected e164 or digits"),
-            ),
-        }
+    if let Some(format) = rule
+        .phone_format
+        .as_ref()
+        .and_then(|v| errors.choice(v, "phone_format"))
+    {
+        options.plus = format == PhoneFormat::E164;
     }
     options
-}
-
-#[cfg(test)]
-mod readme {
-    use super::*;
-
-    const README: &str = include_str!("../../../README.md");
-
-    /// The options the README's table of actions lists for each action: the
-    /// backticked word that starts each comma-separated item of its options
-    /// cell (words inside parentheses are defaults and values).
-    fn documented() -> Vec<(String, Vec<String>)> {
-        let table = README
-            .split("### Actions")
-            .nth(1)
-            .and_then(|rest| rest.split("\n\n").nth(1))
-            .unwrap_or_default();
-        table
-            .lines()
-            .skip(2)
-            .filter_map(|row| {
-                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-                let name = cells.get(1)?.trim_matches('`').to_owned();
-                let mut options = Vec::new();
-                let mut depth = 0;
-                let mut item_start = true;
-                let mut word = String::new();
-                let mut in_word = false;
-                for c in cells.get(2)?.chars() {
-                    match c {
-                        '(' => depth += 1,
-                        ')' => depth -= 1,
-                        ',' if depth == 0 => item_start = true,
-                        '`' if in_word => {
-                            in_word = false;
-                            options.push(std::mem::take(&mut word));
-                        }
-                        '`' if depth == 0 && item_start => {
-                            in_word = true;
-                            item_start = false;
-                        }
-                        c if in_word => word.push(c),
-                        _ => {}
-                    }
-                }
-                Some((name, options))
-            })
-            .collect()
-    }
-
-    /// The README's table of actions names every action a rule can take and
-    /// exactly the options the code accepts for it (the phone normalizer's
-    /// `default_region` and `phone_format` are the Normalizers table's).
-    #[test]
-    fn the_readme_lists_every_action_with_its_options() {
-        let documented = documented();
-        let names: Vec<&str> = documented.iter().map(|(name, _)| name.as_str()).collect();
-        let actions: Vec<&str> = ActionKind::ALL.iter().map(|kind| kind.as_str()).collect();
-        assert_eq!(
-            names
-                .iter()
-                .copied()
-                .collect::<std::collections::BTreeSet<_>>(),
-            actions.iter().copied().collect(),
-            "the README's actions"
-        );
-        for (name, options) in &documented {
-            let Some(kind) = ActionKind::from_name(name) else {
-                continue;
-            };
-            let mut expected: Vec<&str> = allowed_options(kind)
-                .iter()
-                .copied()
-                .filter(|option| !["default_region", "phone_format"].contains(option))
-                .collect();
-            let mut listed: Vec<&str> = options.iter().map(String::as_str).collect();
-            expected.sort_unstable();
-            listed.sort_unstable();
-            assert_eq!(listed, expected, "options of `{name}` in the README");
-        }
-        let normalizers = README.split("### Normalizers").nth(1).unwrap_or_default();
-        for option in ["default_region", "phone_format"] {
-            assert!(
-                normalizers.contains(option),
-                "{option} in the Normalizers table"
-            );
-        }
-    }
 }

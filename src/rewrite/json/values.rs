@@ -112,9 +112,9 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                         self.keep_value(chunk, at);
                         frame_mode = FrameMode::Each(rule);
                     }
-                    // Neither acts on this container itself; the route's
+                    // None acts on this container itself; the route's
                     // other selectors may reach below it.
-                    Action::AddMembers(_) | Action::Only { .. } if container => {
+                    Action::AddMembers(_) | Action::Only { .. } | Action::Read if container => {
                         self.keep_value(chunk, at);
                         if matches!(slot, Slot::Select(_)) && !self.child_states.is_empty() {
                             frame_mode = FrameMode::Tracked;
@@ -306,6 +306,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     .map_err(|_| self.error(end, Kind::Syntax, "invalid number"))?,
             ),
         };
+        self.report.read(self.rules, rule, scalar);
         let verdict = verdict::judge(self.rules, rule, Ok(scalar), &mut self.replacement);
         self.carry_out(chunk, end, rule, verdict, Some(raw))?;
         Ok(())

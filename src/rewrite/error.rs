@@ -20,6 +20,25 @@ struct Inner {
     embedded: bool,
 }
 
+/// The first error a push rewriter met. A rewriter that failed never
+/// resumes: every later write, and the end, return the same error.
+#[derive(Debug, Default)]
+pub(crate) struct Failure(Option<Error>);
+
+impl Failure {
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        self.0.as_ref().map_or(Ok(()), |err| Err(err.clone()))
+    }
+
+    /// Passes `result` on, remembering it if it is an error.
+    pub(crate) fn keep(&mut self, result: Result<(), Error>) -> Result<(), Error> {
+        if let Err(err) = &result {
+            self.0 = Some(err.clone());
+        }
+        result
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// Not valid JSON (or form encoding, or UTF-8).

@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 
-use super::error::{Error, Kind};
+use super::error::{Error, Failure, Kind};
 use super::json::{Embedded, rewrite_embedded};
 use super::output::{Mode, Steering, Writer};
 use super::path::push_key;
@@ -51,7 +51,7 @@ pub struct FormRewriter<'r, S: Sink> {
     /// field is dropped whole.
     name_hides_a_field: bool,
     report: Report,
-    failed: Option<Error>,
+    failed: Failure,
 }
 
 /// What the current field's value is for.
@@ -91,7 +91,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             semicolon_states: Vec::new(),
             name_hides_a_field: false,
             report: Report::new(rules.rules.len(), false),
-            failed: None,
+            failed: Failure::default(),
         }
     }
 
@@ -100,26 +100,19 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         self
     }
 
+    pub fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
+        self.failed.check()?;
+        let result = self.write_chunk(&chunk);
+        self.offset += chunk.len() as u64;
+        self.failed.keep(result)
+    }
+
     pub fn sink_mut(&mut self) -> &mut S {
         &mut self.writer.sink
     }
 
-    pub fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let result = self.write_chunk(&chunk);
-        self.offset += chunk.len() as u64;
-        if let Err(err) = &result {
-            self.failed = Some(err.clone());
-        }
-        result
-    }
-
     pub fn finish(mut self) -> Result<(S, Report), Error> {
-        if let Some(err) = self.failed.take() {
-            return Err(err);
-        }
+        self.failed.check()?;
         let empty = Bytes::new();
         // An empty body has no field to end.
         if self.offset > 0 {

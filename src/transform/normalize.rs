@@ -7,18 +7,21 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use unicode_normalization::UnicodeNormalization;
 
 use super::Invalid;
 
-/// A named normalizer, as written in `normalize:`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A named normalizer, as written in `normalize:` (in the order the README
+/// documents them). The phone normalizer's options are filled in by the rule
+/// that names it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Normalizer {
     None,
     Email,
     EmailGoogle,
-    Phone(PhoneOptions),
+    Phone(#[serde(skip)] PhoneOptions),
     Name,
     City,
     State,
@@ -57,47 +60,6 @@ pub enum PhoneFormat {
     E164,
     /// `16505551212` (Meta).
     Digits,
-}
-
-/// The names `normalize:` accepts, in the order the README documents them.
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Spelling {
-    None,
-    Email,
-    EmailGoogle,
-    Phone,
-    Name,
-    City,
-    State,
-    Zip,
-    Country,
-    Gender,
-    Date,
-    ExternalId,
-    Lowercase,
-}
-
-/// Read by its name; the phone normalizer's options are filled in by the
-/// rule that names it.
-impl<'de> Deserialize<'de> for Normalizer {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(match Spelling::deserialize(deserializer)? {
-            Spelling::None => Normalizer::None,
-            Spelling::Email => Normalizer::Email,
-            Spelling::EmailGoogle => Normalizer::EmailGoogle,
-            Spelling::Phone => Normalizer::Phone(PhoneOptions::default()),
-            Spelling::Name => Normalizer::Name,
-            Spelling::City => Normalizer::City,
-            Spelling::State => Normalizer::State,
-            Spelling::Zip => Normalizer::Zip,
-            Spelling::Country => Normalizer::Country,
-            Spelling::Gender => Normalizer::Gender,
-            Spelling::Date => Normalizer::Date,
-            Spelling::ExternalId => Normalizer::ExternalId,
-            Spelling::Lowercase => Normalizer::Lowercase,
-        })
-    }
 }
 
 impl Normalizer {

@@ -21,7 +21,7 @@
 
 use bytes::Bytes;
 
-use super::error::{Error, Kind};
+use super::error::{Error, Failure, Kind};
 use super::escape::{find_string_special, unescape_into};
 use super::output::{Mode, Steering, Writer};
 use super::path::push_key;
@@ -81,7 +81,7 @@ pub struct JsonRewriter<'r, S: Sink> {
     /// Set for an embedded document: its root's states, its depth within the
     /// outer document, and the outer path.
     embedded: Option<Embedded>,
-    failed: Option<Error>,
+    failed: Failure,
 }
 
 mod embedded;
@@ -122,7 +122,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             replacement: String::with_capacity(64),
             report: Report::new(rules.rules.len(), false),
             embedded: None,
-            failed: None,
+            failed: Failure::default(),
         }
     }
 
@@ -144,9 +144,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
 
     /// Pushes the next chunk of the body.
     pub fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
+        self.failed.check()?;
         let data = if self.utf8_carry.is_empty() {
             chunk
         } else {
@@ -155,18 +153,13 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             Bytes::from(joined)
         };
         let result = self.write_chunk(&data);
-        if let Err(err) = &result {
-            self.failed = Some(err.clone());
-        }
-        result
+        self.failed.keep(result)
     }
 
     /// Ends the body: checks that it is complete, and returns the sink and
     /// what was changed.
     pub fn finish(mut self) -> Result<(S, Report), Error> {
-        if let Some(err) = self.failed.take() {
-            return Err(err);
-        }
+        self.failed.check()?;
         if !self.utf8_carry.is_empty() {
             return Err(self.error_at_offset(self.offset, Kind::Syntax, "invalid UTF-8"));
         }

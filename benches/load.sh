@@ -7,6 +7,10 @@
 #   benches/load.sh [SECONDS_PER_RUN]      (default 10)
 #   ROUTES=5000 benches/load.sh            (scrim with that many routes, the
 #                                           benched one among them)
+#   BASELINE=/path/to/scrim benches/load.sh
+#                                          (another build of scrim, e.g. an
+#                                           earlier commit's, measured in the
+#                                           same rounds with the same config)
 #
 # Needs: wrk and nginx (installed with apt-get when missing), python3.
 set -euo pipefail
@@ -20,6 +24,7 @@ need wrk wrk
 need nginx nginx-light
 cargo build --release --quiet --bin scrim --example bench_upstream
 upstream_port=$(free_port); nginx_port=$(free_port); scrim_port=$(free_port); admin_port=$(free_port)
+baseline_port=$(free_port); baseline_admin_port=$(free_port)
 
 target/release/examples/bench_upstream "127.0.0.1:$upstream_port" 2>/dev/null & pids+=($!)
 
@@ -52,12 +57,21 @@ else
   meta_config "$work/scrim.yaml" "$scrim_port" "$admin_port" "$upstream_port"
 fi
 target/release/scrim run --config "$work/scrim.yaml" 2>/dev/null & pids+=($!)
+names="direct nginx scrim"
+if [ -n "${BASELINE:-}" ]; then
+  sed -e "s/127\.0\.0\.1:$scrim_port\b/127.0.0.1:$baseline_port/" -e "s/127\.0\.0\.1:$admin_port\b/127.0.0.1:$baseline_admin_port/" \
+    "$work/scrim.yaml" > "$work/baseline.yaml"
+  "$BASELINE" run --config "$work/baseline.yaml" 2>/dev/null & pids+=($!)
+  names="$names baseline"
+fi
 
 meta_event "$work/body.json" "$work/post.lua"
 echo "payload: $(wc -c < "$work/body.json") bytes"
 
 sleep 1
-for port in $upstream_port $nginx_port $scrim_port; do
+port_of() { case $1 in direct) echo $upstream_port;; nginx) echo $nginx_port;; scrim) echo $scrim_port;; baseline) echo $baseline_port;; esac; }
+for name in $names; do
+  port=$(port_of $name)
   curl -sf -o /dev/null -X POST -H 'content-type: application/json' --data-binary @"$work/body.json" "http://127.0.0.1:$port/v21.0/1/events" \
     || { echo "port $port does not answer"; exit 1; }
 done
@@ -67,9 +81,8 @@ median() { echo $1 | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((N
 
 declare -A results
 for round in $(seq 1 $rounds); do
-  for name in direct nginx scrim; do
-    case $name in direct) port=$upstream_port;; nginx) port=$nginx_port;; scrim) port=$scrim_port;; esac
-    results[$name]+="$(rps $port) "
+  for name in $names; do
+    results[$name]+="$(rps $(port_of $name)) "
   done
 done
 direct=$(median "${results[direct]}")
@@ -77,6 +90,11 @@ nginx_rps=$(median "${results[nginx]}")
 scrim_rps=$(median "${results[scrim]}")
 echo "peak requests/s (median of $rounds, $connections connections): direct $direct, nginx $nginx_rps, scrim $scrim_rps"
 python3 -c "print('scrim / nginx = %.2f' % ($scrim_rps / $nginx_rps))"
+if [ -n "${BASELINE:-}" ]; then
+  baseline_rps=$(median "${results[baseline]}")
+  echo "baseline ($BASELINE): $baseline_rps requests/s; rounds: scrim ${results[scrim]}, baseline ${results[baseline]}"
+  python3 -c "print('scrim / baseline = %.3f' % ($scrim_rps / $baseline_rps))"
+fi
 
 # Latency at half of scrim's peak: each connection waits PACE_MS between
 # requests, so that all together send about half the peak rate.
@@ -88,9 +106,13 @@ for round in $(seq 1 $rounds); do
   results[lat_direct]+="$(p99 $upstream_port) "
   results[lat_scrim]+="$(p99 $scrim_port) "
   results[lat_nginx]+="$(p99 $nginx_port) "
+  if [ -n "${BASELINE:-}" ]; then results[lat_baseline]+="$(p99 $baseline_port) "; fi
 done
 lat_direct=$(median "${results[lat_direct]}")
 lat_nginx=$(median "${results[lat_nginx]}")
 lat_scrim=$(median "${results[lat_scrim]}")
 echo "p99 latency at about half of scrim's peak (pace ${pace} ms per connection): direct ${lat_direct} ms, nginx ${lat_nginx} ms, scrim ${lat_scrim} ms"
 python3 -c "print('scrim adds %.3f ms at p99 over direct' % ($lat_scrim - $lat_direct))"
+if [ -n "${BASELINE:-}" ]; then
+  echo "baseline p99 at the same pace: $(median "${results[lat_baseline]}") ms"
+fi

@@ -370,3 +370,31 @@ fn strip_identifiers_without_identifiers_is_a_config_error() {
         "{errors}"
     );
 }
+
+/// A member that appears twice is read at both places, as the rewriter
+/// reads it: an opt-out in the first `consent` decides even when a later
+/// one grants (a reader that keeps the last member, as serde_json's map
+/// does, forwarded the identifiers; a platform may read the first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_in_a_repeated_member_decides() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let scrim = Scrim::start(&config(&mock.url())).await;
+    let granted = GA4.replace(
+        "\"ad_user_data\":\"DENIED\"",
+        "\"ad_user_data\":\"GRANTED\"",
+    );
+    let repeated = format!(
+        "{{\"consent\":{{\"ad_user_data\":\"DENIED\"}},{}",
+        &granted[1..]
+    );
+    let (status, _) = post(&scrim, "/ga4/mp/collect", &[], &repeated).await;
+    assert_eq!(status, 200);
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 1);
+    let forwarded = String::from_utf8_lossy(&requests[0].body);
+    assert!(
+        !forwarded.contains("user_data\":{") && !forwarded.contains("cust-42"),
+        "{forwarded}"
+    );
+    assert!(forwarded.contains("\"value\":3"), "{forwarded}");
+}

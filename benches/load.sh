@@ -14,6 +14,7 @@
 #
 # Needs: wrk and nginx (installed with apt-get when missing), python3.
 set -euo pipefail
+if [ -n "${BASELINE:-}" ]; then BASELINE=$(realpath "$BASELINE"); fi
 cd "$(dirname "$0")/.."
 duration=${1:-10}
 connections=32
@@ -61,7 +62,7 @@ names="direct nginx scrim"
 if [ -n "${BASELINE:-}" ]; then
   sed -e "s/127\.0\.0\.1:$scrim_port\b/127.0.0.1:$baseline_port/" -e "s/127\.0\.0\.1:$admin_port\b/127.0.0.1:$baseline_admin_port/" \
     "$work/scrim.yaml" > "$work/baseline.yaml"
-  "$BASELINE" run --config "$work/baseline.yaml" 2>/dev/null & pids+=($!)
+  "$BASELINE" run --config "$work/baseline.yaml" 2>"$work/baseline.log" & pids+=($!)
   names="$names baseline"
 fi
 
@@ -73,7 +74,7 @@ port_of() { case $1 in direct) echo $upstream_port;; nginx) echo $nginx_port;; s
 for name in $names; do
   port=$(port_of $name)
   curl -sf -o /dev/null -X POST -H 'content-type: application/json' --data-binary @"$work/body.json" "http://127.0.0.1:$port/v21.0/1/events" \
-    || { echo "port $port does not answer"; exit 1; }
+    || { echo "$name (port $port) does not answer"; [ "$name" = baseline ] && cat "$work/baseline.log"; exit 1; }
 done
 
 rps() { wrk -t2 -c$connections -d${duration}s -s "$work/post.lua" "http://127.0.0.1:$1/v21.0/1/events" | awk '/Requests\/sec/ {print $2}'; }
@@ -81,7 +82,11 @@ median() { echo $1 | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((N
 
 declare -A results
 for round in $(seq 1 $rounds); do
-  for name in $names; do
+  # The builds take turns going first, so that neither always runs on a
+  # machine the other has just warmed.
+  order=$names
+  if [ $((round % 2)) -eq 0 ] && [ -n "${BASELINE:-}" ]; then order="direct nginx baseline scrim"; fi
+  for name in $order; do
     results[$name]+="$(rps $(port_of $name)) "
   done
 done

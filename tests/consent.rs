@@ -398,3 +398,41 @@ async fn a_signal_in_a_repeated_member_decides() {
     );
     assert!(forwarded.contains("\"value\":3"), "{forwarded}");
 }
+
+/// Signals whose selectors overlap each find their value: one that selects
+/// the same value as a later one, and one that selects inside a string
+/// another selects whole. (Read in one pass, a value went to the last rule
+/// that selects it, so the first signal never decided.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_body_signals_each_decide() {
+    let mock = Mock::start(Duration::ZERO).await;
+    let yaml = format!(
+        r#"routes:
+  - name: ga4
+    match: {{path_prefix: /}}
+    upstream: {}
+    preset: ga4_mp
+    consent:
+      signals:
+        - {{select: "$.consent.ad_user_data", equals: DENIED, decision: block}}
+        - {{select: "$..ad_user_data", equals: DENIED, decision: strip_identifiers}}
+        - {{select: "$.prefs", equals: "none", decision: strip_identifiers}}
+        - {{select: "$.prefs.ads", equals: "off", decision: block}}
+"#,
+        mock.url()
+    );
+    let scrim = Scrim::start(&yaml).await;
+    let (status, _) = post(&scrim, "/mp/collect", &[], GA4).await;
+    assert_eq!(status, 204, "the first signal blocks");
+    let inside = GA4.replace(
+        "\"client_id\":\"1.2\"",
+        "\"client_id\":\"1.2\",\"prefs\":\"{\\\"ads\\\":\\\"off\\\"}\"",
+    );
+    let inside = inside.replace(
+        "\"ad_user_data\":\"DENIED\"",
+        "\"ad_user_data\":\"GRANTED\"",
+    );
+    let (status, _) = post(&scrim, "/mp/collect", &[], &inside).await;
+    assert_eq!(status, 204, "a signal inside a string another selects");
+    assert!(mock.requests().is_empty());
+}

@@ -5,7 +5,7 @@
 
 use http::HeaderMap;
 
-use super::{RuleId, Rules};
+use super::Rules;
 
 pub use crate::config::Decision;
 
@@ -16,8 +16,9 @@ pub enum Source {
     Header(String),
     /// A query parameter (decoded name, exact).
     Query(String),
-    /// A value in the body: this rule of [`Consent::body_probe`].
-    Body(RuleId),
+    /// A value in the body: what this probe of [`Consent::body_probes`]
+    /// finds.
+    Body(usize),
 }
 
 /// One opt-out signal: when its source has this value, the decision applies.
@@ -48,9 +49,12 @@ pub struct Consent {
     /// what `limited_data_use` rewrites with (`None` when the preset has
     /// none, and then no signal decides it).
     pub limited: Option<Rules>,
-    /// The selectors of the signals read from the body (`keep` rules), when
-    /// there are any: the body is then read whole before it is rewritten.
-    pub body_probe: Option<Rules>,
+    /// One rule set for each signal read from the body, its one rule a
+    /// `read` of the signal's selector for the signal's value (apart, so
+    /// that two signals that select the same value, or one inside the
+    /// other, each find it). When there are any, the body is read whole
+    /// before it is rewritten.
+    pub body_probes: Vec<Rules>,
 }
 
 /// The label and value of the Global Privacy Control signal.
@@ -67,7 +71,9 @@ impl Consent {
             // Under any spelling a server behind scrim would read as it.
             Source::Header(name) => headers.iter().any(|(key, value)| {
                 crate::policy::canonical_header_name(key.as_str()) == name.as_str()
-                    && value.to_str().is_ok_and(|v| matches(v, &signal.equals))
+                    && value
+                        .to_str()
+                        .is_ok_and(|v| signal_matches(v, &signal.equals))
             }),
             Source::Query(name) => {
                 query.is_some_and(|query| query_signals(query, name.as_bytes(), &signal.equals))
@@ -75,14 +81,22 @@ impl Consent {
         })
     }
 
-    /// The first body signal among the values the probe found.
-    pub fn decide_body(&self, found: &[(RuleId, String)]) -> Option<usize> {
-        self.signals.iter().position(|signal| match signal.source {
-            Source::Body(probe) => found
-                .iter()
-                .any(|(rule, value)| *rule == probe && matches(value, &signal.equals)),
-            _ => false,
-        })
+    /// The first body signal the body carries, by its index in `signals`:
+    /// `present` runs a probe over the body, and is asked in order until
+    /// one finds its signal.
+    pub fn decide_body<E>(
+        &self,
+        mut present: impl FnMut(&Rules) -> Result<bool, E>,
+    ) -> Result<Option<usize>, E> {
+        for (index, signal) in self.signals.iter().enumerate() {
+            if let Source::Body(probe) = signal.source
+                && let Some(rules) = self.body_probes.get(probe)
+                && present(rules)?
+            {
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -96,13 +110,15 @@ fn query_signals(query: &str, name: &[u8], expected: &str) -> bool {
         None => true,
         Some(key) if key == name => match crate::percent::decode(value) {
             None => true,
-            Some(value) => std::str::from_utf8(&value).is_ok_and(|v| matches(v, expected)),
+            Some(value) => std::str::from_utf8(&value).is_ok_and(|v| signal_matches(v, expected)),
         },
         Some(_) => false,
     })
 }
 
-fn matches(value: &str, expected: &str) -> bool {
+/// Whether a signal's value is the one that means "opted out": compared
+/// trimmed and ASCII case-insensitively.
+pub(crate) fn signal_matches(value: &str, expected: &str) -> bool {
     value.trim().eq_ignore_ascii_case(expected)
 }
 
@@ -130,7 +146,7 @@ mod tests {
             stripped: Rules::default(),
             identifiers: 0,
             limited: None,
-            body_probe: None,
+            body_probes: Vec::new(),
         }
     }
 

@@ -49,11 +49,8 @@ pub(crate) async fn gate<'r>(
             request: request.map(Either::Left),
         });
     };
-    let (decided, request) = match (
-        consent.decide(request.headers(), request.uri().query()),
-        &consent.body_probe,
-    ) {
-        (None, Some(probe_rules)) => {
+    let (decided, request) = match consent.decide(request.headers(), request.uri().query()) {
+        None if !consent.body_probes.is_empty() => {
             let (parts, body) = request.into_parts();
             let limits = route.rules.limits;
             if declared_length(&parts.headers).is_some_and(|length| length > limits.max_body_bytes)
@@ -74,13 +71,14 @@ pub(crate) async fn gate<'r>(
                     .and_then(|v| v.to_str().ok())
                     .and_then(BodyKind::from_content_type)
                     .ok_or_else(ProxyError::unsupported_media_type)?;
-                let found = probe(probe_rules, kind, decoded).map_err(ProxyError::body)?;
-                consent.decide_body(&found)
+                consent
+                    .decide_body(|probe_rules| probe(probe_rules, kind, decoded.clone()))
+                    .map_err(ProxyError::body)?
             };
             let request = Request::from_parts(parts, Either::Right(Full::new(raw)));
             (decided, request)
         }
-        (decided, _) => (decided, request.map(Either::Left)),
+        decided => (decided, request.map(Either::Left)),
     };
     let Some(signal) = decided else {
         return Ok(Gate::Forward {

@@ -134,7 +134,7 @@ impl Runtime {
                         || route
                             .consent
                             .as_ref()
-                            .is_some_and(|consent| consent.body_probe.is_some()),
+                            .is_some_and(|consent| !consent.body_probes.is_empty()),
                     route: route.clone(),
                 }
             })

@@ -1,7 +1,7 @@
 //! What a rewrite changed, for metrics and for `scrim rewrite --explain`.
-//! Counts and paths only: a report never holds a value, save those a
-//! consent probe's `read` rules ask for, which decide the request and go.
+//! Counts and paths only: a report never holds a value.
 
+use crate::policy::consent::signal_matches;
 use crate::policy::{RuleId, Rules};
 use crate::transform::{Action, Scalar};
 
@@ -17,10 +17,9 @@ pub struct Report {
     pub unlisted_dropped: u64,
     /// One entry per change, when explaining.
     pub changes: Option<Vec<Change>>,
-    /// The values `read` rules selected, as text (strings unescaped or
-    /// decoded, numbers and literals as written), with their rule. Empty
-    /// for any rule set but a consent probe's.
-    pub read: Vec<(RuleId, String)>,
+    /// Values `read` rules found equal to what they look for (a consent
+    /// probe's rules; no other rule set has them).
+    pub read_matches: u64,
 }
 
 /// One change, as `--explain` shows it.
@@ -65,7 +64,7 @@ impl Report {
             invalid: vec![0; rules],
             unlisted_dropped: 0,
             changes: explain.then(Vec::new),
-            read: Vec::new(),
+            read_matches: 0,
         }
     }
 
@@ -109,22 +108,24 @@ impl Report {
         if let (Some(mine), Some(theirs)) = (&mut self.changes, other.changes) {
             mine.extend(theirs);
         }
-        self.read.extend(other.read);
+        self.read_matches += other.read_matches;
     }
 
-    /// Keeps the text of `value`, which rule `rule` reads (its action is
-    /// [`Action::Read`]); does nothing for any other rule.
+    /// Counts `value` if rule `rule` reads it (its action is
+    /// [`Action::Read`]) and it is what the rule looks for.
     pub(crate) fn read(&mut self, rules: &Rules, rule: RuleId, value: Scalar<'_>) {
-        if !matches!(rules.rules[rule].action, Action::Read) {
+        let Action::Read { equals } = &rules.rules[rule].action else {
             return;
-        }
+        };
         let text = match value {
             Scalar::Str(text) | Scalar::Number(text) => text,
             Scalar::Bool(true) => "true",
             Scalar::Bool(false) => "false",
             Scalar::Null => "null",
         };
-        self.read.push((rule, text.to_owned()));
+        if signal_matches(text, equals) {
+            self.read_matches += 1;
+        }
     }
 }
 

@@ -167,6 +167,12 @@ impl Walker<'_> {
                 states => self.track(value, states),
             },
             (Action::AddMembers(_), value) => Ok(Some(value)),
+            // A probe's read keeps what it selects; below a container the
+            // other selectors go on.
+            (Action::Read { .. }, value @ (Value::Object(_) | Value::Array(_))) => match states {
+                [] => Ok(Some(value)),
+                states => self.track(value, states),
+            },
             // A guard reads strings: an object is left to the other
             // selectors, an array is checked element by element.
             (Action::Only { .. }, value @ Value::Object(_)) => match states {

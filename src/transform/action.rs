@@ -48,10 +48,11 @@ pub enum Action {
     /// of the same names. Not a configurable action: consent decisions
     /// (`limited_data_use`) make it.
     AddMembers(Members),
-    /// Leaves the value as it is and hands its text to the reader: the
-    /// rules of a consent probe ([`crate::rewrite::probe`]), which look
-    /// for opt-out signals in a body. Not a configurable action.
-    Read,
+    /// Leaves the value as it is and notes whether it is `equals`
+    /// (trimmed, ASCII case-insensitively): the rule of a consent probe
+    /// ([`crate::rewrite::probe`]), which looks for an opt-out signal in a
+    /// body. Not a configurable action.
+    Read { equals: String },
 }
 
 /// Members to add to an object: each name with its value as JSON text.
@@ -204,7 +205,7 @@ impl Action {
             Action::Generalize { .. } => ActionKind::Generalize,
             Action::Only { then, .. } => then.kind(),
             Action::AddMembers(_) => ActionKind::AddMembers,
-            Action::Read => ActionKind::Read,
+            Action::Read { .. } => ActionKind::Read,
         }
     }
 
@@ -217,7 +218,7 @@ impl Action {
                 | Action::Keep
                 | Action::Redact { .. }
                 | Action::AddMembers(_)
-                | Action::Read
+                | Action::Read { .. }
         )
     }
 
@@ -252,7 +253,7 @@ impl Action {
             Scalar::Bool(false) => "false",
         };
         match self {
-            Action::Drop | Action::Keep | Action::AddMembers(_) | Action::Read => {
+            Action::Drop | Action::Keep | Action::AddMembers(_) | Action::Read { .. } => {
                 return Ok(Applied::Unchanged);
             }
             Action::Only { when, then } => {
@@ -325,7 +326,8 @@ impl std::fmt::Display for Action {
         }
         f.write_str(self.kind().as_str())?;
         match self {
-            Action::Drop | Action::Keep | Action::Only { .. } | Action::Read => Ok(()),
+            Action::Drop | Action::Keep | Action::Only { .. } => Ok(()),
+            Action::Read { equals } => write!(f, " equals {equals:?}"),
             Action::AddMembers(members) => write!(f, " {{{}}}", members.text()),
             Action::Redact { with } => write!(f, " with {with:?}"),
             Action::Hash {

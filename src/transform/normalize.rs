@@ -46,7 +46,7 @@ impl Default for PhoneOptions {
     fn default() -> Self {
         PhoneOptions {
             default_region: None,
-            plus: true,
+            plus: PhoneFormat::default() == PhoneFormat::E164,
         }
     }
 }

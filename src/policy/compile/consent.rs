@@ -29,11 +29,8 @@ pub(super) fn compile_consent(
         (Some(config), _) => config,
         (None, Some(_)) => &default,
     };
-    let mut body_probe = Rules {
-        limits: rules.limits,
-        ..Rules::default()
-    };
-    let signals = signals(errors, config, &mut body_probe);
+    let mut body_probes = Vec::new();
+    let signals = signals(errors, config, rules, &mut body_probes);
     let block_status = match &config.block_status {
         None => DEFAULT_BLOCK_STATUS,
         Some(v) => match http::StatusCode::from_u16(v.value) {
@@ -89,13 +86,18 @@ pub(super) fn compile_consent(
         stripped,
         identifiers,
         limited,
-        body_probe: (!body_probe.rules.is_empty()).then_some(body_probe),
+        body_probes,
     })
 }
 
 /// GPC first (unless ignored), then the configured signals in order. The
-/// selectors of body signals go into `body_probe`.
-fn signals(errors: &mut Errors<'_>, config: &ConsentConfig, body_probe: &mut Rules) -> Vec<Signal> {
+/// body signals each get a probe in `body_probes`, under the route's limits.
+fn signals(
+    errors: &mut Errors<'_>,
+    config: &ConsentConfig,
+    rules: &Rules,
+    body_probes: &mut Vec<Rules>,
+) -> Vec<Signal> {
     let mut signals = Vec::new();
     let gpc = match &config.gpc {
         None => GpcDecision::default().decision(),
@@ -116,16 +118,22 @@ fn signals(errors: &mut Errors<'_>, config: &ConsentConfig, body_probe: &mut Rul
             Ok(Selector::Header(name)) => Some(Source::Header(name)),
             Ok(Selector::Query(name)) => Some(Source::Query(name)),
             Ok(body @ Selector::Body(_)) => {
-                let id = body_probe.rules.len();
-                body_probe.push(
+                let mut probe = Rules {
+                    limits: rules.limits,
+                    ..Rules::default()
+                };
+                probe.push(
                     Rule {
                         selector: signal.select.value.clone(),
-                        action: Action::Read,
+                        action: Action::Read {
+                            equals: signal.equals.value.trim().to_owned(),
+                        },
                         on_invalid: OnInvalid::Drop,
                     },
                     body,
                 );
-                Some(Source::Body(id))
+                body_probes.push(probe);
+                Some(Source::Body(body_probes.len() - 1))
             }
             Err(err) => {
                 errors.at(&signal.select, format!("bad selector: {err}"));

@@ -519,6 +519,65 @@ mod tests {
         }
     }
 
+    /// Every setting that names one of a set reports an unknown name at
+    /// the name, beside the other errors of the file, with what it accepts.
+    #[test]
+    fn an_unknown_name_is_an_error_at_it() {
+        let cases = [
+            (
+                "      - select: $.a\n        action: hash\n        only_if: mail\n",
+                "mail",
+                "only_if",
+                "email, contains_email",
+            ),
+            (
+                "      - select: $.a\n        action: hash\n        encoding: hax\n",
+                "hax",
+                "encoding",
+                "hex, base64, base64url",
+            ),
+            (
+                "      - select: $.a\n        action: hash\n        normalize: phone\n        phone_format: plus\n",
+                "plus",
+                "phone_format",
+                "e164, digits",
+            ),
+            (
+                "      - select: $.a\n        action: keep\n    unlisted: all\n",
+                "all",
+                "`unlisted` value",
+                "keep, drop",
+            ),
+            (
+                "      - select: $.a\n        action: keep\n    consent: {gpc: never}\n",
+                "never",
+                "consent decision",
+                "block, strip_identifiers, limited_data_use, ignore",
+            ),
+            (
+                "      - select: $.a\n        action: keep\n    consent:\n      signals:\n        - {select: header.x, equals: y, decision: nope}\n",
+                "nope",
+                "consent decision",
+                "block, strip_identifiers, limited_data_use",
+            ),
+        ];
+        for (rules, name, what, expected) in cases {
+            let yaml = format!("{HEAD}      - select: $.b[\n        action: keep\n{rules}");
+            let at = yaml
+                .find(&format!(": {name}"))
+                .map(|at| at + 2)
+                .unwrap_or(0);
+            let line = yaml[..at].matches('\n').count() + 1;
+            let column = at - yaml[..at].rfind('\n').map_or(0, |nl| nl + 1) + 1;
+            let err = check(&yaml).err().unwrap_or_default();
+            let message = format!(
+                "t.yaml:{line}:{column}: unknown {what} `{name}`; expected one of {expected}"
+            );
+            assert!(err.contains(&message), "expected {message:?} in {err:?}");
+            assert!(err.contains("bad selector"), "the other error too: {err:?}");
+        }
+    }
+
     #[test]
     fn missing_secret_and_duplicate_routes() {
         let yaml = "keys:\n  pseudonym: ${NOT_SET}\nroutes:\n  - name: a\n    match: {path_prefix: /a}\n    upstream: https://x\n  - name: a\n    match: {path_prefix: /b}\n    upstream: https://y\n";

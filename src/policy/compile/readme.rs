@@ -5,10 +5,12 @@
 use super::consent::DEFAULT_BLOCK_STATUS;
 use super::rules::{allowed_options, defaults};
 use super::{DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN};
-use crate::config::{Decision, names};
+use serde::de::DeserializeOwned;
+
+use crate::config::{Decision, GpcDecision, Unlisted, names};
 use crate::policy::{DEFAULT_MAX_BUFFERED_BYTES, Limits, REDACTED, ServerSettings, Timeouts};
 use crate::presets::PSEUDONYM_KEY;
-use crate::transform::{ActionKind, Encoding, Normalizer};
+use crate::transform::{ActionKind, Encoding, Normalizer, OnInvalid, PhoneFormat};
 
 const README: &str = include_str!("../../../README.md");
 const SCHEMA: &str = include_str!("../../config/mod.rs");
@@ -59,6 +61,15 @@ fn doc_of(name: &str, field: &str) -> String {
         }
     }
     panic!("no field `{field}` in `{name}`");
+}
+
+/// Whether `text` holds `phrase` as whole words (`default 22` is not in
+/// `default 220`).
+fn says(text: &str, phrase: &str) -> bool {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    text.match_indices(phrase).any(|(at, _)| {
+        !word(text[..at].chars().next_back()) && !word(text[at + phrase.len()..].chars().next())
+    })
 }
 
 /// The options cell of an action's row: each backticked option that starts
@@ -120,11 +131,15 @@ fn the_actions_table_lists_every_action_with_its_options() {
         listed.sort_unstable();
         assert_eq!(listed, expected, "options of `{name}` in the README");
     }
-    let normalizers = README.split("### Normalizers").nth(1).unwrap_or_default();
+    let phone = table("### Normalizers")
+        .into_iter()
+        .find(|row| row[0] == "`phone`")
+        .map(|row| row.join(" "))
+        .unwrap_or_default();
     for option in ["default_region", "phone_format"] {
         assert!(
-            normalizers.contains(option),
-            "{option} in the Normalizers table"
+            phone.contains(&format!("`{option}")),
+            "{option} in the Normalizers table's phone row"
         );
     }
 }
@@ -169,7 +184,7 @@ fn the_options_defaults_are_the_codes() {
             .map(|(_, note)| note.replace('`', ""))
             .unwrap_or_default();
         let readme_ok = note == value
-            || note.contains(&format!("default {value}"))
+            || says(&note, &format!("default {value}"))
             || note.starts_with(&format!("{value} default"));
         assert!(
             readme_ok,
@@ -182,9 +197,9 @@ fn the_options_defaults_are_the_codes() {
         };
         let doc = doc_of("RuleConfig", field).replace('`', "").to_lowercase();
         let value = value.to_lowercase();
-        let doc_ok = doc.contains(&format!("default {value}"))
-            || doc.contains(&format!("{value} (default)"))
-            || doc.contains(&format!("{value} ({action})"));
+        let doc_ok = says(&doc, &format!("default {value}"))
+            || says(&doc, &format!("{value} (default)"))
+            || says(&doc, &format!("{value} ({action})"));
         assert!(
             doc_ok,
             "RuleConfig::{field} must say its default {value} for {action}: {doc}"
@@ -351,12 +366,43 @@ fn the_named_settings_and_their_defaults_are_the_codes() {
         names::<Decision>(),
         "the consent decisions table"
     );
+    let consent = README.split("## Consent").nth(1).unwrap_or_default();
     let block = DEFAULT_BLOCK_STATUS.as_u16();
-    assert!(README.contains(&format!("`block_status` (default {block}")));
+    assert!(consent.contains(&format!("`block_status` (default {block}")));
     assert!(doc_of("ConsentConfig", "block_status").contains(&format!("Default {block}.")));
-    assert!(doc_of("Config", "listen").contains(&format!("Default `{DEFAULT_LISTEN}`")));
-    assert!(doc_of("AdminConfig", "listen").contains(&format!("Default `{DEFAULT_ADMIN_LISTEN}`")));
-    assert!(README.contains(&format!(
+    let first_screen: String = README.lines().take(25).collect::<Vec<_>>().join("\n");
+    assert!(first_screen.contains(&format!(
         "proxy on {DEFAULT_LISTEN}, admin on {DEFAULT_ADMIN_LISTEN}"
     )));
+    assert!(doc_of("Config", "listen").contains(&format!("Default `{DEFAULT_LISTEN}`")));
+    assert!(doc_of("AdminConfig", "listen").contains(&format!("Default `{DEFAULT_ADMIN_LISTEN}`")));
+}
+
+/// The name of a fieldless enum's variant, as a file writes it.
+fn name_of<T: DeserializeOwned>(variant: usize) -> &'static str {
+    names::<T>()[variant]
+}
+
+/// The defaults of the settings that name one of a set are the ones their
+/// doc comments give, and the README's where it gives one.
+#[test]
+fn the_named_defaults_are_the_codes() {
+    let on_invalid = name_of::<OnInvalid>(OnInvalid::default() as usize);
+    assert!(doc_of("RuleConfig", "on_invalid").contains(&format!("`{on_invalid}` (default)")));
+    let unlisted = name_of::<Unlisted>(Unlisted::default() as usize);
+    assert!(doc_of("RouteConfig", "unlisted").contains(&format!("`{unlisted}` (default)")));
+    let gpc = name_of::<GpcDecision>(GpcDecision::default() as usize);
+    assert!(doc_of("ConsentConfig", "gpc").contains(&format!("`{gpc}` (default)")));
+    let consent = README.split("## Consent").nth(1).unwrap_or_default();
+    assert!(consent.contains(&format!("{gpc} (default)")));
+    let phone = name_of::<PhoneFormat>(PhoneFormat::default() as usize);
+    assert!(
+        doc_of("RuleConfig", "phone_format")
+            .contains(&format!("`{phone}` (`+16505551212`, default)"))
+    );
+    assert!(doc_of("RuleConfig", "normalize").contains("Default `none`"));
+    // GPC decides what a signal decides, or nothing.
+    let mut gpc_names = names::<GpcDecision>().to_vec();
+    gpc_names.retain(|name| *name != "ignore");
+    assert_eq!(gpc_names, names::<Decision>());
 }

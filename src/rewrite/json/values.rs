@@ -114,7 +114,9 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     }
                     // None acts on this container itself; the route's
                     // other selectors may reach below it.
-                    Action::AddMembers(_) | Action::Only { .. } | Action::Read if container => {
+                    Action::AddMembers(_) | Action::Only { .. } | Action::Read { .. }
+                        if container =>
+                    {
                         self.keep_value(chunk, at);
                         if matches!(slot, Slot::Select(_)) && !self.child_states.is_empty() {
                             frame_mode = FrameMode::Tracked;

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod detect;
 pub mod log;
 pub mod metrics;
 pub mod percent;

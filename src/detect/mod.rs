@@ -1,0 +1,212 @@
+//! Detectors: identifiers found inside free text that no rule names (an
+//! email address in a page URL, a phone number in an order note, a card
+//! number in a gift message). Each candidate passes the identifier's own
+//! validity check before it counts (Luhn for cards, mod 97 for IBANs,
+//! libphonenumber's metadata for phones), and a digit run that is part of a
+//! larger token (`ORD-2026-000123`, a hex digest) is never one. Detectors
+//! say where a finding is, never what it was.
+
+mod email;
+mod numbers;
+mod phone;
+
+use serde::Deserialize;
+
+/// What a detector looks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// `local@domain.tld`, also `%40` and `%2B` forms inside URLs.
+    Email,
+    /// `+CC …` international numbers, and numbers of the route's region
+    /// written with separators, that libphonenumber holds valid.
+    Phone,
+    /// 13 to 19 digits, optionally grouped, with an issuer's prefix and a
+    /// valid Luhn check digit.
+    Card,
+    /// An IBAN of its country's length whose check digits hold (mod 97).
+    Iban,
+    /// A US social security number written `NNN-NN-NNNN`, in the ranges
+    /// the SSA assigns.
+    Ssn,
+    /// An IPv4 or IPv6 address in free text.
+    Ip,
+}
+
+impl Detector {
+    /// Every detector, in the order they look (an earlier one's finding
+    /// wins where two overlap).
+    pub const ALL: [Detector; 6] = [
+        Detector::Email,
+        Detector::Iban,
+        Detector::Card,
+        Detector::Ssn,
+        Detector::Phone,
+        Detector::Ip,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detector::Email => "email",
+            Detector::Phone => "phone",
+            Detector::Card => "card",
+            Detector::Iban => "iban",
+            Detector::Ssn => "ssn",
+            Detector::Ip => "ip",
+        }
+    }
+}
+
+/// One identifier found: the byte range it covers in the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub start: usize,
+    pub end: usize,
+    pub detector: Detector,
+}
+
+/// A set of detectors, as a route's `scan:` configures them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Detectors {
+    enabled: Vec<Detector>,
+    /// The region national phone numbers are read in (`US`); without one
+    /// only international (`+CC`) numbers are phones.
+    region: Option<phonenumber::country::Id>,
+}
+
+impl Detectors {
+    pub fn new(enabled: &[Detector], region: Option<phonenumber::country::Id>) -> Detectors {
+        Detectors {
+            enabled: Detector::ALL
+                .into_iter()
+                .filter(|d| enabled.contains(d))
+                .collect(),
+            region,
+        }
+    }
+
+    /// The default set: every detector but `ip`, which matches version
+    /// numbers too often to be on unasked.
+    pub fn default_set(region: Option<phonenumber::country::Id>) -> Detectors {
+        Detectors::new(
+            &[
+                Detector::Email,
+                Detector::Phone,
+                Detector::Card,
+                Detector::Iban,
+                Detector::Ssn,
+            ],
+            region,
+        )
+    }
+
+    pub fn enabled(&self) -> &[Detector] {
+        &self.enabled
+    }
+
+    /// The identifiers in `text`, in order and not overlapping, into `out`
+    /// (cleared first).
+    pub fn find(&self, text: &str, out: &mut Vec<Finding>) {
+        out.clear();
+        for &detector in &self.enabled {
+            let before = out.len();
+            let mut found = Vec::new();
+            match detector {
+                Detector::Email => email::find(text, &mut found),
+                Detector::Phone => phone::find(text, self.region, &mut found),
+                Detector::Card => numbers::find_cards(text, &mut found),
+                Detector::Iban => numbers::find_ibans(text, &mut found),
+                Detector::Ssn => numbers::find_ssns(text, &mut found),
+                Detector::Ip => numbers::find_ips(text, &mut found),
+            }
+            for (start, end) in found {
+                let overlaps = out[..before].iter().any(|f| start < f.end && f.start < end);
+                if !overlaps {
+                    out.push(Finding {
+                        start,
+                        end,
+                        detector,
+                    });
+                }
+            }
+        }
+        out.sort_unstable_by_key(|f| f.start);
+    }
+}
+
+/// Whether the byte is part of a word: a letter or digit of any script.
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}
+
+/// Whether `start..end` of `text` stands apart from what surrounds it: not
+/// inside a word, and not joined to one by `-`, `_`, `.` or `/` (the
+/// `2026-000123` of `ORD-2026-000123`, the digits of `v1.2.3`).
+fn stands_apart(text: &[u8], start: usize, end: usize) -> bool {
+    let joined = |b: u8| matches!(b, b'-' | b'_' | b'.' | b'/');
+    let before_ok = match start.checked_sub(1).map(|i| text[i]) {
+        None => true,
+        Some(b) if is_word(b) => false,
+        Some(b) if joined(b) => start < 2 || !is_word(text[start - 2]),
+        Some(_) => true,
+    };
+    let after_ok = match text.get(end) {
+        None => true,
+        Some(&b) if is_word(b) => false,
+        // A sentence may end right after: "call 650-555-1212."
+        Some(&b) if joined(b) => text.get(end + 1).is_none_or(|&next| !is_word(next)),
+        Some(_) => true,
+    };
+    before_ok && after_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(detectors: &Detectors, text: &str) -> Vec<(Detector, String)> {
+        let mut out = Vec::new();
+        detectors.find(text, &mut out);
+        out.iter()
+            .map(|f| (f.detector, text[f.start..f.end].to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn finds_each_kind_in_free_text() {
+        let all = Detectors::new(&Detector::ALL, Some(phonenumber::country::Id::US));
+        let text = "Hi, I'm jane.doe+ads@example.com, call (650) 253-0000 or +44 20 7946 0958; \
+                    card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00, SSN 078-05-1120, from 203.0.113.77.";
+        assert_eq!(
+            kinds(&all, text),
+            vec![
+                (Detector::Email, "jane.doe+ads@example.com".to_owned()),
+                (Detector::Phone, "(650) 253-0000".to_owned()),
+                (Detector::Phone, "+44 20 7946 0958".to_owned()),
+                (Detector::Card, "4111 1111 1111 1111".to_owned()),
+                (Detector::Iban, "DE89 3704 0044 0532 0130 00".to_owned()),
+                (Detector::Ssn, "078-05-1120".to_owned()),
+                (Detector::Ip, "203.0.113.77".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn ids_and_digests_are_not_identifiers() {
+        let all = Detectors::new(&Detector::ALL, Some(phonenumber::country::Id::US));
+        for clean in [
+            "ORD-2026-000123",
+            "1764400000123",
+            "fb.1.1558571054389.1098115397",
+            "9780306406157",
+            "sku-4111111111111111",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "logo@2x.png",
+            "https://shop.example/p/2026-12-02/item?gclid=Cj0KCQiA&utm_source=x",
+            "2026-12-02T10:00:00Z",
+            "12.50",
+        ] {
+            assert_eq!(kinds(&all, clean), vec![], "{clean}");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Phone numbers in free text: `+CC …` anywhere (also `%2B` in a URL), and
+//! numbers of the route's region written with separators (`(650) 253-0000`),
+//! each held valid by libphonenumber's metadata. A bare run of digits is an
+//! id, a timestamp or an amount far more often than a phone, so it is not
+//! one.
+
+use super::stands_apart;
+
+fn is_separator(b: u8) -> bool {
+    matches!(b, b' ' | b'-' | b'.' | b'(' | b')')
+}
+
+pub(super) fn find(
+    text: &str,
+    region: Option<phonenumber::country::Id>,
+    out: &mut Vec<(usize, usize)>,
+) {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let (plus, body) = if bytes[i] == b'+' {
+            (true, i + 1)
+        } else if bytes[i..].starts_with(b"%2B") || bytes[i..].starts_with(b"%2b") {
+            (true, i + 3)
+        } else if bytes[i].is_ascii_digit() || bytes[i] == b'(' {
+            (false, i)
+        } else {
+            i += 1;
+            continue;
+        };
+        let Some(run) = digit_run(bytes, body) else {
+            i = body.max(i + 1);
+            continue;
+        };
+        if let Some(end) = phone_at(bytes, i, plus, body, run, region) {
+            out.push((i, end));
+            i = end;
+        } else {
+            // Anything starting inside the run follows a digit: not apart.
+            i = run.end.max(i + 1);
+        }
+    }
+}
+
+/// The digits and separators from `from`: where the last digit ends, how
+/// many digits, and whether separators split them.
+#[derive(Clone, Copy)]
+struct Run {
+    end: usize,
+    digits: usize,
+    separated: bool,
+}
+
+fn digit_run(text: &[u8], from: usize) -> Option<Run> {
+    let mut run = Run {
+        end: from,
+        digits: 0,
+        separated: false,
+    };
+    let mut separators = 0;
+    for (offset, &b) in text[from..].iter().enumerate() {
+        if b.is_ascii_digit() {
+            if separators > 0 && run.digits > 0 {
+                run.separated = true;
+            }
+            separators = 0;
+            run.digits += 1;
+            run.end = from + offset + 1;
+        } else if is_separator(b) && separators < 2 {
+            separators += 1;
+        } else {
+            break;
+        }
+        if run.digits > 15 {
+            return None;
+        }
+    }
+    (run.digits > 0).then_some(run)
+}
+
+fn phone_at(
+    text: &[u8],
+    start: usize,
+    plus: bool,
+    body: usize,
+    run: Run,
+    region: Option<phonenumber::country::Id>,
+) -> Option<usize> {
+    let shaped = if plus {
+        (8..=15).contains(&run.digits)
+    } else {
+        region.is_some() && run.separated && (7..=15).contains(&run.digits)
+    };
+    // `2026-12-02 10:00`: a date, and a time after it.
+    let candidate = &text[body..run.end];
+    let dated = candidate.len() >= 10
+        && candidate[..4].iter().all(u8::is_ascii_digit)
+        && matches!(candidate[4], b'-' | b'.' | b'/');
+    let timed = text.get(run.end) == Some(&b':');
+    if !shaped || dated || timed || !stands_apart(text, start, run.end) {
+        return None;
+    }
+    let digits = std::str::from_utf8(candidate).ok()?;
+    let number = if plus {
+        phonenumber::parse(None, format!("+{digits}"))
+    } else {
+        phonenumber::parse(region, digits)
+    };
+    number.ok().filter(phonenumber::is_valid).map(|_| run.end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phonenumber::country::Id;
+
+    fn found(text: &str, region: Option<Id>) -> Vec<&str> {
+        let mut out = Vec::new();
+        find(text, region, &mut out);
+        out.iter().map(|&(s, e)| &text[s..e]).collect()
+    }
+
+    #[test]
+    fn finds_international_and_separated_national_numbers() {
+        assert_eq!(found("call +1 650-253-0000 now", None), ["+1 650-253-0000"]);
+        assert_eq!(found("tel=%2B442079460958&x", None), ["%2B442079460958"]);
+        assert_eq!(found("(650) 253-0000", Some(Id::US)), ["(650) 253-0000"]);
+        assert_eq!(found("at 650.253.0000.", Some(Id::US)), ["650.253.0000"]);
+        assert_eq!(found("01 42 68 53 00", Some(Id::FR)), ["01 42 68 53 00"]);
+    }
+
+    #[test]
+    fn leaves_ids_amounts_and_dates() {
+        for text in [
+            "6502530000",
+            "ORD-650-253-0000",
+            "2026-12-02 10:00:00",
+            "203.0.113.77",
+            "12.50",
+            "+1 650",
+            "v650.253.0000",
+        ] {
+            assert_eq!(found(text, Some(Id::US)), Vec::<&str>::new(), "{text}");
+        }
+        // No region: only international numbers.
+        assert_eq!(found("(650) 253-0000", None), Vec::<&str>::new());
+    }
+}

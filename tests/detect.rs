@@ -109,3 +109,25 @@ fn no_clean_value_holds_a_finding() {
         false_positives[..false_positives.len().min(20)].join("\n")
     );
 }
+
+/// Redaction replaces the planted span only, with its tag (percent-encoded
+/// where the identifier was), and leaves nothing a detector finds.
+#[test]
+fn redaction_leaves_the_text_around_and_nothing_to_find() {
+    let detectors = detectors();
+    let mut findings = Vec::new();
+    let mut out = String::new();
+    for row in rows("planted.jsonl") {
+        let (Some(value), Some(text)) = (row["value"].as_str(), row["text"].as_str()) else {
+            panic!("a row without value and text: {row}");
+        };
+        detectors.find(text, &mut findings);
+        let Some(finding) = findings.iter().find(|f| &text[f.start..f.end] == value) else {
+            continue;
+        };
+        scrim::detect::redact(text, &findings, &mut out);
+        assert_eq!(out, text.replacen(value, &finding.tag(), 1), "{text}");
+        detectors.find(&out, &mut findings);
+        assert!(findings.is_empty(), "{out}: {findings:?}");
+    }
+}

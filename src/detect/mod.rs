@@ -63,6 +63,34 @@ pub struct Finding {
     pub start: usize,
     pub end: usize,
     pub detector: Detector,
+    /// Written percent-encoded (`jane%40example.com`): what replaces it is
+    /// encoded too, so that a URL stays a URL.
+    pub encoded: bool,
+}
+
+impl Finding {
+    /// The tag `redact` puts in its place: `[email]`, or `%5Bemail%5D` where
+    /// the finding was percent-encoded.
+    pub fn tag(&self) -> String {
+        let name = self.detector.as_str();
+        if self.encoded {
+            format!("%5B{name}%5D")
+        } else {
+            format!("[{name}]")
+        }
+    }
+}
+
+/// `text` with each finding replaced by its tag; the rest byte for byte.
+pub fn redact(text: &str, findings: &[Finding], out: &mut String) {
+    out.clear();
+    let mut at = 0;
+    for finding in findings {
+        out.push_str(&text[at..finding.start]);
+        out.push_str(&finding.tag());
+        at = finding.end;
+    }
+    out.push_str(&text[at..]);
 }
 
 /// A set of detectors, as a route's `scan:` configures them.
@@ -126,12 +154,20 @@ impl Detectors {
                         start,
                         end,
                         detector,
+                        encoded: percent_encoded(&text.as_bytes()[start..end]),
                     });
                 }
             }
         }
         out.sort_unstable_by_key(|f| f.start);
     }
+}
+
+/// Whether a finding was written with the escapes of a URL: its `@` as
+/// `%40` or its `+` as `%2B`.
+fn percent_encoded(span: &[u8]) -> bool {
+    span.windows(3)
+        .any(|w| w[0] == b'%' && (w[1..] == *b"40" || w[1..].eq_ignore_ascii_case(b"2B")))
 }
 
 /// Whether the byte is part of a word: a letter or digit of any script.
@@ -189,6 +225,24 @@ mod tests {
                 (Detector::Ip, "203.0.113.77".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn redaction_replaces_the_spans_only_and_keeps_urls_urls() {
+        let detectors = Detectors::default_set(None);
+        let mut findings = Vec::new();
+        let mut out = String::new();
+        let url = "https://shop.example/?email=jane%40example.com&tel=%2B442079460958&step=3";
+        detectors.find(url, &mut findings);
+        redact(url, &findings, &mut out);
+        assert_eq!(
+            out,
+            "https://shop.example/?email=%5Bemail%5D&tel=%5Bphone%5D&step=3"
+        );
+        let note = "Mail jane@example.com, card 4111-1111-1111-1111.";
+        detectors.find(note, &mut findings);
+        redact(note, &findings, &mut out);
+        assert_eq!(out, "Mail [email], card [card].");
     }
 
     #[test]

@@ -244,5 +244,34 @@ fn scaling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, scaling);
+/// The detectors over the clean values of the labelled corpus (order ids,
+/// timestamps, URLs, digests: what a body's strings hold, none an
+/// identifier), one value at a time, as a scan of every string would see
+/// them.
+fn detection(c: &mut Criterion) {
+    let corpus = include_str!("../tests/data/scan/clean.jsonl");
+    let values: Vec<String> = corpus
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|row| row["text"].as_str().map(str::to_owned))
+        .collect();
+    let bytes: usize = values.iter().map(String::len).sum();
+    let detectors = scrim::detect::Detectors::default_set(Some(phonenumber::country::Id::US));
+    let mut group = c.benchmark_group("detect");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.sample_size(20);
+    group.bench_function("clean_values/default_set", |b| {
+        let mut findings = Vec::new();
+        b.iter(|| {
+            let mut found = 0;
+            for value in &values {
+                detectors.find(black_box(value), &mut findings);
+                found += findings.len();
+            }
+            found
+        })
+    });
+}
+
+criterion_group!(benches, bench, scaling, detection);
 criterion_main!(benches);

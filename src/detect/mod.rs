@@ -12,6 +12,8 @@ mod phone;
 
 use serde::Deserialize;
 
+pub(crate) use numbers::luhn;
+
 /// What a detector looks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]

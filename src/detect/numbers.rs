@@ -26,7 +26,8 @@ fn grouped_digits(text: &[u8], from: usize, most: usize) -> (usize, Vec<u8>) {
     (end, digits)
 }
 
-fn luhn(digits: &[u8]) -> bool {
+/// The Luhn check over digit values (0 to 9), the last one the check digit.
+pub(crate) fn luhn(digits: &[u8]) -> bool {
     let sum: u32 = digits
         .iter()
         .rev()

@@ -105,7 +105,7 @@ fn mask(segment: &str) -> Option<&'static str> {
         }
     }
     let digits = &digits[..count];
-    if (13..=19).contains(&count) && luhn(digits) {
+    if (13..=19).contains(&count) && crate::detect::luhn(digits) {
         return Some("[card]");
     }
     // A leading `+` or the separators of a written number: an ID of digits
@@ -114,24 +114,6 @@ fn mask(segment: &str) -> Option<&'static str> {
         return Some("[phone]");
     }
     None
-}
-
-fn luhn(digits: &[u8]) -> bool {
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            if i % 2 == 1 {
-                let doubled = d * 2;
-                if doubled > 9 { doubled - 9 } else { doubled }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]

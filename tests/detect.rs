@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use proptest::strategy::Strategy;
 use scrim::detect::{Detector, Detectors, Finding};
 use serde_json::Value;
 
@@ -130,4 +131,65 @@ fn redaction_leaves_the_text_around_and_nothing_to_find() {
         detectors.find(&out, &mut findings);
         assert!(findings.is_empty(), "{out}: {findings:?}");
     }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// On any text, digits, separators and addresses mixed: the findings are
+    /// in order, apart, on character boundaries, and the redacted text holds
+    /// nothing a detector finds (a redaction never joins what it cut into a
+    /// new identifier).
+    #[test]
+    fn findings_are_ordered_spans_and_redaction_leaves_none(
+        pieces in proptest::collection::vec(
+            proptest::prop_oneof![
+                "[0-9]{1,19}",
+                "[ +().\\-/@%_]{1,3}",
+                "[a-zA-Zé]{1,8}",
+                proptest::sample::select(vec![
+                    "jane.doe@example.com", "jane%40example.com", "+1 415 555 2671",
+                    "4111 1111 1111 1111", "4111111111111111", "DE89370400440532013000",
+                    "078-05-1120", "(212) 555-0143", "%2B14155552671",
+                ]).prop_map(str::to_owned),
+            ],
+            0..12,
+        )
+    ) {
+        let text: String = pieces.concat();
+        let detectors = detectors();
+        let mut findings = Vec::new();
+        detectors.find(&text, &mut findings);
+        let mut at = 0;
+        for finding in &findings {
+            proptest::prop_assert!(at <= finding.start && finding.start < finding.end);
+            proptest::prop_assert!(finding.end <= text.len());
+            proptest::prop_assert!(text.is_char_boundary(finding.start));
+            proptest::prop_assert!(text.is_char_boundary(finding.end));
+            at = finding.end;
+        }
+        let mut redacted = String::new();
+        scrim::detect::redact(&text, &findings, &mut redacted);
+        detectors.find(&redacted, &mut findings);
+        proptest::prop_assert!(findings.is_empty(), "{text:?} -> {redacted:?}: {findings:?}");
+    }
+}
+
+/// Identifiers glued to each other are each found; a chain longer than the
+/// rescans go is covered from where it is still unresolved to the end.
+#[test]
+fn glued_identifiers_are_found_and_a_long_chain_is_covered() {
+    let detectors = detectors();
+    let mut findings = Vec::new();
+    let two = "+1 415 555 2671+1 415 555 2671";
+    detectors.find(two, &mut findings);
+    let spans: Vec<&str> = findings.iter().map(|f| &two[f.start..f.end]).collect();
+    assert_eq!(spans, ["+1 415 555 2671", "+1 415 555 2671"]);
+
+    let chain = format!("note {}", "+1 415 555 2671".repeat(40));
+    detectors.find(&chain, &mut findings);
+    let mut redacted = String::new();
+    scrim::detect::redact(&chain, &findings, &mut redacted);
+    assert!(redacted.starts_with("note [phone]"), "{redacted}");
+    assert!(!redacted.contains("2671"), "{redacted}");
 }

@@ -136,10 +136,53 @@ impl Detectors {
 
     /// The identifiers in `text`, in order and not overlapping, into `out`
     /// (cleared first).
+    ///
+    /// An identifier glued to another (`+1 415 555 2671+1 415 555 2671`) is
+    /// refused at first for touching a word, and stands apart once its
+    /// neighbour is redacted: so the redacted text is scanned again until it
+    /// holds nothing, and what it shows is mapped back. Chains longer than
+    /// `MAX_PASSES` are hostile, not typed: the rest of the text from the
+    /// first identifier still unresolved becomes one finding (fail closed).
     pub fn find(&self, text: &str, out: &mut Vec<Finding>) {
+        const MAX_PASSES: usize = 8;
+        self.find_once(text, out);
+        let mut redacted = String::new();
+        let mut more = Vec::new();
+        for pass in 1.. {
+            if out.is_empty() {
+                return;
+            }
+            redact(text, out, &mut redacted);
+            self.find_once(&redacted, &mut more);
+            let Some(first) = more.first().copied() else {
+                return;
+            };
+            let mapped: Vec<Finding> = more.iter().filter_map(|f| unredact(out, *f)).collect();
+            if mapped.is_empty() || pass == MAX_PASSES {
+                // Nothing maps back (a finding that takes in a tag), or the
+                // chain goes on: cover the rest of the text.
+                let start = unredact_offset(out, first.start).min(text.len());
+                let start = (0..=start)
+                    .rev()
+                    .find(|&i| text.is_char_boundary(i))
+                    .unwrap_or(0);
+                out.retain(|f| f.end <= start);
+                out.push(Finding {
+                    start,
+                    end: text.len(),
+                    detector: first.detector,
+                    encoded: first.encoded,
+                });
+                return;
+            }
+            out.extend(mapped);
+            out.sort_unstable_by_key(|f| f.start);
+        }
+    }
+
+    fn find_once(&self, text: &str, out: &mut Vec<Finding>) {
         out.clear();
         for &detector in &self.enabled {
-            let before = out.len();
             let mut found = Vec::new();
             match detector {
                 Detector::Email => email::find(text, &mut found),
@@ -150,7 +193,7 @@ impl Detectors {
                 Detector::Ip => numbers::find_ips(text, &mut found),
             }
             for (start, end) in found {
-                let overlaps = out[..before].iter().any(|f| start < f.end && f.start < end);
+                let overlaps = out.iter().any(|f| start < f.end && f.start < end);
                 if !overlaps {
                     out.push(Finding {
                         start,
@@ -163,6 +206,46 @@ impl Detectors {
         }
         out.sort_unstable_by_key(|f| f.start);
     }
+}
+
+/// A finding in the text `redact` made of `findings` (sorted), at its place
+/// in the original; none if it takes in a tag.
+fn unredact(findings: &[Finding], found: Finding) -> Option<Finding> {
+    let mut shift = 0isize;
+    for finding in findings {
+        let tag_start = finding.start.checked_add_signed(shift)?;
+        let tag_end = tag_start + finding.tag().len();
+        if found.end <= tag_start {
+            break;
+        }
+        if found.start < tag_end {
+            return None;
+        }
+        shift += finding.tag().len() as isize - (finding.end - finding.start) as isize;
+    }
+    Some(Finding {
+        start: found.start.checked_add_signed(-shift)?,
+        end: found.end.checked_add_signed(-shift)?,
+        ..found
+    })
+}
+
+/// An offset in the text `redact` made of `findings`, at its place in the
+/// original (a place inside a tag goes to the start of what it replaced).
+fn unredact_offset(findings: &[Finding], offset: usize) -> usize {
+    let mut shift = 0isize;
+    for finding in findings {
+        let tag_start = finding.start.saturating_add_signed(shift);
+        if offset < tag_start + finding.tag().len() {
+            return if offset < tag_start {
+                offset.saturating_add_signed(-shift)
+            } else {
+                finding.start
+            };
+        }
+        shift += finding.tag().len() as isize - (finding.end - finding.start) as isize;
+    }
+    offset.saturating_add_signed(-shift)
 }
 
 /// Whether a finding was written with the escapes of a URL: its `@` as

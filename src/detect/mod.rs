@@ -71,6 +71,12 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// The length of `tag()`, without making it.
+    fn tag_len(&self) -> usize {
+        let name = self.detector.as_str().len();
+        if self.encoded { name + 6 } else { name + 2 }
+    }
+
     /// The tag `redact` puts in its place: `[email]`, or `%5Bemail%5D` where
     /// the finding was percent-encoded.
     pub fn tag(&self) -> String {
@@ -161,11 +167,10 @@ impl Detectors {
             if mapped.is_empty() || pass == MAX_PASSES {
                 // Nothing maps back (a finding that takes in a tag), or the
                 // chain goes on: cover the rest of the text.
-                let start = unredact_offset(out, first.start).min(text.len());
-                let start = (0..=start)
-                    .rev()
-                    .find(|&i| text.is_char_boundary(i))
-                    .unwrap_or(0);
+                // Text outside the tags is the original's byte for byte, so
+                // either way this is a character boundary of `text`.
+                let start =
+                    unredact_offset(out, first.start).map_or_else(|start| start, |(at, _)| at);
                 out.retain(|f| f.end <= start);
                 out.push(Finding {
                     start,
@@ -211,41 +216,31 @@ impl Detectors {
 /// A finding in the text `redact` made of `findings` (sorted), at its place
 /// in the original; none if it takes in a tag.
 fn unredact(findings: &[Finding], found: Finding) -> Option<Finding> {
-    let mut shift = 0isize;
-    for finding in findings {
-        let tag_start = finding.start.checked_add_signed(shift)?;
-        let tag_end = tag_start + finding.tag().len();
-        if found.end <= tag_start {
-            break;
-        }
-        if found.start < tag_end {
-            return None;
-        }
-        shift += finding.tag().len() as isize - (finding.end - finding.start) as isize;
-    }
-    Some(Finding {
-        start: found.start.checked_add_signed(-shift)?,
-        end: found.end.checked_add_signed(-shift)?,
+    let (start, tags_before) = unredact_offset(findings, found.start).ok()?;
+    let (last, tags_through) = unredact_offset(findings, found.end - 1).ok()?;
+    (tags_before == tags_through).then_some(Finding {
+        start,
+        end: last + 1,
         ..found
     })
 }
 
-/// An offset in the text `redact` made of `findings`, at its place in the
-/// original (a place inside a tag goes to the start of what it replaced).
-fn unredact_offset(findings: &[Finding], offset: usize) -> usize {
+/// Where an offset of the text `redact` made of `findings` (sorted) is in
+/// the original, with how many tags come before it; inside a tag, the start
+/// of what the tag replaced as the error.
+fn unredact_offset(findings: &[Finding], offset: usize) -> Result<(usize, usize), usize> {
     let mut shift = 0isize;
-    for finding in findings {
+    for (index, finding) in findings.iter().enumerate() {
         let tag_start = finding.start.saturating_add_signed(shift);
-        if offset < tag_start + finding.tag().len() {
-            return if offset < tag_start {
-                offset.saturating_add_signed(-shift)
-            } else {
-                finding.start
-            };
+        if offset < tag_start {
+            return Ok((offset.saturating_add_signed(-shift), index));
         }
-        shift += finding.tag().len() as isize - (finding.end - finding.start) as isize;
+        if offset < tag_start + finding.tag_len() {
+            return Err(finding.start);
+        }
+        shift += finding.tag_len() as isize - (finding.end - finding.start) as isize;
     }
-    offset.saturating_add_signed(-shift)
+    Ok((offset.saturating_add_signed(-shift), findings.len()))
 }
 
 /// Whether a finding was written with the escapes of a URL: its `@` as
@@ -284,6 +279,21 @@ fn stands_apart(text: &[u8], start: usize, end: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_len_is_the_tags_length() {
+        for detector in Detector::ALL {
+            for encoded in [false, true] {
+                let finding = Finding {
+                    start: 0,
+                    end: 1,
+                    detector,
+                    encoded,
+                };
+                assert_eq!(finding.tag_len(), finding.tag().len(), "{finding:?}");
+            }
+        }
+    }
 
     fn kinds(detectors: &Detectors, text: &str) -> Vec<(Detector, String)> {
         let mut out = Vec::new();

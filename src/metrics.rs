@@ -9,6 +9,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::detect::Detector;
 use crate::policy::{Route, Rules};
 use crate::rewrite::Report;
 use crate::transform::ActionKind;
@@ -63,6 +64,7 @@ pub struct Metrics {
     body_bytes: IntCounterVec,
     config_reloads: IntCounterVec,
     consent_decisions: IntCounterVec,
+    detections: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -153,6 +155,12 @@ impl Metrics {
                 "Requests an opt-out signal decided, by route, signal and decision",
                 &["route", "signal", "decision"],
             ),
+            detections: counter(
+                &registry,
+                "scrim_detections_total",
+                "Identifiers the route's scan found in values no rule selects, by route, detector and action",
+                &["route", "detector", "action"],
+            ),
             registry,
         }
     }
@@ -212,6 +220,22 @@ impl Metrics {
             bytes_out: self.body_bytes.with_label_values(&[name, "request_out"]),
             bytes_response: self.body_bytes.with_label_values(&[name, "response"]),
             consent: Vec::new(),
+            detections: rule_sets
+                .first()
+                .and_then(|rules| rules.scan.as_ref())
+                .map(|scan| {
+                    // By `Detector as usize`: every detector, so that the
+                    // index is the detector's whichever are enabled.
+                    let mut all = Detector::ALL;
+                    all.sort_by_key(|d| *d as usize);
+                    all.iter()
+                        .map(|d| {
+                            self.detections
+                                .with_label_values(&[name, d.as_str(), scan.action.as_str()])
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -301,6 +325,8 @@ pub struct RouteMetrics {
     pub bytes_response: IntCounter,
     /// By consent signal index.
     consent: Vec<IntCounter>,
+    /// By `Detector as usize`; empty when the route does not scan.
+    detections: Vec<IntCounter>,
 }
 
 impl RouteMetrics {
@@ -336,6 +362,11 @@ impl RouteMetrics {
         }
         if report.unlisted_dropped > 0 {
             self.unlisted.inc_by(report.unlisted_dropped);
+        }
+        for (counter, n) in self.detections.iter().zip(report.detections) {
+            if n > 0 {
+                counter.inc_by(n);
+            }
         }
     }
 }

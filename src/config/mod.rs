@@ -15,6 +15,7 @@ use serde::Deserialize;
 pub use serde_saphyr::Spanned;
 
 use crate::transform::{ActionKind, Encoding, Guard, Normalizer, OnInvalid, PhoneFormat};
+use crate::detect::Detector;
 
 pub use choice::{Choice, names};
 pub use error::{ConfigError, ConfigErrors};
@@ -178,6 +179,75 @@ pub struct RouteConfig {
     /// Opt-out signals and what they decide. A route with a preset honours
     /// `Sec-GPC: 1` by default (`strip_identifiers`) even without this.
     pub consent: Option<ConsentConfig>,
+    /// Detectors over every string no rule selects (body values and member
+    /// names, query values, `Referer`): `off`, `on`, or settings. Default
+    /// `on` for a route with a preset, `off` otherwise.
+    pub scan: Option<Spanned<ScanConfig>>,
+}
+
+/// A route's `scan:`: a switch, or settings (which turn it on).
+#[derive(Debug)]
+pub enum ScanConfig {
+    Off,
+    On,
+    Settings(ScanSettings),
+}
+
+/// What `scan:` looks for and does.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanSettings {
+    /// Which detectors look: `email`, `phone`, `card`, `iban`, `ssn`, `ip`.
+    /// Default: all but `ip`.
+    pub detectors: Option<Vec<Spanned<Choice<Detector>>>>,
+    /// What becomes of a finding: `redact` (default: a tag such as
+    /// `[email]`), `hash` or `hmac` (of its normalized form), `drop` (the
+    /// whole value), or `reject` (the request).
+    pub action: Option<Spanned<Choice<ScanActionKind>>>,
+    /// `hmac`: the key under `keys:`. Default `default`.
+    pub key: Option<Spanned<String>>,
+    /// Request headers scanned besides `Referer`.
+    #[serde(default)]
+    pub headers: Vec<Spanned<String>>,
+}
+
+/// The names `scan: {action}` takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanActionKind {
+    #[default]
+    Redact,
+    Hash,
+    Hmac,
+    Drop,
+    Reject,
+}
+
+impl<'de> Deserialize<'de> for ScanConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ScanConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`off`, `on`, or a mapping of scan settings")
+            }
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<ScanConfig, E> {
+                Ok(if on { ScanConfig::On } else { ScanConfig::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ScanConfig, E> {
+                match text {
+                    "off" => Ok(ScanConfig::Off),
+                    "on" => Ok(ScanConfig::On),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(text), &self)),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ScanConfig, A::Error> {
+                ScanSettings::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(ScanConfig::Settings)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// Opt-out signals of a route, and what they decide.

@@ -9,10 +9,12 @@
 mod email;
 mod numbers;
 mod phone;
+mod scan;
 
 use serde::Deserialize;
 
 pub(crate) use numbers::luhn;
+pub use scan::{Scan, ScanAction, Scanned};
 
 /// What a detector looks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
@@ -138,6 +140,10 @@ impl Detectors {
 
     pub fn enabled(&self) -> &[Detector] {
         &self.enabled
+    }
+
+    pub fn region(&self) -> Option<phonenumber::country::Id> {
+        self.region
     }
 
     /// The identifiers in `text`, in order and not overlapping, into `out`

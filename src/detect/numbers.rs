@@ -26,6 +26,14 @@ fn grouped_digits(text: &[u8], from: usize, most: usize) -> (usize, Vec<u8>) {
     (end, digits)
 }
 
+/// Where the group of digits after the one at `from` starts, within a run
+/// of grouped digits ending at `end` (or `end`).
+pub(super) fn next_group(text: &[u8], from: usize, end: usize) -> usize {
+    (from + 1..end)
+        .find(|&at| text[at].is_ascii_digit() && !text[at - 1].is_ascii_digit())
+        .unwrap_or(end.max(from + 1))
+}
+
 /// The Luhn check over digit values (0 to 9), the last one the check digit.
 pub(crate) fn luhn(digits: &[u8]) -> bool {
     let sum: u32 = digits
@@ -82,14 +90,30 @@ pub(super) fn find_cards(text: &str, out: &mut Vec<(usize, usize)>) {
             continue;
         }
         let (end, digits) = grouped_digits(bytes, i, 19);
-        if (13..=19).contains(&digits.len())
-            && issued(&digits)
-            && luhn(&digits)
-            && stands_apart(bytes, i, end)
-        {
-            out.push((i, end));
+        // The run may go on past the number (`4111 1111 1111 1111 2x`):
+        // each end of a group is tried, the longest first.
+        let mut count = digits.len();
+        let found = (i + 1..=end).rev().find(|&to| {
+            let group_end = bytes[to - 1].is_ascii_digit()
+                && (to == end || matches!(bytes[to], b' ' | b'-'));
+            if !group_end {
+                return false;
+            }
+            count = bytes[i..to].iter().filter(|b| b.is_ascii_digit()).count();
+            let digits = &digits[..count.min(digits.len())];
+            (13..=19).contains(&count)
+                && issued(digits)
+                && luhn(digits)
+                && stands_apart(bytes, i, to)
+        });
+        match found {
+            Some(to) => {
+                out.push((i, to));
+                i = to;
+            }
+            // The number may start at a later group (`order 7 4111 …`).
+            None => i = next_group(bytes, i, end),
         }
-        i = end.max(i + 1);
     }
 }
 

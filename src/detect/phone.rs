@@ -35,9 +35,12 @@ pub(super) fn find(
         if let Some(end) = phone_at(bytes, i, plus, body, run, region) {
             out.push((i, end));
             i = end;
-        } else {
+        } else if plus {
             // Anything starting inside the run follows a digit: not apart.
             i = run.end.max(i + 1);
+        } else {
+            // A national number may start at a later group (`qty 2 (650) …`).
+            i = super::numbers::next_group(bytes, i, run.end);
         }
     }
 }
@@ -86,27 +89,54 @@ fn phone_at(
     run: Run,
     region: Option<phonenumber::country::Id>,
 ) -> Option<usize> {
-    let shaped = if plus {
-        (8..=15).contains(&run.digits)
-    } else {
-        region.is_some() && run.separated && (7..=15).contains(&run.digits)
-    };
     // `2026-12-02 10:00`: a date, and a time after it.
-    let candidate = &text[body..run.end];
-    let dated = candidate.len() >= 10
-        && candidate[..4].iter().all(u8::is_ascii_digit)
-        && matches!(candidate[4], b'-' | b'.' | b'/');
+    let whole = &text[body..run.end];
+    let dated = whole.len() >= 10
+        && whole[..4].iter().all(u8::is_ascii_digit)
+        && matches!(whole[4], b'-' | b'.' | b'/');
     let timed = text.get(run.end) == Some(&b':');
-    if !shaped || dated || timed || !stands_apart(text, start, run.end) {
+    if dated || timed {
         return None;
     }
-    let digits = std::str::from_utf8(candidate).ok()?;
-    let number = if plus {
-        phonenumber::parse(None, format!("+{digits}"))
-    } else {
-        phonenumber::parse(region, digits)
-    };
-    number.ok().filter(phonenumber::is_valid).map(|_| run.end)
+    // The run may go on past the number (`+1 415 555 2671 2 items`): each
+    // end of a group of digits is tried, the longest first.
+    let ends = (body + 1..=run.end)
+        .rev()
+        .filter(|&end| text[end - 1].is_ascii_digit() && (end == run.end || is_separator(text[end])));
+    for end in ends {
+        let candidate = &text[body..end];
+        let digits = candidate.iter().filter(|b| b.is_ascii_digit()).count();
+        let separated = candidate
+            .iter()
+            .skip_while(|b| !b.is_ascii_digit())
+            .any(|b| is_separator(*b));
+        let shaped = if plus {
+            (8..=15).contains(&digits)
+        } else {
+            region.is_some() && separated && (7..=15).contains(&digits)
+        };
+        if !shaped {
+            if digits < 7 {
+                return None;
+            }
+            continue;
+        }
+        if !stands_apart(text, start, end) {
+            continue;
+        }
+        let Ok(written) = std::str::from_utf8(candidate) else {
+            continue;
+        };
+        let number = if plus {
+            phonenumber::parse(None, format!("+{written}"))
+        } else {
+            phonenumber::parse(region, written)
+        };
+        if number.ok().is_some_and(|n| phonenumber::is_valid(&n)) {
+            return Some(end);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -127,6 +157,9 @@ mod tests {
         assert_eq!(found("(650) 253-0000", Some(Id::US)), ["(650) 253-0000"]);
         assert_eq!(found("at 650.253.0000.", Some(Id::US)), ["650.253.0000"]);
         assert_eq!(found("01 42 68 53 00", Some(Id::FR)), ["01 42 68 53 00"]);
+        assert_eq!(found("+1 415 555 2671 2 items", None), ["+1 415 555 2671"]);
+        assert_eq!(found("(650) 253-0000 3x", Some(Id::US)), ["(650) 253-0000"]);
+        assert_eq!(found("qty 2 650-253-0000", Some(Id::US)), ["650-253-0000"]);
     }
 
     #[test]

@@ -67,6 +67,21 @@ fn write_route(out: &mut impl Write, route: &Route) -> io::Result<()> {
     for (i, rule) in route.rules.rules.iter().enumerate() {
         writeln!(out, "  {:>2}. {:<40} {}", i + 1, rule.selector, rule.action)?;
     }
+    match &route.rules.scan {
+        Some(scan) => {
+            let detectors: Vec<&str> = scan.detectors.enabled().iter().map(|d| d.as_str()).collect();
+            let mut headers = vec!["referer"];
+            headers.extend(scan.headers.iter().map(String::as_str));
+            writeln!(
+                out,
+                "  scan: {} -> {} (strings no rule selects, member names, query values; headers {})",
+                detectors.join(", "),
+                scan.action.as_str(),
+                headers.join(", ")
+            )?;
+        }
+        None => writeln!(out, "  scan: off")?,
+    }
     if let Some(consent) = &route.consent {
         let identifiers = consent.identifiers;
         for signal in &consent.signals {

@@ -192,6 +192,8 @@ pub struct Rules {
     /// `header.NAME` selectors (names lowercase), in rule order.
     pub headers: Vec<(String, RuleId)>,
     pub unlisted: Unlisted,
+    /// Detectors over the strings no rule names (`scan:`); `None` when off.
+    pub scan: Option<crate::detect::Scan>,
     pub limits: Limits,
 }
 

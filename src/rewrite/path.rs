@@ -5,14 +5,19 @@
 /// Longest member name shown in a path.
 pub(crate) const MAX_KEY_SHOWN: usize = 64;
 
+/// Names with more digits than this are hidden even when they look like
+/// identifiers: a card, phone or social security number is letters-free.
+const MAX_DIGITS_SHOWN: usize = 6;
+
 pub(crate) fn push_key(path: &mut String, key: &[u8]) {
-    let identifier = !key.is_empty()
+    let shown = !key.is_empty()
         && key.len() <= MAX_KEY_SHOWN
+        && key.iter().filter(|b| b.is_ascii_digit()).count() <= MAX_DIGITS_SHOWN;
+    let identifier = shown
         && key
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'$'));
-    let bracketed = !key.is_empty()
-        && key.len() <= MAX_KEY_SHOWN
+    let bracketed = shown
         && key
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'[' | b']' | b' '));
@@ -41,6 +46,8 @@ mod tests {
         push_key(&mut path, b"user_data[em]");
         push_key(&mut path, b"john@example.com");
         push_key(&mut path, b"");
-        assert_eq!(path, "$.user_data['user_data[em]'][?][?]");
+        push_key(&mut path, b"123-45-6789");
+        push_key(&mut path, b"item_123456");
+        assert_eq!(path, "$.user_data['user_data[em]'][?][?][?].item_123456");
     }
 }

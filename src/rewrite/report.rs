@@ -1,6 +1,7 @@
 //! What a rewrite changed, for metrics and for `scrim rewrite --explain`.
 //! Counts and paths only: a report never holds a value.
 
+use crate::detect::{Detector, Finding};
 use crate::policy::consent::signal_matches;
 use crate::policy::{RuleId, Rules};
 use crate::transform::{Action, Scalar};
@@ -20,6 +21,9 @@ pub struct Report {
     /// Values `read` rules found equal to what they look for (a consent
     /// probe's rules; no other rule set has them).
     pub read_matches: u64,
+    /// Identifiers the route's `scan:` found, by detector (indexed by
+    /// `Detector as usize`).
+    pub detections: [u64; Detector::ALL.len()],
 }
 
 /// One change, as `--explain` shows it.
@@ -43,6 +47,9 @@ pub enum ChangeKind {
     InvalidRedacted,
     /// No rule selected the value, and `unlisted: drop` removed it.
     Unlisted,
+    /// A detector found an identifier in a value no rule selected, and the
+    /// route's `scan:` action took it.
+    Detected(Detector),
 }
 
 impl ChangeKind {
@@ -53,6 +60,7 @@ impl ChangeKind {
             ChangeKind::InvalidDropped => "invalid_dropped",
             ChangeKind::InvalidRedacted => "invalid_redacted",
             ChangeKind::Unlisted => "unlisted_dropped",
+            ChangeKind::Detected(_) => "detected",
         }
     }
 }
@@ -65,12 +73,40 @@ impl Report {
             unlisted_dropped: 0,
             changes: explain.then(Vec::new),
             read_matches: 0,
+            detections: [0; Detector::ALL.len()],
         }
     }
 
     /// True when the rewrite changed anything at all.
     pub fn changed(&self) -> bool {
-        self.unlisted_dropped > 0 || self.rewritten.iter().chain(&self.invalid).any(|n| *n > 0)
+        self.unlisted_dropped > 0
+            || self
+                .rewritten
+                .iter()
+                .chain(&self.invalid)
+                .chain(&self.detections)
+                .any(|n| *n > 0)
+    }
+
+    /// Identifiers found by scanning, every detector together.
+    pub fn total_detected(&self) -> u64 {
+        self.detections.iter().sum()
+    }
+
+    /// Counts what a detector found in one value; `path` is only built
+    /// when the change is itemized.
+    pub(crate) fn detected(&mut self, findings: &[Finding], path: impl FnOnce() -> String) {
+        for finding in findings {
+            self.detections[detector_index(finding.detector)] += 1;
+        }
+        if let Some(changes) = &mut self.changes {
+            let path = path();
+            changes.extend(findings.iter().map(|finding| Change {
+                path: path.clone(),
+                rule: None,
+                what: ChangeKind::Detected(finding.detector),
+            }));
+        }
     }
 
     pub fn total_rewritten(&self) -> u64 {
@@ -85,6 +121,9 @@ impl Report {
         path: impl FnOnce() -> String,
     ) {
         match (rule, what) {
+            (_, ChangeKind::Detected(detector)) => {
+                self.detections[detector_index(detector)] += 1
+            }
             (Some(rule), ChangeKind::Rewritten | ChangeKind::Dropped) => {
                 count(&mut self.rewritten, rule)
             }
@@ -109,6 +148,9 @@ impl Report {
             mine.extend(theirs);
         }
         self.read_matches += other.read_matches;
+        for (mine, theirs) in self.detections.iter_mut().zip(other.detections) {
+            *mine += theirs;
+        }
     }
 
     /// Counts `value` if rule `rule` reads it (its action is
@@ -134,19 +176,26 @@ impl Report {
     /// and action, and the counts per rule, for route `route`. Never a value.
     pub fn explain(&self, route: &str, rules: &Rules) -> String {
         let report = self;
+        let scan_action = rules.scan.as_ref().map(|scan| scan.action.as_str());
         let rules = &rules.rules;
         let changes: Vec<serde_json::Value> = report
             .changes
             .iter()
             .flatten()
-            .map(|change| {
-                serde_json::json!({
+            .map(|change| match change.what {
+                ChangeKind::Detected(detector) => serde_json::json!({
+                    "path": change.path,
+                    "detector": detector.as_str(),
+                    "action": scan_action,
+                    "outcome": change.what.as_str(),
+                }),
+                _ => serde_json::json!({
                     "path": change.path,
                     "rule": change.rule.map(|r| r + 1),
                     "selector": change.rule.map(|r| rules[r].selector.as_str()),
                     "action": change.rule.map_or("unlisted", |r| rules[r].action.kind().as_str()),
                     "outcome": change.what.as_str(),
-                })
+                }),
             })
             .collect();
         let counts: Vec<serde_json::Value> = rules
@@ -167,9 +216,18 @@ impl Report {
             "changes": changes,
             "rules": counts,
             "unlisted_dropped": report.unlisted_dropped,
+            "detected": Detector::ALL
+                .iter()
+                .map(|d| (d.as_str().to_owned(), report.detections[detector_index(*d)].into()))
+                .collect::<serde_json::Map<_, _>>(),
         })
         .to_string()
     }
+}
+
+/// Where `detector` counts in [`Report::detections`].
+pub(crate) fn detector_index(detector: Detector) -> usize {
+    detector as usize
 }
 
 /// Counts one for `rule`. A report is made for its rules

@@ -6,6 +6,7 @@ mod preset;
 #[cfg(test)]
 mod readme;
 mod rules;
+mod scan;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -429,6 +430,7 @@ fn compile_route(
         .as_ref()
         .and_then(|name| add_preset_rules(errors, name, &context, &mut rules));
     add_rules(errors, &route.rules, &context, &mut rules);
+    rules.scan = scan::compile_scan(errors, route.scan.as_ref(), preset.is_some(), &context);
     let consent = compile_consent(errors, route, preset.as_ref(), &rules);
     if errors.list.len() != before {
         return None;
@@ -517,6 +519,35 @@ mod tests {
                 "expected {expected:?}, got {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn scan_is_on_with_a_preset_and_configurable() {
+        let base = "keys:\n  pseudonym: ${PSEUDO}\nroutes:\n  - name: r\n    match: {path_prefix: /r}\n    upstream: https://example.com\n";
+        let scan_of = |extra: &str| {
+            let policy = check(&format!("{base}{extra}")).unwrap();
+            policy.route("r").unwrap().rules.scan.clone()
+        };
+        assert!(scan_of("").is_none(), "off without a preset");
+        let preset = scan_of("    preset: meta_capi\n").unwrap();
+        assert_eq!(preset.action.as_str(), "redact");
+        assert_eq!(preset.detectors.enabled().len(), 5);
+        assert!(scan_of("    preset: meta_capi\n    scan: off\n").is_none());
+        assert!(scan_of("    scan: on\n").is_some());
+        let custom =
+            scan_of("    scan: {detectors: [ip], action: hmac, headers: [X-Page]}\n").unwrap();
+        assert_eq!(custom.action.as_str(), "hmac");
+        assert_eq!(custom.detectors.enabled(), [crate::detect::Detector::Ip]);
+        assert_eq!(custom.headers, ["x-page"]);
+        let err = check(&format!(
+            "{base}    scan: {{detectors: [emial], action: zap, key: k}}\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("t.yaml:7:24: unknown detector `emial`"), "{err}");
+        assert!(err.contains("unknown scan action `zap`"), "{err}");
+        assert!(err.contains("`key` is for `action: hmac` only"), "{err}");
+        let err = check(&format!("{base}    scan: maybe\n")).unwrap_err();
+        assert!(err.contains("expected `off`, `on`, or a mapping"), "{err}");
     }
 
     /// Every setting that names one of a set reports an unknown name at

@@ -28,6 +28,7 @@ use super::path::push_key;
 use super::report::{ChangeKind, Report};
 use super::sink::Sink;
 use super::verdict::{self, Rejected, Verdict};
+use crate::detect::Finding;
 use crate::policy::{Label, RuleId, Rules, State, Unlisted};
 use crate::transform::{Action, Invalid, Scalar};
 
@@ -81,11 +82,21 @@ pub struct JsonRewriter<'r, S: Sink> {
     /// Set for an embedded document: its root's states, its depth within the
     /// outer document, and the outer path.
     embedded: Option<Embedded>,
+    /// A scanned string or member name that a chunk's end cut: its bytes
+    /// are in the capture, no longer pending in the output.
+    token_suspended: bool,
+    /// What the detectors found in the last scanned text (reused).
+    findings: Vec<Finding>,
+    /// The scanned text rewritten (reused).
+    scanned: String,
+    /// A scanned string unescaped (reused).
+    scan_buf: Vec<u8>,
     failed: Failure,
 }
 
 mod embedded;
 mod lex;
+mod scan;
 mod slots;
 mod values;
 
@@ -122,6 +133,10 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             replacement: String::with_capacity(64),
             report: Report::new(rules.rules.len(), false),
             embedded: None,
+            token_suspended: false,
+            findings: Vec::new(),
+            scanned: String::new(),
+            scan_buf: Vec::new(),
             failed: Failure::default(),
         }
     }
@@ -200,6 +215,9 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         if invalid {
             return Err(self.error(valid, Kind::Syntax, "invalid UTF-8"));
         }
+        if self.capture_from.is_some() && self.rules.scan.is_some() {
+            self.suspend_scanned_token(data);
+        }
         self.steer.flush(data, valid, &mut self.writer);
         if let Some(from) = self.capture_from {
             self.spill_capture(data, from, valid)?;
@@ -224,6 +242,9 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     fn spill_capture(&mut self, chunk: &Bytes, from: usize, to: usize) -> Result<(), Error> {
         let limit = self.capture_limit();
         if self.capture.len() + (to - from) > limit {
+            if self.scalar == ScalarUse::Scan && !self.str_is_key {
+                return Err(self.too_long_to_scan(to, limit));
+            }
             let what = if self.scalar == ScalarUse::Embedded {
                 "embedded document"
             } else {

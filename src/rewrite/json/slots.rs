@@ -56,6 +56,8 @@ pub(super) enum ScalarUse {
     Select(RuleId),
     /// A string under which selectors continue: maybe an embedded document.
     Embedded,
+    /// A string no rule selects, for the route's detectors.
+    Scan,
 }
 
 impl<'r, S: Sink> JsonRewriter<'r, S> {
@@ -168,6 +170,22 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             && members.has(label)
         {
             self.slot = Slot::Displaced(rule);
+        }
+        if self.rules.scan.is_some() {
+            // Moved out for the call and back after, to keep their
+            // allocations.
+            let captured = std::mem::take(&mut self.capture);
+            let unescaped = std::mem::take(&mut self.key_buf);
+            let raw: &[u8] = if captured.is_empty() {
+                &chunk[from..end]
+            } else {
+                &captured
+            };
+            let label: &[u8] = if self.str_escaped { &unescaped } else { raw };
+            let result = self.scan_key(chunk, from, end, raw, label);
+            self.capture = captured;
+            self.key_buf = unescaped;
+            result?;
         }
         self.capture.clear();
         Ok(())

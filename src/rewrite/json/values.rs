@@ -49,18 +49,26 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             if let Some(frame) = self.frames.last_mut() {
                 frame.emitted_any = true;
             }
-            return if container {
-                self.push_frame(at, b == b'{', FrameMode::Untracked, false)
-            } else {
-                Ok(())
-            };
+            if container {
+                return self.push_frame(at, b == b'{', FrameMode::Untracked, false);
+            }
+            if b == b'"' && self.steer.mode == Mode::Pass && self.rules.scan.is_some() {
+                self.start_scan(at);
+            }
+            return Ok(());
         }
         let mut frame_mode = FrameMode::Untracked;
         let mut ends_suppress = false;
         let mut capture = false;
         let mut adds = None;
         match slot {
-            Slot::Pass => self.keep_value(chunk, at),
+            Slot::Pass => {
+                self.keep_value(chunk, at);
+                if b == b'"' && self.rules.scan.is_some() {
+                    capture = true;
+                    self.scalar = ScalarUse::Scan;
+                }
+            }
             Slot::Unlisted => {
                 self.drop_value(chunk, at, None, ChangeKind::Unlisted);
                 ends_suppress = container;
@@ -257,6 +265,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             ScalarUse::Suppressed => self
                 .steer
                 .set_mode(chunk, end, Mode::Pass, &mut self.writer),
+            ScalarUse::Scan => self.scanned_string_end(chunk, end)?,
             ScalarUse::Select(_) | ScalarUse::Embedded => {
                 self.finish_token(chunk, end)?;
                 self.steer
@@ -320,6 +329,12 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     /// drop`, all of it goes).
     pub(super) fn plain_string(&mut self, chunk: &Bytes, at: usize) {
         self.embedded_undecided = false;
+        if self.rules.unlisted == Unlisted::Keep && self.rules.scan.is_some() {
+            // Carried whole to the end, for the detectors.
+            self.commit_held();
+            self.scalar = ScalarUse::Scan;
+            return;
+        }
         let from = self.capture_from.take().unwrap_or(at);
         if self.rules.unlisted == Unlisted::Drop {
             self.drop_value(chunk, at, None, ChangeKind::Unlisted);
@@ -365,7 +380,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             path,
         };
         let explain = self.report.changes.is_some();
-        match rewrite_embedded(self.rules, embedded, explain, text, self.token_offset)? {
+        match rewrite_embedded(self.rules, embedded, explain, text.clone(), self.token_offset)? {
             Some((document, report)) => {
                 self.commit_held();
                 if report.changed() {
@@ -386,7 +401,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             }
             None => {
                 self.commit_held();
-                self.writer.copy(raw);
+                self.write_scanned(raw, &text)?;
             }
         }
         Ok(())

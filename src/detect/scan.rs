@@ -1,0 +1,225 @@
+//! A route's `scan:`: which detectors look into the values no rule names,
+//! and what becomes of what they find. The rewriters hand each such text to
+//! [`Scan::text`] and write out what it answers.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::{Detector, Detectors, Finding, redact};
+use crate::transform::{Normalizer, PhoneOptions, PseudonymKey};
+
+/// How long an `hmac` pseudonym of a finding is (the MAC's characters),
+/// as an `hmac` rule's default.
+const PSEUDONYM_LENGTH: usize = 22;
+
+/// Scanning as a route configures it.
+#[derive(Clone, Debug)]
+pub struct Scan {
+    pub detectors: Detectors,
+    pub action: ScanAction,
+    /// Request headers scanned besides `Referer` (lowercase names).
+    pub headers: Vec<String>,
+}
+
+/// What becomes of a text in which a detector found an identifier.
+#[derive(Clone, Debug)]
+pub enum ScanAction {
+    /// Each finding becomes its tag (`[email]`); the rest stays.
+    Redact,
+    /// Each finding becomes the SHA-256 (hex) of its normalized form.
+    Hash,
+    /// Each finding becomes a keyed pseudonym of its normalized form.
+    Hmac(Arc<PseudonymKey>),
+    /// The whole value goes (in JSON, a value whose member name has left
+    /// already becomes `null`).
+    Drop,
+    /// The request is refused.
+    Reject,
+}
+
+impl ScanAction {
+    /// The name as `scan: {action}` takes it and the metrics' `action`
+    /// label shows it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ScanAction::Redact => "redact",
+            ScanAction::Hash => "hash",
+            ScanAction::Hmac(_) => "hmac",
+            ScanAction::Drop => "drop",
+            ScanAction::Reject => "reject",
+        }
+    }
+}
+
+/// What scanning made of one text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scanned {
+    /// Nothing found: the text stays as it is.
+    Clean,
+    /// Identifiers found and replaced: the new text is in `out`.
+    Rewritten,
+    /// Identifiers found: the whole value goes.
+    Drop,
+    /// An identifier found (the first one's detector): refuse the request.
+    Reject(Detector),
+}
+
+impl Scan {
+    /// The default of a route with a preset: the default detectors, their
+    /// findings redacted.
+    pub fn preset_default(region: Option<phonenumber::country::Id>) -> Scan {
+        Scan {
+            detectors: Detectors::default_set(region),
+            action: ScanAction::Redact,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Scans `text`. The findings are left in `findings` (for counting);
+    /// when the answer is [`Scanned::Rewritten`], `out` holds the new text.
+    pub fn text(&self, text: &str, findings: &mut Vec<Finding>, out: &mut String) -> Scanned {
+        self.detectors.find(text, findings);
+        let Some(first) = findings.first() else {
+            return Scanned::Clean;
+        };
+        match &self.action {
+            ScanAction::Redact => redact(text, findings, out),
+            ScanAction::Hash | ScanAction::Hmac(_) => self.replace(text, findings, out),
+            ScanAction::Drop => return Scanned::Drop,
+            ScanAction::Reject => return Scanned::Reject(first.detector),
+        }
+        Scanned::Rewritten
+    }
+
+    /// `text` with each finding replaced by the digest or pseudonym of its
+    /// normalized form; a finding that does not normalize gets its tag
+    /// (never the original).
+    fn replace(&self, text: &str, findings: &[Finding], out: &mut String) {
+        out.clear();
+        let mut at = 0;
+        for finding in findings {
+            out.push_str(&text[at..finding.start]);
+            match self.normalized(finding, &text[finding.start..finding.end]) {
+                Some(value) => out.push_str(&self.token(value.as_bytes())),
+                None => out.push_str(&finding.tag()),
+            }
+            at = finding.end;
+        }
+        out.push_str(&text[at..]);
+    }
+
+    fn token(&self, value: &[u8]) -> String {
+        match &self.action {
+            ScanAction::Hmac(key) => key.pseudonym("", PSEUDONYM_LENGTH, value),
+            _ => Sha256::digest(value)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        }
+    }
+
+    /// The form a finding is hashed in: what a rule with the detector's
+    /// normalizer would hash, so that a digest found here joins one made by
+    /// a rule.
+    fn normalized(&self, finding: &Finding, span: &str) -> Option<String> {
+        let decoded;
+        let span = if finding.encoded {
+            decoded = String::from_utf8(crate::percent::decode(span.as_bytes())?).ok()?;
+            decoded.as_str()
+        } else {
+            span
+        };
+        match finding.detector {
+            Detector::Email => Normalizer::Email.apply(span).ok().map(|v| v.into_owned()),
+            Detector::Phone => Normalizer::Phone(PhoneOptions {
+                default_region: self.detectors.region(),
+                plus: true,
+            })
+            .apply(span)
+            .ok()
+            .map(|v| v.into_owned()),
+            Detector::Card | Detector::Iban | Detector::Ssn | Detector::Ip => Some(
+                span.chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':'))
+                    .map(|c| c.to_ascii_uppercase())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(action: ScanAction) -> Scan {
+        Scan {
+            action,
+            ..Scan::preset_default(Some(phonenumber::country::Id::US))
+        }
+    }
+
+    #[test]
+    fn redact_replaces_each_finding_with_its_tag() {
+        let mut findings = Vec::new();
+        let mut out = String::new();
+        let answer = scan(ScanAction::Redact).text(
+            "call +1 415 555 2671 or mail jane@example.com",
+            &mut findings,
+            &mut out,
+        );
+        assert_eq!(answer, Scanned::Rewritten);
+        assert_eq!(out, "call [phone] or mail [email]");
+        assert_eq!(findings.len(), 2);
+    }
+
+    #[test]
+    fn clean_text_is_left_alone() {
+        let mut findings = Vec::new();
+        let mut out = String::from("untouched");
+        let answer = scan(ScanAction::Redact).text("order ORD-2026-000123", &mut findings, &mut out);
+        assert_eq!(answer, Scanned::Clean);
+        assert!(findings.is_empty());
+        assert_eq!(out, "untouched");
+    }
+
+    #[test]
+    fn hash_digests_the_normalized_form_so_spellings_join() {
+        let mut findings = Vec::new();
+        let (mut a, mut b) = (String::new(), String::new());
+        let hash = scan(ScanAction::Hash);
+        hash.text("from Jane@Example.com", &mut findings, &mut a);
+        hash.text("?u=jane%40example.com", &mut findings, &mut b);
+        let digest = "8c87b489ce35cf2e2f39f80e282cb2e804932a56a213983eeeb428407d43b52d";
+        assert_eq!(a, format!("from {digest}"));
+        assert_eq!(b, format!("?u={digest}"));
+    }
+
+    #[test]
+    fn hmac_gives_keyed_pseudonyms() {
+        let key = Arc::new(PseudonymKey::new(b"0123456789abcdef".to_vec()));
+        let mut findings = Vec::new();
+        let mut out = String::new();
+        scan(ScanAction::Hmac(key.clone())).text("ssn 123-45-6789", &mut findings, &mut out);
+        assert_eq!(
+            out,
+            format!("ssn {}", key.pseudonym("", PSEUDONYM_LENGTH, b"123456789"))
+        );
+    }
+
+    #[test]
+    fn drop_and_reject_say_so() {
+        let mut findings = Vec::new();
+        let mut out = String::new();
+        let text = "card 4111 1111 1111 1111";
+        assert_eq!(
+            scan(ScanAction::Drop).text(text, &mut findings, &mut out),
+            Scanned::Drop
+        );
+        assert_eq!(
+            scan(ScanAction::Reject).text(text, &mut findings, &mut out),
+            Scanned::Reject(Detector::Card)
+        );
+    }
+}

@@ -230,8 +230,11 @@ impl Metrics {
                     all.sort_by_key(|d| *d as usize);
                     all.iter()
                         .map(|d| {
-                            self.detections
-                                .with_label_values(&[name, d.as_str(), scan.action.as_str()])
+                            self.detections.with_label_values(&[
+                                name,
+                                d.as_str(),
+                                scan.action.as_str(),
+                            ])
                         })
                         .collect()
                 })

@@ -14,8 +14,8 @@ use std::path::Path;
 use serde::Deserialize;
 pub use serde_saphyr::Spanned;
 
-use crate::transform::{ActionKind, Encoding, Guard, Normalizer, OnInvalid, PhoneFormat};
 use crate::detect::Detector;
+use crate::transform::{ActionKind, Encoding, Guard, Normalizer, OnInvalid, PhoneFormat};
 
 pub use choice::{Choice, names};
 pub use error::{ConfigError, ConfigErrors};
@@ -190,7 +190,7 @@ pub struct RouteConfig {
 pub enum ScanConfig {
     Off,
     On,
-    Settings(ScanSettings),
+    Settings(Box<ScanSettings>),
 }
 
 /// What `scan:` looks for and does.
@@ -241,9 +241,12 @@ impl<'de> Deserialize<'de> for ScanConfig {
                     _ => Err(E::invalid_value(serde::de::Unexpected::Str(text), &self)),
                 }
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ScanConfig, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ScanConfig, A::Error> {
                 ScanSettings::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(ScanConfig::Settings)
+                    .map(|settings| ScanConfig::Settings(Box::new(settings)))
             }
         }
         deserializer.deserialize_any(Visitor)

@@ -14,7 +14,7 @@ mod scan;
 use serde::Deserialize;
 
 pub(crate) use numbers::luhn;
-pub use scan::{Scan, ScanAction, Scanned};
+pub use scan::{Scan, ScanAction, Scanned, rejection};
 
 /// What a detector looks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]

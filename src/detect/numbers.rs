@@ -94,8 +94,8 @@ pub(super) fn find_cards(text: &str, out: &mut Vec<(usize, usize)>) {
         // each end of a group is tried, the longest first.
         let mut count = digits.len();
         let found = (i + 1..=end).rev().find(|&to| {
-            let group_end = bytes[to - 1].is_ascii_digit()
-                && (to == end || matches!(bytes[to], b' ' | b'-'));
+            let group_end =
+                bytes[to - 1].is_ascii_digit() && (to == end || matches!(bytes[to], b' ' | b'-'));
             if !group_end {
                 return false;
             }

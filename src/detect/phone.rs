@@ -100,9 +100,9 @@ fn phone_at(
     }
     // The run may go on past the number (`+1 415 555 2671 2 items`): each
     // end of a group of digits is tried, the longest first.
-    let ends = (body + 1..=run.end)
-        .rev()
-        .filter(|&end| text[end - 1].is_ascii_digit() && (end == run.end || is_separator(text[end])));
+    let ends = (body + 1..=run.end).rev().filter(|&end| {
+        text[end - 1].is_ascii_digit() && (end == run.end || is_separator(text[end]))
+    });
     for end in ends {
         let candidate = &text[body..end];
         let digits = candidate.iter().filter(|b| b.is_ascii_digit()).count();

@@ -65,6 +65,14 @@ pub enum Scanned {
     Reject(Detector),
 }
 
+/// The reason a request is refused for what `scan: reject` found.
+pub fn rejection(detector: Detector) -> String {
+    format!(
+        "{} found in a value no rule selects (scan action `reject`)",
+        detector.as_str()
+    )
+}
+
 impl Scan {
     /// The default of a route with a preset: the default detectors, their
     /// findings redacted.
@@ -178,7 +186,8 @@ mod tests {
     fn clean_text_is_left_alone() {
         let mut findings = Vec::new();
         let mut out = String::from("untouched");
-        let answer = scan(ScanAction::Redact).text("order ORD-2026-000123", &mut findings, &mut out);
+        let answer =
+            scan(ScanAction::Redact).text("order ORD-2026-000123", &mut findings, &mut out);
         assert_eq!(answer, Scanned::Clean);
         assert!(findings.is_empty());
         assert_eq!(out, "untouched");

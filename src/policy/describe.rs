@@ -69,7 +69,12 @@ fn write_route(out: &mut impl Write, route: &Route) -> io::Result<()> {
     }
     match &route.rules.scan {
         Some(scan) => {
-            let detectors: Vec<&str> = scan.detectors.enabled().iter().map(|d| d.as_str()).collect();
+            let detectors: Vec<&str> = scan
+                .detectors
+                .enabled()
+                .iter()
+                .map(|d| d.as_str())
+                .collect();
             let mut headers = vec!["referer"];
             headers.extend(scan.headers.iter().map(String::as_str));
             writeln!(

@@ -245,7 +245,7 @@ impl Rules {
     }
 
     pub fn has_body_rules(&self) -> bool {
-        !self.body.is_empty() || self.unlisted == Unlisted::Drop
+        !self.body.is_empty() || self.unlisted == Unlisted::Drop || self.scan.is_some()
     }
 }
 

@@ -15,6 +15,7 @@ use super::path::push_key;
 use super::report::{ChangeKind, Report};
 use super::sink::Sink;
 use super::verdict::{self, Rejected, Verdict};
+use crate::detect::Scanned;
 use crate::percent::{SEMICOLON_REASON, decode, encode};
 use crate::policy::{Label, RuleId, Rules, State, Unlisted};
 use crate::transform::{Action, Scalar};
@@ -51,6 +52,8 @@ pub struct FormRewriter<'r, S: Sink> {
     /// field is dropped whole.
     name_hides_a_field: bool,
     report: Report,
+    /// A scanned value rewritten (reused).
+    scanned: String,
     failed: Failure,
 }
 
@@ -63,6 +66,8 @@ enum Field {
     Select(RuleId),
     /// Selectors continue below: maybe an embedded JSON document.
     Track,
+    /// No rule selects it: through the route's detectors.
+    Scan,
 }
 
 impl<'r, S: Sink> FormRewriter<'r, S> {
@@ -91,6 +96,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             semicolon_states: Vec::new(),
             name_hides_a_field: false,
             report: Report::new(rules.rules.len(), false),
+            scanned: String::new(),
             failed: Failure::default(),
         }
     }
@@ -226,7 +232,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
                 self.steer
                     .set_mode(chunk, at + 1, Mode::Suppress, &mut self.writer)
             }
-            Field::Select(_) | Field::Track => {
+            Field::Select(_) | Field::Track | Field::Scan => {
                 self.steer
                     .set_mode(chunk, at + 1, Mode::Suppress, &mut self.writer);
                 self.capture_limit = match self.field {
@@ -323,7 +329,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
                 )
             })?;
             self.field = match self.decide() {
-                Field::Track => Field::Pass,
+                Field::Track | Field::Scan => Field::Pass,
                 field => field,
             };
             if self.field == Field::Pass || self.key.is_empty() {
@@ -347,6 +353,11 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
                 let raw = self.take_capture(chunk, at)?;
                 self.steer.set_mode(chunk, at, Mode::Pass, &mut self.writer);
                 self.embedded(chunk, at, &raw)?;
+            }
+            Field::Scan => {
+                let raw = self.take_capture(chunk, at)?;
+                self.steer.set_mode(chunk, at, Mode::Pass, &mut self.writer);
+                self.scan_value(chunk, at, &raw)?;
             }
         }
         self.capture_limit = self.rules.limits.max_value_bytes as usize;
@@ -439,10 +450,51 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             None if self.rules.unlisted == Unlisted::Drop => {
                 self.drop_field(chunk, at, None, ChangeKind::Unlisted)
             }
-            None => {
+            None => self.scan_value(chunk, at, raw)?,
+        }
+        Ok(())
+    }
+
+    /// A value no rule selects, `raw` as in the body: kept as it is, or as
+    /// the route's detectors make it (encoded again whole).
+    fn scan_value(&mut self, chunk: &Bytes, at: usize, raw: &[u8]) -> Result<(), Error> {
+        let answer = match &self.rules.scan {
+            None => Scanned::Clean,
+            Some(scan) => {
+                let value = decode(raw).ok_or_else(|| {
+                    self.error(
+                        Kind::Syntax,
+                        "invalid percent-encoding in a form field value",
+                    )
+                })?;
+                let text = std::str::from_utf8(&value)
+                    .map_err(|_| self.error(Kind::Syntax, "form field value is not UTF-8"))?;
+                let mut findings = Vec::new();
+                let answer = scan.text(text, &mut findings, &mut self.scanned);
+                if !findings.is_empty() {
+                    let key = &self.key;
+                    self.report.detected(&findings, || field_path(key));
+                }
+                answer
+            }
+        };
+        match answer {
+            Scanned::Clean => {
                 self.steer.write_held(!self.emitted_any, &mut self.writer);
                 self.emitted_any = true;
                 self.writer.copy(raw);
+            }
+            Scanned::Rewritten => {
+                let text = std::mem::take(&mut self.scanned);
+                self.emit_field(&text);
+                self.scanned = text;
+            }
+            Scanned::Drop => {
+                self.steer.set_mode(chunk, at, Mode::Pass, &mut self.writer);
+                self.steer.discard_held();
+            }
+            Scanned::Reject(detector) => {
+                return Err(self.error(Kind::Rejected, crate::detect::rejection(detector)));
             }
         }
         Ok(())
@@ -481,6 +533,7 @@ fn decide(
         },
         None if !states.is_empty() => Field::Track,
         None if rules.unlisted == Unlisted::Drop => Field::Dropped(None),
+        None if rules.scan.is_some() => Field::Scan,
         None => Field::Pass,
     }
 }

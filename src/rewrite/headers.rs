@@ -3,6 +3,7 @@
 use super::error::{Error, Kind};
 use super::report::Report;
 use super::verdict::{self, Rejected, Verdict};
+use crate::detect::Scanned;
 use crate::policy::{Rules, canonical_header_name};
 use crate::transform::{Invalid, Scalar};
 
@@ -26,12 +27,12 @@ pub fn rewrite_header(
     value: &[u8],
     report: &mut Report,
 ) -> Result<HeaderOutcome, Error> {
-    if rules.headers.is_empty() {
+    if rules.headers.is_empty() && rules.scan.is_none() {
         return Ok(HeaderOutcome::Unchanged);
     }
     let lower = canonical_header_name(name);
     let Some(rule_id) = Rules::field_rule(&rules.headers, &lower) else {
-        return Ok(HeaderOutcome::Unchanged);
+        return scan_header(rules, &lower, value, report);
     };
     let path = || format!("header.{lower}");
     let text = std::str::from_utf8(value).map_err(|_| Invalid::NotAScalar);
@@ -47,6 +48,45 @@ pub fn rewrite_header(
             Ok(HeaderOutcome::Replace(out))
         }
         Err(Rejected(reason)) => Err(Error::new(Kind::Rejected, 0, path(), reason)),
+    }
+}
+
+/// A header no rule names: `Referer` and the headers the route's `scan:`
+/// lists go through the detectors, as written (a URL keeps its encoding:
+/// a percent-encoded finding becomes a percent-encoded tag).
+fn scan_header(
+    rules: &Rules,
+    lower: &str,
+    value: &[u8],
+    report: &mut Report,
+) -> Result<HeaderOutcome, Error> {
+    let Some(scan) = &rules.scan else {
+        return Ok(HeaderOutcome::Unchanged);
+    };
+    if lower != "referer" && !scan.headers.iter().any(|h| h == lower) {
+        return Ok(HeaderOutcome::Unchanged);
+    }
+    let path = || format!("header.{lower}");
+    // Not text: nothing can be told about it, so it does not leave.
+    let Ok(text) = std::str::from_utf8(value) else {
+        return Ok(HeaderOutcome::Remove);
+    };
+    let mut findings = Vec::new();
+    let mut out = String::new();
+    let answer = scan.text(text, &mut findings, &mut out);
+    if !findings.is_empty() {
+        report.detected(&findings, path);
+    }
+    match answer {
+        Scanned::Clean => Ok(HeaderOutcome::Unchanged),
+        Scanned::Rewritten => Ok(HeaderOutcome::Replace(out)),
+        Scanned::Drop => Ok(HeaderOutcome::Remove),
+        Scanned::Reject(detector) => Err(Error::new(
+            Kind::Rejected,
+            0,
+            path(),
+            crate::detect::rejection(detector),
+        )),
     }
 }
 

@@ -5,6 +5,7 @@ use super::error::{Error, Kind};
 use super::path::push_key;
 use super::report::Report;
 use super::verdict::{self, Rejected, Verdict};
+use crate::detect::{self, Detector, Finding};
 use crate::percent::{SEMICOLON_REASON, decode, encode};
 use crate::policy::Rules;
 use crate::transform::{Action, Scalar};
@@ -32,15 +33,48 @@ fn hides_a_selected_name(rules: &Rules, pair: &str) -> bool {
     })
 }
 
+/// What the route's `scan:` made of a parameter no rule selects.
+enum Scanned {
+    Clean,
+    Rewritten(String),
+    Drop,
+    Reject(Detector),
+}
+
+/// Scans a parameter's value, decoded; a rewritten value is encoded again
+/// whole (a tag's brackets are not allowed bare in a query).
+fn scan_value(
+    rules: &Rules,
+    raw_value: &str,
+    findings: &mut Vec<Finding>,
+    place: &dyn Fn(&'static str) -> Error,
+) -> Result<Scanned, Error> {
+    findings.clear();
+    let Some(scan) = &rules.scan else {
+        return Ok(Scanned::Clean);
+    };
+    let value = decode(raw_value.as_bytes())
+        .ok_or_else(|| place("invalid percent-encoding in a query parameter"))?;
+    let value = std::str::from_utf8(&value).map_err(|_| place("query parameter is not UTF-8"))?;
+    let mut out = String::new();
+    Ok(match scan.text(value, findings, &mut out) {
+        detect::Scanned::Clean => Scanned::Clean,
+        detect::Scanned::Rewritten => Scanned::Rewritten(out),
+        detect::Scanned::Drop => Scanned::Drop,
+        detect::Scanned::Reject(detector) => Scanned::Reject(detector),
+    })
+}
+
 /// Applies a route's `query.NAME` rules to a query string (without `?`).
 pub fn rewrite_query(
     rules: &Rules,
     query: &str,
     report: &mut Report,
 ) -> Result<QueryOutcome, Error> {
-    if rules.query.is_empty() || query.is_empty() {
+    if (rules.query.is_empty() && rules.scan.is_none()) || query.is_empty() {
         return Ok(QueryOutcome::Unchanged);
     }
+    let mut findings = Vec::new();
     let mut changed = false;
     let mut kept: Vec<String> = Vec::new();
     let mut offset = 0u64;
@@ -62,7 +96,25 @@ pub fn rewrite_query(
             return Err(place(SEMICOLON_REASON));
         }
         let Some(rule) = rule else {
-            kept.push(pair.to_owned());
+            match scan_value(rules, raw_value, &mut findings, &place)? {
+                Scanned::Clean => kept.push(pair.to_owned()),
+                Scanned::Rewritten(text) => {
+                    kept.push(format!("{raw_name}={}", encode(text.as_bytes())));
+                    changed = true;
+                }
+                Scanned::Drop => changed = true,
+                Scanned::Reject(detector) => {
+                    return Err(Error::new(
+                        Kind::Rejected,
+                        offset,
+                        path(),
+                        detect::rejection(detector),
+                    ));
+                }
+            }
+            if !findings.is_empty() {
+                report.detected(&findings, path);
+            }
             offset += pair.len() as u64 + 1;
             continue;
         };

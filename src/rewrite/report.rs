@@ -121,9 +121,7 @@ impl Report {
         path: impl FnOnce() -> String,
     ) {
         match (rule, what) {
-            (_, ChangeKind::Detected(detector)) => {
-                self.detections[detector_index(detector)] += 1
-            }
+            (_, ChangeKind::Detected(detector)) => self.detections[detector_index(detector)] += 1,
             (Some(rule), ChangeKind::Rewritten | ChangeKind::Dropped) => {
                 count(&mut self.rewritten, rule)
             }

@@ -543,7 +543,10 @@ mod tests {
             "{base}    scan: {{detectors: [emial], action: zap, key: k}}\n"
         ))
         .unwrap_err();
-        assert!(err.contains("t.yaml:7:24: unknown detector `emial`"), "{err}");
+        assert!(
+            err.contains("t.yaml:7:24: unknown detector `emial`"),
+            "{err}"
+        );
         assert!(err.contains("unknown scan action `zap`"), "{err}");
         assert!(err.contains("`key` is for `action: hmac` only"), "{err}");
         let err = check(&format!("{base}    scan: maybe\n")).unwrap_err();

@@ -20,9 +20,7 @@ pub(super) fn compile_scan(
         None if has_preset => Some(default()),
         None | Some(ScanConfig::Off) => None,
         Some(ScanConfig::On) => Some(default()),
-        Some(ScanConfig::Settings(settings)) => {
-            settings_scan(errors, config?, settings, context)
-        }
+        Some(ScanConfig::Settings(settings)) => settings_scan(errors, config?, settings, context),
     }
 }
 
@@ -65,7 +63,10 @@ fn settings_scan(
         ScanActionKind::Drop => ScanAction::Drop,
         ScanActionKind::Reject => ScanAction::Reject,
         ScanActionKind::Hmac => {
-            let name = settings.key.as_ref().map_or(DEFAULT_KEY, |k| k.value.as_str());
+            let name = settings
+                .key
+                .as_ref()
+                .map_or(DEFAULT_KEY, |k| k.value.as_str());
             match context.keys.get(name) {
                 Some(key) => ScanAction::Hmac(key.clone()),
                 None => {

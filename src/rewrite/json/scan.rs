@@ -65,13 +65,15 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         let answer = self.scan_token(&token[1..token.len() - 1], end)?;
         match answer {
             Scanned::Clean if carried => {
-                self.steer.set_mode(chunk, end, Mode::Pass, &mut self.writer);
+                self.steer
+                    .set_mode(chunk, end, Mode::Pass, &mut self.writer);
                 self.writer.copy(token);
             }
             Scanned::Clean | Scanned::Reject(_) => {}
             Scanned::Rewritten | Scanned::Drop => {
                 if carried {
-                    self.steer.set_mode(chunk, end, Mode::Pass, &mut self.writer);
+                    self.steer
+                        .set_mode(chunk, end, Mode::Pass, &mut self.writer);
                 } else {
                     self.steer.flush(chunk, from, &mut self.writer);
                     self.steer.from = end;
@@ -116,7 +118,8 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             crate::detect::redact(text, &self.findings, &mut self.scanned);
         }
         if suspended {
-            self.steer.set_mode(chunk, end, Mode::Pass, &mut self.writer);
+            self.steer
+                .set_mode(chunk, end, Mode::Pass, &mut self.writer);
         } else if answer == Scanned::Clean {
             return Ok(());
         } else {
@@ -189,10 +192,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         };
         let answer = scan.text(text, &mut self.findings, &mut self.scanned);
         if let Scanned::Reject(detector) = answer {
-            let reason = format!(
-                "{} found in a value no rule selects (scan action `reject`)",
-                detector.as_str()
-            );
+            let reason = crate::detect::rejection(detector);
             return Err(self.error_at_offset(offset, Kind::Rejected, reason));
         }
         if answer != Scanned::Clean {

@@ -380,7 +380,13 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             path,
         };
         let explain = self.report.changes.is_some();
-        match rewrite_embedded(self.rules, embedded, explain, text.clone(), self.token_offset)? {
+        match rewrite_embedded(
+            self.rules,
+            embedded,
+            explain,
+            text.clone(),
+            self.token_offset,
+        )? {
             Some((document, report)) => {
                 self.commit_held();
                 if report.changed() {

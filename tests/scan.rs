@@ -1,6 +1,6 @@
-//! `scan:` in JSON bodies: identifiers in strings and member names that no
-//! rule selects are replaced span by span, whatever the chunking, and a
-//! `keep` rule exempts a value.
+//! `scan:`: identifiers in JSON strings and member names, query values and
+//! scanned headers that no rule selects are replaced span by span, whatever
+//! the chunking, and a `keep` rule exempts a value.
 
 mod common;
 
@@ -71,10 +71,7 @@ fn member_names_are_scanned_too() {
 
 #[test]
 fn a_keep_rule_exempts_a_value_and_clean_bodies_pass_byte_for_byte() {
-    let rules = scanning(
-        rules(&[("$.email", Action::Keep)]),
-        ScanAction::Redact,
-    );
+    let rules = scanning(rules(&[("$.email", Action::Keep)]), ScanAction::Redact);
     let input = "{ \"email\" : \"jane@example.com\", \"id\": \"ORD-2026-000123\", \"ts\": \"1733212800000\",\n \"esc\": \"a\\u0041\\n\" }";
     assert_eq!(rewrite_every_way(&rules, input).unwrap(), input);
 }
@@ -95,7 +92,10 @@ fn hash_drop_and_reject() {
     let hashed = rewrite_every_way(&scanning(Rules::default(), ScanAction::Hash), input).unwrap();
     assert_eq!(
         hashed,
-        format!(r#"{{"a":"mail {}","b":"fine"}}"#, sha256_hex("jane@example.com"))
+        format!(
+            r#"{{"a":"mail {}","b":"fine"}}"#,
+            sha256_hex("jane@example.com")
+        )
     );
     let dropped = rewrite_every_way(&scanning(Rules::default(), ScanAction::Drop), input).unwrap();
     assert_eq!(dropped, r#"{"a":null,"b":"fine"}"#);
@@ -120,8 +120,9 @@ fn a_string_longer_than_max_value_bytes_fails_closed() {
 fn findings_are_counted_and_explained_without_values() {
     let rules = scanning(Rules::default(), ScanAction::Redact);
     let input = br#"{"q":"jane@example.com or +1 415 555 2671","r":["x@y.org"]}"#;
-    let mut rewriter = scrim::rewrite::JsonRewriter::new(&rules, Framing::Single, Vec::<bytes::Bytes>::new())
-        .explain(true);
+    let mut rewriter =
+        scrim::rewrite::JsonRewriter::new(&rules, Framing::Single, Vec::<bytes::Bytes>::new())
+            .explain(true);
     rewriter.write(bytes::Bytes::from_static(input)).unwrap();
     let (_, report) = rewriter.finish().unwrap();
     assert_eq!(report.detections[Detector::Email as usize], 2);
@@ -130,6 +131,73 @@ fn findings_are_counted_and_explained_without_values() {
     assert!(explained.contains(r#""path":"$.q""#), "{explained}");
     assert!(explained.contains(r#""path":"$.r[0]""#), "{explained}");
     assert!(!explained.contains("jane"), "{explained}");
+}
+
+#[test]
+fn query_values_are_scanned_decoded_and_encoded_again() {
+    use scrim::rewrite::{QueryOutcome, Report, rewrite_query};
+    let rules = scanning(
+        rules(&[("query.keep_me", Action::Keep)]),
+        ScanAction::Redact,
+    );
+    let mut report = Report::new(rules.rules.len(), false);
+    let out = rewrite_query(
+        &rules,
+        "dl=https%3A%2F%2Fshop.example%2F%3Fe%3Djane%2540example.com&keep_me=a%40b.co&v=2",
+        &mut report,
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        QueryOutcome::Rewritten(
+            "dl=https%3A%2F%2Fshop.example%2F%3Fe%3D%255Bemail%255D&keep_me=a%40b.co&v=2".into()
+        )
+    );
+    assert_eq!(report.detections[Detector::Email as usize], 1);
+    let clean = rewrite_query(&rules, "utm_source=x&gclid=Cj0KCQ", &mut report).unwrap();
+    assert_eq!(clean, QueryOutcome::Unchanged);
+}
+
+#[test]
+fn the_referer_and_listed_headers_are_scanned() {
+    use scrim::rewrite::{HeaderOutcome, Report, rewrite_header};
+    let mut rules = scanning(Rules::default(), ScanAction::Redact);
+    if let Some(scan) = &mut rules.scan {
+        scan.headers.push("x-page-url".into());
+    }
+    let mut report = Report::new(0, false);
+    let referer = b"https://shop.example/account?email=jane%40example.com";
+    assert_eq!(
+        rewrite_header(&rules, "Referer", referer, &mut report).unwrap(),
+        HeaderOutcome::Replace("https://shop.example/account?email=%5Bemail%5D".into())
+    );
+    assert_eq!(
+        rewrite_header(&rules, "x-page-url", b"/p?tel=+14155552671", &mut report).unwrap(),
+        HeaderOutcome::Replace("/p?tel=[phone]".into())
+    );
+    assert_eq!(
+        rewrite_header(&rules, "x-other", b"jane@example.com", &mut report).unwrap(),
+        HeaderOutcome::Unchanged
+    );
+    assert_eq!(report.total_detected(), 2);
+}
+
+#[test]
+fn form_fields_no_rule_selects_are_scanned() {
+    let rules = scanning(
+        rules(&[("$.em", hash()), ("$.keep", Action::Keep)]),
+        ScanAction::Redact,
+    );
+    let input = "em=a%40b.co&note=call+%2B1+415+555+2671&keep=x%40y.org&sku=SKU-1";
+    let expected = format!(
+        "em={}&note=call+%5Bphone%5D&keep=x%40y.org&sku=SKU-1",
+        sha256_hex("a@b.co")
+    );
+    for chunk in 0..input.len() {
+        let (out, report) = rewrite_form_chunked(&rules, input.as_bytes(), chunk).unwrap();
+        assert_eq!(out, expected, "chunks of {chunk}");
+        assert_eq!(report.total_detected(), 1);
+    }
 }
 
 fn identifier() -> impl Strategy<Value = &'static str> {

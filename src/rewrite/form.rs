@@ -395,11 +395,9 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
                 self.report.record(Some(rule), change, || field_path(key));
             }
             Ok(Verdict::Remove(change)) => self.drop_field(chunk, at, Some(rule), change),
-            Ok(Verdict::Keep) => {
-                self.steer.write_held(!self.emitted_any, &mut self.writer);
-                self.emitted_any = true;
-                self.writer.copy(raw);
-            }
+            // Left as it is by its rule (a guard that did not hold), not
+            // exempted (`keep` never gets here): the detectors still look.
+            Ok(Verdict::Keep) => self.scan_value(chunk, at, raw)?,
             Err(Rejected(reason)) => {
                 return Err(Error::new(
                     Kind::Rejected,

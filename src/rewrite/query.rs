@@ -5,7 +5,7 @@ use super::error::{Error, Kind};
 use super::path::push_key;
 use super::report::Report;
 use super::verdict::{self, Rejected, Verdict};
-use crate::detect::{self, Detector, Finding};
+use crate::detect::{self, Finding, Scanned};
 use crate::percent::{SEMICOLON_REASON, decode, encode};
 use crate::policy::Rules;
 use crate::transform::{Action, Scalar};
@@ -33,36 +33,53 @@ fn hides_a_selected_name(rules: &Rules, pair: &str) -> bool {
     })
 }
 
-/// What the route's `scan:` made of a parameter no rule selects.
-enum Scanned {
-    Clean,
-    Rewritten(String),
-    Drop,
-    Reject(Detector),
-}
-
-/// Scans a parameter's value, decoded; a rewritten value is encoded again
-/// whole (a tag's brackets are not allowed bare in a query).
-fn scan_value(
+/// A parameter no rule changes: what stays of it goes into `kept`, its
+/// value as the route's detectors make it (decoded, and encoded again whole:
+/// a tag's brackets are not allowed bare in a query). Returns whether it
+/// changed.
+fn scan_pair(
     rules: &Rules,
-    raw_value: &str,
+    pair: &str,
     findings: &mut Vec<Finding>,
-    place: &dyn Fn(&'static str) -> Error,
-) -> Result<Scanned, Error> {
-    findings.clear();
+    kept: &mut Vec<String>,
+    report: &mut Report,
+    offset: u64,
+) -> Result<bool, Error> {
     let Some(scan) = &rules.scan else {
-        return Ok(Scanned::Clean);
+        kept.push(pair.to_owned());
+        return Ok(false);
     };
+    let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+    let path = || pair_path(raw_name);
+    let place = |reason: &'static str| Error::new(Kind::Syntax, offset, path(), reason);
     let value = decode(raw_value.as_bytes())
         .ok_or_else(|| place("invalid percent-encoding in a query parameter"))?;
     let value = std::str::from_utf8(&value).map_err(|_| place("query parameter is not UTF-8"))?;
     let mut out = String::new();
-    Ok(match scan.text(value, findings, &mut out) {
-        detect::Scanned::Clean => Scanned::Clean,
-        detect::Scanned::Rewritten => Scanned::Rewritten(out),
-        detect::Scanned::Drop => Scanned::Drop,
-        detect::Scanned::Reject(detector) => Scanned::Reject(detector),
-    })
+    let answer = scan.text(value, findings, &mut out);
+    if !findings.is_empty() {
+        report.detected(findings, path);
+    }
+    match answer {
+        Scanned::Clean => kept.push(pair.to_owned()),
+        Scanned::Rewritten => kept.push(format!("{raw_name}={}", encode(out.as_bytes()))),
+        Scanned::Drop => {}
+        Scanned::Reject(detector) => {
+            return Err(Error::new(
+                Kind::Rejected,
+                offset,
+                path(),
+                detect::rejection(detector),
+            ));
+        }
+    }
+    Ok(answer != Scanned::Clean)
+}
+
+fn pair_path(raw_name: &str) -> String {
+    let mut path = String::from("query");
+    push_key(&mut path, raw_name.as_bytes());
+    path
 }
 
 /// Applies a route's `query.NAME` rules to a query string (without `?`).
@@ -80,11 +97,7 @@ pub fn rewrite_query(
     let mut offset = 0u64;
     for pair in query.split('&') {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        let path = || {
-            let mut path = String::from("query");
-            push_key(&mut path, raw_name.as_bytes());
-            path
-        };
+        let path = || pair_path(raw_name);
         let place = |reason: &'static str| Error::new(Kind::Syntax, offset, path(), reason);
         let name = decode(raw_name.as_bytes())
             .ok_or_else(|| place("invalid percent-encoding in a query parameter name"))?;
@@ -96,25 +109,7 @@ pub fn rewrite_query(
             return Err(place(SEMICOLON_REASON));
         }
         let Some(rule) = rule else {
-            match scan_value(rules, raw_value, &mut findings, &place)? {
-                Scanned::Clean => kept.push(pair.to_owned()),
-                Scanned::Rewritten(text) => {
-                    kept.push(format!("{raw_name}={}", encode(text.as_bytes())));
-                    changed = true;
-                }
-                Scanned::Drop => changed = true,
-                Scanned::Reject(detector) => {
-                    return Err(Error::new(
-                        Kind::Rejected,
-                        offset,
-                        path(),
-                        detect::rejection(detector),
-                    ));
-                }
-            }
-            if !findings.is_empty() {
-                report.detected(&findings, path);
-            }
+            changed |= scan_pair(rules, pair, &mut findings, &mut kept, report, offset)?;
             offset += pair.len() as u64 + 1;
             continue;
         };
@@ -124,6 +119,11 @@ pub fn rewrite_query(
             std::str::from_utf8(&value).map_err(|_| place("query parameter is not UTF-8"))?;
         let mut out = String::new();
         match verdict::judge(rules, rule, Ok(Scalar::Str(value)), &mut out) {
+            // Left as it is by its rule (a guard that did not hold), not
+            // exempted: the detectors still look.
+            Ok(Verdict::Keep) if !matches!(rules.rules[rule].action, Action::Keep) => {
+                changed |= scan_pair(rules, pair, &mut findings, &mut kept, report, offset)?;
+            }
             Ok(Verdict::Keep) => kept.push(pair.to_owned()),
             Ok(Verdict::Replace(change)) => {
                 kept.push(format!("{raw_name}={}", encode(out.as_bytes())));

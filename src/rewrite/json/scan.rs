@@ -163,6 +163,21 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         Ok(())
     }
 
+    /// A selected string its rule left as it is, `raw` with its quotes:
+    /// written as it is or as the detectors' answer makes it.
+    pub(super) fn write_kept_string(&mut self, raw: &[u8]) -> Result<(), Error> {
+        if self.scan_settings().is_none() {
+            self.writer.copy(raw);
+            return Ok(());
+        }
+        match self.scan_token(&raw[1..raw.len() - 1], 0)? {
+            Scanned::Rewritten => self.writer.json_string(self.scanned.as_bytes()),
+            Scanned::Drop => self.writer.copy(b"null"),
+            Scanned::Clean | Scanned::Reject(_) => self.writer.copy(raw),
+        }
+        Ok(())
+    }
+
     /// Scans a string's content (escaped as in the body), ending at `end`.
     fn scan_token(&mut self, content: &[u8], end: usize) -> Result<Scanned, Error> {
         let mut unescaped = std::mem::take(&mut self.scan_buf);

@@ -1,7 +1,8 @@
 //! The streaming rewriter against a serde_json `Value` round trip doing the
 //! same rewrite, on a generated ~1 MiB Meta Conversions API batch (500
 //! events, 11 hashed `user_data` fields each), plus pass-through cases where
-//! no rule matches. All in one criterion group, so the ratios come from one
+//! no rule matches, each also with a preset route's default `scan:` (every
+//! other string through the detectors). All in one criterion group, so the ratios come from one
 //! run on one machine.
 //!
 //! A second group, `scaling`, measures what issue 10 bounds: 200 descendant
@@ -134,6 +135,16 @@ fn bench(c: &mut Criterion) {
     let normalized = hash_rules("$.data[*].user_data", true);
     let untracked = rules(std::iter::once(("$.nothing".to_owned(), Action::Drop)));
     let tracked_miss = hash_rules("$.data[*].user_data.absent", false);
+    // What a preset route does by default: its rules, and every other
+    // string through the default detectors.
+    let scanning = |mut rules: Rules| {
+        rules.scan = Some(scrim::detect::Scan::preset_default(Some(
+            phonenumber::country::Id::US,
+        )));
+        rules
+    };
+    let normalized_scanned = scanning(normalized.clone());
+    let untracked_scanned = scanning(untracked.clone());
 
     // Both implementations must agree before they are timed.
     for rules in [&hashed, &normalized] {
@@ -167,6 +178,12 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("stream/passthrough_tracked", |b| {
         b.iter(|| stream(black_box(&tracked_miss), black_box(&body)))
+    });
+    group.bench_function("stream/hash_normalized_scan", |b| {
+        b.iter(|| stream(black_box(&normalized_scanned), black_box(&body)))
+    });
+    group.bench_function("stream/passthrough_scan", |b| {
+        b.iter(|| stream(black_box(&untracked_scanned), black_box(&body)))
     });
     group.bench_function("serde_value/passthrough", |b| {
         b.iter(|| tree::rewrite_bytes(black_box(&untracked), black_box(&body)).unwrap())

@@ -86,8 +86,11 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             }
         }
         self.token_suspended = false;
-        self.capture = raw;
-        self.capture.clear();
+        if !raw.is_empty() {
+            // Back, to keep its allocation.
+            self.capture = raw;
+            self.capture.clear();
+        }
         Ok(())
     }
 

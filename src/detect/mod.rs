@@ -110,6 +110,10 @@ pub struct Detectors {
     /// The region national phone numbers are read in (`US`); without one
     /// only international (`+CC`) numbers are phones.
     region: Option<phonenumber::country::Id>,
+    /// How many digits a national number of `region` may be written with
+    /// (bit N: N digits), to spare libphonenumber the candidates that
+    /// cannot be one.
+    national_lengths: u32,
 }
 
 impl Detectors {
@@ -120,6 +124,7 @@ impl Detectors {
                 .filter(|d| enabled.contains(d))
                 .collect(),
             region,
+            national_lengths: phone::national_lengths(region),
         }
     }
 
@@ -207,7 +212,9 @@ impl Detectors {
             found.clear();
             match detector {
                 Detector::Email => email::find(text, &mut found),
-                Detector::Phone => phone::find(text, self.region, &mut found),
+                Detector::Phone => {
+                    phone::find(text, self.region, self.national_lengths, &mut found)
+                }
                 Detector::Card => numbers::find_cards(text, &mut found),
                 Detector::Iban => numbers::find_ibans(text, &mut found),
                 Detector::Ssn => numbers::find_ssns(text, &mut found),

@@ -10,9 +10,30 @@ fn is_separator(b: u8) -> bool {
     matches!(b, b' ' | b'-' | b'.' | b'(' | b')')
 }
 
+/// The digit counts (bit N: N digits) a number of `region` may be written
+/// with nationally: each length its metadata allows, plus room for a
+/// national prefix or a country code written without `+`.
+pub(super) fn national_lengths(region: Option<phonenumber::country::Id>) -> u32 {
+    let Some(region) = region else {
+        return 0;
+    };
+    let metadata = phonenumber::metadata::DATABASE.by_id(region.as_ref());
+    let lengths = metadata.map_or(&[][..], |m| m.descriptors().general().possible_length());
+    if lengths.is_empty() {
+        // Nothing known: every length the shape allows.
+        return (7..=15).fold(0, |mask, n| mask | 1 << n);
+    }
+    lengths
+        .iter()
+        .flat_map(|&length| length..=length + 3)
+        .filter(|&n| n < 32)
+        .fold(0, |mask, n| mask | 1 << n)
+}
+
 pub(super) fn find(
     text: &str,
     region: Option<phonenumber::country::Id>,
+    national_lengths: u32,
     out: &mut Vec<(usize, usize)>,
 ) {
     let bytes = text.as_bytes();
@@ -32,7 +53,7 @@ pub(super) fn find(
             i = body.max(i + 1);
             continue;
         };
-        if let Some(end) = phone_at(bytes, i, plus, body, run, region) {
+        if let Some(end) = phone_at(bytes, i, plus, body, run, region, national_lengths) {
             out.push((i, end));
             i = end;
         } else if plus {
@@ -88,6 +109,7 @@ fn phone_at(
     body: usize,
     run: Run,
     region: Option<phonenumber::country::Id>,
+    national_lengths: u32,
 ) -> Option<usize> {
     // `2026-12-02 10:00`: a date, and a time after it.
     let whole = &text[body..run.end];
@@ -113,7 +135,10 @@ fn phone_at(
         let shaped = if plus {
             (8..=15).contains(&digits)
         } else {
-            region.is_some() && separated && (7..=15).contains(&digits)
+            region.is_some()
+                && separated
+                && (7..=15).contains(&digits)
+                && national_lengths & (1 << digits) != 0
         };
         if !shaped {
             if digits < 7 {
@@ -146,7 +171,7 @@ mod tests {
 
     fn found(text: &str, region: Option<Id>) -> Vec<&str> {
         let mut out = Vec::new();
-        find(text, region, &mut out);
+        find(text, region, national_lengths(region), &mut out);
         out.iter().map(|&(s, e)| &text[s..e]).collect()
     }
 

@@ -5,7 +5,9 @@
 //! acceptance exactly when serde_json accepts (below the depth limit; a
 //! string that starts like JSON under a selector must be JSON, so such a body
 //! may be refused); valid JSON out; and output equal, as values, to the
-//! serde_json tree oracle.
+//! serde_json tree oracle. With `scan:` on (the last rule sets), where the
+//! oracle knows no detectors, the output instead must hold no string or
+//! member name in which a detector still finds an identifier.
 #![no_main]
 
 use bytes::Bytes;
@@ -14,6 +16,7 @@ use libfuzzer_sys::fuzz_target;
 #[path = "chunking.rs"]
 mod chunking;
 use chunking::chunks;
+use scrim::detect::{Detector, Detectors, Scan};
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
 use scrim::rewrite::{Framing, JsonRewriter, tree};
 use scrim::transform::{Action, Encoding, Guard, Members, Normalizer};
@@ -90,7 +93,49 @@ fn rule_sets() -> Vec<Rules> {
             ],
             Unlisted::Keep,
         ),
+        scanning(build(vec![], Unlisted::Keep)),
+        scanning(build(
+            vec![
+                ("$..k", Action::Keep, OnInvalid::Drop),
+                (
+                    "$..*",
+                    Action::Only {
+                        when: Guard::Email,
+                        then: Box::new(Action::Drop),
+                    },
+                    OnInvalid::Drop,
+                ),
+            ],
+            Unlisted::Keep,
+        )),
     ]
+}
+
+fn scanning(mut rules: Rules) -> Rules {
+    rules.scan = Some(Scan {
+        detectors: Detectors::new(&Detector::ALL, Some(phonenumber::country::Id::US)),
+        ..Scan::preset_default(Some(phonenumber::country::Id::US))
+    });
+    rules
+}
+
+/// A string or member name of `value` in which the detectors still find
+/// something (`$..k` is kept on purpose, so it is not looked at).
+fn unredacted(detectors: &Detectors, value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let mut findings = Vec::new();
+    let mut found = |text: &str| {
+        detectors.find(text, &mut findings);
+        (!findings.is_empty()).then(|| text.to_owned())
+    };
+    match value {
+        Value::String(text) => found(text),
+        Value::Array(items) => items.iter().find_map(|item| unredacted(detectors, item)),
+        Value::Object(map) => map.iter().find_map(|(name, item)| {
+            found(name).or_else(|| (name != "k").then(|| unredacted(detectors, item)).flatten())
+        }),
+        _ => None,
+    }
 }
 
 fn rewrite(rules: &Rules, chunks: &[&[u8]]) -> Result<Vec<u8>, scrim::rewrite::Error> {
@@ -146,6 +191,12 @@ fuzz_target!(|data: &[u8]| {
                 // The byte order mark is kept; serde_json does not read one.
                 let out = out.strip_prefix("\u{feff}".as_bytes()).unwrap_or(out);
                 let out: serde_json::Value = serde_json::from_slice(out).expect("output is JSON");
+                if let Some(scan) = &rules.scan {
+                    if let Some(text) = unredacted(&scan.detectors, &out) {
+                        panic!("an identifier survived the scan in {text:?}");
+                    }
+                    continue;
+                }
                 let expected =
                     tree::rewrite_value(&rules, value.clone(), &mut |_| {}).expect("oracle agrees");
                 assert_eq!(

@@ -378,14 +378,8 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         rule: RuleId,
         raw: &[u8],
     ) -> Result<(), Error> {
-        let value = decode(raw).ok_or_else(|| {
-            self.error(
-                Kind::Syntax,
-                "invalid percent-encoding in a form field value",
-            )
-        })?;
-        let text = std::str::from_utf8(&value)
-            .map_err(|_| self.error(Kind::Syntax, "form field value is not UTF-8"))?;
+        let value = self.decoded_value(raw)?;
+        let text = value.as_str();
         let mut out = String::new();
         self.report.read(self.rules, rule, Scalar::Str(text));
         match verdict::judge(self.rules, rule, Ok(Scalar::Str(text)), &mut out) {
@@ -397,7 +391,10 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             Ok(Verdict::Remove(change)) => self.drop_field(chunk, at, Some(rule), change),
             // Left as it is by its rule (a guard that did not hold), not
             // exempted (`keep` never gets here): the detectors still look.
-            Ok(Verdict::Keep) => self.scan_value(chunk, at, raw)?,
+            Ok(Verdict::Keep) => {
+                let answer = self.scan_text(text);
+                self.write_scanned(chunk, at, raw, answer)?;
+            }
             Err(Rejected(reason)) => {
                 return Err(Error::new(
                     Kind::Rejected,
@@ -456,26 +453,38 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
     /// A value no rule selects, `raw` as in the body: kept as it is, or as
     /// the route's detectors make it (encoded again whole).
     fn scan_value(&mut self, chunk: &Bytes, at: usize, raw: &[u8]) -> Result<(), Error> {
-        let answer = match &self.rules.scan {
-            None => Scanned::Clean,
-            Some(scan) => {
-                let value = decode(raw).ok_or_else(|| {
-                    self.error(
-                        Kind::Syntax,
-                        "invalid percent-encoding in a form field value",
-                    )
-                })?;
-                let text = std::str::from_utf8(&value)
-                    .map_err(|_| self.error(Kind::Syntax, "form field value is not UTF-8"))?;
-                let mut findings = Vec::new();
-                let answer = scan.text(text, &mut findings, &mut self.scanned);
-                if !findings.is_empty() {
-                    let key = &self.key;
-                    self.report.detected(&findings, || field_path(key));
-                }
-                answer
-            }
+        let answer = if self.rules.scan.is_some() {
+            let value = self.decoded_value(raw)?;
+            self.scan_text(&value)
+        } else {
+            Scanned::Clean
         };
+        self.write_scanned(chunk, at, raw, answer)
+    }
+
+    /// Hands a decoded value to the route's detectors, and counts what they
+    /// found; a rewritten value is left in `self.scanned`.
+    fn scan_text(&mut self, text: &str) -> Scanned {
+        let Some(scan) = &self.rules.scan else {
+            return Scanned::Clean;
+        };
+        let mut findings = Vec::new();
+        let answer = scan.text(text, &mut findings, &mut self.scanned);
+        if !findings.is_empty() {
+            let key = &self.key;
+            self.report.detected(&findings, || field_path(key));
+        }
+        answer
+    }
+
+    /// Writes out a field the way the detectors' `answer` says.
+    fn write_scanned(
+        &mut self,
+        chunk: &Bytes,
+        at: usize,
+        raw: &[u8],
+        answer: Scanned,
+    ) -> Result<(), Error> {
         match answer {
             Scanned::Clean => {
                 self.steer.write_held(!self.emitted_any, &mut self.writer);
@@ -496,6 +505,18 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             }
         }
         Ok(())
+    }
+
+    /// A field's value, percent-decoded, as text.
+    fn decoded_value(&self, raw: &[u8]) -> Result<String, Error> {
+        let value = decode(raw).ok_or_else(|| {
+            self.error(
+                Kind::Syntax,
+                "invalid percent-encoding in a form field value",
+            )
+        })?;
+        String::from_utf8(value)
+            .map_err(|_| self.error(Kind::Syntax, "form field value is not UTF-8"))
     }
 
     /// Writes the held `&name=` and the new value, encoded.

@@ -21,6 +21,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
 use scrim::rewrite::{BodyKind, BodyRewriter, Framing, JsonRewriter, Sink, tree};
 use scrim::transform::{Action, Encoding, Normalizer, PhoneOptions};
+use sha2::{Digest, Sha256};
 
 const FIELDS: [(&str, &str); 11] = [
     ("em", "email"),
@@ -40,43 +41,72 @@ const FIELDS: [(&str, &str); 11] = [
 fn meta_batch(events: usize) -> Vec<u8> {
     let mut data = Vec::new();
     for i in 0..events {
-        data.push(serde_json::json!({
-            "event_name": "Purchase",
-            "event_time": 1764400000 + i,
-            "event_id": format!("order-{i:06}"),
-            "action_source": "website",
-            "event_source_url": format!("https://bakery.example/checkout/{i}?utm_source=newsletter&utm_medium=email"),
-            "user_data": {
-                "em": [format!("  Customer.{i}@Example.com ")],
-                "ph": [format!("+1 (650) 555-{:04}", i % 10000)],
-                "fn": "Zoë",
-                "ln": format!("O'Brien-{i}"),
-                "db": "1990-02-13",
-                "ge": "female",
-                "ct": "Menlo Park",
-                "st": "California",
-                "zp": "94025-1234",
-                "country": "US",
-                "external_id": format!("cust-{i:08}"),
-                "client_ip_address": format!("203.0.{}.{}", i % 250, i % 200),
-                "client_user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
-                "fbc": "fb.1.1554763741205.AbCdEfGhIjKlMnOpQrStUvWxYz1234567890",
-                "fbp": format!("fb.1.1558571054389.{}", 1098115397 + i)
-            },
-            "custom_data": {
-                "currency": "usd",
-                "value": 123.45,
-                "content_type": "product",
-                "order_id": format!("ORD-{i:08}"),
-                "contents": (0..11).map(|j| serde_json::json!({
-                    "id": format!("sku-{j:05}"), "quantity": j + 1, "item_price": 4.5 + j as f64,
-                    "title": "Sourdough loaf, whole wheat, 800 g", "category": "bread"
-                })).collect::<Vec<_>>()
-            }
-        }));
+        data.push(meta_event(i));
     }
     serde_json::to_vec(&serde_json::json!({ "data": data, "test_event_code": "TEST12345" }))
         .unwrap()
+}
+
+/// The same batch as an app that hashes on its own sends it: every
+/// `user_data` field a rule would hash is a SHA-256 digest already, so a
+/// scan of every string finds nothing and the body passes unchanged.
+fn meta_batch_prehashed(events: usize) -> Vec<u8> {
+    let mut data = Vec::new();
+    for i in 0..events {
+        let mut event = meta_event(i);
+        for (field, _) in FIELDS {
+            let value = &mut event["user_data"][field];
+            let raw = match value.take() {
+                serde_json::Value::Array(mut items) => items.remove(0),
+                other => other,
+            };
+            let digest: String = Sha256::digest(raw.as_str().unwrap().as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            *value = serde_json::json!([digest]);
+        }
+        data.push(event);
+    }
+    serde_json::to_vec(&serde_json::json!({ "data": data, "test_event_code": "TEST12345" }))
+        .unwrap()
+}
+
+fn meta_event(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "event_name": "Purchase",
+        "event_time": 1764400000 + i,
+        "event_id": format!("order-{i:06}"),
+        "action_source": "website",
+        "event_source_url": format!("https://bakery.example/checkout/{i}?utm_source=newsletter&utm_medium=email"),
+        "user_data": {
+            "em": [format!("  Customer.{i}@Example.com ")],
+            "ph": [format!("+1 (650) 555-{:04}", i % 10000)],
+            "fn": "Zoë",
+            "ln": format!("O'Brien-{i}"),
+            "db": "1990-02-13",
+            "ge": "female",
+            "ct": "Menlo Park",
+            "st": "California",
+            "zp": "94025-1234",
+            "country": "US",
+            "external_id": format!("cust-{i:08}"),
+            "client_ip_address": format!("203.0.{}.{}", i % 250, i % 200),
+            "client_user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+            "fbc": "fb.1.1554763741205.AbCdEfGhIjKlMnOpQrStUvWxYz1234567890",
+            "fbp": format!("fb.1.1558571054389.{}", 1098115397 + i)
+        },
+        "custom_data": {
+            "currency": "usd",
+            "value": 123.45,
+            "content_type": "product",
+            "order_id": format!("ORD-{i:08}"),
+            "contents": (0..11).map(|j| serde_json::json!({
+                "id": format!("sku-{j:05}"), "quantity": j + 1, "item_price": 4.5 + j as f64,
+                "title": "Sourdough loaf, whole wheat, 800 g", "category": "bread"
+            })).collect::<Vec<_>>()
+        }
+    })
 }
 
 fn rules(selectors: impl Iterator<Item = (String, Action)>) -> Rules {
@@ -187,6 +217,20 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("serde_value/passthrough", |b| {
         b.iter(|| tree::rewrite_bytes(black_box(&untracked), black_box(&body)).unwrap())
+    });
+    group.finish();
+
+    // A body that passes unchanged although every string is scanned.
+    let prehashed = Bytes::from(meta_batch_prehashed(500));
+    assert_eq!(stream(&untracked_scanned, &prehashed), prehashed.len());
+    let mut group = c.benchmark_group("meta_capi_prehashed_1mib");
+    group.throughput(Throughput::Bytes(prehashed.len() as u64));
+    group.sample_size(30);
+    group.bench_function("stream/passthrough", |b| {
+        b.iter(|| stream(black_box(&untracked), black_box(&prehashed)))
+    });
+    group.bench_function("stream/passthrough_scan", |b| {
+        b.iter(|| stream(black_box(&untracked_scanned), black_box(&prehashed)))
     });
     group.finish();
 }

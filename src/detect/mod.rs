@@ -198,18 +198,19 @@ impl Detectors {
 
     fn find_once(&self, text: &str, out: &mut Vec<Finding>) {
         out.clear();
-        // Every identifier holds a digit, or an `@` (`%40` encoded): most
-        // strings of a body (names of events, currencies, titles) hold
-        // neither, and cost one pass.
-        let may_hold = text
-            .bytes()
-            .any(|b| b.is_ascii_digit() || b == b'@' || b == b'%');
-        if !may_hold {
+        // Most strings of a body (names of events, currencies, titles,
+        // digests, ids) give no detector a place to start: one pass over
+        // the bytes says so, and which detectors have one.
+        let triggers = Triggers::of(text.as_bytes());
+        if !self.enabled.iter().any(|&d| triggers.may_find(d)) {
             return;
         }
         let mut found = Vec::new();
         for &detector in &self.enabled {
             found.clear();
+            if !triggers.may_find(detector) {
+                continue;
+            }
             match detector {
                 Detector::Email => email::find(text, &mut found),
                 Detector::Phone => {
@@ -278,25 +279,97 @@ fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b >= 0x80
 }
 
+/// What joins two words into one token: `ORD-2026`, `v1.2`, `a_1`, `p/12`.
+fn is_joiner(b: u8) -> bool {
+    matches!(b, b'-' | b'_' | b'.' | b'/')
+}
+
 /// Whether `start..end` of `text` stands apart from what surrounds it: not
 /// inside a word, and not joined to one by `-`, `_`, `.` or `/` (the
 /// `2026-000123` of `ORD-2026-000123`, the digits of `v1.2.3`).
 fn stands_apart(text: &[u8], start: usize, end: usize) -> bool {
-    let joined = |b: u8| matches!(b, b'-' | b'_' | b'.' | b'/');
-    let before_ok = match start.checked_sub(1).map(|i| text[i]) {
+    starts_apart(text, start) && ends_apart(text, end)
+}
+
+/// The half of [`stands_apart`] that looks before `start`: every finding
+/// starts where this holds, so a detector may pass over a place where it
+/// does not.
+fn starts_apart(text: &[u8], start: usize) -> bool {
+    match start.checked_sub(1).map(|i| text[i]) {
         None => true,
         Some(b) if is_word(b) => false,
-        Some(b) if joined(b) => start < 2 || !is_word(text[start - 2]),
+        Some(b) if is_joiner(b) => start < 2 || !is_word(text[start - 2]),
         Some(_) => true,
-    };
-    let after_ok = match text.get(end) {
+    }
+}
+
+fn ends_apart(text: &[u8], end: usize) -> bool {
+    match text.get(end) {
         None => true,
         Some(&b) if is_word(b) => false,
         // A sentence may end right after: "call 650-555-1212."
-        Some(&b) if joined(b) => text.get(end + 1).is_none_or(|&next| !is_word(next)),
+        Some(&b) if is_joiner(b) => text.get(end + 1).is_none_or(|&next| !is_word(next)),
         Some(_) => true,
-    };
-    before_ok && after_ok
+    }
+}
+
+/// Which detectors have a place in a text to start from, found in one pass:
+/// for each, a condition every one of its findings meets, so that a text
+/// that gives none is left after that pass.
+#[derive(Clone, Copy, Default)]
+struct Triggers {
+    /// An `@`, or `%40`.
+    email: bool,
+    /// A digit, `+`, `(` or `%2B` where a finding may start (see
+    /// [`starts_apart`]): cards, SSNs and phones start there.
+    numbers: bool,
+    /// Two capitals and two digits, the first capital apart.
+    iban: bool,
+    /// A byte an IP address holds: `ip` is opt-in, and its own pass is the
+    /// test.
+    ip: bool,
+}
+
+impl Triggers {
+    fn of(text: &[u8]) -> Triggers {
+        let mut triggers = Triggers::default();
+        for (at, &b) in text.iter().enumerate() {
+            match b {
+                b'0'..=b'9' => {
+                    triggers.ip = true;
+                    triggers.numbers |= starts_apart(text, at);
+                    triggers.iban |= at >= 2
+                        && text[at - 1].is_ascii_uppercase()
+                        && text[at - 2].is_ascii_uppercase()
+                        && text.get(at + 1).is_some_and(u8::is_ascii_digit)
+                        && (at == 2 || !is_word(text[at - 3]));
+                }
+                b'@' => triggers.email = true,
+                b'%' => {
+                    let escape = text.get(at + 1..at + 3).unwrap_or_default();
+                    triggers.email |= escape == b"40";
+                    triggers.numbers |=
+                        escape.eq_ignore_ascii_case(b"2B") && starts_apart(text, at);
+                }
+                b'+' | b'(' => triggers.numbers |= starts_apart(text, at),
+                b':' => triggers.ip = true,
+                _ => {}
+            }
+            if triggers.email && triggers.numbers && triggers.iban {
+                break;
+            }
+        }
+        triggers
+    }
+
+    fn may_find(self, detector: Detector) -> bool {
+        match detector {
+            Detector::Email => self.email,
+            Detector::Card | Detector::Ssn | Detector::Phone => self.numbers,
+            Detector::Iban => self.iban,
+            Detector::Ip => self.ip,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,18 +4,24 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::stands_apart;
+use super::{stands_apart, starts_apart};
 
-/// Digits from `from`, single spaces or dashes allowed between groups: the
-/// end of the last digit and the digits themselves.
-fn grouped_digits(text: &[u8], from: usize, most: usize) -> (usize, Vec<u8>) {
-    let mut digits = Vec::new();
+/// The most digits a card number has.
+const CARD_DIGITS: usize = 19;
+
+/// Digits from `from`, single spaces or dashes allowed between groups, up
+/// to one more than a card holds: the end of the last digit, the digits'
+/// values, and how many.
+fn grouped_digits(text: &[u8], from: usize) -> (usize, [u8; CARD_DIGITS + 1], usize) {
+    let mut digits = [0; CARD_DIGITS + 1];
+    let mut count = 0;
     let mut end = from;
     let mut i = from;
-    while i < text.len() && digits.len() <= most {
+    while i < text.len() && count < digits.len() {
         match text[i] {
             b'0'..=b'9' => {
-                digits.push(text[i] - b'0');
+                digits[count] = text[i] - b'0';
+                count += 1;
                 end = i + 1;
             }
             b' ' | b'-' if i > from && text[i - 1].is_ascii_digit() => {}
@@ -23,7 +29,7 @@ fn grouped_digits(text: &[u8], from: usize, most: usize) -> (usize, Vec<u8>) {
         }
         i += 1;
     }
-    (end, digits)
+    (end, digits, count)
 }
 
 /// Where the group of digits after the one at `from` starts, within a run
@@ -85,21 +91,22 @@ pub(super) fn find_cards(text: &str, out: &mut Vec<(usize, usize)>) {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        if !bytes[i].is_ascii_digit() || (i > 0 && bytes[i - 1].is_ascii_digit()) {
+        // A digit after a digit is not apart either.
+        if !bytes[i].is_ascii_digit() || !starts_apart(bytes, i) {
             i += 1;
             continue;
         }
-        let (end, digits) = grouped_digits(bytes, i, 19);
+        let (end, digits, count) = grouped_digits(bytes, i);
+        let digits = &digits[..count];
         // The run may go on past the number (`4111 1111 1111 1111 2x`):
         // each end of a group is tried, the longest first.
-        let mut count = digits.len();
         let found = (i + 1..=end).rev().find(|&to| {
             let group_end =
                 bytes[to - 1].is_ascii_digit() && (to == end || matches!(bytes[to], b' ' | b'-'));
             if !group_end {
                 return false;
             }
-            count = bytes[i..to].iter().filter(|b| b.is_ascii_digit()).count();
+            let count = bytes[i..to].iter().filter(|b| b.is_ascii_digit()).count();
             let digits = &digits[..count.min(digits.len())];
             (13..=19).contains(&count)
                 && issued(digits)
@@ -198,6 +205,9 @@ const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
     (b"XK", 20),
 ];
 
+/// The longest IBAN of any country (ISO 13616 caps it at 34).
+const IBAN_MOST: usize = 34;
+
 fn iban_length(country: &[u8]) -> Option<usize> {
     IBAN_LENGTHS
         .iter()
@@ -238,20 +248,22 @@ pub(super) fn find_ibans(text: &str, out: &mut Vec<(usize, usize)>) {
             continue;
         };
         // Written whole, or in groups of four split by single spaces.
-        let mut compact = Vec::with_capacity(length);
+        let mut compact = [0; IBAN_MOST];
+        let mut count = 0;
         let mut end = i;
         let mut j = i;
-        while j < bytes.len() && compact.len() < length {
+        while j < bytes.len() && count < length {
             let b = bytes[j];
             if b.is_ascii_uppercase() || b.is_ascii_digit() {
-                compact.push(b);
+                compact[count] = b;
+                count += 1;
                 end = j + 1;
-            } else if !(b == b' ' && compact.len().is_multiple_of(4) && j + 1 < bytes.len()) {
+            } else if !(b == b' ' && count.is_multiple_of(4) && j + 1 < bytes.len()) {
                 break;
             }
             j += 1;
         }
-        if compact.len() == length && iban_checks(&compact) && stands_apart(bytes, i, end) {
+        if count == length && iban_checks(&compact[..count]) && stands_apart(bytes, i, end) {
             out.push((i, end));
             i = end;
         } else {
@@ -366,6 +378,11 @@ mod tests {
             found(find_ibans, "DE8937040044053201300").is_empty(),
             "length"
         );
+    }
+
+    #[test]
+    fn every_iban_fits_the_buffer() {
+        assert!(IBAN_LENGTHS.iter().all(|&(_, len)| len <= IBAN_MOST));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! id, a timestamp or an amount far more often than a phone, so it is not
 //! one.
 
-use super::stands_apart;
+use super::{stands_apart, starts_apart};
 
 fn is_separator(b: u8) -> bool {
     matches!(b, b' ' | b'-' | b'.' | b'(' | b')')
@@ -43,9 +43,10 @@ pub(super) fn find(
             (true, i + 1)
         } else if bytes[i..].starts_with(b"%2B") || bytes[i..].starts_with(b"%2b") {
             (true, i + 3)
-        } else if bytes[i].is_ascii_digit() || bytes[i] == b'(' {
+        } else if (bytes[i].is_ascii_digit() || bytes[i] == b'(') && starts_apart(bytes, i) {
             (false, i)
         } else {
+            // A national number may still start at a later group.
             i += 1;
             continue;
         };
@@ -117,7 +118,7 @@ fn phone_at(
         && whole[..4].iter().all(u8::is_ascii_digit)
         && matches!(whole[4], b'-' | b'.' | b'/');
     let timed = text.get(run.end) == Some(&b':');
-    if dated || timed {
+    if dated || timed || (!plus && dotted_quad(whole)) {
         return None;
     }
     // The run may go on past the number (`+1 415 555 2671 2 items`): each
@@ -164,6 +165,19 @@ fn phone_at(
     None
 }
 
+/// `203.0.113.77`: four groups of at most three digits split by dots is
+/// an IPv4 address, which no region writes a phone number as.
+fn dotted_quad(run: &[u8]) -> bool {
+    let mut groups = 0;
+    for group in run.split(|&b| b == b'.') {
+        groups += 1;
+        if group.is_empty() || group.len() > 3 || !group.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+    }
+    groups == 4
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +208,7 @@ mod tests {
             "ORD-650-253-0000",
             "2026-12-02 10:00:00",
             "203.0.113.77",
+            "203.0.249.199",
             "12.50",
             "+1 650",
             "v650.253.0000",

@@ -1,4 +1,5 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `POST /reload`. It
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, the egress
+//! inventory (`/inventory` as JSON, `/` as a page), `POST /reload`. It
 //! is separate from the proxy listener (and on loopback by default) so that
 //! it is never exposed where the proxy is. `GET` endpoints stay open for
 //! scrapers and probes; `POST` endpoints change the process and require the
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::inventory::render_page;
 use crate::metrics::Metrics;
 use crate::policy::AdminToken;
 use crate::reload::Reloader;
@@ -82,6 +84,20 @@ pub fn serve(listener: TcpListener, admin: Arc<Admin>) -> std::io::Result<AdminH
     })
 }
 
+fn typed(body: String, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    // Counts of what this business sends where: not for caches.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
 fn respond(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: &'static str| {
         let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
@@ -96,6 +112,14 @@ fn respond(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> 
                 header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
             );
             response
+        }
+        (&Method::GET, "/inventory") => {
+            let json = admin.metrics.inventory.snapshot().to_json().to_string();
+            typed(json, "application/json")
+        }
+        (&Method::GET, "/") => {
+            let page = render_page(&admin.metrics.inventory.snapshot());
+            typed(page, "text/html; charset=utf-8")
         }
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") if admin.ready.load(Ordering::Acquire) => {
@@ -135,7 +159,7 @@ fn respond(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> 
         },
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: GET /metrics, /healthz, /readyz; POST /reload\n",
+            "not found: GET /, /inventory, /metrics, /healthz, /readyz; POST /reload\n",
         ),
     }
 }

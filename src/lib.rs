@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod config;
 pub mod detect;
+pub mod inventory;
 pub mod log;
 pub mod metrics;
 pub mod percent;

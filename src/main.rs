@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
+use scrim::inventory::Inventory;
 use scrim::policy::Policy;
 use scrim::rewrite::{BodyKind, BodyRewriter, Sink};
 
@@ -64,6 +65,13 @@ enum Command {
         /// value) to stderr.
         #[arg(long)]
         explain: bool,
+        /// Print the egress inventory of this body (JSON, to stderr): every
+        /// field path, and how many of its values left kept clear, hashed,
+        /// pseudonymized, truncated, redacted, found by a detector or
+        /// dropped, as the admin listener's `GET /inventory` shows a running
+        /// proxy's. Never a value.
+        #[arg(long)]
+        inventory: bool,
         /// The body to rewrite; `-` or nothing reads standard input.
         #[arg(value_name = "INPUT")]
         input: Option<PathBuf>,
@@ -105,6 +113,7 @@ fn main() -> ExitCode {
             content_type,
             chunk_size,
             explain,
+            inventory,
             input,
         } => rewrite(
             &config,
@@ -112,6 +121,7 @@ fn main() -> ExitCode {
             &content_type,
             chunk_size as usize,
             explain,
+            inventory,
             input,
         ),
         Command::Presets { name } => presets(name.as_deref()),
@@ -242,6 +252,7 @@ fn rewrite(
     content_type: &str,
     chunk_size: usize,
     explain: bool,
+    inventory: bool,
     input: Option<PathBuf>,
 ) -> ExitCode {
     let policy = match load(config) {
@@ -277,7 +288,7 @@ fn rewrite(
         out: io::BufWriter::with_capacity(256 * 1024, io::stdout().lock()),
         error: None,
     };
-    let mut rewriter = BodyRewriter::new(kind, &route.rules, sink, explain);
+    let mut rewriter = BodyRewriter::new(kind, &route.rules, sink, explain).inventory(inventory);
     let mut buffer = vec![0u8; chunk_size];
     loop {
         let n = match reader.read(&mut buffer) {
@@ -311,6 +322,13 @@ fn rewrite(
     }
     if explain {
         eprintln!("{}", report.explain(&route.name, &route.rules));
+    }
+    if inventory {
+        let offline = Inventory::new();
+        offline
+            .shard()
+            .forwarded(&route.name, &report, None, std::time::SystemTime::now());
+        eprintln!("{}", offline.snapshot().to_json());
     }
     ExitCode::SUCCESS
 }

@@ -4,6 +4,7 @@
 //! resolved once per route when a policy is loaded ([`RouteMetrics`]), so
 //! that the request path only does atomic adds.
 
+use crate::inventory::Inventory;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -65,6 +66,8 @@ pub struct Metrics {
     config_reloads: IntCounterVec,
     consent_decisions: IntCounterVec,
     detections: IntCounterVec,
+    /// What leaves, per route and field path (`GET /inventory`).
+    pub inventory: Inventory,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -162,6 +165,7 @@ impl Metrics {
                 &["route", "detector", "action"],
             ),
             registry,
+            inventory: Inventory::new(),
         }
     }
 

@@ -223,6 +223,39 @@ fn rewrite_explains_without_values() {
 }
 
 #[test]
+fn rewrite_prints_the_inventory_of_a_file_without_values() {
+    let dir = TempDir::new("inventory");
+    let config = dir.file("scrim.yaml", CONFIG);
+    let body = br#"{"data":[{"event_name":"Lead","user_data":{"em":"secret@example.com"}},{"event_name":"Buy","user_data":{"em":"other@example.com"}}]}"#;
+    let out = scrim(
+        &[
+            "rewrite",
+            "--config",
+            config.to_str().unwrap(),
+            "--route",
+            "meta",
+            "--inventory",
+        ],
+        body,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let inventory: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    let route = &inventory["routes"][0];
+    assert_eq!(route["route"], "meta");
+    let fields = route["fields"].as_array().unwrap();
+    let field = |path: &str| fields.iter().find(|f| f["path"] == path).cloned();
+    let em = field("$.data[*].user_data.em").expect("the email's path");
+    assert_eq!(
+        (em["hashed"].as_u64(), em["kept"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let name = field("$.data[*].event_name").expect("the event name's path");
+    assert_eq!(name["kept"], 2);
+    assert!(!text(&out.stderr).contains("@example.com"));
+    assert!(!text(&out.stderr).contains("Lead"));
+}
+
+#[test]
 fn rewrite_exits_2_on_a_body_the_route_rejects() {
     let dir = TempDir::new("reject");
     let config = dir.file("scrim.yaml", CONFIG);

@@ -201,3 +201,65 @@ fn percent_signs_need_two_hex_digits() {
     assert!(rewrite_form_chunked(&rules, b"email=%+a", 0).is_err());
     assert!(rewrite_query(&rules, "email=%+a", &mut Report::default()).is_err());
 }
+
+#[test]
+fn the_inventory_counts_every_field_and_parameter_by_name() {
+    use scrim::rewrite::{FormRewriter, Outcome};
+    let rules = rules(&[
+        ("$.email", hash_email()),
+        ("$.drop_me", Action::Drop),
+        ("query.uid", Action::Drop),
+    ]);
+    let input = "a=1&email=jo%40example.com&drop_me=x&a=2&z&user_data%5Bph%5D=3";
+    let counts = |chunk: usize| {
+        let mut rewriter = FormRewriter::new(&rules, Vec::<bytes::Bytes>::new()).inventory(true);
+        for piece in input.as_bytes().chunks(chunk) {
+            rewriter
+                .write(bytes::Bytes::copy_from_slice(piece))
+                .unwrap();
+        }
+        let (_, report) = rewriter.finish().unwrap();
+        let fields = report.fields.unwrap();
+        let mut paths: Vec<(String, Vec<u64>)> = fields
+            .paths()
+            .map(|(p, c)| (p.to_owned(), c.to_vec()))
+            .collect();
+        paths.sort();
+        paths
+    };
+    let whole = counts(input.len());
+    for chunk in 1..input.len() {
+        assert_eq!(counts(chunk), whole, "chunk size {chunk}");
+    }
+    let of = |path: &str, outcome: Outcome| {
+        whole
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, c)| c[outcome as usize])
+    };
+    assert_eq!(of("$.a", Outcome::Kept), Some(2));
+    assert_eq!(of("$.email", Outcome::Hashed), Some(1));
+    assert_eq!(of("$.drop_me", Outcome::Dropped), Some(1));
+    assert_eq!(of("$.z", Outcome::Kept), Some(1));
+    assert_eq!(of("$['user_data[ph]']", Outcome::Kept), Some(1));
+    assert_eq!(whole.len(), 5, "{whole:?}");
+
+    let mut report = Report::new(rules.rules.len(), false).with_fields(&rules);
+    let outcome =
+        rewrite_query(&rules, "uid=42&utm_source=mail&utm_source=x&", &mut report).unwrap();
+    assert_eq!(
+        outcome,
+        QueryOutcome::Rewritten("utm_source=mail&utm_source=x&".into())
+    );
+    let fields = report.fields.unwrap();
+    let query: Vec<(&str, Vec<u64>)> = {
+        let mut q: Vec<_> = fields.paths().map(|(p, c)| (p, c.to_vec())).collect();
+        q.sort();
+        q
+    };
+    assert_eq!(query.len(), 2, "{query:?}");
+    assert_eq!(query[0].0, "query.uid");
+    assert_eq!(query[0].1[Outcome::Dropped as usize], 1);
+    assert_eq!(query[1].0, "query.utm_source");
+    assert_eq!(query[1].1[Outcome::Kept as usize], 2);
+}

@@ -11,7 +11,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
-use scrim::rewrite::{Framing, tree};
+use scrim::rewrite::{Framing, Outcome, tree};
 use scrim::transform::{Action, Encoding, Guard, Members, Normalizer};
 use serde_json::Value;
 
@@ -178,6 +178,29 @@ fn rewrite_chunks(rules: &Rules, chunks: &[Vec<u8>]) -> Result<Vec<u8>, scrim::r
     Ok(rewriter.finish()?.0.concat())
 }
 
+/// The fields a rewrite of `chunks` counted, or its error.
+fn inventory_of(
+    rules: &Rules,
+    chunks: &[Vec<u8>],
+) -> Result<scrim::rewrite::Fields, scrim::rewrite::Error> {
+    let mut rewriter =
+        scrim::rewrite::JsonRewriter::new(rules, Framing::Single, Vec::<bytes::Bytes>::new())
+            .inventory(true);
+    for chunk in chunks {
+        rewriter.write(bytes::Bytes::copy_from_slice(chunk))?;
+    }
+    let (_, report) = rewriter.finish()?;
+    Ok(*report.fields.expect("the rewriter counts fields"))
+}
+
+fn scalars_in(value: &Value) -> u64 {
+    match value {
+        Value::Object(map) => map.values().map(scalars_in).sum(),
+        Value::Array(items) => items.iter().map(scalars_in).sum(),
+        _ => 1,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 768, ..ProptestConfig::default() })]
 
@@ -222,6 +245,29 @@ proptest! {
             (Ok((a, _)), Ok(b)) => prop_assert_eq!(a, b),
             (Err(a), Err(b)) => prop_assert_eq!(a, b),
             (a, b) => prop_assert!(false, "whole {a:?} vs chunked {b:?}"),
+        }
+    }
+
+    #[test]
+    fn the_inventory_is_the_same_however_chunked(
+        doc in document(),
+        rules in rule_set(),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let text = text_of(&doc, false, true);
+        let whole = inventory_of(&rules, &[text.as_bytes().to_vec()]);
+        let chunked = inventory_of(&rules, &cuts_to_chunks(text.as_bytes(), &cuts));
+        prop_assert_eq!(whole, chunked);
+    }
+
+    #[test]
+    fn the_inventory_counts_every_scalar_once(doc in document(), pretty in any::<bool>()) {
+        let text = text_of(&doc, pretty, true);
+        let fields = inventory_of(&common::rules(&[]), &[text.into_bytes()]).unwrap();
+        let counted: u64 = fields.paths().map(|(_, counts)| counts.iter().sum::<u64>()).sum();
+        prop_assert_eq!(counted + fields.overflow, scalars_in(&doc));
+        for (path, counts) in fields.paths() {
+            prop_assert_eq!(counts.iter().sum::<u64>(), counts[Outcome::Kept as usize], "{}", path);
         }
     }
 

@@ -24,10 +24,12 @@ use crate::rewrite::{BodyKind, probe};
 /// allocation on every request.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Gate<'r> {
-    /// Forward, rewritten with these rules.
+    /// Forward, rewritten with these rules; the decision of the signal that
+    /// picked them, if one did.
     Forward {
         rules: &'r Rules,
         request: Request<ClientBody>,
+        decision: Option<Decision>,
     },
     /// Answer with the route's `block_status`, nothing forwarded; the label
     /// of the signal that decided, for the log.
@@ -47,6 +49,7 @@ pub(crate) async fn gate<'r>(
         return Ok(Gate::Forward {
             rules: &route.rules,
             request: request.map(Either::Left),
+            decision: None,
         });
     };
     let (decided, request) = match consent.decide(request.headers(), request.uri().query()) {
@@ -84,10 +87,12 @@ pub(crate) async fn gate<'r>(
         return Ok(Gate::Forward {
             rules: &route.rules,
             request,
+            decision: None,
         });
     };
     metrics.consent(signal);
-    let rules = match consent.signals[signal].decision {
+    let decision = consent.signals[signal].decision;
+    let rules = match decision {
         Decision::Block => {
             return Ok(Gate::Block {
                 status: consent.block_status,
@@ -99,7 +104,11 @@ pub(crate) async fn gate<'r>(
         // stricter stand-in.
         Decision::LimitedDataUse => consent.limited.as_ref().unwrap_or(&consent.stripped),
     };
-    Ok(Gate::Forward { rules, request })
+    Ok(Gate::Forward {
+        rules,
+        request,
+        decision: Some(decision),
+    })
 }
 
 async fn read_whole(

@@ -116,7 +116,9 @@ pub(crate) async fn forward(
     }
 
     let mut pipeline = Pipeline {
-        rewriter: kind.map(|kind| BodyRewriter::new(kind, rules, Vec::new(), false)),
+        rewriter: kind.map(|kind| {
+            BodyRewriter::new(kind, rules, Vec::new(), false).inventory(report.counts_fields())
+        }),
         passthrough: Vec::new(),
         decoder,
         limits: rules.limits,

@@ -54,7 +54,9 @@ pub mod fuzzing {
 }
 pub use server::{ConnectionSlots, ServerHandle, serve, serve_route_listener, serve_shared};
 
+use crate::inventory::Shard;
 use crate::metrics::{Metrics, RequestOutcome, RouteMetrics};
+use crate::policy::consent::Decision;
 use crate::policy::{Policy, Route};
 use crate::rewrite::Report;
 
@@ -155,6 +157,8 @@ pub struct Proxy {
     runtime: ArcSwap<Runtime>,
     metrics: Arc<Metrics>,
     budget: BufferBudget,
+    /// This proxy's part of the egress inventory (one proxy per worker).
+    inventory: Shard,
 }
 
 impl Proxy {
@@ -170,6 +174,7 @@ impl Proxy {
         let runtime = Runtime::new(policy, &metrics, None);
         Proxy {
             runtime: ArcSwap::from_pointee(runtime),
+            inventory: metrics.inventory.shard(),
             metrics,
             budget,
         }
@@ -263,6 +268,7 @@ impl Proxy {
         // the stripped rules from its first byte.
         let mut report = Report::default();
         let mut blocked_by = None;
+        let mut decided = None;
         let timing = forward::Timing {
             body_deadline: tokio::time::Instant::now() + runtime.policy.server.body_read_timeout,
             response_timeout: runtime.policy.timeouts.response,
@@ -283,8 +289,13 @@ impl Proxy {
             }
         };
         let result = match consent::gate(route, metrics, request, timing.body_deadline).await {
-            Ok(consent::Gate::Forward { rules, request }) => {
-                report = Report::new(rules.rules.len(), false);
+            Ok(consent::Gate::Forward {
+                rules,
+                request,
+                decision,
+            }) => {
+                report = Report::new(rules.rules.len(), false).with_fields(rules);
+                decided = decision.map(|d| d.as_str());
                 let result = forward::forward(
                     route,
                     rules,
@@ -310,8 +321,12 @@ impl Proxy {
         let (response, outcome, reason) = match result {
             Ok(response) => {
                 let outcome = if blocked_by.is_some() {
+                    self.inventory
+                        .blocked(&route.name, Decision::Block.as_str());
                     RequestOutcome::Blocked
                 } else {
+                    let now = std::time::SystemTime::now();
+                    self.inventory.forwarded(&route.name, &report, decided, now);
                     RequestOutcome::Forwarded
                 };
                 metrics.request(outcome);

@@ -111,6 +111,16 @@ impl<'r, S: Sink> BodyRewriter<'r, S> {
         }
     }
 
+    /// Also counts every value by path and outcome, for the egress
+    /// inventory ([`Report::fields`](super::Report::fields)).
+    pub fn inventory(self, inventory: bool) -> Self {
+        let inner = match self.inner {
+            Inner::Json(r) => Inner::Json(r.inventory(inventory)),
+            Inner::Form(r) => Inner::Form(r.inventory(inventory)),
+        };
+        BodyRewriter { inner, ..self }
+    }
+
     /// Pushes the next chunk of the body. Output appears in the sink as the
     /// rewriter gets to it: at once for a large chunk, after
     /// [`SMALL_CHUNK`] bytes or a [`flush`](Self::flush) for small ones.

@@ -9,6 +9,7 @@
 use bytes::Bytes;
 
 use super::error::{Error, Failure, Kind};
+use super::fields::Fields;
 use super::json::{Embedded, rewrite_embedded};
 use super::output::{Mode, Steering, Writer};
 use super::path::push_key;
@@ -103,6 +104,13 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
 
     pub fn explain(mut self, explain: bool) -> Self {
         self.report.changes = explain.then(Vec::new);
+        self
+    }
+
+    /// Also counts every field by path and outcome, for the egress
+    /// inventory ([`Report::fields`]).
+    pub fn inventory(mut self, inventory: bool) -> Self {
+        self.report.fields = inventory.then(|| Box::new(Fields::new(self.rules)));
         self
     }
 
@@ -319,6 +327,20 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
 
     /// The field ends at `at` (an `&`, or the end of the body).
     fn field_end(&mut self, chunk: &Bytes, at: usize) -> Result<(), Error> {
+        let mark = self.report.accounted();
+        self.decide_field_end(chunk, at)?;
+        if self.report.counts_fields() && !self.key.is_empty() {
+            let rule = match self.field {
+                Field::Select(rule) => Some(rule),
+                _ => None,
+            };
+            let key = &self.key;
+            self.report.kept_since(mark, rule, || field_path(key));
+        }
+        Ok(())
+    }
+
+    fn decide_field_end(&mut self, chunk: &Bytes, at: usize) -> Result<(), Error> {
         if !self.in_value {
             // A field without `=`: decide it on its name alone.
             let raw = self.take_capture(chunk, at)?;
@@ -419,11 +441,10 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             depth: 1,
             path: field_path(&self.key),
         };
-        let explain = self.report.changes.is_some();
         match rewrite_embedded(
             self.rules,
             embedded,
-            explain,
+            &self.report,
             Bytes::from(value),
             self.field_offset,
         )? {

@@ -27,6 +27,30 @@ pub fn rewrite_header(
     value: &[u8],
     report: &mut Report,
 ) -> Result<HeaderOutcome, Error> {
+    let mark = report.accounted();
+    let outcome = rewrite_named(rules, name, value, report)?;
+    if report.counts_fields() && report.accounted() == mark {
+        let lower = canonical_header_name(name);
+        let path = || header_path(&lower);
+        match outcome {
+            // Not text, so not readable by the detectors: it does not leave.
+            HeaderOutcome::Remove => report.left_out(path),
+            _ => report.kept(Rules::field_rule(&rules.headers, &lower), path),
+        }
+    }
+    Ok(outcome)
+}
+
+fn header_path(lower: &str) -> String {
+    format!("header.{lower}")
+}
+
+fn rewrite_named(
+    rules: &Rules,
+    name: &str,
+    value: &[u8],
+    report: &mut Report,
+) -> Result<HeaderOutcome, Error> {
     if rules.headers.is_empty() && rules.scan.is_none() {
         return Ok(HeaderOutcome::Unchanged);
     }
@@ -34,7 +58,7 @@ pub fn rewrite_header(
     let Some(rule_id) = Rules::field_rule(&rules.headers, &lower) else {
         return scan_header(rules, &lower, value, report);
     };
-    let path = || format!("header.{lower}");
+    let path = || header_path(&lower);
     let text = std::str::from_utf8(value).map_err(|_| Invalid::NotAScalar);
     let mut out = String::new();
     match verdict::judge(rules, rule_id, text.map(Scalar::Str), &mut out) {
@@ -66,7 +90,7 @@ fn scan_header(
     if lower != "referer" && !scan.headers.iter().any(|h| h == lower) {
         return Ok(HeaderOutcome::Unchanged);
     }
-    let path = || format!("header.{lower}");
+    let path = || header_path(lower);
     // Not text: nothing can be told about it, so it does not leave.
     let Ok(text) = std::str::from_utf8(value) else {
         return Ok(HeaderOutcome::Remove);

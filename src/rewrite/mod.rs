@@ -5,6 +5,7 @@
 mod body;
 mod error;
 mod escape;
+mod fields;
 mod form;
 mod headers;
 mod json;
@@ -20,6 +21,7 @@ mod verdict;
 
 pub use body::{BodyKind, BodyRewriter};
 pub use error::Error;
+pub use fields::{Counts, Fields, MAX_PATHS, Outcome, add_counts};
 pub use form::FormRewriter;
 pub use headers::{HeaderOutcome, rewrite_header};
 pub use json::{Framing, JsonRewriter};

@@ -88,7 +88,16 @@ pub fn rewrite_query(
     query: &str,
     report: &mut Report,
 ) -> Result<QueryOutcome, Error> {
-    if (rules.query.is_empty() && rules.scan.is_none()) || query.is_empty() {
+    if query.is_empty() {
+        return Ok(QueryOutcome::Unchanged);
+    }
+    if rules.query.is_empty() && rules.scan.is_none() {
+        if report.counts_fields() {
+            for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+                let raw_name = pair.split_once('=').map_or(pair, |(name, _)| name);
+                report.kept(None, || pair_path(raw_name));
+            }
+        }
         return Ok(QueryOutcome::Unchanged);
     }
     let mut findings = Vec::new();
@@ -108,8 +117,12 @@ pub fn rewrite_query(
         if !dropped && hides_a_selected_name(rules, pair) {
             return Err(place(SEMICOLON_REASON));
         }
+        let mark = report.accounted();
         let Some(rule) = rule else {
             changed |= scan_pair(rules, pair, &mut findings, &mut kept, report, offset)?;
+            if !pair.is_empty() {
+                report.kept_since(mark, None, path);
+            }
             offset += pair.len() as u64 + 1;
             continue;
         };
@@ -138,6 +151,7 @@ pub fn rewrite_query(
                 return Err(Error::new(Kind::Rejected, offset, path(), reason));
             }
         }
+        report.kept_since(mark, Some(rule), path);
         offset += pair.len() as u64 + 1;
     }
     Ok(if changed {

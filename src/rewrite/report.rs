@@ -1,6 +1,7 @@
 //! What a rewrite changed, for metrics and for `scrim rewrite --explain`.
 //! Counts and paths only: a report never holds a value.
 
+use super::fields::{Fields, Outcome};
 use crate::detect::{Detector, Finding};
 use crate::policy::consent::signal_matches;
 use crate::policy::{RuleId, Rules};
@@ -24,6 +25,13 @@ pub struct Report {
     /// Identifiers the route's `scan:` found, by detector (indexed by
     /// `Detector as usize`).
     pub detections: [u64; Detector::ALL.len()],
+    /// Every value's path and outcome, for the egress inventory, when
+    /// asked for.
+    pub fields: Option<Box<Fields>>,
+    /// Values accounted for so far (changed, found or counted as kept): a
+    /// rewriter compares it before and after a value to tell whether the
+    /// value still needs counting.
+    accounted: u64,
 }
 
 /// One change, as `--explain` shows it.
@@ -74,6 +82,66 @@ impl Report {
             changes: explain.then(Vec::new),
             read_matches: 0,
             detections: [0; Detector::ALL.len()],
+            fields: None,
+            accounted: 0,
+        }
+    }
+
+    /// Also counts every value by path and outcome ([`Report::fields`]).
+    pub fn with_fields(mut self, rules: &Rules) -> Report {
+        self.fields = Some(Box::new(Fields::new(rules)));
+        self
+    }
+
+    /// An empty report that itemizes what this one does, for a nested
+    /// rewrite (an embedded document).
+    pub(crate) fn nested(&self, rules: usize) -> Report {
+        Report {
+            changes: self.changes.as_ref().map(|_| Vec::new()),
+            fields: self.fields.as_ref().map(|fields| Box::new(fields.nested())),
+            ..Report::new(rules, false)
+        }
+    }
+
+    pub(crate) fn accounted(&self) -> u64 {
+        self.accounted
+    }
+
+    /// Whether values are counted by path, so that a rewriter that would
+    /// skip them must look at each.
+    pub(crate) fn counts_fields(&self) -> bool {
+        self.fields.is_some()
+    }
+
+    /// Counts a value that leaves as it came, under rule `rule` if one
+    /// selected it; `path` is only built when fields are counted.
+    pub(crate) fn kept(&mut self, rule: Option<RuleId>, path: impl FnOnce() -> String) {
+        self.accounted += 1;
+        if let Some(fields) = &mut self.fields {
+            let outcome = fields.outcome_of_kept(rule);
+            fields.count(&path(), outcome);
+        }
+    }
+
+    /// Counts a value that does not leave although no rule removed it (a
+    /// header that is not text, where the detectors must read it).
+    pub(crate) fn left_out(&mut self, path: impl FnOnce() -> String) {
+        self.accounted += 1;
+        if let Some(fields) = &mut self.fields {
+            fields.count(&path(), Outcome::Dropped);
+        }
+    }
+
+    /// Counts a value that leaves as it came unless something was counted
+    /// of it since `mark` (an [`Report::accounted`] reading).
+    pub(crate) fn kept_since(
+        &mut self,
+        mark: u64,
+        rule: Option<RuleId>,
+        path: impl FnOnce() -> String,
+    ) {
+        if self.accounted == mark {
+            self.kept(rule, path);
         }
     }
 
@@ -99,8 +167,15 @@ impl Report {
         for finding in findings {
             self.detections[detector_index(finding.detector)] += 1;
         }
+        self.accounted += 1;
+        if self.changes.is_none() && self.fields.is_none() {
+            return;
+        }
+        let path = path();
+        if let Some(fields) = &mut self.fields {
+            fields.count(&path, Outcome::Detected);
+        }
         if let Some(changes) = &mut self.changes {
-            let path = path();
             changes.extend(findings.iter().map(|finding| Change {
                 path: path.clone(),
                 rule: None,
@@ -128,12 +203,24 @@ impl Report {
             (Some(rule), _) => count(&mut self.invalid, rule),
             (None, _) => self.unlisted_dropped += 1,
         }
+        self.accounted += 1;
+        if self.changes.is_none() && self.fields.is_none() {
+            return;
+        }
+        let path = path();
+        if let Some(fields) = &mut self.fields {
+            let outcome = match what {
+                ChangeKind::Rewritten => fields.rewrite_by(rule),
+                ChangeKind::InvalidRedacted => Outcome::Redacted,
+                ChangeKind::Dropped | ChangeKind::InvalidDropped | ChangeKind::Unlisted => {
+                    Outcome::Dropped
+                }
+                ChangeKind::Detected(_) => Outcome::Detected,
+            };
+            fields.count(&path, outcome);
+        }
         if let Some(changes) = &mut self.changes {
-            changes.push(Change {
-                path: path(),
-                rule,
-                what,
-            });
+            changes.push(Change { path, rule, what });
         }
     }
 
@@ -146,6 +233,10 @@ impl Report {
             mine.extend(theirs);
         }
         self.read_matches += other.read_matches;
+        self.accounted += other.accounted;
+        if let (Some(mine), Some(theirs)) = (&mut self.fields, &other.fields) {
+            mine.absorb(theirs);
+        }
         for (mine, theirs) in self.detections.iter_mut().zip(other.detections) {
             *mine += theirs;
         }

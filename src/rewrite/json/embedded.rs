@@ -18,11 +18,12 @@ pub(crate) struct Embedded {
 /// caller escapes or encodes them straight into its output, without joining
 /// them first). `None` when the text is not a JSON object or array, so
 /// nothing below it can be selected. An error inside is reported at `offset`,
-/// the embedding value's place in the outer body.
+/// the embedding value's place in the outer body. What the inner report
+/// itemizes follows `outer`, the embedding rewriter's report.
 pub(crate) fn rewrite_embedded(
     rules: &Rules,
     embedded: Embedded,
-    explain: bool,
+    outer: &Report,
     text: Bytes,
     offset: u64,
 ) -> Result<Option<(Vec<Bytes>, Report)>, Error> {
@@ -33,7 +34,7 @@ pub(crate) fn rewrite_embedded(
     if !looks_like_json {
         return Ok(None);
     }
-    let mut inner = JsonRewriter::embedded(rules, Vec::new(), embedded, explain);
+    let mut inner = JsonRewriter::embedded(rules, Vec::new(), embedded, outer);
     inner.write(text).map_err(|err| err.nested_in(offset))?;
     let (pieces, report) = inner.finish().map_err(|err| err.nested_in(offset))?;
     Ok(Some((pieces, report)))

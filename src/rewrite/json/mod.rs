@@ -23,6 +23,7 @@ use bytes::Bytes;
 
 use super::error::{Error, Failure, Kind};
 use super::escape::{find_string_special, unescape_into};
+use super::fields::Fields;
 use super::output::{Mode, Steering, Writer};
 use super::path::push_key;
 use super::report::{ChangeKind, Report};
@@ -147,8 +148,16 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         self
     }
 
-    fn embedded(rules: &'r Rules, sink: S, embedded: Embedded, explain: bool) -> Self {
-        let mut rewriter = JsonRewriter::new(rules, Framing::Single, sink).explain(explain);
+    /// Also counts every value by path and outcome, for the egress
+    /// inventory ([`Report::fields`]).
+    pub fn inventory(mut self, inventory: bool) -> Self {
+        self.report.fields = inventory.then(|| Box::new(Fields::new(self.rules)));
+        self
+    }
+
+    fn embedded(rules: &'r Rules, sink: S, embedded: Embedded, outer: &Report) -> Self {
+        let mut rewriter = JsonRewriter::new(rules, Framing::Single, sink);
+        rewriter.report = outer.nested(rules.rules.len());
         rewriter.embedded = Some(embedded);
         rewriter
     }

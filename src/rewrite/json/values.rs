@@ -266,6 +266,19 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
 
     /// A scalar ended just before `end`.
     pub(super) fn scalar_end(&mut self, chunk: &Bytes, end: usize) -> Result<(), Error> {
+        let mark = self.report.accounted();
+        // A scalar inside a dropped or redacted container passes as
+        // `Pass` under `Suppress`: it does not leave, and was counted with
+        // its container.
+        let leaves = match self.scalar {
+            ScalarUse::Pass => self.steer.mode != Mode::Suppress,
+            ScalarUse::Suppressed => false,
+            ScalarUse::Scan | ScalarUse::Select(_) | ScalarUse::Embedded => true,
+        };
+        let rule = match self.scalar {
+            ScalarUse::Select(rule) => Some(rule),
+            _ => None,
+        };
         match self.scalar {
             ScalarUse::Pass => {}
             ScalarUse::Suppressed => self
@@ -285,6 +298,11 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 self.capture = raw;
                 result?;
             }
+        }
+        if leaves && self.report.counts_fields() {
+            self.report.kept_since(mark, rule, || {
+                current_path(&self.frames, &self.path_keys, &self.embedded)
+            });
         }
         self.scalar = ScalarUse::Pass;
         self.after_value();
@@ -385,11 +403,10 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             depth: self.embedded.as_ref().map_or(0, |e| e.depth) + self.frames.len() as u32,
             path,
         };
-        let explain = self.report.changes.is_some();
         match rewrite_embedded(
             self.rules,
             embedded,
-            explain,
+            &self.report,
             text.clone(),
             self.token_offset,
         )? {

@@ -1,0 +1,238 @@
+//! The fields one rewrite saw, for the egress inventory: each value's path
+//! as a template (`$.data[*].user_data.em`) and what left of it. Paths and
+//! counts only, never a value, and a bounded number of paths: a body of
+//! endless distinct member names costs no more than one of a few.
+
+use std::collections::HashMap;
+
+use crate::policy::{RuleId, Rules};
+use crate::transform::ActionKind;
+
+/// Distinct paths one rewrite, and one route in the inventory, keeps; the
+/// values of any further path are counted in `overflow`.
+pub const MAX_PATHS: usize = 256;
+
+/// What left of a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// As it came: no rule changed it (`keep`, unlisted, a guard that did
+    /// not hold) and no detector found anything in it.
+    Kept,
+    /// Hashed (`hash`), or already a SHA-256 digest where a rule hashes.
+    Hashed,
+    /// A keyed pseudonym (`hmac`).
+    Pseudonymized,
+    /// Cut down: `truncate_ip`, `mask`, `generalize`.
+    Truncated,
+    /// Replaced by a rule's tag (`redact`, or `on_invalid: redact`).
+    Redacted,
+    /// A detector of the route's `scan:` found an identifier in it, and the
+    /// scan's action took the match.
+    Detected,
+    /// Removed: `drop`, `unlisted: drop`, `on_invalid: drop`.
+    Dropped,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Kept,
+        Outcome::Hashed,
+        Outcome::Pseudonymized,
+        Outcome::Truncated,
+        Outcome::Redacted,
+        Outcome::Detected,
+        Outcome::Dropped,
+    ];
+
+    /// The key in `GET /inventory`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Kept => "kept",
+            Outcome::Hashed => "hashed",
+            Outcome::Pseudonymized => "pseudonymized",
+            Outcome::Truncated => "truncated",
+            Outcome::Redacted => "redacted",
+            Outcome::Detected => "detected",
+            Outcome::Dropped => "dropped",
+        }
+    }
+
+    /// What a rule of this kind makes of a value it rewrites.
+    fn of_rewrite(kind: ActionKind) -> Outcome {
+        match kind {
+            ActionKind::Hash => Outcome::Hashed,
+            ActionKind::Hmac => Outcome::Pseudonymized,
+            ActionKind::Mask | ActionKind::TruncateIp | ActionKind::Generalize => {
+                Outcome::Truncated
+            }
+            ActionKind::Redact => Outcome::Redacted,
+            ActionKind::Drop => Outcome::Dropped,
+            ActionKind::Keep | ActionKind::AddMembers | ActionKind::Read => Outcome::Kept,
+        }
+    }
+}
+
+/// Counts by outcome, indexed by `Outcome as usize`.
+pub type Counts = [u64; Outcome::ALL.len()];
+
+/// The paths of one rewrite and their counts.
+#[derive(Clone, Debug, Default)]
+pub struct Fields {
+    /// What each rule's rewrite is, by rule index.
+    rewrites: Vec<Outcome>,
+    paths: HashMap<String, Counts>,
+    /// Values whose path did not fit under [`MAX_PATHS`].
+    pub overflow: u64,
+    /// The template being built (reused).
+    template: String,
+}
+
+/// Equal when they count the same: the scratch template does not count.
+impl PartialEq for Fields {
+    fn eq(&self, other: &Fields) -> bool {
+        self.rewrites == other.rewrites
+            && self.paths == other.paths
+            && self.overflow == other.overflow
+    }
+}
+
+impl Eq for Fields {}
+
+impl Fields {
+    pub fn new(rules: &Rules) -> Fields {
+        Fields {
+            rewrites: rules
+                .rules
+                .iter()
+                .map(|rule| Outcome::of_rewrite(rule.action.kind()))
+                .collect(),
+            ..Fields::default()
+        }
+    }
+
+    /// Empty, for a nested rewrite (an embedded document) of the same rules.
+    pub(crate) fn nested(&self) -> Fields {
+        Fields {
+            rewrites: self.rewrites.clone(),
+            ..Fields::default()
+        }
+    }
+
+    /// Every path seen, with its counts, in no particular order.
+    pub fn paths(&self) -> impl Iterator<Item = (&str, &Counts)> {
+        self.paths
+            .iter()
+            .map(|(path, counts)| (path.as_str(), counts))
+    }
+
+    /// What rule `rule`'s rewrite of a value leaves.
+    pub(crate) fn rewrite_by(&self, rule: Option<RuleId>) -> Outcome {
+        rule.and_then(|rule| self.rewrites.get(rule).copied())
+            .unwrap_or(Outcome::Kept)
+    }
+
+    /// What a value left as it came under rule `rule` is: where the rule
+    /// hashes, it already was a digest (or empty).
+    pub(crate) fn outcome_of_kept(&self, rule: Option<RuleId>) -> Outcome {
+        match rule.and_then(|rule| self.rewrites.get(rule)) {
+            Some(Outcome::Hashed) => Outcome::Hashed,
+            _ => Outcome::Kept,
+        }
+    }
+
+    /// Counts one value at `path` (as errors show it: indices are made
+    /// `[*]`).
+    pub fn count(&mut self, path: &str, outcome: Outcome) {
+        template_into(&mut self.template, path);
+        if let Some(counts) = self.paths.get_mut(self.template.as_str()) {
+            counts[outcome as usize] += 1;
+        } else if self.paths.len() < MAX_PATHS {
+            let mut counts = Counts::default();
+            counts[outcome as usize] = 1;
+            self.paths.insert(self.template.clone(), counts);
+        } else {
+            self.overflow += 1;
+        }
+    }
+
+    /// Adds a nested rewrite's paths.
+    pub(crate) fn absorb(&mut self, other: &Fields) {
+        self.overflow += other.overflow;
+        for (path, theirs) in &other.paths {
+            let room = self.paths.len() < MAX_PATHS;
+            match self.paths.get_mut(path) {
+                Some(mine) => add_counts(mine, theirs),
+                None if room => {
+                    self.paths.insert(path.clone(), *theirs);
+                }
+                None => self.overflow += theirs.iter().sum::<u64>(),
+            }
+        }
+    }
+}
+
+/// Adds `theirs` to `mine`, outcome by outcome.
+pub fn add_counts(mine: &mut Counts, theirs: &Counts) {
+    for (mine, theirs) in mine.iter_mut().zip(theirs) {
+        *mine += theirs;
+    }
+}
+
+/// `path` with every array index made `[*]`. A bracketed member name
+/// (`['user_data[0]']`) is copied as it is.
+fn template_into(out: &mut String, path: &str) {
+    out.clear();
+    let mut rest = path;
+    while let Some(at) = rest.find('[') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if tail.starts_with("['") {
+            let end = tail.find("']").map_or(tail.len(), |end| end + 2);
+            out.push_str(&tail[..end]);
+            rest = &tail[end..];
+            continue;
+        }
+        let digits = tail[1..].bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && tail.as_bytes().get(1 + digits) == Some(&b']') {
+            out.push_str("[*]");
+            rest = &tail[digits + 2..];
+        } else {
+            out.push('[');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_become_stars_and_bracketed_names_stay() {
+        let mut out = String::new();
+        for (path, template) in [
+            ("$.data[0].user_data.em[12]", "$.data[*].user_data.em[*]"),
+            ("$['user_data[0]'][3][?]", "$['user_data[0]'][*][?]"),
+            ("query.utm_source", "query.utm_source"),
+            ("$[", "$["),
+            ("$[12", "$[12"),
+        ] {
+            template_into(&mut out, path);
+            assert_eq!(out, template, "{path}");
+        }
+    }
+
+    #[test]
+    fn paths_beyond_the_cap_are_counted_as_overflow() {
+        let mut fields = Fields::default();
+        for i in 0..MAX_PATHS + 10 {
+            fields.count(&format!("$.k{i}"), Outcome::Kept);
+        }
+        fields.count("$.k0", Outcome::Dropped);
+        assert_eq!(fields.paths().count(), MAX_PATHS);
+        assert_eq!(fields.overflow, 10);
+        let k0 = fields.paths().find(|(p, _)| *p == "$.k0").map(|(_, c)| *c);
+        assert_eq!(k0.map(|c| (c[0], c[6])), Some((1, 1)));
+    }
+}

@@ -196,6 +196,14 @@ impl Detectors {
         }
     }
 
+    /// Whether any enabled detector could find something in `text`: false
+    /// for most strings of a body, told in one pass over the bytes, before
+    /// they are read as UTF-8.
+    pub fn may_find_in(&self, text: &[u8]) -> bool {
+        let triggers = Triggers::of(text);
+        self.enabled.iter().any(|&d| triggers.may_find(d))
+    }
+
     fn find_once(&self, text: &str, out: &mut Vec<Finding>) {
         out.clear();
         // Most strings of a body (names of events, currencies, titles,
@@ -313,15 +321,17 @@ fn ends_apart(text: &[u8], end: usize) -> bool {
     }
 }
 
-/// Which detectors have a place in a text to start from, found in one pass:
-/// for each, a condition every one of its findings meets, so that a text
-/// that gives none is left after that pass.
+/// Which detectors have a place in a text to start from: for each, a
+/// condition every one of its findings meets, so that a text that gives
+/// none is left at once. Most strings of a body (names of events,
+/// currencies, titles, digests, ids) give none.
 #[derive(Clone, Copy, Default)]
 struct Triggers {
     /// An `@`, or `%40`.
     email: bool,
-    /// A digit, `+`, `(` or `%2B` where a finding may start (see
-    /// [`starts_apart`]): cards, SSNs and phones start there.
+    /// Where a finding may start (a digit, `+`, `(` or `%2B` that
+    /// [`starts_apart`]), a run of digits and separators with at least
+    /// [`MIN_NUMBER_DIGITS`] digits: cards, SSNs and phones have that many.
     numbers: bool,
     /// Two capitals and two digits, the first capital apart.
     iban: bool,
@@ -330,36 +340,86 @@ struct Triggers {
     ip: bool,
 }
 
+/// The fewest digits a card (13), an SSN (9) or a phone number holds: the
+/// shortest numbers libphonenumber knows, with their country code, have 6
+/// (`+43 1234`); one less, for a margin.
+const MIN_NUMBER_DIGITS: usize = 5;
+
+fn may_start_number(b: u8) -> bool {
+    b.is_ascii_digit() || matches!(b, b'+' | b'(' | b'%')
+}
+
 impl Triggers {
     fn of(text: &[u8]) -> Triggers {
-        let mut triggers = Triggers::default();
-        for (at, &b) in text.iter().enumerate() {
-            match b {
-                b'0'..=b'9' => {
-                    triggers.ip = true;
-                    triggers.numbers |= starts_apart(text, at);
-                    triggers.iban |= at >= 2
-                        && text[at - 1].is_ascii_uppercase()
-                        && text[at - 2].is_ascii_uppercase()
-                        && text.get(at + 1).is_some_and(u8::is_ascii_digit)
-                        && (at == 2 || !is_word(text[at - 3]));
-                }
-                b'@' => triggers.email = true,
-                b'%' => {
-                    let escape = text.get(at + 1..at + 3).unwrap_or_default();
-                    triggers.email |= escape == b"40";
-                    triggers.numbers |=
-                        escape.eq_ignore_ascii_case(b"2B") && starts_apart(text, at);
-                }
-                b'+' | b'(' => triggers.numbers |= starts_apart(text, at),
-                b':' => triggers.ip = true,
-                _ => {}
-            }
-            if triggers.email && triggers.numbers && triggers.iban {
-                break;
-            }
+        let Some(&first) = text.first() else {
+            return Triggers::default();
+        };
+        // One word (a digest, an id, a name; branch-free, so vector code):
+        // only the whole of it stands apart, so only an unformatted card
+        // or IBAN can be found in it.
+        if text.iter().fold(true, |all, &b| all & is_word(b)) {
+            let digits = |range: std::ops::Range<usize>| {
+                text.get(range)
+                    .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+            };
+            return Triggers {
+                numbers: first.is_ascii_digit() && digits(0..MIN_NUMBER_DIGITS),
+                iban: text.len() > 4
+                    && first.is_ascii_uppercase()
+                    && text[1].is_ascii_uppercase()
+                    && digits(2..4),
+                ..Triggers::default()
+            };
         }
-        triggers
+        // Branch-free, so that it compiles to vector code: one pass over
+        // the text tells whether any place after the first may start a
+        // number (a digit, `+`, `(` or `%` that starts apart), whether two
+        // capitals stand together, whether an `@`, a `%`, a digit or a
+        // colon is there.
+        let second = text.get(1).copied().unwrap_or(b' ');
+        let mut later_start = text.len() > 1 && may_start_number(second) && starts_apart(text, 1);
+        let mut capitals = first.is_ascii_uppercase() & second.is_ascii_uppercase();
+        let mut ip = false;
+        let mut at_sign = false;
+        let mut percent = false;
+        for &b in &text[..text.len().min(2)] {
+            ip |= b.is_ascii_digit() | (b == b':');
+            at_sign |= b == b'@';
+            percent |= b == b'%';
+        }
+        let (from_second, from_third) = (&text[1..], text.get(2..).unwrap_or_default());
+        for ((&before_that, &before), &b) in text.iter().zip(from_second).zip(from_third) {
+            let apart = !is_word(before) & !(is_joiner(before) & is_word(before_that));
+            later_start |= may_start_number(b) & apart;
+            capitals |= before.is_ascii_uppercase() & b.is_ascii_uppercase();
+            ip |= b.is_ascii_digit() | (b == b':');
+            at_sign |= b == b'@';
+            percent |= b == b'%';
+        }
+        let email = at_sign || (percent && escape_in(text, b"40"));
+        let mut numbers =
+            may_start_number(first) && number_digits_from(text, 0) >= MIN_NUMBER_DIGITS;
+        if !numbers && later_start {
+            numbers = (1..text.len()).any(|at| {
+                may_start_number(text[at])
+                    && starts_apart(text, at)
+                    && number_digits_from(text, at) >= MIN_NUMBER_DIGITS
+            });
+        }
+        let iban = capitals
+            && text.windows(4).enumerate().any(|(at, w)| {
+                w[0].is_ascii_uppercase()
+                    && w[1].is_ascii_uppercase()
+                    && w[2].is_ascii_digit()
+                    && w[3].is_ascii_digit()
+                    && (at == 0 || !is_word(text[at - 1]))
+            });
+        Triggers {
+            email,
+            numbers,
+            iban,
+            ip,
+        }
     }
 
     fn may_find(self, detector: Detector) -> bool {
@@ -372,9 +432,94 @@ impl Triggers {
     }
 }
 
+/// Whether `text` holds `%` followed by `hex` (either case).
+fn escape_in(text: &[u8], hex: &[u8; 2]) -> bool {
+    memchr::memchr_iter(b'%', text).any(|at| {
+        text.get(at + 1..at + 3)
+            .is_some_and(|escape| escape.eq_ignore_ascii_case(hex))
+    })
+}
+
+/// How many digits the run of digits and separators (` -.()`) starting at
+/// `at` holds; a `+` or `%2B` (a phone's) opens it. A place that opens no
+/// run holds none.
+fn number_digits_from(text: &[u8], at: usize) -> usize {
+    let from = match text[at] {
+        b'+' => at + 1,
+        b'%' if text
+            .get(at + 1..at + 3)
+            .is_some_and(|e| e.eq_ignore_ascii_case(b"2B")) =>
+        {
+            at + 3
+        }
+        b'%' => return 0,
+        _ => at,
+    };
+    let mut digits = 0;
+    for &b in &text[from.min(text.len())..] {
+        if b.is_ascii_digit() {
+            digits += 1;
+            if digits >= MIN_NUMBER_DIGITS {
+                break;
+            }
+        } else if !matches!(b, b' ' | b'-' | b'.' | b'(' | b')') {
+            break;
+        }
+    }
+    digits
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// The triggers are a filter only: wherever a detector, run on its
+        /// own, finds something, its trigger holds.
+        #[test]
+        fn a_trigger_holds_wherever_its_detector_finds(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[0-9]{1,16}",
+                    "[ +().\\-/@%:_]{1,3}",
+                    "[a-zA-Z]{1,6}",
+                    proptest::sample::select(vec![
+                        "jane.doe@example.com", "jane%40example.com", "+1 415 555 2671",
+                        "4111 1111 1111 1111", "4111-1111-1111-1111", "DE89 3704 0044 0532 0130 00",
+                        "078-05-1120", "(212) 555-0143", "%2B14155552671", "+43 1 1234",
+                        "+290 2222", "2001:db8::1", "192.0.2.1", "GB82WEST12345698765432",
+                    ]).prop_map(str::to_owned),
+                ],
+                0..10,
+            )
+        ) {
+            let text: String = pieces.concat();
+            let triggers = Triggers::of(text.as_bytes());
+            let region = Some(phonenumber::country::Id::US);
+            let lengths = phone::national_lengths(region);
+            for detector in Detector::ALL {
+                let mut found = Vec::new();
+                match detector {
+                    Detector::Email => email::find(&text, &mut found),
+                    Detector::Phone => phone::find(&text, region, lengths, &mut found),
+                    Detector::Card => numbers::find_cards(&text, &mut found),
+                    Detector::Iban => numbers::find_ibans(&text, &mut found),
+                    Detector::Ssn => numbers::find_ssns(&text, &mut found),
+                    Detector::Ip => numbers::find_ips(&text, &mut found),
+                }
+                proptest::prop_assert!(
+                    found.is_empty() || triggers.may_find(detector),
+                    "{} finds {:?} in {text:?}, but its trigger does not hold",
+                    detector.as_str(),
+                    found
+                );
+            }
+        }
+    }
 
     #[test]
     fn tag_len_is_the_tags_length() {

@@ -84,6 +84,12 @@ impl Scan {
         }
     }
 
+    /// Whether a detector could find anything in `text` (see
+    /// [`Detectors::may_find_in`]): a caller may skip reading it as UTF-8.
+    pub fn may_find_in(&self, text: &[u8]) -> bool {
+        self.detectors.may_find_in(text)
+    }
+
     /// Scans `text`. The findings are left in `findings` (for counting);
     /// when the answer is [`Scanned::Rewritten`], `out` holds the new text.
     pub fn text(&self, text: &str, findings: &mut Vec<Finding>, out: &mut String) -> Scanned {

@@ -194,9 +194,19 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         } else {
             content
         };
-        let answer = match std::str::from_utf8(text) {
-            Ok(text) => self.scan_text(text, self.token_offset),
-            Err(_) => Err(self.error(end, Kind::Syntax, "invalid UTF-8")),
+        // The body was read as UTF-8 already: most strings give the
+        // detectors nothing to look at, and need not be read again.
+        let answer = if self
+            .scan_settings()
+            .is_some_and(|scan| !scan.may_find_in(text))
+        {
+            self.findings.clear();
+            Ok(Scanned::Clean)
+        } else {
+            match std::str::from_utf8(text) {
+                Ok(text) => self.scan_text(text, self.token_offset),
+                Err(_) => Err(self.error(end, Kind::Syntax, "invalid UTF-8")),
+            }
         };
         self.scan_buf = unescaped;
         answer

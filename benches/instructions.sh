@@ -34,4 +34,5 @@ callgrind_control -d >/dev/null 2>&1
 sleep 1
 requests=$(echo "$out" | awk '/requests in/ {print $1}')
 instructions=$(grep -h '^totals:' "$work"/callgrind.out.* | awk '{s+=$2} END {print s}')
+[ -n "${KEEP_CALLGRIND:-}" ] && cp "$work"/callgrind.out.* "$KEEP_CALLGRIND"/
 python3 -c "print('%d requests, %.0f instructions per request' % ($requests, $instructions / $requests))"

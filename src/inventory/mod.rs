@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::rewrite::{Counts, MAX_PATHS, Outcome, Report};
+use crate::rewrite::{ByTemplate, Counts, KnownTemplates, MAX_PATHS, Outcome, Report};
 
 pub use page::render_page;
 
@@ -37,7 +37,11 @@ struct Table {
 struct RouteTable {
     requests: u64,
     consent: BTreeMap<&'static str, u64>,
-    paths: HashMap<String, Seen>,
+    /// By the hash of the path's template, with the template.
+    paths: ByTemplate<(String, Seen)>,
+    /// The hashes of `paths`, handed to each request: a rewrite does not
+    /// build the text of a template known here.
+    known: Arc<KnownTemplates>,
     overflow: u64,
 }
 
@@ -83,15 +87,15 @@ impl Inventory {
                 for (decision, n) in &theirs.consent {
                     *mine.consent.entry(decision).or_default() += n;
                 }
-                for (path, seen) in &theirs.paths {
-                    match mine.paths.get_mut(path) {
-                        Some(known) => {
+                for (hash, (path, seen)) in &theirs.paths {
+                    match mine.paths.get_mut(hash) {
+                        Some((_, known)) => {
                             crate::rewrite::add_counts(&mut known.counts, &seen.counts);
                             known.first = known.first.min(seen.first);
                             known.last = known.last.max(seen.last);
                         }
                         None => {
-                            mine.paths.insert(path.clone(), *seen);
+                            mine.paths.insert(*hash, (path.clone(), *seen));
                         }
                     }
                 }
@@ -101,7 +105,7 @@ impl Inventory {
             routes: merged
                 .into_iter()
                 .map(|(name, table)| {
-                    let mut fields: Vec<(String, Seen)> = table.paths.into_iter().collect();
+                    let mut fields: Vec<(String, Seen)> = table.paths.into_values().collect();
                     fields.sort_by(|a, b| a.0.cmp(&b.0));
                     RouteInventory {
                         name,
@@ -143,26 +147,35 @@ impl Shard {
             return;
         };
         entry.overflow += fields.overflow;
-        for (path, counts) in fields.paths() {
-            let room = entry.paths.len() < MAX_PATHS;
-            match entry.paths.get_mut(path) {
-                Some(seen) => {
+        for (hash, path, counts) in fields.entries() {
+            let room = entry.paths.len() < MAX_PATHS && !path.is_empty();
+            match entry.paths.get_mut(&hash) {
+                Some((_, seen)) => {
                     crate::rewrite::add_counts(&mut seen.counts, counts);
                     seen.last = now;
                 }
                 None if room => {
-                    entry.paths.insert(
-                        path.to_owned(),
-                        Seen {
-                            counts: *counts,
-                            first: now,
-                            last: now,
-                        },
-                    );
+                    let seen = Seen {
+                        counts: *counts,
+                        first: now,
+                        last: now,
+                    };
+                    entry.paths.insert(hash, (path.to_owned(), seen));
+                    Arc::make_mut(&mut entry.known).insert(hash);
                 }
                 None => entry.overflow += counts.iter().sum::<u64>(),
             }
         }
+    }
+
+    /// The templates route `route` knows, for a request's
+    /// [`Report::knowing`].
+    pub fn known(&self, route: &str) -> Arc<KnownTemplates> {
+        lock(&self.0)
+            .routes
+            .get(route)
+            .map(|table| table.known.clone())
+            .unwrap_or_default()
     }
 
     /// Counts a request of route `route` that a consent signal blocked.

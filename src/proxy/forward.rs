@@ -116,9 +116,8 @@ pub(crate) async fn forward(
     }
 
     let mut pipeline = Pipeline {
-        rewriter: kind.map(|kind| {
-            BodyRewriter::new(kind, rules, Vec::new(), false).inventory(report.counts_fields())
-        }),
+        rewriter: kind
+            .map(|kind| BodyRewriter::new(kind, rules, Vec::new(), false).fields_like(report)),
         passthrough: Vec::new(),
         decoder,
         limits: rules.limits,

@@ -294,7 +294,9 @@ impl Proxy {
                 request,
                 decision,
             }) => {
-                report = Report::new(rules.rules.len(), false).with_fields(rules);
+                report = Report::new(rules.rules.len(), false)
+                    .with_fields(rules)
+                    .knowing(self.inventory.known(&route.name));
                 decided = decision.map(|d| d.as_str());
                 let result = forward::forward(
                     route,

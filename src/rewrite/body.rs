@@ -111,6 +111,16 @@ impl<'r, S: Sink> BodyRewriter<'r, S> {
         }
     }
 
+    /// Counts every value by path and outcome when `outer` (the request's
+    /// report) does, with what it knows of templates.
+    pub(crate) fn fields_like(self, outer: &super::Report) -> Self {
+        let inner = match self.inner {
+            Inner::Json(r) => Inner::Json(r.fields_like(outer)),
+            Inner::Form(r) => Inner::Form(r.fields_like(outer)),
+        };
+        BodyRewriter { inner, ..self }
+    }
+
     /// Also counts every value by path and outcome, for the egress
     /// inventory ([`Report::fields`](super::Report::fields)).
     pub fn inventory(self, inventory: bool) -> Self {

@@ -3,8 +3,11 @@
 //! counts only, never a value, and a bounded number of paths: a body of
 //! endless distinct member names costs no more than one of a few.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
+use super::path::{HASH_START, hash_bytes};
 use crate::policy::{RuleId, Rules};
 use crate::transform::ActionKind;
 
@@ -75,16 +78,93 @@ impl Outcome {
 /// Counts by outcome, indexed by `Outcome as usize`.
 pub type Counts = [u64; Outcome::ALL.len()];
 
+/// Paths by the hash of their template ([`template_hash`]): already
+/// mixed, so the map does not hash it again. Two templates of one hash
+/// would share a row: a miscount in the inventory, never a value shown.
+pub type ByTemplate<V> = HashMap<u64, V, BuildHasherDefault<Mixed>>;
+
+/// Templates known already where the fields go (the inventory's), by
+/// hash: a rewrite need not build their text again.
+pub type KnownTemplates = HashSet<u64, BuildHasherDefault<Mixed>>;
+
+/// The hasher of a key that is a hash already.
+#[derive(Default)]
+pub struct Mixed(u64);
+
+impl Hasher for Mixed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = hash_bytes(self.0, bytes);
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+}
+
+/// The hash a template's text has: what a rewriter that builds it piece by
+/// piece ([`super::path::hash_key`]) arrives at.
+pub fn template_hash(template: &str) -> u64 {
+    hash_bytes(HASH_START, template.as_bytes())
+}
+
+/// Where a counted value is: its path as errors show it, built only when
+/// needed, and, when the rewriter kept it as it went, its template's hash.
+pub(crate) trait Place {
+    fn template_hash(&self) -> Option<u64>;
+    fn path(self) -> String;
+    /// The path as a template.
+    fn template(self) -> String
+    where
+        Self: Sized,
+    {
+        templated(&self.path())
+    }
+}
+
+impl<F: FnOnce() -> String> Place for F {
+    fn template_hash(&self) -> Option<u64> {
+        None
+    }
+
+    fn path(self) -> String {
+        self()
+    }
+}
+
+/// A [`Place`] whose template hash is known, with what builds its path
+/// and its template.
+pub(crate) struct Hashed<P, T>(pub(crate) u64, pub(crate) P, pub(crate) T);
+
+impl<P: FnOnce() -> String, T: FnOnce() -> String> Place for Hashed<P, T> {
+    fn template_hash(&self) -> Option<u64> {
+        Some(self.0)
+    }
+
+    fn path(self) -> String {
+        (self.1)()
+    }
+
+    fn template(self) -> String {
+        (self.2)()
+    }
+}
+
 /// The paths of one rewrite and their counts.
 #[derive(Clone, Debug, Default)]
 pub struct Fields {
     /// What each rule's rewrite is, by rule index.
     rewrites: Vec<Outcome>,
-    paths: HashMap<String, Counts>,
+    paths: ByTemplate<(String, Counts)>,
     /// Values whose path did not fit under [`MAX_PATHS`].
     pub overflow: u64,
     /// The template being built (reused).
     template: String,
+    /// Templates whose text need not be built: their rows leave it empty.
+    known: Option<Arc<KnownTemplates>>,
 }
 
 /// Equal when they count the same: the scratch template does not count.
@@ -106,23 +186,51 @@ impl Fields {
                 .iter()
                 .map(|rule| Outcome::of_rewrite(rule.action.kind()))
                 .collect(),
+            // Room for an event's fields: one allocation, not a growth step
+            // every few of them.
+            paths: ByTemplate::with_capacity_and_hasher(32, Default::default()),
             ..Fields::default()
         }
+    }
+
+    /// Leaves the text of the templates in `known` unbuilt: their rows
+    /// have an empty path.
+    pub fn knowing(mut self, known: Arc<KnownTemplates>) -> Fields {
+        self.known = Some(known);
+        self
     }
 
     /// Empty, for a nested rewrite (an embedded document) of the same rules.
     pub(crate) fn nested(&self) -> Fields {
         Fields {
             rewrites: self.rewrites.clone(),
+            known: self.known.clone(),
+            paths: ByTemplate::with_capacity_and_hasher(32, Default::default()),
             ..Fields::default()
         }
+    }
+
+    /// How many paths.
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
     }
 
     /// Every path seen, with its counts, in no particular order.
     pub fn paths(&self) -> impl Iterator<Item = (&str, &Counts)> {
         self.paths
-            .iter()
+            .values()
             .map(|(path, counts)| (path.as_str(), counts))
+    }
+
+    /// Every path seen with the hash of its template.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, &str, &Counts)> {
+        self.paths
+            .iter()
+            .map(|(hash, (path, counts))| (*hash, path.as_str(), counts))
     }
 
     /// What rule `rule`'s rewrite of a value leaves.
@@ -144,31 +252,95 @@ impl Fields {
     /// `[*]`).
     pub fn count(&mut self, path: &str, outcome: Outcome) {
         template_into(&mut self.template, path);
-        if let Some(counts) = self.paths.get_mut(self.template.as_str()) {
-            counts[outcome as usize] += 1;
-        } else if self.paths.len() < MAX_PATHS {
-            let mut counts = Counts::default();
-            counts[outcome as usize] = 1;
-            self.paths.insert(self.template.clone(), counts);
-        } else {
-            self.overflow += 1;
+        let hash = template_hash(&self.template);
+        let template = &self.template;
+        let known = self.known.as_deref();
+        count_in(
+            &mut self.paths,
+            &mut self.overflow,
+            known,
+            hash,
+            || template.clone(),
+            outcome,
+        );
+    }
+
+    /// Counts one value at the template of hash `hash`, built by `template`
+    /// the first time it is seen.
+    pub(crate) fn count_hashed(
+        &mut self,
+        hash: u64,
+        template: impl FnOnce() -> String,
+        outcome: Outcome,
+    ) {
+        let known = self.known.as_deref();
+        count_in(
+            &mut self.paths,
+            &mut self.overflow,
+            known,
+            hash,
+            template,
+            outcome,
+        );
+    }
+
+    /// Counts one value at `place`.
+    pub(crate) fn count_at(&mut self, place: impl Place, outcome: Outcome) {
+        match place.template_hash() {
+            Some(hash) => self.count_hashed(hash, || place.template(), outcome),
+            None => self.count(&place.path(), outcome),
         }
     }
 
     /// Adds a nested rewrite's paths.
     pub(crate) fn absorb(&mut self, other: &Fields) {
         self.overflow += other.overflow;
-        for (path, theirs) in &other.paths {
+        for (hash, (path, theirs)) in &other.paths {
             let room = self.paths.len() < MAX_PATHS;
-            match self.paths.get_mut(path) {
-                Some(mine) => add_counts(mine, theirs),
+            match self.paths.get_mut(hash) {
+                Some((_, mine)) => add_counts(mine, theirs),
                 None if room => {
-                    self.paths.insert(path.clone(), *theirs);
+                    self.paths.insert(*hash, (path.clone(), *theirs));
                 }
                 None => self.overflow += theirs.iter().sum::<u64>(),
             }
         }
     }
+}
+
+fn count_in(
+    paths: &mut ByTemplate<(String, Counts)>,
+    overflow: &mut u64,
+    known: Option<&KnownTemplates>,
+    hash: u64,
+    template: impl FnOnce() -> String,
+    outcome: Outcome,
+) {
+    if let Some((_, counts)) = paths.get_mut(&hash) {
+        counts[outcome as usize] += 1;
+    } else if paths.len() < MAX_PATHS {
+        let template = if known.is_some_and(|known| known.contains(&hash)) {
+            String::new()
+        } else {
+            template()
+        };
+        debug_assert!(
+            template.is_empty() || template_hash(&template) == hash,
+            "{template}: the hash kept piece by piece is not its text's"
+        );
+        let mut counts = Counts::default();
+        counts[outcome as usize] = 1;
+        paths.insert(hash, (template, counts));
+    } else {
+        *overflow += 1;
+    }
+}
+
+/// `path` as a template.
+pub(crate) fn templated(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    template_into(&mut out, path);
+    out
 }
 
 /// Adds `theirs` to `mine`, outcome by outcome.

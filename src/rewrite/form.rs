@@ -107,6 +107,16 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         self
     }
 
+    /// Counts every field by path and outcome when `outer` (the request's
+    /// report) does, with what it knows of templates.
+    pub(crate) fn fields_like(mut self, outer: &Report) -> Self {
+        self.report.fields = outer
+            .fields
+            .as_ref()
+            .map(|fields| Box::new(fields.nested()));
+        self
+    }
+
     /// Also counts every field by path and outcome, for the egress
     /// inventory ([`Report::fields`]).
     pub fn inventory(mut self, inventory: bool) -> Self {

@@ -21,7 +21,9 @@ mod verdict;
 
 pub use body::{BodyKind, BodyRewriter};
 pub use error::Error;
-pub use fields::{Counts, Fields, MAX_PATHS, Outcome, add_counts};
+pub use fields::{
+    ByTemplate, Counts, Fields, KnownTemplates, MAX_PATHS, Outcome, add_counts, template_hash,
+};
 pub use form::FormRewriter;
 pub use headers::{HeaderOutcome, rewrite_header};
 pub use json::{Framing, JsonRewriter};

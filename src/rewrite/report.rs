@@ -1,7 +1,7 @@
 //! What a rewrite changed, for metrics and for `scrim rewrite --explain`.
 //! Counts and paths only: a report never holds a value.
 
-use super::fields::{Fields, Outcome};
+use super::fields::{Fields, Outcome, Place};
 use crate::detect::{Detector, Finding};
 use crate::policy::consent::signal_matches;
 use crate::policy::{RuleId, Rules};
@@ -93,6 +93,12 @@ impl Report {
         self
     }
 
+    /// Leaves the text of templates in `known` unbuilt ([`Fields::knowing`]).
+    pub fn knowing(mut self, known: std::sync::Arc<super::fields::KnownTemplates>) -> Report {
+        self.fields = self.fields.map(|fields| Box::new(fields.knowing(known)));
+        self
+    }
+
     /// An empty report that itemizes what this one does, for a nested
     /// rewrite (an embedded document).
     pub(crate) fn nested(&self, rules: usize) -> Report {
@@ -115,33 +121,28 @@ impl Report {
 
     /// Counts a value that leaves as it came, under rule `rule` if one
     /// selected it; `path` is only built when fields are counted.
-    pub(crate) fn kept(&mut self, rule: Option<RuleId>, path: impl FnOnce() -> String) {
+    pub(crate) fn kept(&mut self, rule: Option<RuleId>, place: impl Place) {
         self.accounted += 1;
         if let Some(fields) = &mut self.fields {
             let outcome = fields.outcome_of_kept(rule);
-            fields.count(&path(), outcome);
+            fields.count_at(place, outcome);
         }
     }
 
     /// Counts a value that does not leave although no rule removed it (a
     /// header that is not text, where the detectors must read it).
-    pub(crate) fn left_out(&mut self, path: impl FnOnce() -> String) {
+    pub(crate) fn left_out(&mut self, place: impl Place) {
         self.accounted += 1;
         if let Some(fields) = &mut self.fields {
-            fields.count(&path(), Outcome::Dropped);
+            fields.count_at(place, Outcome::Dropped);
         }
     }
 
     /// Counts a value that leaves as it came unless something was counted
     /// of it since `mark` (an [`Report::accounted`] reading).
-    pub(crate) fn kept_since(
-        &mut self,
-        mark: u64,
-        rule: Option<RuleId>,
-        path: impl FnOnce() -> String,
-    ) {
+    pub(crate) fn kept_since(&mut self, mark: u64, rule: Option<RuleId>, place: impl Place) {
         if self.accounted == mark {
-            self.kept(rule, path);
+            self.kept(rule, place);
         }
     }
 
@@ -163,18 +164,14 @@ impl Report {
 
     /// Counts what a detector found in one value; `path` is only built
     /// when the change is itemized.
-    pub(crate) fn detected(&mut self, findings: &[Finding], path: impl FnOnce() -> String) {
+    pub(crate) fn detected(&mut self, findings: &[Finding], place: impl Place) {
         for finding in findings {
             self.detections[detector_index(finding.detector)] += 1;
         }
         self.accounted += 1;
-        if self.changes.is_none() && self.fields.is_none() {
+        let Some(path) = self.count_field(Outcome::Detected, place) else {
             return;
-        }
-        let path = path();
-        if let Some(fields) = &mut self.fields {
-            fields.count(&path, Outcome::Detected);
-        }
+        };
         if let Some(changes) = &mut self.changes {
             changes.extend(findings.iter().map(|finding| Change {
                 path: path.clone(),
@@ -189,12 +186,7 @@ impl Report {
     }
 
     /// Counts a change; `path` is only built when the change is itemized.
-    pub(crate) fn record(
-        &mut self,
-        rule: Option<RuleId>,
-        what: ChangeKind,
-        path: impl FnOnce() -> String,
-    ) {
+    pub(crate) fn record(&mut self, rule: Option<RuleId>, what: ChangeKind, place: impl Place) {
         match (rule, what) {
             (_, ChangeKind::Detected(detector)) => self.detections[detector_index(detector)] += 1,
             (Some(rule), ChangeKind::Rewritten | ChangeKind::Dropped) => {
@@ -204,23 +196,41 @@ impl Report {
             (None, _) => self.unlisted_dropped += 1,
         }
         self.accounted += 1;
-        if self.changes.is_none() && self.fields.is_none() {
+        let outcome = match what {
+            ChangeKind::Rewritten => self
+                .fields
+                .as_ref()
+                .map_or(Outcome::Kept, |fields| fields.rewrite_by(rule)),
+            ChangeKind::InvalidRedacted => Outcome::Redacted,
+            ChangeKind::Dropped | ChangeKind::InvalidDropped | ChangeKind::Unlisted => {
+                Outcome::Dropped
+            }
+            ChangeKind::Detected(_) => Outcome::Detected,
+        };
+        let Some(path) = self.count_field(outcome, place) else {
             return;
-        }
-        let path = path();
-        if let Some(fields) = &mut self.fields {
-            let outcome = match what {
-                ChangeKind::Rewritten => fields.rewrite_by(rule),
-                ChangeKind::InvalidRedacted => Outcome::Redacted,
-                ChangeKind::Dropped | ChangeKind::InvalidDropped | ChangeKind::Unlisted => {
-                    Outcome::Dropped
-                }
-                ChangeKind::Detected(_) => Outcome::Detected,
-            };
-            fields.count(&path, outcome);
-        }
+        };
         if let Some(changes) = &mut self.changes {
             changes.push(Change { path, rule, what });
+        }
+    }
+
+    /// Counts the value at `place` as `outcome` when fields are counted;
+    /// returns its path when changes are itemized (built once for both).
+    fn count_field(&mut self, outcome: Outcome, place: impl Place) -> Option<String> {
+        match (&mut self.fields, self.changes.is_some()) {
+            (None, false) => None,
+            (Some(fields), false) => {
+                fields.count_at(place, outcome);
+                None
+            }
+            (fields, true) => {
+                let path = place.path();
+                if let Some(fields) = fields {
+                    fields.count(&path, outcome);
+                }
+                Some(path)
+            }
         }
     }
 
@@ -234,8 +244,13 @@ impl Report {
         }
         self.read_matches += other.read_matches;
         self.accounted += other.accounted;
-        if let (Some(mine), Some(theirs)) = (&mut self.fields, &other.fields) {
-            mine.absorb(theirs);
+        if let (Some(mine), Some(mut theirs)) = (&mut self.fields, other.fields) {
+            // The larger takes in the smaller (a body's fields, the
+            // headers' and the query's).
+            if theirs.len() > mine.len() {
+                std::mem::swap(mine, &mut theirs);
+            }
+            mine.absorb(&theirs);
         }
         for (mine, theirs) in self.detections.iter_mut().zip(other.detections) {
             *mine += theirs;

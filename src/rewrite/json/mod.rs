@@ -23,9 +23,9 @@ use bytes::Bytes;
 
 use super::error::{Error, Failure, Kind};
 use super::escape::{find_string_special, unescape_into};
-use super::fields::Fields;
+use super::fields::{Fields, Hashed, template_hash, templated};
 use super::output::{Mode, Steering, Writer};
-use super::path::push_key;
+use super::path::{hash_bytes, hash_key, push_key};
 use super::report::{ChangeKind, Report};
 use super::sink::Sink;
 use super::verdict::{self, Rejected, Verdict};
@@ -92,6 +92,9 @@ pub struct JsonRewriter<'r, S: Sink> {
     scanned: String,
     /// A scanned string unescaped (reused).
     scan_buf: Vec<u8>,
+    /// The hash of the root's path template (`$`, or an embedding value's),
+    /// while fields are counted.
+    template_root: u64,
     failed: Failure,
 }
 
@@ -103,7 +106,7 @@ mod values;
 
 pub(crate) use embedded::{Embedded, rewrite_embedded};
 use lex::{Lex, Num, WHITESPACE};
-use slots::{Frame, FrameMode, ScalarUse, Slot, current_path};
+use slots::{Frame, FrameMode, ScalarUse, Slot, current_path, place};
 
 impl<'r, S: Sink> JsonRewriter<'r, S> {
     pub fn new(rules: &'r Rules, framing: Framing, sink: S) -> Self {
@@ -138,6 +141,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             findings: Vec::new(),
             scanned: String::new(),
             scan_buf: Vec::new(),
+            template_root: template_hash("$"),
             failed: Failure::default(),
         }
     }
@@ -155,11 +159,31 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         self
     }
 
+    /// Counts every value by path and outcome when `outer` (the request's
+    /// report) does, with what it knows of templates.
+    pub(crate) fn fields_like(mut self, outer: &Report) -> Self {
+        self.report.fields = outer
+            .fields
+            .as_ref()
+            .map(|fields| Box::new(fields.nested()));
+        self
+    }
+
     fn embedded(rules: &'r Rules, sink: S, embedded: Embedded, outer: &Report) -> Self {
         let mut rewriter = JsonRewriter::new(rules, Framing::Single, sink);
         rewriter.report = outer.nested(rules.rules.len());
+        if rewriter.report.counts_fields() {
+            rewriter.template_root = template_hash(&templated(&embedded.path));
+        }
         rewriter.embedded = Some(embedded);
         rewriter
+    }
+
+    /// The hash of the template of the value about to start or just ended.
+    fn value_template(&self) -> u64 {
+        self.frames
+            .last()
+            .map_or(self.template_root, |frame| frame.child_template)
     }
 
     pub fn sink_mut(&mut self) -> &mut S {

@@ -29,6 +29,10 @@ pub(super) struct Frame {
     pub(super) key_start: usize,
     /// Closing this frame ends a suppressed subtree.
     pub(super) ends_suppress: bool,
+    /// The hash of this container's path template, and of its current
+    /// child's (kept only while fields are counted, for the inventory).
+    pub(super) template: u64,
+    pub(super) child_template: u64,
     /// The rule whose members are added when this object closes.
     pub(super) adds: Option<RuleId>,
 }
@@ -154,8 +158,11 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         };
         frame.in_child = true;
         self.path_keys.truncate(frame.key_start);
-        self.path_keys
-            .extend_from_slice(&label[..label.len().min(crate::rewrite::path::MAX_KEY_SHOWN + 1)]);
+        let shown = &label[..label.len().min(crate::rewrite::path::MAX_KEY_SHOWN + 1)];
+        self.path_keys.extend_from_slice(shown);
+        if self.report.counts_fields() {
+            frame.child_template = hash_key(frame.template, shown);
+        }
         self.slot = match frame.mode {
             FrameMode::Untracked | FrameMode::Each(_) => Slot::Pass,
             FrameMode::Tracked => child_slot(
@@ -216,7 +223,15 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         if mode == FrameMode::Tracked {
             self.arena.extend_from_slice(&self.child_states);
         }
+        let template = self.value_template();
+        let child_template = if object || !self.report.counts_fields() {
+            template
+        } else {
+            hash_bytes(template, b"[*]")
+        };
         self.frames.push(Frame {
+            template,
+            child_template,
             object,
             mode,
             states_start,
@@ -265,9 +280,16 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         }
         self.writer.copy(members.text().as_bytes());
         // The frame is closed: the path is the object's own.
-        self.report.record(Some(rule), ChangeKind::Rewritten, || {
-            current_path(&self.frames, &self.path_keys, &self.embedded)
-        });
+        self.report.record(
+            Some(rule),
+            ChangeKind::Rewritten,
+            place(
+                &self.frames,
+                &self.path_keys,
+                &self.embedded,
+                self.template_root,
+            ),
+        );
     }
 
     pub(super) fn after_value(&mut self) {
@@ -280,6 +302,49 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             None => self.lex = Lex::End,
         }
     }
+}
+
+/// Where the current value is, for the report: its path, built when
+/// needed, and the hash of its template, kept as the rewriter goes. A free
+/// function for the reason [`current_path`] is.
+pub(super) fn place<'a>(
+    frames: &'a [Frame],
+    keys: &'a [u8],
+    embedded: &'a Option<Embedded>,
+    root: u64,
+) -> Hashed<impl FnOnce() -> String + 'a, impl FnOnce() -> String + 'a> {
+    let hash = frames.last().map_or(root, |frame| frame.child_template);
+    Hashed(
+        hash,
+        move || current_path(frames, keys, embedded),
+        move || current_template(frames, keys, embedded),
+    )
+}
+
+/// The template of the current position's path (`$.data[*].user_data.em`),
+/// built as [`Hashed`] places are hashed.
+pub(super) fn current_template(
+    frames: &[Frame],
+    keys: &[u8],
+    embedded: &Option<Embedded>,
+) -> String {
+    let mut path = String::with_capacity(64);
+    match embedded {
+        Some(embedded) => path.push_str(&templated(&embedded.path)),
+        None => path.push('$'),
+    }
+    for (i, frame) in frames.iter().enumerate() {
+        if !frame.in_child {
+            continue;
+        }
+        if frame.object {
+            let end = frames.get(i + 1).map_or(keys.len(), |next| next.key_start);
+            push_key(&mut path, &keys[frame.key_start..end]);
+        } else {
+            path.push_str("[*]");
+        }
+    }
+    path
 }
 
 /// The path of the current position (`$.data[3].user_data.em`). A free

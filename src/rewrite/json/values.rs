@@ -132,9 +132,16 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     }
                     Action::Redact { with } if container => {
                         self.replace_value(chunk, at, with);
-                        self.report.record(Some(rule), ChangeKind::Rewritten, || {
-                            current_path(&self.frames, &self.path_keys, &self.embedded)
-                        });
+                        self.report.record(
+                            Some(rule),
+                            ChangeKind::Rewritten,
+                            place(
+                                &self.frames,
+                                &self.path_keys,
+                                &self.embedded,
+                                self.template_root,
+                            ),
+                        );
                         ends_suppress = true;
                     }
                     _ if b == b'[' && matches!(slot, Slot::Select(_)) && action.is_per_scalar() => {
@@ -201,9 +208,16 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         if self.frames.is_empty() {
             self.writer.copy(b"null");
         }
-        self.report.record(rule, what, || {
-            current_path(&self.frames, &self.path_keys, &self.embedded)
-        });
+        self.report.record(
+            rule,
+            what,
+            place(
+                &self.frames,
+                &self.path_keys,
+                &self.embedded,
+                self.template_root,
+            ),
+        );
     }
 
     /// The value is replaced by a string; the original is suppressed.
@@ -231,9 +245,16 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 let text = std::mem::take(&mut self.replacement);
                 self.replace_value(chunk, at, &text);
                 self.replacement = text;
-                self.report.record(Some(rule), change, || {
-                    current_path(&self.frames, &self.path_keys, &self.embedded)
-                });
+                self.report.record(
+                    Some(rule),
+                    change,
+                    place(
+                        &self.frames,
+                        &self.path_keys,
+                        &self.embedded,
+                        self.template_root,
+                    ),
+                );
                 true
             }
             Ok(Verdict::Remove(change)) => {
@@ -300,9 +321,16 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             }
         }
         if leaves && self.report.counts_fields() {
-            self.report.kept_since(mark, rule, || {
-                current_path(&self.frames, &self.path_keys, &self.embedded)
-            });
+            self.report.kept_since(
+                mark,
+                rule,
+                place(
+                    &self.frames,
+                    &self.path_keys,
+                    &self.embedded,
+                    self.template_root,
+                ),
+            );
         }
         self.scalar = ScalarUse::Pass;
         self.after_value();
@@ -424,9 +452,16 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 if self.frames.is_empty() {
                     self.writer.copy(b"null");
                 }
-                self.report.record(None, ChangeKind::Unlisted, || {
-                    current_path(&self.frames, &self.path_keys, &self.embedded)
-                });
+                self.report.record(
+                    None,
+                    ChangeKind::Unlisted,
+                    place(
+                        &self.frames,
+                        &self.path_keys,
+                        &self.embedded,
+                        self.template_root,
+                    ),
+                );
             }
             None => {
                 self.commit_held();

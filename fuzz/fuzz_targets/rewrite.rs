@@ -139,7 +139,11 @@ fn unredacted(detectors: &Detectors, value: &serde_json::Value) -> Option<String
 }
 
 fn rewrite(rules: &Rules, chunks: &[&[u8]]) -> Result<Vec<u8>, scrim::rewrite::Error> {
-    let mut rewriter = JsonRewriter::new(rules, Framing::Single, Vec::<Bytes>::new());
+    // Counting fields for the inventory changes no byte, and checks (a debug
+    // assertion) that each path's template hash, kept piece by piece, is its
+    // text's.
+    let mut rewriter =
+        JsonRewriter::new(rules, Framing::Single, Vec::<Bytes>::new()).inventory(true);
     for chunk in chunks {
         rewriter.write(Bytes::copy_from_slice(chunk))?;
     }

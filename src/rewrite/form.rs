@@ -110,10 +110,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
     /// Counts every field by path and outcome when `outer` (the request's
     /// report) does, with what it knows of templates.
     pub(crate) fn fields_like(mut self, outer: &Report) -> Self {
-        self.report.fields = outer
-            .fields
-            .as_ref()
-            .map(|fields| Box::new(fields.nested()));
+        self.report.fields = outer.nested_fields();
         self
     }
 

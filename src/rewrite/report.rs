@@ -104,9 +104,15 @@ impl Report {
     pub(crate) fn nested(&self, rules: usize) -> Report {
         Report {
             changes: self.changes.as_ref().map(|_| Vec::new()),
-            fields: self.fields.as_ref().map(|fields| Box::new(fields.nested())),
+            fields: self.nested_fields(),
             ..Report::new(rules, false)
         }
+    }
+
+    /// Empty fields that count as this report's do (none if it counts
+    /// none), for a rewrite whose report is absorbed into this one.
+    pub(crate) fn nested_fields(&self) -> Option<Box<Fields>> {
+        self.fields.as_ref().map(|fields| Box::new(fields.nested()))
     }
 
     pub(crate) fn accounted(&self) -> u64 {

@@ -98,6 +98,14 @@ pub struct JsonRewriter<'r, S: Sink> {
     failed: Failure,
 }
 
+/// Where the rewriter `$r` is, as a [`slots::place`]: a macro, so that it
+/// borrows only the fields it reads while the report is borrowed mutably.
+macro_rules! here {
+    ($r:expr) => {
+        place(&$r.frames, &$r.path_keys, &$r.embedded, $r.template_root)
+    };
+}
+
 mod embedded;
 mod lex;
 mod scan;
@@ -162,10 +170,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     /// Counts every value by path and outcome when `outer` (the request's
     /// report) does, with what it knows of templates.
     pub(crate) fn fields_like(mut self, outer: &Report) -> Self {
-        self.report.fields = outer
-            .fields
-            .as_ref()
-            .map(|fields| Box::new(fields.nested()));
+        self.report.fields = outer.nested_fields();
         self
     }
 

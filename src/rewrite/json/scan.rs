@@ -224,15 +224,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             return Err(self.error_at_offset(offset, Kind::Rejected, reason));
         }
         if answer != Scanned::Clean {
-            self.report.detected(
-                &self.findings,
-                place(
-                    &self.frames,
-                    &self.path_keys,
-                    &self.embedded,
-                    self.template_root,
-                ),
-            );
+            self.report.detected(&self.findings, here!(self));
         }
         Ok(answer)
     }

@@ -280,16 +280,8 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         }
         self.writer.copy(members.text().as_bytes());
         // The frame is closed: the path is the object's own.
-        self.report.record(
-            Some(rule),
-            ChangeKind::Rewritten,
-            place(
-                &self.frames,
-                &self.path_keys,
-                &self.embedded,
-                self.template_root,
-            ),
-        );
+        self.report
+            .record(Some(rule), ChangeKind::Rewritten, here!(self));
     }
 
     pub(super) fn after_value(&mut self) {
@@ -328,30 +320,23 @@ pub(super) fn current_template(
     keys: &[u8],
     embedded: &Option<Embedded>,
 ) -> String {
-    let mut path = String::with_capacity(64);
-    match embedded {
-        Some(embedded) => path.push_str(&templated(&embedded.path)),
-        None => path.push('$'),
-    }
-    for (i, frame) in frames.iter().enumerate() {
-        if !frame.in_child {
-            continue;
-        }
-        if frame.object {
-            let end = frames.get(i + 1).map_or(keys.len(), |next| next.key_start);
-            push_key(&mut path, &keys[frame.key_start..end]);
-        } else {
-            path.push_str("[*]");
-        }
-    }
-    path
+    let root = embedded.as_ref().map(|e| templated(&e.path));
+    path_from(frames, keys, root.as_deref().unwrap_or("$"), true)
 }
 
 /// The path of the current position (`$.data[3].user_data.em`). A free
 /// function over the fields it needs, so that callers may hold other borrows
 /// of the rewriter (the report, in `Report::record`'s closure).
 pub(super) fn current_path(frames: &[Frame], keys: &[u8], embedded: &Option<Embedded>) -> String {
-    let mut path = String::from(embedded.as_ref().map_or("$", |e| e.path.as_str()));
+    let root = embedded.as_ref().map_or("$", |e| e.path.as_str());
+    path_from(frames, keys, root, false)
+}
+
+/// `root` and the frames' keys and indices below it; each index `[*]` in
+/// a template.
+fn path_from(frames: &[Frame], keys: &[u8], root: &str, template: bool) -> String {
+    let mut path = String::with_capacity(64);
+    path.push_str(root);
     for (i, frame) in frames.iter().enumerate() {
         if !frame.in_child {
             continue;
@@ -359,8 +344,11 @@ pub(super) fn current_path(frames: &[Frame], keys: &[u8], embedded: &Option<Embe
         if frame.object {
             let end = frames.get(i + 1).map_or(keys.len(), |next| next.key_start);
             push_key(&mut path, &keys[frame.key_start..end]);
+        } else if template {
+            path.push_str("[*]");
         } else {
-            path.push_str(&format!("[{}]", frame.count));
+            use std::fmt::Write;
+            let _ = write!(path, "[{}]", frame.count);
         }
     }
     path

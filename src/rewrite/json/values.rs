@@ -132,16 +132,8 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     }
                     Action::Redact { with } if container => {
                         self.replace_value(chunk, at, with);
-                        self.report.record(
-                            Some(rule),
-                            ChangeKind::Rewritten,
-                            place(
-                                &self.frames,
-                                &self.path_keys,
-                                &self.embedded,
-                                self.template_root,
-                            ),
-                        );
+                        self.report
+                            .record(Some(rule), ChangeKind::Rewritten, here!(self));
                         ends_suppress = true;
                     }
                     _ if b == b'[' && matches!(slot, Slot::Select(_)) && action.is_per_scalar() => {
@@ -208,16 +200,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         if self.frames.is_empty() {
             self.writer.copy(b"null");
         }
-        self.report.record(
-            rule,
-            what,
-            place(
-                &self.frames,
-                &self.path_keys,
-                &self.embedded,
-                self.template_root,
-            ),
-        );
+        self.report.record(rule, what, here!(self));
     }
 
     /// The value is replaced by a string; the original is suppressed.
@@ -245,16 +228,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 let text = std::mem::take(&mut self.replacement);
                 self.replace_value(chunk, at, &text);
                 self.replacement = text;
-                self.report.record(
-                    Some(rule),
-                    change,
-                    place(
-                        &self.frames,
-                        &self.path_keys,
-                        &self.embedded,
-                        self.template_root,
-                    ),
-                );
+                self.report.record(Some(rule), change, here!(self));
                 true
             }
             Ok(Verdict::Remove(change)) => {
@@ -321,16 +295,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             }
         }
         if leaves && self.report.counts_fields() {
-            self.report.kept_since(
-                mark,
-                rule,
-                place(
-                    &self.frames,
-                    &self.path_keys,
-                    &self.embedded,
-                    self.template_root,
-                ),
-            );
+            self.report.kept_since(mark, rule, here!(self));
         }
         self.scalar = ScalarUse::Pass;
         self.after_value();
@@ -452,16 +417,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 if self.frames.is_empty() {
                     self.writer.copy(b"null");
                 }
-                self.report.record(
-                    None,
-                    ChangeKind::Unlisted,
-                    place(
-                        &self.frames,
-                        &self.path_keys,
-                        &self.embedded,
-                        self.template_root,
-                    ),
-                );
+                self.report.record(None, ChangeKind::Unlisted, here!(self));
             }
             None => {
                 self.commit_held();

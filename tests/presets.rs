@@ -411,6 +411,8 @@ fn segment() {
     );
     assert_eq!(at(&output, "/batch/1/context/ip"), "2001:db8:85a3::");
     gone(&output, "/batch/1/properties/notes");
+    gone(&output, "/batch/1/properties/comment");
+    pseudonymized(&output, "/batch/1/properties/phone", "+16505551616");
     // Segment needs these to work; the README shows how to pseudonymize the email.
     for pointer in [
         "/traits/email",
@@ -428,7 +430,8 @@ fn segment() {
 fn klaviyo() {
     let (input, output) = through("klaviyo");
     let profile = "/data/attributes/profile/data/attributes";
-    pseudonymized(&output, &format!("{profile}/phone_number"), "+16505551212");
+    // Klaviyo accepts E.164 only there: removed, not pseudonymized.
+    gone(&output, &format!("{profile}/phone_number"));
     pseudonymized(
         &output,
         &format!("{profile}/location/address1"),
@@ -451,10 +454,13 @@ fn klaviyo() {
 fn hubspot() {
     let (input, output) = through("hubspot");
     let contact = "/inputs/0/properties";
-    pseudonymized(&output, &format!("{contact}/phone"), "+16505551212");
-    pseudonymized(&output, &format!("{contact}/mobilephone"), "+16505551313");
+    // Phone-number properties a portal can hold to E.164: removed.
+    for field in ["phone", "mobilephone", "fax"] {
+        gone(&output, &format!("{contact}/{field}"));
+    }
     pseudonymized(&output, &format!("{contact}/address"), "1 main st");
     gone(&output, &format!("{contact}/message"));
+    gone(&output, &format!("{contact}/hs_content_membership_notes"));
     for field in [
         "email",
         "firstname",
@@ -470,7 +476,10 @@ fn hubspot() {
 #[test]
 fn mailchimp() {
     let (input, output) = through("mailchimp");
-    pseudonymized(&output, "/merge_fields/PHONE", "+16505551212");
+    // Validated phone fields: removed.
+    gone(&output, "/merge_fields/PHONE");
+    gone(&output, "/sms_phone_number");
+    gone(&output, "/note");
     pseudonymized(&output, "/merge_fields/ADDRESS/addr1", "1 main st");
     pseudonymized(&output, "/merge_fields/ADDRESS/addr2", "apt 4");
     assert_eq!(at(&output, "/ip_signup"), "203.0.113.0");

@@ -82,6 +82,9 @@ fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         Just(Action::Drop),
         Just(Action::Keep),
+        Just(Action::KeepNormalized {
+            normalizer: Normalizer::Email
+        }),
         Just(Action::Redact {
             with: "[REDACTED]".to_owned()
         }),

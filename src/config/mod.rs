@@ -368,7 +368,8 @@ pub struct RuleConfig {
     /// What to do with a value the action cannot handle: `drop` (default),
     /// `redact` or `reject` (fail the whole request).
     pub on_invalid: Option<Spanned<Choice<OnInvalid>>>,
-    /// `hash`, `hmac`: the normalizer applied first. Default `none`.
+    /// `hash`, `hmac`: the normalizer applied first. `keep`: the value is
+    /// kept clear in the normalizer's form. Default `none`.
     pub normalize: Option<Spanned<Choice<Normalizer>>>,
     /// `phone` normalizer: region for numbers without a country code (`US`).
     pub default_region: Option<Spanned<String>>,

@@ -418,9 +418,8 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
                 self.report.record(Some(rule), change, || field_path(key));
             }
             Ok(Verdict::Remove(change)) => self.drop_field(chunk, at, Some(rule), change),
-            // Left as it is by its rule (a guard that did not hold), not
-            // exempted (`keep` never gets here): the detectors still look.
-            Ok(Verdict::Keep) => {
+            Ok(Verdict::Keep) => self.write_scanned(chunk, at, raw, Scanned::Clean)?,
+            Ok(Verdict::Unchanged) => {
                 let answer = self.scan_text(text);
                 self.write_scanned(chunk, at, raw, answer)?;
             }

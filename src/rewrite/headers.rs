@@ -63,6 +63,7 @@ fn rewrite_named(
     let mut out = String::new();
     match verdict::judge(rules, rule_id, text.map(Scalar::Str), &mut out) {
         Ok(Verdict::Keep) => Ok(HeaderOutcome::Unchanged),
+        Ok(Verdict::Unchanged) => scan_header(rules, &lower, value, report),
         Ok(Verdict::Remove(change)) => {
             report.record(Some(rule_id), change, path);
             Ok(HeaderOutcome::Remove)

@@ -132,9 +132,7 @@ pub fn rewrite_query(
             std::str::from_utf8(&value).map_err(|_| place("query parameter is not UTF-8"))?;
         let mut out = String::new();
         match verdict::judge(rules, rule, Ok(Scalar::Str(value)), &mut out) {
-            // Left as it is by its rule (a guard that did not hold), not
-            // exempted: the detectors still look.
-            Ok(Verdict::Keep) if !matches!(rules.rules[rule].action, Action::Keep) => {
+            Ok(Verdict::Unchanged) => {
                 changed |= scan_pair(rules, pair, &mut findings, &mut kept, report, offset)?;
             }
             Ok(Verdict::Keep) => kept.push(pair.to_owned()),

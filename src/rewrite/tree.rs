@@ -219,7 +219,7 @@ impl Walker<'_> {
         };
         let mut out = String::new();
         match verdict::judge(self.rules, rule, scalar, &mut out) {
-            Ok(Verdict::Keep) => Ok(Some(value)),
+            Ok(Verdict::Keep | Verdict::Unchanged) => Ok(Some(value)),
             Ok(Verdict::Remove(_)) => {
                 self.forget(&value);
                 Ok(None)

@@ -6,7 +6,7 @@
 
 use super::report::ChangeKind;
 use crate::policy::{OnInvalid, REDACTED, RuleId, Rules};
-use crate::transform::{Action, Applied, Invalid, Scalar};
+use crate::transform::{Action, ActionKind, Applied, Invalid, Scalar};
 
 /// The verdict on one value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,8 +15,14 @@ pub(crate) enum Verdict {
     /// (`Rewritten`) or the redaction of an invalid value
     /// (`InvalidRedacted`).
     Replace(ChangeKind),
-    /// The value stays as it came.
+    /// The value stays as it came, kept on purpose (`keep`, or `keep` with
+    /// `normalize:` on a value already in its normal form): the detectors
+    /// leave it alone.
     Keep,
+    /// The value stays as it came because its rule left it alone (a guard
+    /// that did not hold, a null, a digest `hash` leaves as it is): not
+    /// exempted, so the detectors still look.
+    Unchanged,
     /// The value goes, with its member or field name: dropped by its rule
     /// (`Dropped`) or as invalid (`InvalidDropped`).
     Remove(ChangeKind),
@@ -46,7 +52,8 @@ pub(crate) fn judge(
     let applied = value.and_then(|value| action.apply_into(value, out));
     match applied {
         Ok(Applied::Replaced) => Ok(Verdict::Replace(ChangeKind::Rewritten)),
-        Ok(Applied::Unchanged) => Ok(Verdict::Keep),
+        Ok(Applied::Unchanged) if action.kind() == ActionKind::Keep => Ok(Verdict::Keep),
+        Ok(Applied::Unchanged) => Ok(Verdict::Unchanged),
         Ok(Applied::Removed) => Ok(Verdict::Remove(ChangeKind::Dropped)),
         Err(why) => invalid(rules, rule, why, out),
     }

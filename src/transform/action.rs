@@ -16,6 +16,10 @@ pub enum Action {
     Drop,
     /// Leaves the value as it is (and, under `unlisted: drop`, keeps it).
     Keep,
+    /// Keeps the value clear, written the way its normalizer writes it
+    /// (`keep` with `normalize:`): a phone number as E.164, for a platform
+    /// that refuses any other shape.
+    KeepNormalized { normalizer: Normalizer },
     /// Replaces the value with a fixed string.
     Redact { with: String },
     /// SHA-256 of the normalized value.
@@ -196,7 +200,7 @@ impl Action {
     pub fn kind(&self) -> ActionKind {
         match self {
             Action::Drop => ActionKind::Drop,
-            Action::Keep => ActionKind::Keep,
+            Action::Keep | Action::KeepNormalized { .. } => ActionKind::Keep,
             Action::Redact { .. } => ActionKind::Redact,
             Action::Hash { .. } => ActionKind::Hash,
             Action::Hmac { .. } => ActionKind::Hmac,
@@ -266,6 +270,16 @@ impl Action {
                 };
             }
             Action::Redact { with } => out.push_str(with),
+            Action::KeepNormalized { normalizer } => {
+                if text.is_empty() {
+                    return Ok(Applied::Unchanged);
+                }
+                let normalized = normalizer.apply(text)?;
+                if *normalized == *text {
+                    return Ok(Applied::Unchanged);
+                }
+                out.push_str(&normalized);
+            }
             Action::Hash {
                 normalizer,
                 encoding,
@@ -330,6 +344,7 @@ impl std::fmt::Display for Action {
             Action::Read { equals } => write!(f, " equals {equals:?}"),
             Action::AddMembers(members) => write!(f, " {{{}}}", members.text()),
             Action::Redact { with } => write!(f, " with {with:?}"),
+            Action::KeepNormalized { normalizer } => write!(f, " normalize={normalizer}"),
             Action::Hash {
                 normalizer,
                 encoding,

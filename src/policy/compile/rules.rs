@@ -66,7 +66,7 @@ fn guarded(errors: &mut Errors<'_>, rule: &RuleConfig, action: Action) -> Option
         return Some(action);
     };
     let when = errors.choice(name, "only_if")?;
-    if matches!(action, Action::Keep) {
+    if action.kind() == ActionKind::Keep {
         errors.at(name, "`only_if` does not apply to action `keep`");
         return None;
     }
@@ -100,7 +100,8 @@ pub(super) fn parse_region(
 /// error rather than silently ignored.
 pub(super) fn allowed_options(kind: ActionKind) -> &'static [&'static str] {
     match kind {
-        ActionKind::Drop | ActionKind::Keep => &[],
+        ActionKind::Drop => &[],
+        ActionKind::Keep => &["normalize", "default_region", "phone_format"],
         ActionKind::Redact => &["with"],
         ActionKind::Hash => &["normalize", "default_region", "phone_format", "encoding"],
         ActionKind::Hmac => &[
@@ -162,7 +163,10 @@ fn compile_action(
         // Made by consent decisions; no file can name them.
         ActionKind::AddMembers | ActionKind::Read => return None,
         ActionKind::Drop => Action::Drop,
-        ActionKind::Keep => Action::Keep,
+        ActionKind::Keep => match normalizer(errors, rule, default_region) {
+            Normalizer::None => Action::Keep,
+            normalizer => Action::KeepNormalized { normalizer },
+        },
         ActionKind::Redact => Action::Redact {
             with: rule
                 .with

@@ -237,9 +237,14 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             }
             Ok(Verdict::Keep) => {
                 self.keep_value(chunk, at);
+                if let Some(original) = original {
+                    self.writer.copy(original);
+                }
+                false
+            }
+            Ok(Verdict::Unchanged) => {
+                self.keep_value(chunk, at);
                 match original {
-                    // Left as it is by its rule (a guard that did not
-                    // hold), not exempted: the detectors still look.
                     Some(original) if original.first() == Some(&b'"') => {
                         self.write_kept_string(original)?
                     }

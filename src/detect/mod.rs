@@ -10,8 +10,10 @@ mod email;
 mod numbers;
 mod phone;
 mod scan;
+mod triggers;
 
 use serde::Deserialize;
+use triggers::Triggers;
 
 pub(crate) use numbers::luhn;
 pub use scan::{Scan, ScanAction, Scanned, rejection};
@@ -107,6 +109,8 @@ pub fn redact(text: &str, findings: &[Finding], out: &mut String) {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Detectors {
     enabled: Vec<Detector>,
+    /// What a text must give one of the enabled detectors to be looked at.
+    wanted: Triggers,
     /// The region national phone numbers are read in (`US`); without one
     /// only international (`+CC`) numbers are phones.
     region: Option<phonenumber::country::Id>,
@@ -118,11 +122,13 @@ pub struct Detectors {
 
 impl Detectors {
     pub fn new(enabled: &[Detector], region: Option<phonenumber::country::Id>) -> Detectors {
+        let enabled: Vec<Detector> = Detector::ALL
+            .into_iter()
+            .filter(|d| enabled.contains(d))
+            .collect();
         Detectors {
-            enabled: Detector::ALL
-                .into_iter()
-                .filter(|d| enabled.contains(d))
-                .collect(),
+            wanted: Triggers::needed_by_any(&enabled),
+            enabled,
             region,
             national_lengths: phone::national_lengths(region),
         }
@@ -200,8 +206,7 @@ impl Detectors {
     /// for most strings of a body, told in one pass over the bytes, before
     /// they are read as UTF-8.
     pub fn may_find_in(&self, text: &[u8]) -> bool {
-        let triggers = Triggers::of(text);
-        self.enabled.iter().any(|&d| triggers.may_find(d))
+        Triggers::of(text).meet(self.wanted)
     }
 
     fn find_once(&self, text: &str, out: &mut Vec<Finding>) {
@@ -210,13 +215,13 @@ impl Detectors {
         // digests, ids) give no detector a place to start: one pass over
         // the bytes says so, and which detectors have one.
         let triggers = Triggers::of(text.as_bytes());
-        if !self.enabled.iter().any(|&d| triggers.may_find(d)) {
+        if !triggers.meet(self.wanted) {
             return;
         }
         let mut found = Vec::new();
         for &detector in &self.enabled {
             found.clear();
-            if !triggers.may_find(detector) {
+            if !triggers.meet(Triggers::needed_by(detector)) {
                 continue;
             }
             match detector {
@@ -321,205 +326,9 @@ fn ends_apart(text: &[u8], end: usize) -> bool {
     }
 }
 
-/// Which detectors have a place in a text to start from: for each, a
-/// condition every one of its findings meets, so that a text that gives
-/// none is left at once. Most strings of a body (names of events,
-/// currencies, titles, digests, ids) give none.
-#[derive(Clone, Copy, Default)]
-struct Triggers {
-    /// An `@`, or `%40`.
-    email: bool,
-    /// Where a finding may start (a digit, `+`, `(` or `%2B` that
-    /// [`starts_apart`]), a run of digits and separators with at least
-    /// [`MIN_NUMBER_DIGITS`] digits: cards, SSNs and phones have that many.
-    numbers: bool,
-    /// Two capitals and two digits, the first capital apart.
-    iban: bool,
-    /// A byte an IP address holds: `ip` is opt-in, and its own pass is the
-    /// test.
-    ip: bool,
-}
-
-/// The fewest digits a card (13), an SSN (9) or a phone number holds: the
-/// shortest numbers libphonenumber knows, with their country code, have 6
-/// (`+43 1234`); one less, for a margin.
-const MIN_NUMBER_DIGITS: usize = 5;
-
-fn may_start_number(b: u8) -> bool {
-    b.is_ascii_digit() || matches!(b, b'+' | b'(' | b'%')
-}
-
-impl Triggers {
-    fn of(text: &[u8]) -> Triggers {
-        let Some(&first) = text.first() else {
-            return Triggers::default();
-        };
-        // One word (a digest, an id, a name; branch-free, so vector code):
-        // only the whole of it stands apart, so only an unformatted card
-        // or IBAN can be found in it.
-        if text.iter().fold(true, |all, &b| all & is_word(b)) {
-            let digits = |range: std::ops::Range<usize>| {
-                text.get(range)
-                    .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
-            };
-            return Triggers {
-                numbers: first.is_ascii_digit() && digits(0..MIN_NUMBER_DIGITS),
-                iban: text.len() > 4
-                    && first.is_ascii_uppercase()
-                    && text[1].is_ascii_uppercase()
-                    && digits(2..4),
-                ..Triggers::default()
-            };
-        }
-        // Branch-free, so that it compiles to vector code: one pass over
-        // the text tells whether any place after the first may start a
-        // number (a digit, `+`, `(` or `%` that starts apart), whether two
-        // capitals stand together, whether an `@`, a `%`, a digit or a
-        // colon is there.
-        let second = text.get(1).copied().unwrap_or(b' ');
-        let mut later_start = text.len() > 1 && may_start_number(second) && starts_apart(text, 1);
-        let mut capitals = first.is_ascii_uppercase() & second.is_ascii_uppercase();
-        let mut ip = false;
-        let mut at_sign = false;
-        let mut percent = false;
-        for &b in &text[..text.len().min(2)] {
-            ip |= b.is_ascii_digit() | (b == b':');
-            at_sign |= b == b'@';
-            percent |= b == b'%';
-        }
-        let (from_second, from_third) = (&text[1..], text.get(2..).unwrap_or_default());
-        for ((&before_that, &before), &b) in text.iter().zip(from_second).zip(from_third) {
-            let apart = !is_word(before) & !(is_joiner(before) & is_word(before_that));
-            later_start |= may_start_number(b) & apart;
-            capitals |= before.is_ascii_uppercase() & b.is_ascii_uppercase();
-            ip |= b.is_ascii_digit() | (b == b':');
-            at_sign |= b == b'@';
-            percent |= b == b'%';
-        }
-        let email = at_sign || (percent && escape_in(text, b"40"));
-        let mut numbers =
-            may_start_number(first) && number_digits_from(text, 0) >= MIN_NUMBER_DIGITS;
-        if !numbers && later_start {
-            numbers = (1..text.len()).any(|at| {
-                may_start_number(text[at])
-                    && starts_apart(text, at)
-                    && number_digits_from(text, at) >= MIN_NUMBER_DIGITS
-            });
-        }
-        let iban = capitals
-            && text.windows(4).enumerate().any(|(at, w)| {
-                w[0].is_ascii_uppercase()
-                    && w[1].is_ascii_uppercase()
-                    && w[2].is_ascii_digit()
-                    && w[3].is_ascii_digit()
-                    && (at == 0 || !is_word(text[at - 1]))
-            });
-        Triggers {
-            email,
-            numbers,
-            iban,
-            ip,
-        }
-    }
-
-    fn may_find(self, detector: Detector) -> bool {
-        match detector {
-            Detector::Email => self.email,
-            Detector::Card | Detector::Ssn | Detector::Phone => self.numbers,
-            Detector::Iban => self.iban,
-            Detector::Ip => self.ip,
-        }
-    }
-}
-
-/// Whether `text` holds `%` followed by `hex` (either case).
-fn escape_in(text: &[u8], hex: &[u8; 2]) -> bool {
-    memchr::memchr_iter(b'%', text).any(|at| {
-        text.get(at + 1..at + 3)
-            .is_some_and(|escape| escape.eq_ignore_ascii_case(hex))
-    })
-}
-
-/// How many digits the run of digits and separators (` -.()`) starting at
-/// `at` holds; a `+` or `%2B` (a phone's) opens it. A place that opens no
-/// run holds none.
-fn number_digits_from(text: &[u8], at: usize) -> usize {
-    let from = match text[at] {
-        b'+' => at + 1,
-        b'%' if text
-            .get(at + 1..at + 3)
-            .is_some_and(|e| e.eq_ignore_ascii_case(b"2B")) =>
-        {
-            at + 3
-        }
-        b'%' => return 0,
-        _ => at,
-    };
-    let mut digits = 0;
-    for &b in &text[from.min(text.len())..] {
-        if b.is_ascii_digit() {
-            digits += 1;
-            if digits >= MIN_NUMBER_DIGITS {
-                break;
-            }
-        } else if !matches!(b, b' ' | b'-' | b'.' | b'(' | b')') {
-            break;
-        }
-    }
-    digits
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use proptest::strategy::Strategy;
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
-
-        /// The triggers are a filter only: wherever a detector, run on its
-        /// own, finds something, its trigger holds.
-        #[test]
-        fn a_trigger_holds_wherever_its_detector_finds(
-            pieces in proptest::collection::vec(
-                proptest::prop_oneof![
-                    "[0-9]{1,16}",
-                    "[ +().\\-/@%:_]{1,3}",
-                    "[a-zA-Z]{1,6}",
-                    proptest::sample::select(vec![
-                        "jane.doe@example.com", "jane%40example.com", "+1 415 555 2671",
-                        "4111 1111 1111 1111", "4111-1111-1111-1111", "DE89 3704 0044 0532 0130 00",
-                        "078-05-1120", "(212) 555-0143", "%2B14155552671", "+43 1 1234",
-                        "+290 2222", "2001:db8::1", "192.0.2.1", "GB82WEST12345698765432",
-                    ]).prop_map(str::to_owned),
-                ],
-                0..10,
-            )
-        ) {
-            let text: String = pieces.concat();
-            let triggers = Triggers::of(text.as_bytes());
-            let region = Some(phonenumber::country::Id::US);
-            let lengths = phone::national_lengths(region);
-            for detector in Detector::ALL {
-                let mut found = Vec::new();
-                match detector {
-                    Detector::Email => email::find(&text, &mut found),
-                    Detector::Phone => phone::find(&text, region, lengths, &mut found),
-                    Detector::Card => numbers::find_cards(&text, &mut found),
-                    Detector::Iban => numbers::find_ibans(&text, &mut found),
-                    Detector::Ssn => numbers::find_ssns(&text, &mut found),
-                    Detector::Ip => numbers::find_ips(&text, &mut found),
-                }
-                proptest::prop_assert!(
-                    found.is_empty() || triggers.may_find(detector),
-                    "{} finds {:?} in {text:?}, but its trigger does not hold",
-                    detector.as_str(),
-                    found
-                );
-            }
-        }
-    }
 
     #[test]
     fn tag_len_is_the_tags_length() {

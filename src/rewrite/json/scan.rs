@@ -111,15 +111,26 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             // Inside a value that does not leave.
             return Ok(());
         }
-        let Ok(text) = std::str::from_utf8(label) else {
-            return Err(self.error(end, Kind::Syntax, "invalid UTF-8"));
+        // Most names give the detectors nothing to look at, and need not be
+        // read as UTF-8 again (the lexer has checked their bytes).
+        let may_find = self
+            .scan_settings()
+            .is_some_and(|scan| scan.may_find_in(label));
+        let answer = if may_find {
+            let Ok(text) = std::str::from_utf8(label) else {
+                return Err(self.error(end, Kind::Syntax, "invalid UTF-8"));
+            };
+            let answer = self.scan_text(text, self.offset + from as u64)?;
+            if answer == Scanned::Drop {
+                // A member name cannot go alone (nothing of its value has
+                // come yet): it is rewritten as `redact` would.
+                crate::detect::redact(text, &self.findings, &mut self.scanned);
+            }
+            answer
+        } else {
+            self.findings.clear();
+            Scanned::Clean
         };
-        let answer = self.scan_text(text, self.offset + from as u64)?;
-        if answer == Scanned::Drop {
-            // A member name cannot go alone (nothing of its value has come
-            // yet): it is rewritten as `redact` would.
-            crate::detect::redact(text, &self.findings, &mut self.scanned);
-        }
         if suspended {
             self.steer
                 .set_mode(chunk, end, Mode::Pass, &mut self.writer);

@@ -1,0 +1,361 @@
+//! Which detectors have a place in a text to start from: for each, a
+//! condition every one of its findings meets, so that a text that gives none
+//! is left at once. Most strings of a body (names of members and events,
+//! currencies, titles, digests, ids) give none, and are told so in one
+//! vector pass over their bytes, before they are read as UTF-8.
+
+use super::{Detector, is_word, starts_apart};
+
+/// The fewest digits a card (13), an SSN (9) or a phone number holds: the
+/// shortest numbers libphonenumber knows, with their country code, have 6
+/// (`+43 1234`); one less, for a margin.
+const MIN_NUMBER_DIGITS: usize = 5;
+
+/// The triggers that hold in a text, as bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Triggers(u8);
+
+impl Triggers {
+    /// An `@`, or `%40`.
+    const EMAIL: u8 = 1;
+    /// Where a finding may start (a digit, `+`, `(` or `%2B` that
+    /// [`starts_apart`]), a run of digits and separators with at least
+    /// [`MIN_NUMBER_DIGITS`] digits: cards, SSNs and phones have that many.
+    const NUMBERS: u8 = 1 << 1;
+    /// Two capitals and two digits, the first capital apart.
+    const IBAN: u8 = 1 << 2;
+    /// A digit or a colon outside a single word: `ip` is opt-in, and its
+    /// own pass is the test.
+    const IP: u8 = 1 << 3;
+
+    /// The trigger without which `detector` finds nothing.
+    pub(super) fn needed_by(detector: Detector) -> Triggers {
+        Triggers(match detector {
+            Detector::Email => Self::EMAIL,
+            Detector::Card | Detector::Ssn | Detector::Phone => Self::NUMBERS,
+            Detector::Iban => Self::IBAN,
+            Detector::Ip => Self::IP,
+        })
+    }
+
+    /// The triggers any of `detectors` needs.
+    pub(super) fn needed_by_any(detectors: &[Detector]) -> Triggers {
+        Triggers(
+            detectors
+                .iter()
+                .fold(0, |all, &d| all | Self::needed_by(d).0),
+        )
+    }
+
+    /// Whether one of `wanted` holds.
+    pub(super) fn meet(self, wanted: Triggers) -> bool {
+        self.0 & wanted.0 != 0
+    }
+
+    pub(super) fn of(text: &[u8]) -> Triggers {
+        let kinds = ByteKinds::of(text);
+        let one_word = !kinds.has(ByteKinds::NOT_WORD);
+        let mut bits = 0;
+        if kinds.has(ByteKinds::AT) || (kinds.has(ByteKinds::PERCENT) && escape_in(text, b"40")) {
+            bits |= Self::EMAIL;
+        }
+        // An address has a `.` or a `:`: never one word.
+        if !one_word && kinds.has(ByteKinds::DIGIT | ByteKinds::COLON) {
+            bits |= Self::IP;
+        }
+        // A number has five digits, an IBAN two: the passes below, byte by
+        // byte, are for the few texts with that many.
+        if kinds.digits < 2 {
+            return Triggers(bits);
+        }
+        let numbers = kinds.digits >= MIN_NUMBER_DIGITS
+            && if one_word {
+                // Only the whole word stands apart: only an unformatted card
+                // or IBAN can be found in it, from its first byte.
+                text[..MIN_NUMBER_DIGITS].iter().all(u8::is_ascii_digit)
+            } else {
+                (0..text.len()).any(|at| {
+                    may_start_number(text[at])
+                        && starts_apart(text, at)
+                        && number_digits_from(text, at) >= MIN_NUMBER_DIGITS
+                })
+            };
+        if numbers {
+            bits |= Self::NUMBERS;
+        }
+        let iban = kinds.capitals >= 2
+            && text.windows(4).enumerate().any(|(at, w)| {
+                w[0].is_ascii_uppercase()
+                    && w[1].is_ascii_uppercase()
+                    && w[2].is_ascii_digit()
+                    && w[3].is_ascii_digit()
+                    && (at == 0 || !is_word(text[at - 1]))
+            });
+        if iban {
+            bits |= Self::IBAN;
+        }
+        Triggers(bits)
+    }
+}
+
+/// Which kinds of bytes a text holds, and about how many digits and
+/// capitals (exactly, or at least as many as it holds up to 255 of each).
+struct ByteKinds {
+    bits: u8,
+    digits: usize,
+    capitals: usize,
+}
+
+impl ByteKinds {
+    const DIGIT: u8 = 1;
+    const AT: u8 = 1 << 1;
+    const PERCENT: u8 = 1 << 2;
+    const COLON: u8 = 1 << 3;
+    const UPPER: u8 = 1 << 4;
+    const NOT_WORD: u8 = 1 << 5;
+    const LANES: usize = 16;
+
+    /// The kinds of each byte, looked up by texts shorter than a block
+    /// (most member names and values).
+    const OF_BYTE: [u8; 256] = {
+        let mut table = [0; 256];
+        let mut b = 0;
+        while b < 256 {
+            table[b] = Self::of_byte(b as u8);
+            b += 1;
+        }
+        table
+    };
+
+    fn of(text: &[u8]) -> ByteKinds {
+        let (blocks, tail) = text.as_chunks::<{ Self::LANES }>();
+        if blocks.is_empty() {
+            let bits = text
+                .iter()
+                .fold(0, |all, &b| all | Self::OF_BYTE[usize::from(b)]);
+            let count = |kind: u8| {
+                text.iter()
+                    .filter(|&&b| Self::OF_BYTE[usize::from(b)] & kind != 0)
+                    .count()
+            };
+            let digits = if bits & Self::DIGIT == 0 {
+                0
+            } else {
+                count(Self::DIGIT)
+            };
+            let capitals = if bits & Self::UPPER == 0 {
+                0
+            } else {
+                count(Self::UPPER)
+            };
+            return ByteKinds {
+                bits,
+                digits,
+                capitals,
+            };
+        }
+        // A block at a time, in vector code; the tail as the last block of
+        // the text, which overlaps the one before it (its bytes counted
+        // twice: the counts are lower bounds for the tests that use them).
+        let mut lanes = Lanes::default();
+        for block in blocks {
+            lanes.add(block);
+        }
+        if !tail.is_empty() {
+            lanes.add(
+                text.last_chunk::<{ Self::LANES }>()
+                    .expect("a block or more"),
+            );
+        }
+        let kinds = u128::from_ne_bytes(lanes.kinds);
+        let kinds = kinds | kinds >> 64;
+        let kinds = kinds | kinds >> 32;
+        let kinds = kinds | kinds >> 16;
+        let sum = |counts: [u8; Self::LANES]| counts.iter().map(|&c| usize::from(c)).sum();
+        ByteKinds {
+            bits: (kinds | kinds >> 8) as u8,
+            digits: sum(lanes.digits),
+            capitals: sum(lanes.capitals),
+        }
+    }
+
+    #[inline(always)]
+    const fn of_byte(b: u8) -> u8 {
+        let digit = b.wrapping_sub(b'0') < 10;
+        let upper = b.wrapping_sub(b'A') < 26;
+        let lower = b.wrapping_sub(b'a') < 26;
+        let word = digit | upper | lower | (b >= 0x80);
+        (digit as u8) * Self::DIGIT
+            | ((b == b'@') as u8) * Self::AT
+            | ((b == b'%') as u8) * Self::PERCENT
+            | ((b == b':') as u8) * Self::COLON
+            | (upper as u8) * Self::UPPER
+            | (!word as u8) * Self::NOT_WORD
+    }
+
+    fn has(&self, kinds: u8) -> bool {
+        self.bits & kinds != 0
+    }
+}
+
+/// The kinds of the bytes seen so far, and how many digits and capitals,
+/// lane by lane (a count stops at 255).
+#[derive(Default)]
+struct Lanes {
+    kinds: [u8; ByteKinds::LANES],
+    digits: [u8; ByteKinds::LANES],
+    capitals: [u8; ByteKinds::LANES],
+}
+
+impl Lanes {
+    /// Branch-free, so that the compiler makes vector code of it.
+    #[inline(always)]
+    fn add(&mut self, block: &[u8; ByteKinds::LANES]) {
+        for i in 0..ByteKinds::LANES {
+            let kinds = ByteKinds::of_byte(block[i]);
+            self.kinds[i] |= kinds;
+            self.digits[i] = self.digits[i].saturating_add(kinds & ByteKinds::DIGIT);
+            self.capitals[i] =
+                self.capitals[i].saturating_add(u8::from(kinds & ByteKinds::UPPER != 0));
+        }
+    }
+}
+
+fn may_start_number(b: u8) -> bool {
+    b.is_ascii_digit() || matches!(b, b'+' | b'(' | b'%')
+}
+
+/// Whether `text` holds `%` followed by `hex` (either case).
+pub(super) fn escape_in(text: &[u8], hex: &[u8; 2]) -> bool {
+    memchr::memchr_iter(b'%', text).any(|at| {
+        text.get(at + 1..at + 3)
+            .is_some_and(|escape| escape.eq_ignore_ascii_case(hex))
+    })
+}
+
+/// How many digits the run of digits and separators (` -.()`) starting at
+/// `at` holds; a `+` or `%2B` (a phone's) opens it. A place that opens no
+/// run holds none.
+fn number_digits_from(text: &[u8], at: usize) -> usize {
+    let from = match text[at] {
+        b'+' => at + 1,
+        b'%' if text
+            .get(at + 1..at + 3)
+            .is_some_and(|e| e.eq_ignore_ascii_case(b"2B")) =>
+        {
+            at + 3
+        }
+        b'%' => return 0,
+        _ => at,
+    };
+    let mut digits = 0;
+    for &b in &text[from.min(text.len())..] {
+        if b.is_ascii_digit() {
+            digits += 1;
+            if digits >= MIN_NUMBER_DIGITS {
+                break;
+            }
+        } else if !matches!(b, b' ' | b'-' | b'.' | b'(' | b')') {
+            break;
+        }
+    }
+    digits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{email, numbers, phone};
+
+    use proptest::strategy::Strategy;
+
+    #[test]
+    fn byte_kinds_count_digits_and_see_every_kind_in_blocks_and_tails() {
+        for len in [0, 1, 15, 16, 17, 40] {
+            let text = vec![b'x'; len];
+            let kinds = ByteKinds::of(&text);
+            assert_eq!((kinds.bits, kinds.digits), (0, 0), "{len}");
+            for (at, byte, kind) in [
+                (len / 2, b'7', ByteKinds::DIGIT),
+                (
+                    len.saturating_sub(1),
+                    b'@',
+                    ByteKinds::AT | ByteKinds::NOT_WORD,
+                ),
+                (0, b'%', ByteKinds::PERCENT | ByteKinds::NOT_WORD),
+                (len / 3, b':', ByteKinds::COLON | ByteKinds::NOT_WORD),
+                (len / 4, b'Q', ByteKinds::UPPER),
+                (len / 5, b' ', ByteKinds::NOT_WORD),
+            ] {
+                if len == 0 {
+                    continue;
+                }
+                let mut text = text.clone();
+                text[at] = byte;
+                assert_eq!(ByteKinds::of(&text).bits, kind, "{len} {}", byte as char);
+            }
+        }
+        // Counted exactly, or at least (the last block overlaps).
+        assert_eq!(ByteKinds::of("1".repeat(320).as_bytes()).digits, 320);
+        assert!((600..=616).contains(&ByteKinds::of("1".repeat(600).as_bytes()).digits));
+        assert_eq!(ByteKinds::of(b"a1b2c3d").digits, 3);
+        let capitals = ByteKinds::of(b"GB82 west 1234 5698 7654 32");
+        assert!(capitals.capitals >= 2 && (16..=32).contains(&capitals.digits));
+        assert_eq!(ByteKinds::of(b"Sourdough loaf, 800 g").capitals, 1);
+        for b in 0..=255u8 {
+            let is_word = b.is_ascii_alphanumeric() || b >= 0x80;
+            assert_eq!(
+                ByteKinds::OF_BYTE[usize::from(b)] & ByteKinds::NOT_WORD == 0,
+                is_word,
+                "{b}"
+            );
+        }
+        assert!(!ByteKinds::of("zoë".as_bytes()).has(ByteKinds::NOT_WORD));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// The triggers are a filter only: wherever a detector, run on its
+        /// own, finds something, its trigger holds.
+        #[test]
+        fn a_trigger_holds_wherever_its_detector_finds(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[0-9]{1,16}",
+                    "[ +().\\-/@%:_]{1,3}",
+                    "[a-zA-Z]{1,6}",
+                    proptest::sample::select(vec![
+                        "jane.doe@example.com", "jane%40example.com", "+1 415 555 2671",
+                        "4111 1111 1111 1111", "4111-1111-1111-1111", "DE89 3704 0044 0532 0130 00",
+                        "078-05-1120", "(212) 555-0143", "%2B14155552671", "+43 1 1234",
+                        "+290 2222", "2001:db8::1", "192.0.2.1", "GB82WEST12345698765432",
+                    ]).prop_map(str::to_owned),
+                ],
+                0..10,
+            )
+        ) {
+            let text: String = pieces.concat();
+            let triggers = Triggers::of(text.as_bytes());
+            let region = Some(phonenumber::country::Id::US);
+            let lengths = phone::national_lengths(region);
+            for detector in Detector::ALL {
+                let mut found = Vec::new();
+                match detector {
+                    Detector::Email => email::find(&text, &mut found),
+                    Detector::Phone => phone::find(&text, region, lengths, &mut found),
+                    Detector::Card => numbers::find_cards(&text, &mut found),
+                    Detector::Iban => numbers::find_ibans(&text, &mut found),
+                    Detector::Ssn => numbers::find_ssns(&text, &mut found),
+                    Detector::Ip => numbers::find_ips(&text, &mut found),
+                }
+                proptest::prop_assert!(
+                    found.is_empty() || triggers.meet(Triggers::needed_by(detector)),
+                    "{} finds {:?} in {text:?}, but its trigger does not hold",
+                    detector.as_str(),
+                    found
+                );
+            }
+        }
+    }
+}

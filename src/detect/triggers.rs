@@ -185,12 +185,16 @@ impl ByteKinds {
         let upper = b.wrapping_sub(b'A') < 26;
         let lower = b.wrapping_sub(b'a') < 26;
         let word = digit | upper | lower | (b >= 0x80);
-        (digit as u8) * Self::DIGIT
-            | ((b == b'@') as u8) * Self::AT
-            | ((b == b'%') as u8) * Self::PERCENT
-            | ((b == b':') as u8) * Self::COLON
-            | (upper as u8) * Self::UPPER
-            | (!word as u8) * Self::NOT_WORD
+        // `kind` when `holds`, without a branch.
+        const fn bit(holds: bool, kind: u8) -> u8 {
+            (holds as u8) * kind
+        }
+        bit(digit, Self::DIGIT)
+            | bit(b == b'@', Self::AT)
+            | bit(b == b'%', Self::PERCENT)
+            | bit(b == b':', Self::COLON)
+            | bit(upper, Self::UPPER)
+            | bit(!word, Self::NOT_WORD)
     }
 
     fn has(&self, kinds: u8) -> bool {
@@ -211,12 +215,16 @@ impl Lanes {
     /// Branch-free, so that the compiler makes vector code of it.
     #[inline(always)]
     fn add(&mut self, block: &[u8; ByteKinds::LANES]) {
-        for i in 0..ByteKinds::LANES {
-            let kinds = ByteKinds::of_byte(block[i]);
-            self.kinds[i] |= kinds;
-            self.digits[i] = self.digits[i].saturating_add(kinds & ByteKinds::DIGIT);
-            self.capitals[i] =
-                self.capitals[i].saturating_add(u8::from(kinds & ByteKinds::UPPER != 0));
+        let lanes = self
+            .kinds
+            .iter_mut()
+            .zip(self.digits.iter_mut())
+            .zip(self.capitals.iter_mut());
+        for (((kinds, digits), capitals), &b) in lanes.zip(block) {
+            let kind = ByteKinds::of_byte(b);
+            *kinds |= kind;
+            *digits = digits.saturating_add(u8::from(kind & ByteKinds::DIGIT != 0));
+            *capitals = capitals.saturating_add(u8::from(kind & ByteKinds::UPPER != 0));
         }
     }
 }

@@ -70,15 +70,17 @@ pub(crate) fn hash_bytes(hash: u64, bytes: &[u8]) -> u64 {
 /// `hash` continued over what [`push_key`] would add for `key`.
 pub(crate) fn hash_key(hash: u64, key: &[u8]) -> u64 {
     // Most names are identifiers: hashed as `.name` in the pass that
-    // tells, and hashed again otherwise.
+    // tells (one table lookup a byte), and hashed again otherwise.
     let mut named = hash_bytes(hash, b".");
-    let mut identifier = !key.is_empty() && key.len() <= MAX_KEY_SHOWN;
+    let mut kinds = IDENTIFIER_BYTE;
     let mut digits = 0;
     for &b in key {
         named = (named ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        digits += usize::from(b.is_ascii_digit());
-        identifier &= b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'$');
+        let kind = NAME_BYTES[usize::from(b)];
+        kinds &= kind;
+        digits += usize::from(kind & DIGIT_BYTE != 0);
     }
+    let identifier = kinds & IDENTIFIER_BYTE != 0 && !key.is_empty() && key.len() <= MAX_KEY_SHOWN;
     if identifier && digits <= MAX_DIGITS_SHOWN {
         return named;
     }
@@ -88,6 +90,27 @@ pub(crate) fn hash_key(hash: u64, key: &[u8]) -> u64 {
         Shown::Hidden => hash_bytes(hash, b"[?]"),
     }
 }
+
+/// A byte an identifier-like name ([`Shown::Identifier`]) may hold.
+const IDENTIFIER_BYTE: u8 = 1;
+const DIGIT_BYTE: u8 = 2;
+
+/// The kinds of each byte, as [`hash_key`] reads a name.
+const NAME_BYTES: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'$') {
+            table[b] |= IDENTIFIER_BYTE;
+        }
+        if byte.is_ascii_digit() {
+            table[b] |= DIGIT_BYTE;
+        }
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -107,7 +130,19 @@ mod tests {
 
     #[test]
     fn a_path_hashed_by_pieces_hashes_as_its_text() {
-        let keys: [&[u8]; 4] = [b"user_data", b"user_data[em]", b"john@example.com", b"x"];
+        let long = [b'a'; MAX_KEY_SHOWN + 1];
+        let keys: [&[u8]; 10] = [
+            b"user_data",
+            b"user_data[em]",
+            b"john@example.com",
+            b"x",
+            b"",
+            b"$ref",
+            b"a-1_B",
+            b"id1234567",
+            b"zo\xc3\xab",
+            &long,
+        ];
         let mut path = String::from("$");
         let mut hash = hash_bytes(HASH_START, b"$");
         for key in keys {

@@ -68,29 +68,23 @@ impl Triggers {
         if kinds.digits < 2 {
             return Triggers(bits);
         }
-        let numbers = kinds.digits >= MIN_NUMBER_DIGITS
-            && if one_word {
-                // Only the whole word stands apart: only an unformatted card
-                // or IBAN can be found in it, from its first byte.
-                text[..MIN_NUMBER_DIGITS].iter().all(u8::is_ascii_digit)
-            } else {
-                (0..text.len()).any(|at| {
-                    may_start_number(text[at])
-                        && starts_apart(text, at)
-                        && number_digits_from(text, at) >= MIN_NUMBER_DIGITS
-                })
-            };
+        let want_numbers = kinds.digits >= MIN_NUMBER_DIGITS;
+        let want_iban = kinds.capitals >= 2;
+        let (numbers, iban) = if !(want_numbers || want_iban) {
+            (false, false)
+        } else if one_word {
+            // Only the whole word stands apart: only an unformatted card
+            // or IBAN can be found in it, from its first byte.
+            (
+                want_numbers && text[..MIN_NUMBER_DIGITS].iter().all(u8::is_ascii_digit),
+                want_iban && iban_at(text, 0),
+            )
+        } else {
+            starts(text, want_numbers, want_iban)
+        };
         if numbers {
             bits |= Self::NUMBERS;
         }
-        let iban = kinds.capitals >= 2
-            && text.windows(4).enumerate().any(|(at, w)| {
-                w[0].is_ascii_uppercase()
-                    && w[1].is_ascii_uppercase()
-                    && w[2].is_ascii_digit()
-                    && w[3].is_ascii_digit()
-                    && (at == 0 || !is_word(text[at - 1]))
-            });
         if iban {
             bits |= Self::IBAN;
         }
@@ -115,13 +109,20 @@ impl ByteKinds {
     const NOT_WORD: u8 = 1 << 5;
     const LANES: usize = 16;
 
-    /// The kinds of each byte, looked up by texts shorter than a block
-    /// (most member names and values).
-    const OF_BYTE: [u8; 256] = {
+    /// For each byte: its kinds in bits 16 to 23, and 1 in bits 8 to 15
+    /// for a capital, in bits 0 to 7 for a digit. Texts shorter than a
+    /// block (most member names and values) look their bytes up here, in
+    /// one pass: the kinds of a text are the OR of its bytes' entries, the
+    /// counts in their sum (fewer than a block of bytes carries no count
+    /// into the next).
+    const OF_BYTE: [u32; 256] = {
         let mut table = [0; 256];
         let mut b = 0;
         while b < 256 {
-            table[b] = Self::of_byte(b as u8);
+            let kinds = Self::of_byte(b as u8);
+            table[b] = (kinds as u32) << 16
+                | ((kinds & Self::UPPER != 0) as u32) << 8
+                | (kinds & Self::DIGIT != 0) as u32;
             b += 1;
         }
         table
@@ -130,28 +131,14 @@ impl ByteKinds {
     fn of(text: &[u8]) -> ByteKinds {
         let (blocks, tail) = text.as_chunks::<{ Self::LANES }>();
         if blocks.is_empty() {
-            let bits = text
-                .iter()
-                .fold(0, |all, &b| all | Self::OF_BYTE[usize::from(b)]);
-            let count = |kind: u8| {
-                text.iter()
-                    .filter(|&&b| Self::OF_BYTE[usize::from(b)] & kind != 0)
-                    .count()
-            };
-            let digits = if bits & Self::DIGIT == 0 {
-                0
-            } else {
-                count(Self::DIGIT)
-            };
-            let capitals = if bits & Self::UPPER == 0 {
-                0
-            } else {
-                count(Self::UPPER)
-            };
+            let (kinds, counts) = text.iter().fold((0, 0u32), |(kinds, counts), &b| {
+                let entry = Self::OF_BYTE[usize::from(b)];
+                (kinds | entry, counts.wrapping_add(entry))
+            });
             return ByteKinds {
-                bits,
-                digits,
-                capitals,
+                bits: (kinds >> 16) as u8,
+                digits: (counts & 0xff) as usize,
+                capitals: (counts >> 8 & 0xff) as usize,
             };
         }
         // A block at a time, in vector code; the tail as the last block of
@@ -233,6 +220,155 @@ fn may_start_number(b: u8) -> bool {
     b.is_ascii_digit() || matches!(b, b'+' | b'(' | b'%')
 }
 
+/// Whether a number [`Triggers::NUMBERS`] counts starts at `at`.
+fn number_at(text: &[u8], at: usize) -> bool {
+    may_start_number(text[at])
+        && starts_apart(text, at)
+        && number_digits_from(text, at) >= MIN_NUMBER_DIGITS
+}
+
+/// Whether an IBAN may start at `at`: two capitals, two digits, apart.
+fn iban_at(text: &[u8], at: usize) -> bool {
+    text.get(at..at + 4).is_some_and(|w| {
+        w[0].is_ascii_uppercase()
+            && w[1].is_ascii_uppercase()
+            && w[2].is_ascii_digit()
+            && w[3].is_ascii_digit()
+    }) && (at == 0 || !is_word(text[at - 1]))
+}
+
+/// Whether a number and an IBAN (each when wanted) start somewhere in
+/// `text`, which is not one word. The places where either may start are
+/// told a block at a time, in vector code, from the two bytes before each
+/// and the three after; only the places a number may start at are looked
+/// at further. A short text (most ids) is copied between zeros, which
+/// stand apart and open nothing, so that it takes one or two blocks.
+/// Out of line: few texts come this far.
+#[inline(never)]
+fn starts(text: &[u8], want_numbers: bool, want_iban: bool) -> (bool, bool) {
+    const LANES: usize = Places::LANES;
+    const SHORT: usize = 2 * LANES;
+    let mut found = Starts {
+        text,
+        want_numbers,
+        want_iban,
+        numbers: false,
+        iban: false,
+    };
+    if text.len() <= SHORT {
+        let mut padded = [0; Places::BEFORE + SHORT + Places::AFTER];
+        padded[Places::BEFORE..][..text.len()].copy_from_slice(text);
+        found.look(&padded, Places::BEFORE, Places::BEFORE);
+        if text.len() > LANES {
+            found.look(&padded, Places::BEFORE + LANES, Places::BEFORE);
+        }
+        return (found.numbers, found.iban);
+    }
+    // Nothing that may start in the last three bytes is wanted (an IBAN
+    // has four, a number five digits); the first two have no two before.
+    let ends = text.len() - Places::AFTER;
+    for at in 0..Places::BEFORE {
+        found.numbers |= want_numbers && number_at(text, at);
+        found.iban |= want_iban && iban_at(text, at);
+    }
+    let mut at = Places::BEFORE;
+    while at < ends && !found.done() {
+        // The last block overlaps the one before it.
+        let block = at.min(ends - LANES);
+        found.look(text, block, 0);
+        at = block + LANES;
+    }
+    (found.numbers, found.iban)
+}
+
+/// What [`starts`] has found so far.
+struct Starts<'t> {
+    text: &'t [u8],
+    want_numbers: bool,
+    want_iban: bool,
+    numbers: bool,
+    iban: bool,
+}
+
+impl Starts<'_> {
+    fn done(&self) -> bool {
+        (self.numbers || !self.want_numbers) && (self.iban || !self.want_iban)
+    }
+
+    /// Looks at the block of places from `at` of `bytes`, which holds the
+    /// text from `offset`.
+    fn look(&mut self, bytes: &[u8], at: usize, offset: usize) {
+        let places = Places::of(bytes, at);
+        self.iban |= self.want_iban && places.iban;
+        if self.want_numbers && !self.numbers {
+            let mut lanes = places.number_starts;
+            while lanes != 0 && !self.numbers {
+                let lane = (lanes.trailing_zeros() / 8) as usize;
+                lanes &= lanes - 1;
+                self.numbers = number_at(self.text, at + lane - offset);
+            }
+        }
+    }
+}
+
+/// For a block of places in a text: those a number may start at (a byte
+/// that opens one, standing apart), and whether an IBAN may start at one
+/// (two capitals then two digits, the first capital apart).
+struct Places {
+    /// A byte per place, in order: 1 where a number may start, else 0.
+    number_starts: u128,
+    iban: bool,
+}
+
+impl Places {
+    const LANES: usize = 16;
+    /// How many bytes before a place and after it tell what it is.
+    const BEFORE: usize = 2;
+    const AFTER: usize = 3;
+
+    /// Lane by lane over arrays, without branches, so that the compiler
+    /// makes vector code of it. `bytes` holds the two bytes before `at`
+    /// and the `LANES + 3` from it.
+    #[inline(always)]
+    fn of(bytes: &[u8], at: usize) -> Places {
+        const LANES: usize = Places::LANES;
+        let lanes = |shift: usize| -> &[u8; LANES] {
+            bytes[at + shift - Places::BEFORE..]
+                .first_chunk::<LANES>()
+                .expect("the caller leaves room")
+        };
+        let (before2, before, here) = (lanes(0), lanes(1), lanes(2));
+        let (next, third, fourth) = (lanes(3), lanes(4), lanes(5));
+        let digit = |b: u8| b.wrapping_sub(b'0') < 10;
+        let upper = |b: u8| b.wrapping_sub(b'A') < 26;
+        let word = |b: u8| digit(b) | ((b | 0x20).wrapping_sub(b'a') < 26) | (b >= 0x80);
+        let joiner = |b: u8| (b == b'-') | (b == b'_') | (b == b'.') | (b == b'/');
+        let mut starts = [0u8; LANES];
+        for (((start, &b), &before), &before2) in
+            starts.iter_mut().zip(here).zip(before).zip(before2)
+        {
+            let opens = digit(b) | (b == b'+') | (b == b'(') | (b == b'%');
+            let apart = !word(before) & !(joiner(before) & word(before2));
+            *start = u8::from(opens & apart);
+        }
+        let mut ibans = [0u8; LANES];
+        for (((((iban, &b), &next), &third), &fourth), &before) in ibans
+            .iter_mut()
+            .zip(here)
+            .zip(next)
+            .zip(third)
+            .zip(fourth)
+            .zip(before)
+        {
+            *iban = u8::from(upper(b) & upper(next) & digit(third) & digit(fourth) & !word(before));
+        }
+        Places {
+            number_starts: u128::from_le_bytes(starts),
+            iban: u128::from_le_bytes(ibans) != 0,
+        }
+    }
+}
+
 /// Whether `text` holds `%` followed by `hex` (either case).
 pub(super) fn escape_in(text: &[u8], hex: &[u8; 2]) -> bool {
     memchr::memchr_iter(b'%', text).any(|at| {
@@ -307,13 +443,17 @@ mod tests {
         assert_eq!(ByteKinds::of("1".repeat(320).as_bytes()).digits, 320);
         assert!((600..=616).contains(&ByteKinds::of("1".repeat(600).as_bytes()).digits));
         assert_eq!(ByteKinds::of(b"a1b2c3d").digits, 3);
+        let short = ByteKinds::of("ÉA-12 Bé9".as_bytes());
+        assert_eq!((short.digits, short.capitals), (3, 2));
+        let longest_short = ByteKinds::of(b"QQQQQQQ99999999");
+        assert_eq!((longest_short.digits, longest_short.capitals), (8, 7));
         let capitals = ByteKinds::of(b"GB82 west 1234 5698 7654 32");
         assert!(capitals.capitals >= 2 && (16..=32).contains(&capitals.digits));
         assert_eq!(ByteKinds::of(b"Sourdough loaf, 800 g").capitals, 1);
         for b in 0..=255u8 {
             let is_word = b.is_ascii_alphanumeric() || b >= 0x80;
             assert_eq!(
-                ByteKinds::OF_BYTE[usize::from(b)] & ByteKinds::NOT_WORD == 0,
+                ByteKinds::of_byte(b) & ByteKinds::NOT_WORD == 0,
                 is_word,
                 "{b}"
             );
@@ -323,6 +463,26 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// The blocks tell the places a number or an IBAN starts as the
+        /// byte-by-byte definition does, at every length and position.
+        #[test]
+        fn blocks_find_the_starts_each_place_gives(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof!["[0-9]{1,6}", "[ +().%\\-_/]{1,2}", "[A-Z]{1,3}", "[a-zé]{1,4}"],
+                0..24,
+            )
+        ) {
+            let text = pieces.concat();
+            let text = text.as_bytes();
+            let numbers = (0..text.len()).any(|at| number_at(text, at));
+            let iban = (0..text.len()).any(|at| iban_at(text, at));
+            for (want_numbers, want_iban) in [(true, true), (true, false), (false, true)] {
+                let (found_numbers, found_iban) = starts(text, want_numbers, want_iban);
+                proptest::prop_assert_eq!(found_numbers, want_numbers && numbers);
+                proptest::prop_assert_eq!(found_iban, want_iban && iban);
+            }
+        }
 
         /// The triggers are a filter only: wherever a detector, run on its
         /// own, finds something, its trigger holds.

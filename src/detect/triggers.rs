@@ -63,8 +63,8 @@ impl Triggers {
         if !one_word && kinds.has(ByteKinds::DIGIT | ByteKinds::COLON) {
             bits |= Self::IP;
         }
-        // A number has five digits, an IBAN two: the passes below, byte by
-        // byte, are for the few texts with that many.
+        // A number has five digits, an IBAN two: the search for where one
+        // starts is for the few texts with that many.
         if kinds.digits < 2 {
             return Triggers(bits);
         }
@@ -133,7 +133,7 @@ impl ByteKinds {
         if blocks.is_empty() {
             let (kinds, counts) = text.iter().fold((0, 0u32), |(kinds, counts), &b| {
                 let entry = Self::OF_BYTE[usize::from(b)];
-                (kinds | entry, counts.wrapping_add(entry))
+                (kinds | entry, counts + entry)
             });
             return ByteKinds {
                 bits: (kinds >> 16) as u8,
@@ -143,7 +143,7 @@ impl ByteKinds {
         }
         // A block at a time, in vector code; the tail as the last block of
         // the text, which overlaps the one before it (its bytes counted
-        // twice: the counts are lower bounds for the tests that use them).
+        // twice: the counts are upper bounds, safe for the tests that use them).
         let mut lanes = Lanes::default();
         for block in blocks {
             lanes.add(block);
@@ -227,7 +227,8 @@ fn number_at(text: &[u8], at: usize) -> bool {
         && number_digits_from(text, at) >= MIN_NUMBER_DIGITS
 }
 
-/// Whether an IBAN may start at `at`: two capitals, two digits, apart.
+/// Whether an IBAN may start at `at`: two capitals, two digits, and no
+/// word byte before (looser than [`starts_apart`], which a joiner fails).
 fn iban_at(text: &[u8], at: usize) -> bool {
     text.get(at..at + 4).is_some_and(|w| {
         w[0].is_ascii_uppercase()
@@ -321,7 +322,7 @@ struct Places {
 }
 
 impl Places {
-    const LANES: usize = 16;
+    const LANES: usize = ByteKinds::LANES;
     /// How many bytes before a place and after it tell what it is.
     const BEFORE: usize = 2;
     const AFTER: usize = 3;

@@ -80,3 +80,28 @@ for i in range(count - 1):
 open(out, "w").write("".join(lines))
 PY
 }
+
+# ga4_route FILE UPSTREAM_PORT: appends to a configuration a `ga4_web`
+# route under /g/ (the browser analytics preset, for load.sh's GA4 row).
+ga4_route() {
+  cat >> "$1" <<YAML
+  - name: ga4
+    match: {path_prefix: /g/}
+    upstream: http://127.0.0.1:$2
+    preset: ga4_web
+    site: [bakery.example]
+YAML
+}
+
+# ga4_hit LUA: a wrk script that sends a gtag.js page_view hit as a
+# browser does: GET /g/collect with 30 parameters, and a browser's headers.
+ga4_hit() {
+  cat > "$1" <<'LUA'
+wrk.method = "GET"
+wrk.path = "/g/collect?v=2&tid=G-TEST123456&gtm=45je4b20v9115990890za200&_p=1733341234567&gcs=G111&gcd=13l3l3l3l1l1&npa=0&dma=0&cid=1873456721.1733340000&ul=en-us&sr=1512x982&uaa=arm&uab=64&uafvl=Chromium%3B131.0.6778.86%7CGoogle%2520Chrome%3B131.0.6778.86&uamb=0&uap=macOS&uapv=14.6.1&uaw=0&_s=1&sid=1733340012&sct=37&seg=0&dl=https%3A%2F%2Fbakery.example%2Fcheckout%3Femail%3Djane%2540example.com%26utm_source%3Dnewsletter&dr=https%3A%2F%2Fmail.example.net%2Finbox&dt=Checkout&en=page_view&_fv=1&_ss=1&uid=cust-00042&_uip=203.0.113.77"
+wrk.headers["User-Agent"] = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.6778.86 Safari/537.36"
+wrk.headers["Cookie"] = "_ga=GA1.1.1873456721.1733340000; shop_session=s%3Asess-8f2c1e9a"
+wrk.headers["Referer"] = "https://bakery.example/checkout?email=jane%40example.com"
+wrk.headers["Accept-Language"] = "en-US,en;q=0.9,de;q=0.8"
+LUA
+}

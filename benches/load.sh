@@ -3,6 +3,9 @@
 # (which rewrites nothing), and through scrim (which hashes 6 fields of a
 # 1 KiB event), in one run. Peak requests per second with wrk, then latency
 # at half of scrim's peak (wrk paced with a Lua delay). Medians of 3 rounds.
+# Without ROUTES or BASELINE, also a GA4 row: a gtag.js hit (GET with 30
+# parameters, through `preset: ga4_web`) in the same rounds, against the
+# Meta event's.
 #
 #   benches/load.sh [SECONDS_PER_RUN]      (default 10)
 #   ROUTES=5000 benches/load.sh            (scrim with that many routes, the
@@ -56,6 +59,8 @@ if [ "${ROUTES:-1}" -gt 1 ]; then
   routes_config "$work/scrim.yaml" "$scrim_port" "$admin_port" "$ROUTES"
 else
   meta_config "$work/scrim.yaml" "$scrim_port" "$admin_port" "$upstream_port"
+  # A build from before ga4_web would refuse the route.
+  if [ -z "${BASELINE:-}" ]; then ga4_route "$work/scrim.yaml" "$upstream_port"; ga4=1; fi
 fi
 target/release/scrim run --config "$work/scrim.yaml" 2>/dev/null & pids+=($!)
 names="direct nginx scrim"
@@ -67,6 +72,7 @@ if [ -n "${BASELINE:-}" ]; then
 fi
 
 meta_event "$work/body.json" "$work/post.lua"
+ga4_hit "$work/ga4.lua"
 echo "payload: $(wc -c < "$work/body.json") bytes"
 
 sleep 1
@@ -78,6 +84,10 @@ for name in $names; do
 done
 
 rps() { wrk -t2 -c$connections -d${duration}s -s "$work/post.lua" "http://127.0.0.1:$1/v21.0/1/events" | awk '/Requests\/sec/ {print $2}'; }
+ga4_rps() { wrk -t2 -c$connections -d${duration}s -s "$work/ga4.lua" "http://127.0.0.1:$1" | awk '/Requests\/sec/ {print $2}'; }
+if [ -n "${ga4:-}" ]; then
+  curl -sf -o /dev/null "http://127.0.0.1:$scrim_port/g/collect?v=2&cid=1.2" || { echo "the ga4 route does not answer"; exit 1; }
+fi
 median() { echo $1 | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A results
@@ -89,12 +99,21 @@ for round in $(seq 1 $rounds); do
   for name in $order; do
     results[$name]+="$(rps $(port_of $name)) "
   done
+  if [ -n "${ga4:-}" ]; then
+    results[ga4_nginx]+="$(ga4_rps $nginx_port) "
+    results[ga4_scrim]+="$(ga4_rps $scrim_port) "
+  fi
 done
 direct=$(median "${results[direct]}")
 nginx_rps=$(median "${results[nginx]}")
 scrim_rps=$(median "${results[scrim]}")
 echo "peak requests/s (median of $rounds, $connections connections): direct $direct, nginx $nginx_rps, scrim $scrim_rps"
 python3 -c "print('scrim / nginx = %.2f' % ($scrim_rps / $nginx_rps))"
+if [ -n "${ga4:-}" ]; then
+  ga4_nginx=$(median "${results[ga4_nginx]}"); ga4_scrim=$(median "${results[ga4_scrim]}")
+  echo "GA4 hit (GET, 30 parameters, preset ga4_web), same rounds: nginx $ga4_nginx, scrim $ga4_scrim requests/s; rounds: scrim ${results[ga4_scrim]}"
+  python3 -c "print('scrim GA4 hit / scrim Meta event = %.3f; scrim / nginx on the GA4 hit = %.2f' % ($ga4_scrim / $scrim_rps, $ga4_scrim / $ga4_nginx))"
+fi
 if [ -n "${BASELINE:-}" ]; then
   baseline_rps=$(median "${results[baseline]}")
   echo "baseline ($BASELINE): $baseline_rps requests/s; rounds: scrim ${results[scrim]}, baseline ${results[baseline]}"

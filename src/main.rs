@@ -267,9 +267,9 @@ fn rewrite(
         );
         return ExitCode::from(1);
     };
-    let Some(kind) = BodyKind::from_content_type(content_type) else {
+    let Some(kind) = BodyKind::for_route(content_type, &route.rules) else {
         eprintln!(
-            "unsupported media type `{content_type}`: scrim rewrites JSON, NDJSON and form bodies"
+            "unsupported media type `{content_type}`: scrim rewrites JSON, NDJSON and form bodies (and text/plain lines on a route with `text_plain: query_lines`)"
         );
         return ExitCode::from(2);
     };

@@ -27,6 +27,11 @@ impl Reloader {
         }
     }
 
+    /// The policy in force (every worker's is the same).
+    pub fn policy(&self) -> Option<Arc<Policy>> {
+        self.proxies.first().map(|proxy| proxy.policy())
+    }
+
     /// Reloads; requests in flight finish on the policy they started with.
     /// Listener settings (addresses, limits) need a restart to change.
     pub fn reload(&self) -> Result<(), ConfigErrors> {

@@ -161,6 +161,11 @@ async fn control_loop(
         signals(SignalKind::interrupt())?,
         signals(SignalKind::hangup())?,
     );
+    // Rotating keys are dropped at the end of their period even when no
+    // request comes to replace them (`transform::rotation`).
+    let mut sweep = tokio::time::interval(std::time::Duration::from_secs(1));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let current_policy = reloader.clone();
     admin.ready.store(true, Ordering::Release);
     tracing::info!(
         %listen,
@@ -176,6 +181,12 @@ async fn control_loop(
             _ = hangup.recv() => {
                 // Errors are logged and counted by the reloader.
                 let _ = reloader.reload();
+            }
+            _ = sweep.tick() => {
+                let now = std::time::SystemTime::now();
+                for key in current_policy.policy().iter().flat_map(|policy| policy.rotating_keys()) {
+                    key.forget_expired(now);
+                }
             }
         }
     }

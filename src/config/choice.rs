@@ -144,7 +144,8 @@ mod tests {
         each::<Guard>(|v| v.as_str().to_owned());
         each::<Decision>(|v| v.as_str().to_owned());
         each::<Normalizer>(|v| v.name().to_owned());
-        assert_eq!(names::<ActionKind>().len(), 8);
+        each::<crate::transform::Shape>(|v| v.as_str().to_owned());
+        assert_eq!(names::<ActionKind>().len(), 11);
         assert_eq!(names::<Normalizer>().len(), 13);
     }
 

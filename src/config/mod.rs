@@ -15,7 +15,7 @@ use serde::Deserialize;
 pub use serde_saphyr::Spanned;
 
 use crate::detect::Detector;
-use crate::transform::{ActionKind, Encoding, Guard, Normalizer, OnInvalid, PhoneFormat};
+use crate::transform::{ActionKind, Encoding, Guard, Normalizer, OnInvalid, PhoneFormat, Shape};
 
 pub use choice::{Choice, names};
 pub use error::{ConfigError, ConfigErrors};
@@ -158,6 +158,28 @@ pub struct RouteConfig {
     /// identify the app's users, so by default they are removed.
     #[serde(default)]
     pub keep_forwarding_headers: bool,
+    /// Browsers call this route directly (a site's analytics tag pointed at
+    /// scrim): the `Cookie` header is removed (all but the cookies
+    /// `keep_cookies` names), so are client hints beyond the low-entropy
+    /// three (`Sec-CH-UA`, `-Mobile`, `-Platform`), and no `Set-Cookie` of
+    /// the upstream reaches the browser. Default `false`; `true` with a preset for browsers
+    /// (`ga4_web`).
+    pub browser: Option<Spanned<bool>>,
+    /// Browser routes: cookies passed upstream, by name. Default none.
+    #[serde(default)]
+    pub keep_cookies: Vec<Spanned<String>>,
+    /// The site's own hosts (`shop.example`, `www.shop.example`): a URL
+    /// to any other is external for `strip_url`'s `external: drop`.
+    #[serde(default)]
+    pub site: Vec<Spanned<String>>,
+    /// URL parameters allowed to stay (`page`, `q`), by name, in every URL
+    /// a `strip_url` rule of the route cuts. Default none.
+    #[serde(default)]
+    pub keep_params: Vec<Spanned<String>>,
+    /// `text/plain` bodies: `refuse` (415) or `query_lines` (one
+    /// URL-encoded hit per line, rewritten with the `query.NAME` rules).
+    /// Default `refuse`; `query_lines` with `preset: ga4_web`.
+    pub text_plain: Option<Spanned<Choice<TextPlain>>>,
     /// A built-in rule set for one platform (`scrim presets` lists them):
     /// its rules come first, and the route's own `rules` after them win
     /// where they select the same value.
@@ -272,6 +294,29 @@ pub struct ConsentConfig {
     pub block_status: Option<Spanned<u16>>,
 }
 
+/// What `strip_url` does with a URL to another site (`external:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum External {
+    /// Cut like any other URL.
+    #[default]
+    Keep,
+    /// Removed whole (a referrer from elsewhere).
+    Drop,
+}
+
+/// What a route does with a `text/plain` body (`text_plain:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextPlain {
+    /// 415: scrim cannot tell what such a body holds.
+    #[default]
+    Refuse,
+    /// One URL-encoded set of parameters per line (gtag.js batches hits
+    /// so), each line rewritten with the route's `query.NAME` rules.
+    QueryLines,
+}
+
 /// What happens to body values that no rule selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -384,6 +429,20 @@ pub struct RuleConfig {
     pub prefix: Option<Spanned<String>>,
     /// `hmac`: characters of the MAC kept in the token (16 to 43, default 22).
     pub length: Option<Spanned<u32>>,
+    /// `hmac`: change the key every period: `daily` (at midnight UTC),
+    /// `hourly`, or a duration (`30m`, at least `1s`). Each period's key is
+    /// random and forgotten when the period ends, unless `key` is given:
+    /// then it is derived from that key and the period's start, so that
+    /// every scrim of a site makes the same tokens.
+    pub rotate: Option<Spanned<String>>,
+    /// `hmac`: how a token is written: `token` (default,
+    /// `{prefix}{key id}.{MAC}`), `ga_client_id` (`1234567890.1234567890`,
+    /// as Google Analytics writes a client id) or `digits` (ten digits).
+    pub shape: Option<Spanned<Choice<Shape>>>,
+    /// `strip_url`: what becomes of a URL to a host that is not one of the
+    /// route's `site:` hosts: `keep` (default) or `drop` (without `site:`,
+    /// every URL with a host is dropped).
+    pub external: Option<Spanned<Choice<External>>>,
     /// `redact`: the replacement. Default `[REDACTED]`.
     pub with: Option<Spanned<String>>,
     /// `mask`, `generalize`: characters kept at the start. Default 0 (`mask`)

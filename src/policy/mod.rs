@@ -18,7 +18,7 @@ pub use selector::{Selector, SelectorError, Step, canonical_header_name};
 
 use sha2::Digest as _;
 
-pub use crate::config::Unlisted;
+pub use crate::config::{TextPlain, Unlisted};
 use crate::transform::Action;
 pub use crate::transform::OnInvalid;
 
@@ -154,6 +154,28 @@ impl Policy {
     pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|route| route.name == name)
     }
+
+    /// Every rotating key of every route's rules, for the sweep that drops
+    /// an expired period's key when no request comes to replace it.
+    pub fn rotating_keys(&self) -> Vec<Arc<crate::transform::RotatingKey>> {
+        let mut keys = Vec::new();
+        for route in &self.routes {
+            for rule in &route.rules.rules {
+                let mut action = &rule.action;
+                while let Action::Only { then, .. } = action {
+                    action = then;
+                }
+                if let Action::Hmac {
+                    key: crate::transform::HmacKey::Rotating(key),
+                    ..
+                } = action
+                {
+                    keys.push(key.clone());
+                }
+            }
+        }
+        keys
+    }
 }
 
 /// One route: where it forwards and what it rewrites.
@@ -173,6 +195,11 @@ pub struct Route {
     /// CA certificates trusted for this upstream besides the web PKI.
     pub ca_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     pub keep_forwarding_headers: bool,
+    /// Browsers call this route: cookies go only by name, and no
+    /// `Set-Cookie` comes back.
+    pub browser: bool,
+    /// The cookies a browser route passes upstream.
+    pub keep_cookies: Vec<String>,
     /// The built-in preset whose rules come first in `rules`.
     pub preset: Option<String>,
     pub rules: Rules,
@@ -194,6 +221,8 @@ pub struct Rules {
     pub unlisted: Unlisted,
     /// Detectors over the strings no rule names (`scan:`); `None` when off.
     pub scan: Option<crate::detect::Scan>,
+    /// What a `text/plain` body is read as.
+    pub text_plain: TextPlain,
     pub limits: Limits,
 }
 

@@ -26,6 +26,7 @@ pub const ALL: &[Preset] = presets!(
     "meta_capi",
     "google_ads",
     "ga4_mp",
+    "ga4_web",
     "tiktok_events",
     "snapchat_capi",
     "pinterest_capi",
@@ -59,6 +60,12 @@ pub struct PresetFile {
     /// What consent's `limited_data_use` adds, for the platforms that have
     /// such a mode.
     pub limited_data_use: Option<LimitedDataUse>,
+    /// The route's `browser:` when it does not set it: browsers call the
+    /// platform through this preset's route.
+    #[serde(default)]
+    pub browser: bool,
+    /// The route's `text_plain:` when it does not set it.
+    pub text_plain: Option<crate::config::TextPlain>,
 }
 
 /// Members added to the objects a selector names (each event).
@@ -85,10 +92,13 @@ impl Preset {
 }
 
 impl PresetFile {
-    /// Whether any rule pseudonymizes, and so needs [`PSEUDONYM_KEY`].
+    /// Whether any rule pseudonymizes with [`PSEUDONYM_KEY`] (a rotating
+    /// key without a `key:` is random, and needs none).
     pub fn needs_pseudonym_key(&self) -> bool {
-        self.rules
-            .iter()
-            .any(|rule| rule.action.value.value() == Some(&crate::transform::ActionKind::Hmac))
+        self.rules.iter().any(|rule| {
+            rule.action.value.value() == Some(&crate::transform::ActionKind::Hmac)
+                && rule.rotate.is_none()
+                && rule.key.is_none()
+        })
     }
 }

@@ -72,7 +72,7 @@ pub(crate) async fn gate<'r>(
                     .headers
                     .get(header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(BodyKind::from_content_type)
+                    .and_then(|value| BodyKind::for_route(value, &route.rules))
                     .ok_or_else(ProxyError::unsupported_media_type)?;
                 consent
                     .decide_body(|probe_rules| probe(probe_rules, kind, decoded.clone()))

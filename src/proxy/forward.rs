@@ -51,6 +51,29 @@ const HOP_BY_HOP: [&str; 9] = [
 /// Headers that identify the app's end users by address.
 const FORWARDING: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
 
+/// The client hints a browser route keeps: the low-entropy ones every
+/// Chromium sends unasked (brand and major version, mobile, platform).
+/// Every other `Sec-CH-` header, and the hints from before that prefix,
+/// tell a device apart (full versions, model, architecture, screen,
+/// memory, network) and are removed.
+const LOW_ENTROPY_HINTS: [&str; 3] = ["sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform"];
+const LEGACY_HINTS: [&str; 7] = [
+    "device-memory",
+    "dpr",
+    "viewport-width",
+    "width",
+    "downlink",
+    "ect",
+    "rtt",
+];
+
+/// Whether a browser route removes this request header (by its lowercase
+/// name) whatever the rules say: a client hint beyond the low-entropy ones.
+fn identifies_the_device(lower: &str) -> bool {
+    (lower.starts_with("sec-ch-") && !LOW_ENTROPY_HINTS.contains(&lower))
+        || LEGACY_HINTS.contains(&lower)
+}
+
 /// The time limits of one request.
 #[derive(Clone, Copy)]
 pub(crate) struct Timing {
@@ -97,7 +120,7 @@ pub(crate) async fn forward(
             .and_then(|v| v.to_str().ok());
         Some(
             content_type
-                .and_then(BodyKind::from_content_type)
+                .and_then(|value| BodyKind::for_route(value, rules))
                 .ok_or_else(ProxyError::unsupported_media_type)?,
         )
     } else {
@@ -178,7 +201,7 @@ pub(crate) async fn forward(
     if response.status().is_informational() {
         return Err(ProxyError::upstream_invalid());
     }
-    response_headers(response.headers_mut());
+    response_headers(route, response.headers_mut());
     let counter = metrics.bytes_response.clone();
     Ok(response.map(|body| {
         body.map_frame(move |frame| {
@@ -351,6 +374,15 @@ fn upstream_headers(
         if drop {
             continue;
         }
+        if route.browser && identifies_the_device(lower) {
+            continue;
+        }
+        if route.browser && lower == "cookie" {
+            if let Some(kept) = kept_cookies(&route.keep_cookies, value) {
+                headers.append(name.clone(), kept);
+            }
+            continue;
+        }
         match rewrite_header(rules, lower, value.as_bytes(), report).map_err(ProxyError::body)? {
             HeaderOutcome::Unchanged => {
                 headers.append(name.clone(), value.clone());
@@ -366,11 +398,34 @@ fn upstream_headers(
     Ok(headers)
 }
 
+/// A browser's `Cookie` header cut to the cookies the route keeps; `None`
+/// when none is left. A header that is not text keeps nothing.
+fn kept_cookies(keep: &[String], value: &HeaderValue) -> Option<HeaderValue> {
+    let text = value.to_str().ok()?;
+    let kept: Vec<&str> = text
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(name, _)| name).trim();
+            keep.iter().any(|kept| kept == name)
+        })
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join("; ")).ok()
+}
+
 /// The response headers the client gets: without hop-by-hop headers and
-/// those the response's `Connection` lists, and without a `Content-Length`
+/// those the response's `Connection` lists, without a `Content-Length`
 /// beside a `Transfer-Encoding` (RFC 9112 6.3: the length is wrong and must
-/// go). hyper frames the response to the client itself, from its body.
-fn response_headers(headers: &mut HeaderMap) {
+/// go), and on a browser route without `Set-Cookie`: the platform sets no
+/// identifier in the visitor's browser through the site. hyper frames the
+/// response to the client itself, from its body.
+fn response_headers(route: &Route, headers: &mut HeaderMap) {
+    if route.browser {
+        headers.remove(header::SET_COOKIE);
+    }
     if headers.contains_key(header::TRANSFER_ENCODING) {
         headers.remove(header::CONTENT_LENGTH);
     }

@@ -200,6 +200,8 @@ mod tests {
             upstream_uri: http::Uri::from_static("http://upstream.example"),
             ca_roots: Vec::new(),
             keep_forwarding_headers: false,
+            browser: false,
+            keep_cookies: Vec::new(),
             preset: None,
             rules: crate::policy::Rules::default(),
             consent: None,

@@ -5,9 +5,10 @@ use bytes::{Bytes, BytesMut};
 use super::error::Error;
 use super::form::FormRewriter;
 use super::json::{Framing, JsonRewriter};
+use super::lines::QueryLinesRewriter;
 use super::report::Report;
 use super::sink::Sink;
-use crate::policy::Rules;
+use crate::policy::{Rules, TextPlain};
 
 /// The body formats scrim can rewrite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +16,9 @@ pub enum BodyKind {
     Json,
     Ndjson,
     Form,
+    /// `text/plain` of URL-encoded lines, on a route that reads it so
+    /// (`text_plain: query_lines`).
+    QueryLines,
 }
 
 impl BodyKind {
@@ -24,20 +28,7 @@ impl BodyKind {
     /// must be UTF-8 (RFC 8259), and guessing at another encoding could let a
     /// value slip past its rule.
     pub fn from_content_type(value: &str) -> Option<BodyKind> {
-        let mut parts = value.split(';');
-        let essence = parts.next()?.trim();
-        for parameter in parts {
-            if let Some((name, charset)) = parameter.split_once('=')
-                && name.trim().eq_ignore_ascii_case("charset")
-            {
-                let charset = charset.trim().trim_matches('"');
-                if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
-                    return None;
-                }
-            }
-        }
-        // Media types are case-insensitive (RFC 9110 8.3.1).
-        let (kind, subtype) = essence.split_once('/')?;
+        let (kind, subtype) = utf8_media_type(value)?;
         let application = kind.eq_ignore_ascii_case("application");
         let subtype_is = |names: &[&str]| names.iter().any(|n| subtype.eq_ignore_ascii_case(n));
         let suffix = subtype
@@ -58,6 +49,35 @@ impl BodyKind {
             None
         }
     }
+
+    /// [`BodyKind::from_content_type`], and `text/plain` as the route's
+    /// `text_plain:` reads it.
+    pub fn for_route(value: &str, rules: &Rules) -> Option<BodyKind> {
+        BodyKind::from_content_type(value).or_else(|| {
+            let (kind, subtype) = utf8_media_type(value)?;
+            let plain = kind.eq_ignore_ascii_case("text") && subtype.eq_ignore_ascii_case("plain");
+            (plain && rules.text_plain == TextPlain::QueryLines).then_some(BodyKind::QueryLines)
+        })
+    }
+}
+
+/// A media type's type and subtype, when its charset (if it names one) is
+/// UTF-8.
+fn utf8_media_type(value: &str) -> Option<(&str, &str)> {
+    let mut parts = value.split(';');
+    let essence = parts.next()?.trim();
+    for parameter in parts {
+        if let Some((name, charset)) = parameter.split_once('=')
+            && name.trim().eq_ignore_ascii_case("charset")
+        {
+            let charset = charset.trim().trim_matches('"');
+            if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
+                return None;
+            }
+        }
+    }
+    // Media types are case-insensitive (RFC 9110 8.3.1).
+    essence.split_once('/')
 }
 
 /// Chunks smaller than this are joined before the rewriter scans them: each
@@ -82,6 +102,7 @@ pub struct BodyRewriter<'r, S: Sink> {
 enum Inner<'r, S: Sink> {
     Json(JsonRewriter<'r, S>),
     Form(FormRewriter<'r, S>),
+    Lines(QueryLinesRewriter<'r, S>),
 }
 
 impl<'r, S: Sink> Inner<'r, S> {
@@ -89,6 +110,7 @@ impl<'r, S: Sink> Inner<'r, S> {
         match self {
             Inner::Json(r) => r.write(chunk),
             Inner::Form(r) => r.write(chunk),
+            Inner::Lines(r) => r.write(chunk),
         }
     }
 }
@@ -103,6 +125,9 @@ impl<'r, S: Sink> BodyRewriter<'r, S> {
                 Inner::Json(JsonRewriter::new(rules, Framing::Lines, sink).explain(explain))
             }
             BodyKind::Form => Inner::Form(FormRewriter::new(rules, sink).explain(explain)),
+            BodyKind::QueryLines => {
+                Inner::Lines(QueryLinesRewriter::new(rules, sink).explain(explain))
+            }
         };
         BodyRewriter {
             inner,
@@ -117,6 +142,7 @@ impl<'r, S: Sink> BodyRewriter<'r, S> {
         let inner = match self.inner {
             Inner::Json(r) => Inner::Json(r.fields_like(outer)),
             Inner::Form(r) => Inner::Form(r.fields_like(outer)),
+            Inner::Lines(r) => Inner::Lines(r.fields_like(outer)),
         };
         BodyRewriter { inner, ..self }
     }
@@ -127,6 +153,7 @@ impl<'r, S: Sink> BodyRewriter<'r, S> {
         let inner = match self.inner {
             Inner::Json(r) => Inner::Json(r.inventory(inventory)),
             Inner::Form(r) => Inner::Form(r.inventory(inventory)),
+            Inner::Lines(r) => Inner::Lines(r.inventory(inventory)),
         };
         BodyRewriter { inner, ..self }
     }
@@ -173,6 +200,7 @@ impl<'r, S: Sink> BodyRewriter<'r, S> {
         match self.inner {
             Inner::Json(r) => r.finish(),
             Inner::Form(r) => r.finish(),
+            Inner::Lines(r) => r.finish(),
         }
     }
 
@@ -180,6 +208,7 @@ impl<'r, S: Sink> BodyRewriter<'r, S> {
         match &mut self.inner {
             Inner::Json(r) => r.sink_mut(),
             Inner::Form(r) => r.sink_mut(),
+            Inner::Lines(r) => r.sink_mut(),
         }
     }
 }

@@ -110,6 +110,13 @@ impl Error {
         &self.inner.reason
     }
 
+    /// The same error, `by` bytes further on: an error in a part of a body
+    /// (a line) placed in the whole.
+    pub(crate) fn shifted(mut self, by: u64) -> Error {
+        self.inner.offset += by;
+        self
+    }
+
     /// The same error, seen from an enclosing document: an error inside an
     /// embedded document is reported at the embedding value's offset. Its
     /// path already starts at the outer root (the embedded rewriter starts

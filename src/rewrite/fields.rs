@@ -65,9 +65,12 @@ impl Outcome {
         match kind {
             ActionKind::Hash => Outcome::Hashed,
             ActionKind::Hmac => Outcome::Pseudonymized,
-            ActionKind::Mask | ActionKind::TruncateIp | ActionKind::Generalize => {
-                Outcome::Truncated
-            }
+            ActionKind::Mask
+            | ActionKind::TruncateIp
+            | ActionKind::Generalize
+            | ActionKind::StripUrl
+            | ActionKind::GeneralizeUserAgent
+            | ActionKind::BucketScreen => Outcome::Truncated,
             ActionKind::Redact => Outcome::Redacted,
             ActionKind::Drop => Outcome::Dropped,
             ActionKind::Keep | ActionKind::AddMembers | ActionKind::Read => Outcome::Kept,

@@ -70,7 +70,17 @@ fn rewrite_named(
         }
         Ok(Verdict::Replace(change)) => {
             report.record(Some(rule_id), change, path);
-            Ok(HeaderOutcome::Replace(out))
+            let mut findings = Vec::new();
+            match super::query::scan_what_stays(rules, rule_id, out, &mut findings, report, &path) {
+                Ok(Some(text)) => Ok(HeaderOutcome::Replace(text)),
+                Ok(None) => Ok(HeaderOutcome::Remove),
+                Err(detector) => Err(Error::new(
+                    Kind::Rejected,
+                    0,
+                    path(),
+                    crate::detect::rejection(detector),
+                )),
+            }
         }
         Err(Rejected(reason)) => Err(Error::new(Kind::Rejected, 0, path(), reason)),
     }

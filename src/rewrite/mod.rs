@@ -9,6 +9,7 @@ mod fields;
 mod form;
 mod headers;
 mod json;
+mod lines;
 mod output;
 mod path;
 mod probe;
@@ -27,6 +28,7 @@ pub use fields::{
 pub use form::FormRewriter;
 pub use headers::{HeaderOutcome, rewrite_header};
 pub use json::{Framing, JsonRewriter};
+pub use lines::QueryLinesRewriter;
 pub use probe::probe;
 pub use query::{QueryOutcome, rewrite_query};
 pub use report::{Change, ChangeKind, Report};

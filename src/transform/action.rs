@@ -7,7 +7,9 @@ use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{Guard, Invalid, Normalizer, PseudonymKey, Scalar};
+use super::rotation::{KeySource, RotatingKey};
+use super::url::{Stripped, UrlRule};
+use super::{Guard, Invalid, Normalizer, PseudonymKey, Scalar, Shape, screen, user_agent};
 
 /// A compiled action, options resolved and keys loaded.
 #[derive(Clone, Debug)]
@@ -29,10 +31,11 @@ pub enum Action {
     },
     /// A keyed pseudonym: HMAC-SHA256 of the normalized value.
     Hmac {
-        key: Arc<PseudonymKey>,
+        key: HmacKey,
         prefix: String,
         length: usize,
         normalizer: Normalizer,
+        shape: Shape,
     },
     /// Replaces all but the first and last few characters.
     Mask {
@@ -44,6 +47,13 @@ pub enum Action {
     TruncateIp { v4_prefix: u8, v6_prefix: u8 },
     /// Keeps the first few characters only.
     Generalize { keep_first: usize },
+    /// A URL without its query (but the parameters kept), fragment and
+    /// credentials; gone when it points outside the site.
+    StripUrl(UrlRule),
+    /// A user agent cut to browser family, major version and OS family.
+    GeneralizeUserAgent,
+    /// A `WIDTHxHEIGHT` screen size put into a common size's bucket.
+    BucketScreen,
     /// `then`, on the strings that meet `when`; every other value stays as
     /// it is. On an array, each element on its own; an object is looked
     /// into by the route's other selectors only.
@@ -57,6 +67,13 @@ pub enum Action {
     /// ([`crate::rewrite::probe`]), which looks for an opt-out signal in a
     /// body. Not a configurable action.
     Read { equals: String },
+}
+
+/// The key of an `hmac` rule: fixed, or one that rotates on a schedule.
+#[derive(Clone, Debug)]
+pub enum HmacKey {
+    Fixed(Arc<PseudonymKey>),
+    Rotating(Arc<RotatingKey>),
 }
 
 /// Members to add to an object: each name with its value as JSON text.
@@ -112,6 +129,9 @@ pub enum ActionKind {
     Mask,
     TruncateIp,
     Generalize,
+    StripUrl,
+    GeneralizeUserAgent,
+    BucketScreen,
     /// Members added to an object (by a consent decision, never named in a
     /// file).
     #[serde(skip)]
@@ -123,7 +143,7 @@ pub enum ActionKind {
 
 impl ActionKind {
     /// How many kinds there are (to index tables by kind).
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 13;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -135,6 +155,9 @@ impl ActionKind {
             ActionKind::Mask => "mask",
             ActionKind::TruncateIp => "truncate_ip",
             ActionKind::Generalize => "generalize",
+            ActionKind::StripUrl => "strip_url",
+            ActionKind::GeneralizeUserAgent => "generalize_user_agent",
+            ActionKind::BucketScreen => "bucket_screen",
             ActionKind::AddMembers => "add_members",
             ActionKind::Read => "read",
         }
@@ -207,6 +230,9 @@ impl Action {
             Action::Mask { .. } => ActionKind::Mask,
             Action::TruncateIp { .. } => ActionKind::TruncateIp,
             Action::Generalize { .. } => ActionKind::Generalize,
+            Action::StripUrl(_) => ActionKind::StripUrl,
+            Action::GeneralizeUserAgent => ActionKind::GeneralizeUserAgent,
+            Action::BucketScreen => ActionKind::BucketScreen,
             Action::Only { then, .. } => then.kind(),
             Action::AddMembers(_) => ActionKind::AddMembers,
             Action::Read { .. } => ActionKind::Read,
@@ -224,6 +250,17 @@ impl Action {
                 | Action::AddMembers(_)
                 | Action::Read { .. }
         )
+    }
+
+    /// True for the actions whose replacement keeps part of the value as
+    /// it was written (`strip_url` keeps a URL's path), which the route's
+    /// detectors then read as they read a value no rule names.
+    pub fn keeps_text_as_written(&self) -> bool {
+        match self {
+            Action::StripUrl(_) => true,
+            Action::Only { then, .. } => then.keeps_text_as_written(),
+            _ => false,
+        }
     }
 
     /// The condition on the values it applies to, if it has one.
@@ -298,12 +335,22 @@ impl Action {
                 prefix,
                 length,
                 normalizer,
+                shape,
             } => {
                 if text.is_empty() {
                     return Ok(Applied::Unchanged);
                 }
                 let normalized = normalizer.apply(text)?;
-                out.push_str(&key.pseudonym(prefix, *length, normalized.as_bytes()));
+                let value = normalized.as_bytes();
+                match key {
+                    HmacKey::Fixed(key) => key.pseudonym_into(*shape, prefix, *length, value, out),
+                    HmacKey::Rotating(rotating) => {
+                        let period = rotating.current().map_err(|_| Invalid::KeyUnavailable)?;
+                        period
+                            .key()
+                            .pseudonym_into(*shape, prefix, *length, value, out);
+                    }
+                }
             }
             Action::Mask {
                 keep_first,
@@ -315,6 +362,25 @@ impl Action {
                 v6_prefix,
             } => out.push_str(&truncate_ip(text, *v4_prefix, *v6_prefix)?),
             Action::Generalize { keep_first } => out.extend(text.chars().take(*keep_first)),
+            Action::StripUrl(rule) => match rule.apply(text)? {
+                Stripped::Unchanged => return Ok(Applied::Unchanged),
+                Stripped::External => return Ok(Applied::Removed),
+                Stripped::Replaced(url) => out.push_str(&url),
+            },
+            Action::GeneralizeUserAgent => {
+                let general = user_agent::generalize(text);
+                if general == text {
+                    return Ok(Applied::Unchanged);
+                }
+                out.push_str(&general);
+            }
+            Action::BucketScreen => {
+                let bucket = screen::bucket(text)?;
+                if bucket == text {
+                    return Ok(Applied::Unchanged);
+                }
+                out.push_str(&bucket);
+            }
         }
         Ok(Applied::Replaced)
     }
@@ -354,12 +420,23 @@ impl std::fmt::Display for Action {
                 prefix,
                 length,
                 normalizer,
+                shape,
             } => {
-                write!(
-                    f,
-                    " normalize={normalizer} key-id={} prefix={prefix:?} length={length}",
-                    key.id()
-                )
+                write!(f, " normalize={normalizer} ")?;
+                match key {
+                    HmacKey::Fixed(key) => write!(f, "key-id={}", key.id())?,
+                    HmacKey::Rotating(rotating) => {
+                        write!(f, "rotate={}s ", rotating.period().as_secs())?;
+                        match rotating.source() {
+                            KeySource::Random => f.write_str("key=random")?,
+                            KeySource::Derived(key) => write!(f, "key-id={}", key.id())?,
+                        }
+                    }
+                }
+                match shape {
+                    Shape::Token => write!(f, " prefix={prefix:?} length={length}"),
+                    shape => write!(f, " shape={}", shape.as_str()),
+                }
             }
             Action::Mask {
                 keep_first,
@@ -376,6 +453,14 @@ impl std::fmt::Display for Action {
                 v6_prefix,
             } => write!(f, " v4_prefix={v4_prefix} v6_prefix={v6_prefix}"),
             Action::Generalize { keep_first } => write!(f, " keep_first={keep_first}"),
+            Action::StripUrl(rule) => {
+                write!(f, " keep_params={:?}", rule.keep_params)?;
+                match &rule.external_dropped_unless {
+                    Some(site) => write!(f, " external=drop site={site:?}"),
+                    None => f.write_str(" external=keep"),
+                }
+            }
+            Action::GeneralizeUserAgent | Action::BucketScreen => Ok(()),
         }
     }
 }

@@ -7,11 +7,17 @@ mod action;
 mod guard;
 pub mod normalize;
 mod pseudonym;
+pub mod rotation;
+mod screen;
+mod url;
+mod user_agent;
 
-pub use action::{Action, ActionKind, Applied, Encoding, Members, Outcome};
+pub use action::{Action, ActionKind, Applied, Encoding, HmacKey, Members, Outcome};
 pub use guard::Guard;
 pub use normalize::{Normalizer, PhoneFormat, PhoneOptions};
-pub use pseudonym::PseudonymKey;
+pub use pseudonym::{PseudonymKey, Shape};
+pub use rotation::{KeySource, RotatingKey};
+pub use url::UrlRule;
 
 use std::fmt;
 
@@ -50,6 +56,11 @@ pub enum Invalid {
     NotACountry,
     NotAGender,
     NotADate,
+    NotAUrl,
+    NotAScreenSize,
+    /// A rotating key's new period could not be given a key (the system's
+    /// random source failed).
+    KeyUnavailable,
     /// An object, or an array where only scalars (or an array of scalars)
     /// make sense.
     NotAScalar,
@@ -64,6 +75,9 @@ impl Invalid {
             Invalid::NotACountry => "not a country",
             Invalid::NotAGender => "not a gender",
             Invalid::NotADate => "not a date",
+            Invalid::NotAUrl => "not a URL",
+            Invalid::NotAScreenSize => "not a screen size",
+            Invalid::KeyUnavailable => "not pseudonymized (the system's random source failed)",
             Invalid::NotAScalar => "an object or nested array where a scalar is needed",
         }
     }

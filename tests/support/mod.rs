@@ -46,6 +46,22 @@ impl Mock {
 
     /// The same, over TLS when an acceptor is given.
     pub async fn start_with(delay: Duration, tls: Option<tokio_rustls::TlsAcceptor>) -> Mock {
+        Mock::start_answering(delay, tls, |_| {
+            let mut response = Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
+            response
+                .headers_mut()
+                .insert("x-upstream", "mock".parse().unwrap());
+            response
+        })
+        .await
+    }
+
+    /// A mock whose answer to each recorded request `answer` makes.
+    pub async fn start_answering(
+        delay: Duration,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        answer: fn(&Recorded) -> Response<Full<Bytes>>,
+    ) -> Mock {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let recorded: Arc<Mutex<Vec<Recorded>>> = Arc::default();
@@ -74,7 +90,7 @@ impl Mock {
                             }
                         }
                         let body = Bytes::from(collected);
-                        log.lock().unwrap().push(Recorded {
+                        let recorded = Recorded {
                             method: parts.method.to_string(),
                             uri: parts.uri.to_string(),
                             headers: parts.headers,
@@ -82,13 +98,10 @@ impl Mock {
                             version: parts.version,
                             connection,
                             frames,
-                        });
+                        };
+                        let response = answer(&recorded);
+                        log.lock().unwrap().push(recorded);
                         tokio::time::sleep(delay).await;
-                        let mut response =
-                            Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
-                        response
-                            .headers_mut()
-                            .insert("x-upstream", "mock".parse().unwrap());
                         Ok(response)
                     }
                 });

@@ -417,6 +417,20 @@ fn compile_route(
         },
         ..Rules::default()
     };
+    let site: Vec<String> = route
+        .site
+        .iter()
+        .map(|host| host.value.trim().to_ascii_lowercase())
+        .collect();
+    for (host, written) in site.iter().zip(&route.site) {
+        if host.is_empty() || host.contains(['/', ':', '?', '#', '@', ' ']) {
+            errors.at(
+                written,
+                "a `site:` entry is a host name only, such as `shop.example`",
+            );
+        }
+    }
+    let keep_params: Vec<String> = route.keep_params.iter().map(|p| p.value.clone()).collect();
     let context = RuleContext {
         keys,
         no_keys_configured,
@@ -424,12 +438,31 @@ fn compile_route(
             .default_region
             .as_ref()
             .and_then(|region| parse_region(errors, region)),
+        site: &site,
+        keep_params: &keep_params,
     };
     let preset = route
         .preset
         .as_ref()
         .and_then(|name| add_preset_rules(errors, name, &context, &mut rules));
     add_rules(errors, &route.rules, &context, &mut rules);
+    let preset_file = preset.as_ref().map(|(_, file)| file);
+    rules.text_plain = route
+        .text_plain
+        .as_ref()
+        .and_then(|v| errors.choice(v, "`text_plain` value"))
+        .or_else(|| preset_file.and_then(|file| file.text_plain))
+        .unwrap_or_default();
+    let browser = route
+        .browser
+        .as_ref()
+        .map_or_else(|| preset_file.is_some_and(|file| file.browser), |b| b.value);
+    if !browser && let Some(first) = route.keep_cookies.first() {
+        errors.at(
+            first,
+            "`keep_cookies` applies to a route with `browser: true`",
+        );
+    }
     rules.scan = scan::compile_scan(errors, route.scan.as_ref(), preset.is_some(), &context);
     let consent = compile_consent(errors, route, preset.as_ref(), &rules);
     if errors.list.len() != before {
@@ -449,6 +482,8 @@ fn compile_route(
         upstream_uri: upstream?,
         ca_roots,
         keep_forwarding_headers: route.keep_forwarding_headers,
+        browser,
+        keep_cookies: route.keep_cookies.iter().map(|c| c.value.clone()).collect(),
         preset: route.preset.as_ref().map(|p| p.value.clone()),
         rules,
         consent,

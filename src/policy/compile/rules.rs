@@ -6,10 +6,14 @@ use std::sync::Arc;
 use serde_saphyr::Spanned;
 
 use super::Errors;
+use crate::config::External;
 use crate::config::{ConfigError, RuleConfig};
 use crate::policy::{REDACTED, Rule, Rules, Selector};
 use crate::presets::PSEUDONYM_KEY as DEFAULT_KEY;
-use crate::transform::{Action, ActionKind, Normalizer, PhoneFormat, PhoneOptions, PseudonymKey};
+use crate::transform::{
+    Action, ActionKind, HmacKey, KeySource, Normalizer, PhoneFormat, PhoneOptions, PseudonymKey,
+    RotatingKey, UrlRule,
+};
 
 /// The defaults of the actions' options: here, and in the README's table
 /// of actions and the doc comments of `RuleConfig`, which a test compares
@@ -24,11 +28,16 @@ pub(super) mod defaults {
     pub const GENERALIZE_KEEP_FIRST: u32 = 3;
 }
 
-/// What rules of a route share: the keys, and the route's phone region.
+/// What rules of a route share: the keys, the route's phone region, and
+/// the site's own hosts.
 pub(super) struct RuleContext<'k> {
     pub(super) keys: &'k BTreeMap<String, Arc<PseudonymKey>>,
     pub(super) no_keys_configured: bool,
     pub(super) default_region: Option<phonenumber::country::Id>,
+    /// Lowercase.
+    pub(super) site: &'k [String],
+    /// The URL parameters `strip_url` keeps.
+    pub(super) keep_params: &'k [String],
 }
 
 pub(super) fn add_rules(
@@ -111,10 +120,14 @@ pub(super) fn allowed_options(kind: ActionKind) -> &'static [&'static str] {
             "key",
             "prefix",
             "length",
+            "rotate",
+            "shape",
         ],
         ActionKind::Mask => &["keep_first", "keep_last", "char"],
         ActionKind::TruncateIp => &["v4_prefix", "v6_prefix"],
         ActionKind::Generalize => &["keep_first"],
+        ActionKind::StripUrl => &["external"],
+        ActionKind::GeneralizeUserAgent | ActionKind::BucketScreen => &[],
         ActionKind::AddMembers | ActionKind::Read => &[],
     }
 }
@@ -128,10 +141,12 @@ fn compile_action(
         keys,
         no_keys_configured,
         default_region,
+        site,
+        keep_params,
     } = *context;
     let kind = errors.choice(&rule.action, "action")?;
     let before = errors.list.len();
-    let given: [(&str, Option<(u64, u64)>); 13] = [
+    let given: [(&str, Option<(u64, u64)>); 16] = [
         ("normalize", loc(&rule.normalize)),
         ("default_region", loc(&rule.default_region)),
         ("phone_format", loc(&rule.phone_format)),
@@ -145,6 +160,9 @@ fn compile_action(
         ("char", loc(&rule.mask_char)),
         ("v4_prefix", loc(&rule.v4_prefix)),
         ("v6_prefix", loc(&rule.v6_prefix)),
+        ("rotate", loc(&rule.rotate)),
+        ("shape", loc(&rule.shape)),
+        ("external", loc(&rule.external)),
     ];
     for (option, at) in given {
         if let Some((line, column)) = at
@@ -182,23 +200,7 @@ fn compile_action(
                 .unwrap_or_default(),
         },
         ActionKind::Hmac => {
-            let key_name = rule.key.as_ref().map_or(DEFAULT_KEY, |k| k.value.as_str());
-            let key = keys.get(key_name).cloned();
-            if key.is_none() {
-                let message = if no_keys_configured {
-                    format!(
-                        "action `hmac` needs the key `{key_name}`: add it under `keys:` as `${{ENV_VAR}}` or `file:/path`"
-                    )
-                } else {
-                    format!(
-                        "action `hmac` uses key `{key_name}`, which is not under `keys:` (or could not be loaded)"
-                    )
-                };
-                match &rule.key {
-                    Some(at) => errors.at(at, message),
-                    None => errors.at(&rule.action, message),
-                }
-            }
+            let key = hmac_key(errors, rule, keys, no_keys_configured);
             let length = rule
                 .length
                 .as_ref()
@@ -218,6 +220,11 @@ fn compile_action(
                     .unwrap_or_default(),
                 length: length as usize,
                 normalizer,
+                shape: rule
+                    .shape
+                    .as_ref()
+                    .and_then(|v| errors.choice(v, "shape"))
+                    .unwrap_or_default(),
             }
         }
         ActionKind::Mask => Action::Mask {
@@ -265,8 +272,78 @@ fn compile_action(
                 .map_or(defaults::GENERALIZE_KEEP_FIRST, |v| v.value)
                 as usize,
         },
+        ActionKind::StripUrl => {
+            let external = rule
+                .external
+                .as_ref()
+                .and_then(|v| errors.choice(v, "external"))
+                .unwrap_or_default();
+            Action::StripUrl(UrlRule {
+                keep_params: keep_params.to_vec(),
+                external_dropped_unless: (external == External::Drop).then(|| site.to_vec()),
+            })
+        }
+        ActionKind::GeneralizeUserAgent => Action::GeneralizeUserAgent,
+        ActionKind::BucketScreen => Action::BucketScreen,
     };
     (errors.list.len() == before).then_some(action)
+}
+
+/// The key of an `hmac` rule: the named one, or with `rotate:` one that
+/// changes every period (random, or derived from the named key).
+fn hmac_key(
+    errors: &mut Errors<'_>,
+    rule: &RuleConfig,
+    keys: &BTreeMap<String, Arc<PseudonymKey>>,
+    no_keys_configured: bool,
+) -> Option<HmacKey> {
+    let named = |errors: &mut Errors<'_>, key_name: &str| {
+        let key = keys.get(key_name).cloned();
+        if key.is_none() {
+            let message = if no_keys_configured {
+                format!(
+                    "action `hmac` needs the key `{key_name}`: add it under `keys:` as `${{ENV_VAR}}` or `file:/path`"
+                )
+            } else {
+                format!(
+                    "action `hmac` uses key `{key_name}`, which is not under `keys:` (or could not be loaded)"
+                )
+            };
+            match &rule.key {
+                Some(at) => errors.at(at, message),
+                None => errors.at(&rule.action, message),
+            }
+        }
+        key
+    };
+    let Some(rotate) = &rule.rotate else {
+        let key_name = rule.key.as_ref().map_or(DEFAULT_KEY, |k| k.value.as_str());
+        return named(errors, key_name).map(HmacKey::Fixed);
+    };
+    let period = match rotate.value.as_str() {
+        "daily" => Some(std::time::Duration::from_secs(86_400)),
+        "hourly" => Some(std::time::Duration::from_secs(3_600)),
+        text => humantime::parse_duration(text)
+            .ok()
+            .filter(|period| *period >= RotatingKey::MIN_PERIOD && period.subsec_nanos() == 0),
+    };
+    let Some(period) = period else {
+        errors.at(
+            rotate,
+            format!(
+                "`{}` is not a rotation period; write `daily`, `hourly`, or whole seconds such as `30m` or `2s`",
+                rotate.value
+            ),
+        );
+        return None;
+    };
+    let source = match &rule.key {
+        None => KeySource::Random,
+        Some(name) => KeySource::Derived(named(errors, &name.value)?),
+    };
+    Some(HmacKey::Rotating(Arc::new(RotatingKey::new(
+        period, source,
+    ))))
 }
 
 fn loc<T>(value: &Option<Spanned<T>>) -> Option<(u64, u64)> {

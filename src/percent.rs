@@ -13,11 +13,20 @@ pub const SEMICOLON_REASON: &str = "`;` starts a field name that a rule selects:
 
 /// Decodes `+` and `%XX`; `None` on a `%` not followed by two hex digits.
 pub fn decode(raw: &[u8]) -> Option<Vec<u8>> {
+    decode_with(raw, true)
+}
+
+/// Decodes `%XX` only, as in a URL's path, where `+` is itself.
+pub fn decode_path(raw: &[u8]) -> Option<Vec<u8>> {
+    decode_with(raw, false)
+}
+
+fn decode_with(raw: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
         match raw[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => {
                 let high = hex_digit(*raw.get(i + 1)?)?;
                 let low = hex_digit(*raw.get(i + 2)?)?;
@@ -54,6 +63,12 @@ pub fn fields(raw: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 /// Encodes for a form or query: unreserved bytes stay, a space is `+`.
 pub fn encode(value: &[u8]) -> String {
     form_urlencoded::byte_serialize(value).collect()
+}
+
+/// Encodes a segment of a URL's path: unreserved bytes stay, a space is
+/// `%20` (a `+` there is a plus).
+pub fn encode_path(value: &[u8]) -> String {
+    encode(value).replace('+', "%20")
 }
 
 #[cfg(test)]

@@ -40,6 +40,9 @@ impl Reloader {
                 for warning in &policy.warnings {
                     tracing::warn!(%warning, "configuration");
                 }
+                if let Some(previous) = self.policy() {
+                    policy.adopt_rotating_keys(&previous);
+                }
                 let policy = Arc::new(policy);
                 for proxy in &self.proxies {
                     proxy.swap_policy(policy.clone());

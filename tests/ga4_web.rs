@@ -178,7 +178,14 @@ async fn cnil_1_no_visitor_ip_reaches_the_platform() {
     let site = start_site("").await;
     let recorded = site.page_view().await;
     assert!(!params(&recorded).contains_key("_uip"), "{}", recorded.uri);
-    for header in ["x-forwarded-for", "forwarded", "x-real-ip"] {
+    for header in [
+        "x-forwarded-for",
+        "forwarded",
+        "x-real-ip",
+        "cf-connecting-ip",
+        "true-client-ip",
+        "x-client-ip",
+    ] {
         assert!(!recorded.headers.contains_key(header), "{header}");
     }
     let (batched, _) = site
@@ -223,6 +230,20 @@ async fn cnil_2_scrim_makes_the_identifiers() {
     );
     assert!(!everything(&batched).contains("cust-00042"));
     assert!(!everything(&batched).contains("1873456721"));
+    // A form body is read as a line of the same parameters; a body the
+    // route's rules cannot read is refused.
+    let form = Request::post(site.scrim.url("/metrics/g/collect?v=2"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from_static(b"en=a&cid=111.222&uid=7")))
+        .unwrap();
+    assert_eq!(send(form).await.0, StatusCode::NO_CONTENT);
+    let lines = body_lines(&site.google.requests().pop().unwrap());
+    assert!(!lines[0].contains_key("uid") && lines[0]["cid"] != "111.222");
+    let json = Request::post(site.scrim.url("/metrics/g/collect?v=2"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(br#"{"cid":"111.222"}"#)))
+        .unwrap();
+    assert_eq!(send(json).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
 
 #[tokio::test]
@@ -262,6 +283,21 @@ async fn cnil_4_collected_urls_lose_their_parameters() {
             "{leaked} reached the platform:\n{all}"
         );
     }
+    // Path parameters go, and what stays of a URL is scanned a segment at
+    // a time: a number that fills one is found.
+    let odd = "v=2&cid=1.2&en=page_view&dl=https%3A%2F%2Fshop.example%2Fu%2F4111111111111111%2Fcart%3Bjsessionid%3D8F2C1E9A%2Fsearch%2F%252B33612345678&dt=https%3A%2F%2Fshop.example%2Fcart%3Futm_source%3Dx";
+    let sent = params(&site.hit(odd, None).await.0);
+    assert_eq!(
+        sent["dl"],
+        "https://shop.example/u/%5Bcard%5D/cart/search/%5Bphone%5D"
+    );
+    assert_eq!(
+        sent["dt"], "https://shop.example/cart",
+        "a title that is a URL"
+    );
+    // An outbound link loses its query like the page's own URL.
+    let purchase = params(&site.hit(&fixture("purchase.query"), None).await.0);
+    assert_eq!(purchase["ep.link_url"], "https://mail.example.net/inbox");
     // A route may keep a parameter it needs.
     let keeping = start_site_with("", "    keep_params: [utm_campaign]\n").await;
     let kept = params(&keeping.page_view().await);

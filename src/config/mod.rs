@@ -154,15 +154,18 @@ pub struct RouteConfig {
     /// PEM file of CA certificates trusted for this upstream, besides the
     /// web PKI roots (a private CA in front of a self-hosted platform).
     pub ca_file: Option<Spanned<String>>,
-    /// Pass `Forwarded`, `X-Forwarded-For` and `X-Real-IP` upstream. They
-    /// identify the app's users, so by default they are removed.
+    /// Pass `Forwarded`, `X-Forwarded-For`, `X-Real-IP` and the client
+    /// address headers of CDNs and load balancers (`CF-Connecting-IP`,
+    /// `True-Client-IP`, …) upstream. They identify the app's users, so by
+    /// default they are removed.
     #[serde(default)]
     pub keep_forwarding_headers: bool,
     /// Browsers call this route directly (a site's analytics tag pointed at
     /// scrim): the `Cookie` header is removed (all but the cookies
-    /// `keep_cookies` names), so are client hints beyond the low-entropy
-    /// three (`Sec-CH-UA`, `-Mobile`, `-Platform`), and no `Set-Cookie` of
-    /// the upstream reaches the browser. Default `false`; `true` with a preset for browsers
+    /// `keep_cookies` names), so are `Authorization` (the site's own
+    /// credentials) and client hints beyond the low-entropy three
+    /// (`Sec-CH-UA`, `-Mobile`, `-Platform`), and no `Set-Cookie` of the
+    /// upstream reaches the browser. Default `false`; `true` with a preset for browsers
     /// (`ga4_web`).
     pub browser: Option<Spanned<bool>>,
     /// Browser routes: cookies passed upstream, by name. Default none.
@@ -177,8 +180,9 @@ pub struct RouteConfig {
     #[serde(default)]
     pub keep_params: Vec<Spanned<String>>,
     /// `text/plain` bodies: `refuse` (415) or `query_lines` (one
-    /// URL-encoded hit per line, rewritten with the `query.NAME` rules).
-    /// Default `refuse`; `query_lines` with `preset: ga4_web`.
+    /// URL-encoded hit per line, rewritten with the `query.NAME` rules; form
+    /// bodies too, and any other body refused). Default `refuse`;
+    /// `query_lines` with `preset: ga4_web`.
     pub text_plain: Option<Spanned<Choice<TextPlain>>>,
     /// A built-in rule set for one platform (`scrim presets` lists them):
     /// its rules come first, and the route's own `rules` after them win
@@ -313,7 +317,9 @@ pub enum TextPlain {
     #[default]
     Refuse,
     /// One URL-encoded set of parameters per line (gtag.js batches hits
-    /// so), each line rewritten with the route's `query.NAME` rules.
+    /// so), each line rewritten with the route's `query.NAME` rules. Form
+    /// bodies are read the same way, and other bodies are refused: the
+    /// route's rules name query parameters only.
     QueryLines,
 }
 
@@ -407,8 +413,9 @@ pub struct RuleConfig {
     /// `generalize` or `keep`.
     pub action: Spanned<Choice<ActionKind>>,
     /// Apply the rule only to strings that are `email` (shaped like an
-    /// email address) or that `contains_email` (one appears in the text,
-    /// also percent-encoded); every other value stays as it is.
+    /// email address), that `contains_email` (one appears in the text,
+    /// also percent-encoded), or that are a `url` (`scheme://…`); every
+    /// other value stays as it is.
     pub only_if: Option<Spanned<Choice<Guard>>>,
     /// What to do with a value the action cannot handle: `drop` (default),
     /// `redact` or `reject` (fail the whole request).

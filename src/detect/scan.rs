@@ -106,6 +106,49 @@ impl Scan {
         Scanned::Rewritten
     }
 
+    /// Scans a URL (what `strip_url` keeps of one) a path segment at a
+    /// time, each percent-decoded: a number that fills a segment
+    /// (`/u/4111111111111111`, `/search/%2B33612345678`) is found there,
+    /// where `/` would join it to its neighbours in the text as a whole.
+    /// A rewritten segment is encoded again; the others stay as written.
+    pub fn url(&self, text: &str, findings: &mut Vec<Finding>, out: &mut String) -> Scanned {
+        let path_from = match text.find("://") {
+            Some(scheme_end) => text[scheme_end + 3..]
+                .find('/')
+                .map_or(text.len(), |at| scheme_end + 3 + at),
+            None => 0,
+        };
+        let (origin, path) = text.split_at(path_from);
+        out.clear();
+        out.push_str(origin);
+        let mut found = Vec::new();
+        let mut piece = String::new();
+        let mut changed = false;
+        for (i, segment) in path.split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            let decoded = crate::percent::decode_path(segment.as_bytes())
+                .and_then(|bytes| String::from_utf8(bytes).ok());
+            let readable = decoded.as_deref().unwrap_or(segment);
+            match self.text(readable, findings, &mut piece) {
+                Scanned::Clean => out.push_str(segment),
+                Scanned::Rewritten => {
+                    out.push_str(&crate::percent::encode_path(piece.as_bytes()));
+                    changed = true;
+                }
+                answer @ (Scanned::Drop | Scanned::Reject(_)) => return answer,
+            }
+            found.append(findings);
+        }
+        *findings = found;
+        if changed {
+            Scanned::Rewritten
+        } else {
+            Scanned::Clean
+        }
+    }
+
     /// `text` with each finding replaced by the digest or pseudonym of its
     /// normalized form; a finding that does not normalize gets its tag
     /// (never the original).

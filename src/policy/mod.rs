@@ -19,8 +19,8 @@ pub use selector::{Selector, SelectorError, Step, canonical_header_name};
 use sha2::Digest as _;
 
 pub use crate::config::{TextPlain, Unlisted};
-use crate::transform::Action;
 pub use crate::transform::OnInvalid;
+use crate::transform::{Action, HmacKey, RotatingKey};
 
 /// Index of a rule within its route; later rules win.
 pub type RuleId = usize;
@@ -157,25 +157,50 @@ impl Policy {
 
     /// Every rotating key of every route's rules, for the sweep that drops
     /// an expired period's key when no request comes to replace it.
-    pub fn rotating_keys(&self) -> Vec<Arc<crate::transform::RotatingKey>> {
-        let mut keys = Vec::new();
+    pub fn rotating_keys(&self) -> Vec<Arc<RotatingKey>> {
+        self.routes
+            .iter()
+            .flat_map(|route| rotating_keys(&route.rules).map(|(_, key)| key.clone()))
+            .collect()
+    }
+
+    /// Takes over the current period's keys of `previous` (the policy a
+    /// reload replaces) for the same rules here: same route, same selector,
+    /// same schedule and key. A reload then leaves the tokens as they were
+    /// until the period ends, even when its keys are random.
+    pub fn adopt_rotating_keys(&self, previous: &Policy) {
         for route in &self.routes {
-            for rule in &route.rules.rules {
-                let mut action = &rule.action;
-                while let Action::Only { then, .. } = action {
-                    action = then;
-                }
-                if let Action::Hmac {
-                    key: crate::transform::HmacKey::Rotating(key),
-                    ..
-                } = action
+            let Some(old) = previous.route(&route.name) else {
+                continue;
+            };
+            for (selector, key) in rotating_keys(&route.rules) {
+                if let Some((_, old_key)) =
+                    rotating_keys(&old.rules).find(|(old_selector, old_key)| {
+                        *old_selector == selector && old_key.same_schedule(key)
+                    })
                 {
-                    keys.push(key.clone());
+                    key.adopt(old_key);
                 }
             }
         }
-        keys
     }
+}
+
+/// The rotating keys of a route's rules, with each rule's selector.
+fn rotating_keys(rules: &Rules) -> impl Iterator<Item = (&str, &Arc<RotatingKey>)> {
+    rules.rules.iter().filter_map(|rule| {
+        let mut action = &rule.action;
+        while let Action::Only { then, .. } = action {
+            action = then;
+        }
+        match action {
+            Action::Hmac {
+                key: HmacKey::Rotating(key),
+                ..
+            } => Some((rule.selector.as_str(), key)),
+            _ => None,
+        }
+    })
 }
 
 /// One route: where it forwards and what it rewrites.

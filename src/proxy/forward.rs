@@ -48,8 +48,31 @@ const HOP_BY_HOP: [&str; 9] = [
     "host",
 ];
 
-/// Headers that identify the app's end users by address.
-const FORWARDING: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+/// Headers that identify the app's end users by address: the standard and
+/// de facto forwarding headers, and the client address headers that CDNs,
+/// load balancers and meshes add in front of a site.
+const FORWARDING: [&str; 20] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-real-ip",
+    "x-forwarded",
+    "forwarded-for",
+    "x-original-forwarded-for",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "cf-connecting-ipv6",
+    "cf-pseudo-ipv4",
+    "fastly-client-ip",
+    "akamai-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "client-ip",
+    "x-envoy-external-address",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-azure-clientip",
+];
 
 /// The client hints a browser route keeps: the low-entropy ones every
 /// Chromium sends unasked (brand and major version, mobile, platform).
@@ -374,7 +397,9 @@ fn upstream_headers(
         if drop {
             continue;
         }
-        if route.browser && identifies_the_device(lower) {
+        // The site's own credentials (a staging site behind a password)
+        // are not the platform's.
+        if route.browser && (identifies_the_device(lower) || lower == "authorization") {
             continue;
         }
         if route.browser && lower == "cookie" {

@@ -50,14 +50,20 @@ impl BodyKind {
         }
     }
 
-    /// [`BodyKind::from_content_type`], and `text/plain` as the route's
-    /// `text_plain:` reads it.
+    /// The rewriter for a body of this `Content-Type` on a route: as
+    /// [`BodyKind::from_content_type`] says, but on a route that reads
+    /// URL-encoded lines (`text_plain: query_lines`), where its rules name
+    /// query parameters only: then `text/plain` and form bodies are such
+    /// lines (gtag.js sends either), and any other body is refused, since
+    /// no rule of the route could read it.
     pub fn for_route(value: &str, rules: &Rules) -> Option<BodyKind> {
-        BodyKind::from_content_type(value).or_else(|| {
-            let (kind, subtype) = utf8_media_type(value)?;
-            let plain = kind.eq_ignore_ascii_case("text") && subtype.eq_ignore_ascii_case("plain");
-            (plain && rules.text_plain == TextPlain::QueryLines).then_some(BodyKind::QueryLines)
-        })
+        if rules.text_plain != TextPlain::QueryLines {
+            return BodyKind::from_content_type(value);
+        }
+        let (kind, subtype) = utf8_media_type(value)?;
+        let plain = kind.eq_ignore_ascii_case("text") && subtype.eq_ignore_ascii_case("plain");
+        let form = BodyKind::from_content_type(value) == Some(BodyKind::Form);
+        (plain || form).then_some(BodyKind::QueryLines)
     }
 }
 

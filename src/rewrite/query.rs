@@ -77,8 +77,8 @@ fn scan_pair(
 }
 
 /// What an action kept of a value as it was written (the path of a URL
-/// `strip_url` cut) goes through the route's detectors, as a value no rule
-/// names would: `None` when the detectors drop it, `Err` when they refuse
+/// `strip_url` cut) goes through the route's detectors, segment by segment
+/// ([`Scan::url`](crate::detect::Scan::url)), as a value no rule names would: `None` when the detectors drop it, `Err` when they refuse
 /// the request. Any other replacement is the rule's own and stays.
 pub(super) fn scan_what_stays(
     rules: &Rules,
@@ -95,7 +95,7 @@ pub(super) fn scan_what_stays(
         return Ok(Some(replaced));
     }
     let mut out = String::new();
-    let answer = scan.text(&replaced, findings, &mut out);
+    let answer = scan.url(&replaced, findings, &mut out);
     if !findings.is_empty() {
         report.detected(findings, path);
     }

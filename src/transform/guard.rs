@@ -15,6 +15,9 @@ pub enum Guard {
     /// An email address appears somewhere in the value, also
     /// percent-encoded (`jane%40example.com` in a URL).
     ContainsEmail,
+    /// The whole value, trimmed, is shaped like an absolute URL
+    /// (`scheme://…`): a page title that is its page's address.
+    Url,
 }
 
 impl Guard {
@@ -22,6 +25,7 @@ impl Guard {
         match self {
             Guard::Email => "email",
             Guard::ContainsEmail => "contains_email",
+            Guard::Url => "url",
         }
     }
 
@@ -29,6 +33,7 @@ impl Guard {
         match self {
             Guard::Email => is_email(text.trim()),
             Guard::ContainsEmail => contains_email(text),
+            Guard::Url => is_url(text.trim()),
         }
     }
 }
@@ -37,6 +42,19 @@ impl fmt::Display for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// `scheme://` and something after it, the scheme a letter then letters,
+/// digits, `+`, `-` or `.`.
+fn is_url(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return false;
+    };
+    !rest.is_empty()
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
 }
 
 fn is_local_char(b: u8) -> bool {
@@ -97,6 +115,26 @@ fn contains_email(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_means_an_absolute_url() {
+        for yes in [
+            "https://shop.example/x?y",
+            " http://a ",
+            "android-app://com.x/",
+        ] {
+            assert!(Guard::Url.holds(yes), "{yes}");
+        }
+        for no in [
+            "Checkout",
+            "Search: https://x",
+            "/cart",
+            "https://",
+            "1http://x",
+        ] {
+            assert!(!Guard::Url.holds(no), "{no}");
+        }
+    }
 
     #[test]
     fn email_means_the_whole_value() {

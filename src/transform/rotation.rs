@@ -109,6 +109,25 @@ impl RotatingKey {
         Ok(key)
     }
 
+    /// Whether `other` makes keys the same way: the same period, and both
+    /// random or both derived from the same key.
+    pub fn same_schedule(&self, other: &RotatingKey) -> bool {
+        self.period == other.period
+            && match (&self.source, &other.source) {
+                (KeySource::Random, KeySource::Random) => true,
+                (KeySource::Derived(a), KeySource::Derived(b)) => a.id() == b.id(),
+                _ => false,
+            }
+    }
+
+    /// Takes over `other`'s key of the current period (a reloaded rule
+    /// keeps its predecessor's tokens); an expired one is replaced at its
+    /// first use, as here.
+    pub fn adopt(&self, other: &RotatingKey) {
+        let _making = self.making.lock().unwrap_or_else(|e| e.into_inner());
+        self.current.store(other.current.load_full());
+    }
+
     /// Drops the current key once `now` is past its period.
     pub fn forget_expired(&self, now: SystemTime) {
         let index = self.index_of(now);
@@ -178,6 +197,23 @@ mod tests {
         assert!(current.upgrade().is_some(), "still its period");
         rotating.forget_expired(at(120));
         assert!(current.upgrade().is_none(), "forgotten without a request");
+        Ok(())
+    }
+
+    #[test]
+    fn an_adopted_key_makes_the_same_tokens() -> Result<(), KeyUnavailable> {
+        let old = RotatingKey::new(Duration::from_secs(10), KeySource::Random);
+        let new = RotatingKey::new(Duration::from_secs(10), KeySource::Random);
+        assert!(new.same_schedule(&old));
+        let token = |r: &RotatingKey, t| -> Result<String, KeyUnavailable> {
+            Ok(r.key_at(at(t))?.key().pseudonym("", 22, b"cid"))
+        };
+        let before = token(&old, 100)?;
+        new.adopt(&old);
+        assert_eq!(token(&new, 105)?, before);
+        assert_ne!(token(&new, 110)?, before, "the next period has its own key");
+        let hourly = RotatingKey::new(Duration::from_secs(3_600), KeySource::Random);
+        assert!(!hourly.same_schedule(&old));
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! A URL cut to where it points (`strip_url`): scheme, host and path, with
-//! no credentials, no fragment and only the query parameters a rule names.
+//! no credentials, no path parameters, no fragment, and only the query
+//! parameters the route names.
 //! A URL to a host outside the site can go whole (`external: drop`): a
 //! referrer from elsewhere tells where a visitor came from.
 
@@ -47,7 +48,14 @@ impl UrlRule {
             out.push_str("://");
             out.push_str(origin.host_and_port);
         }
-        out.push_str(path);
+        // Path parameters (`/cart;jsessionid=…`) go like the query: servers
+        // put session ids there.
+        for (i, segment) in path.split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            out.push_str(segment.split(';').next().unwrap_or_default());
+        }
         let mut first = true;
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             let name = pair.split_once('=').map_or(pair, |(name, _)| name);

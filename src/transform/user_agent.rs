@@ -12,6 +12,7 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum System {
     Windows,
+    Ipad,
     Mac,
     Ios,
     Android,
@@ -39,7 +40,7 @@ pub fn generalize(text: &str) -> String {
         // system family is all that goes.
         return format!("Mozilla/5.0 ({})", platform(os, None));
     };
-    let mobile = matches!(os, System::Android | System::Ios);
+    let mobile = matches!(os, System::Android | System::Ios | System::Ipad);
     match browser {
         Browser::Firefox => format!(
             "Mozilla/5.0 ({}; rv:{major}.0) Gecko/20100101 Firefox/{major}.0",
@@ -82,6 +83,7 @@ fn platform(os: System, browser: Option<Browser>) -> &'static str {
         System::Mac if firefox => "Macintosh; Intel Mac OS X 10.15",
         System::Mac => "Macintosh; Intel Mac OS X 10_15_7",
         System::Ios => "iPhone; CPU iPhone OS 18_0 like Mac OS X",
+        System::Ipad => "iPad; CPU OS 18_0 like Mac OS X",
         System::Android if firefox => "Android 10; Mobile",
         System::Android => "Linux; Android 10; K",
         System::Chromebook => "X11; CrOS x86_64 14541.0.0",
@@ -96,7 +98,9 @@ fn os_of(text: &str) -> System {
         .and_then(|(_, rest)| rest.split_once(')'))
         .map_or("", |(inside, _)| inside);
     let has = |token: &str| system.contains(token);
-    if has("iPhone") || has("iPad") || has("iPod") {
+    if has("iPad") {
+        System::Ipad
+    } else if has("iPhone") || has("iPod") {
         System::Ios
     } else if has("Android") {
         System::Android
@@ -180,6 +184,10 @@ mod tests {
             (
                 "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 Edg/124.0.2478.80",
                 "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 Edg/124.0.0.0",
+            ),
+            (
+                "Mozilla/5.0 (iPad; CPU OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/120.0.6099.119 Mobile/15E148 Safari/604.1",
+                "Mozilla/5.0 (iPad; CPU OS 18_0 like Mac OS X) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36",
             ),
             ("curl/8.5.0", "Mozilla/5.0 (compatible)"),
             (

@@ -508,6 +508,39 @@ mod tests {
     const HEAD: &str = "keys:\n  pseudonym: ${PSEUDO}\nroutes:\n  - name: meta\n    match: {path_prefix: /meta}\n    upstream: https://graph.facebook.com\n    rules:\n";
 
     #[test]
+    fn a_reload_keeps_the_period_keys_of_the_rules_it_leaves_alone() {
+        let yaml = |period: &str| {
+            format!(
+                "{HEAD}      - {{select: query.cid, action: hmac, rotate: daily}}\n      - {{select: query.sid, action: hmac, rotate: {period}}}\n      - {{select: query.x, action: hmac, rotate: daily, key: pseudonym}}\n"
+            )
+        };
+        let token = |policy: &Policy, rule: usize| {
+            policy.routes[0].rules.rules[rule]
+                .action
+                .apply(crate::transform::Scalar::Str("1873456721.1733340000"))
+        };
+        let before = check(&yaml("hourly")).unwrap();
+        let after = check(&yaml("30m")).unwrap();
+        assert_ne!(
+            token(&before, 0),
+            token(&after, 0),
+            "each compile draws its keys"
+        );
+        assert_eq!(
+            token(&before, 2),
+            token(&after, 2),
+            "derived keys agree anyway"
+        );
+        after.adopt_rotating_keys(&before);
+        assert_eq!(token(&before, 0), token(&after, 0));
+        assert_ne!(
+            token(&before, 1),
+            token(&after, 1),
+            "a new schedule, a new key"
+        );
+    }
+
+    #[test]
     fn compiles_a_valid_route() {
         let yaml = format!(
             "{HEAD}      - select: $.data[*].user_data.em\n        action: hash\n        normalize: email\n      - select: query.email\n        action: drop\n      - select: $.x\n        action: hmac\n"

@@ -579,6 +579,30 @@ mod tests {
                 "      - select: $.a\n        action: hash\n        on_invalid: ignore\n",
                 "t.yaml:10:21: unknown on_invalid",
             ),
+            (
+                "      - select: $.a\n        action: hmac\n        rotate: weekly\n",
+                "t.yaml:10:17: `weekly` is not a rotation period",
+            ),
+            (
+                "      - select: $.a\n        action: hmac\n        rotate: 1500ms\n",
+                "t.yaml:10:17: `1500ms` is not a rotation period",
+            ),
+            (
+                "      - select: $.a\n        action: hmac\n        shape: digits\n        length: 20\n",
+                "t.yaml:11:17: `prefix` and `length` shape a `token`, not a `digits`",
+            ),
+            (
+                "      - select: $.a\n        action: strip_url\n        rotate: daily\n",
+                "t.yaml:10:17: `rotate` does not apply to action `strip_url`",
+            ),
+            (
+                "      - select: $.a\n        action: keep\n    keep_cookies: [a]\n",
+                "t.yaml:10:20: `keep_cookies` applies to a route with `browser: true`",
+            ),
+            (
+                "      - select: $.a\n        action: keep\n    site: [https://shop.example]\n",
+                "t.yaml:10:12: a `site:` entry is a host name only",
+            ),
         ];
         for (rules, expected) in cases {
             let err = check(&format!("{HEAD}{rules}")).unwrap_err();

@@ -12,7 +12,7 @@ use crate::policy::{REDACTED, Rule, Rules, Selector};
 use crate::presets::PSEUDONYM_KEY as DEFAULT_KEY;
 use crate::transform::{
     Action, ActionKind, HmacKey, KeySource, Normalizer, PhoneFormat, PhoneOptions, PseudonymKey,
-    RotatingKey, UrlRule,
+    RotatingKey, Shape, UrlRule,
 };
 
 /// The defaults of the actions' options: here, and in the README's table
@@ -211,6 +211,28 @@ fn compile_action(
                 errors.at(at, "length must be between 16 and 43");
             }
             let normalizer = normalizer(errors, rule, default_region);
+            let shape = rule
+                .shape
+                .as_ref()
+                .and_then(|v| errors.choice(v, "shape"))
+                .unwrap_or_default();
+            if shape != Shape::Token
+                && let Some(at) = rule
+                    .prefix
+                    .as_ref()
+                    .map(|p| &p.referenced)
+                    .or(rule.length.as_ref().map(|l| &l.referenced))
+            {
+                errors.list.push(ConfigError::new(
+                    errors.file,
+                    at.line(),
+                    at.column(),
+                    format!(
+                        "`prefix` and `length` shape a `token`, not a `{}`",
+                        shape.as_str()
+                    ),
+                ));
+            }
             Action::Hmac {
                 key: key?,
                 prefix: rule
@@ -220,11 +242,7 @@ fn compile_action(
                     .unwrap_or_default(),
                 length: length as usize,
                 normalizer,
-                shape: rule
-                    .shape
-                    .as_ref()
-                    .and_then(|v| errors.choice(v, "shape"))
-                    .unwrap_or_default(),
+                shape,
             }
         }
         ActionKind::Mask => Action::Mask {

@@ -295,6 +295,12 @@ async fn cnil_4_collected_urls_lose_their_parameters() {
         sent["dt"], "https://shop.example/cart",
         "a title that is a URL"
     );
+    // A scroll on a blog post reached from a newsletter: the post's path
+    // stays, the campaign goes; the referrer is the site's own home.
+    let scroll = params(&site.hit(&fixture("scroll.query"), None).await.0);
+    assert_eq!(scroll["dl"], "https://shop.example/blog/winter-boots");
+    assert_eq!(scroll["dr"], "https://shop.example/");
+    assert_eq!(scroll["epn.percent_scrolled"], "90");
     // An outbound link loses its query like the page's own URL.
     let purchase = params(&site.hit(&fixture("purchase.query"), None).await.0);
     assert_eq!(purchase["ep.link_url"], "https://mail.example.net/inbox");

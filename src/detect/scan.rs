@@ -106,40 +106,78 @@ impl Scan {
         Scanned::Rewritten
     }
 
-    /// Scans a URL (what `strip_url` keeps of one) a path segment at a
-    /// time, each percent-decoded: a number that fills a segment
-    /// (`/u/4111111111111111`, `/search/%2B33612345678`) is found there,
-    /// where `/` would join it to its neighbours in the text as a whole.
-    /// A rewritten segment is encoded again; the others stay as written.
+    /// Scans a URL (what `strip_url` keeps of one) a path segment and a
+    /// query value at a time, each percent-decoded: a number that fills a
+    /// segment (`/u/4111111111111111`, `/search/%2B33612345678`) is found
+    /// there, where `/` would join it to its neighbours in the text as a
+    /// whole. A rewritten piece is encoded again; the others stay as
+    /// written.
     pub fn url(&self, text: &str, findings: &mut Vec<Finding>, out: &mut String) -> Scanned {
-        let path_from = match text.find("://") {
-            Some(scheme_end) => text[scheme_end + 3..]
-                .find('/')
-                .map_or(text.len(), |at| scheme_end + 3 + at),
-            None => 0,
+        // `scheme://authority` when the text starts with one: a `://`
+        // after the first `/`, `?` or `#` is data.
+        let origin_end = match text.find("://") {
+            Some(at) if !text[..at].contains(['/', '?', '#']) => text[at + 3..]
+                .find(['/', '?', '#'])
+                .map_or(text.len(), |end| at + 3 + end),
+            _ => 0,
         };
-        let (origin, path) = text.split_at(path_from);
+        let (origin, rest) = text.split_at(origin_end);
+        let (path, query) = match rest.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (rest, None),
+        };
         out.clear();
         out.push_str(origin);
         let mut found = Vec::new();
         let mut piece = String::new();
         let mut changed = false;
+        let mut scan_piece = |raw: &str, in_query: bool, out: &mut String| -> Option<Scanned> {
+            let decoded = if in_query {
+                crate::percent::decode(raw.as_bytes())
+            } else {
+                crate::percent::decode_path(raw.as_bytes())
+            };
+            let decoded = decoded.and_then(|bytes| String::from_utf8(bytes).ok());
+            match self.text(decoded.as_deref().unwrap_or(raw), findings, &mut piece) {
+                Scanned::Clean => out.push_str(raw),
+                Scanned::Rewritten => {
+                    let bytes = piece.as_bytes();
+                    out.push_str(&if in_query {
+                        crate::percent::encode(bytes)
+                    } else {
+                        crate::percent::encode_path(bytes)
+                    });
+                    changed = true;
+                }
+                answer @ (Scanned::Drop | Scanned::Reject(_)) => return Some(answer),
+            }
+            found.append(findings);
+            None
+        };
         for (i, segment) in path.split('/').enumerate() {
             if i > 0 {
                 out.push('/');
             }
-            let decoded = crate::percent::decode_path(segment.as_bytes())
-                .and_then(|bytes| String::from_utf8(bytes).ok());
-            let readable = decoded.as_deref().unwrap_or(segment);
-            match self.text(readable, findings, &mut piece) {
-                Scanned::Clean => out.push_str(segment),
-                Scanned::Rewritten => {
-                    out.push_str(&crate::percent::encode_path(piece.as_bytes()));
-                    changed = true;
-                }
-                answer @ (Scanned::Drop | Scanned::Reject(_)) => return answer,
+            if let Some(answer) = scan_piece(segment, false, out) {
+                return answer;
             }
-            found.append(findings);
+        }
+        if let Some(query) = query {
+            out.push('?');
+            for (i, pair) in query.split('&').enumerate() {
+                if i > 0 {
+                    out.push('&');
+                }
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                if pair.contains('=') {
+                    out.push_str(name);
+                    out.push('=');
+                }
+                let raw = if pair.contains('=') { value } else { name };
+                if let Some(answer) = scan_piece(raw, true, out) {
+                    return answer;
+                }
+            }
         }
         *findings = found;
         if changed {
@@ -215,6 +253,43 @@ mod tests {
             action,
             ..Scan::preset_default(Some(phonenumber::country::Id::US))
         }
+    }
+
+    #[test]
+    fn a_url_is_read_a_segment_and_a_value_at_a_time() {
+        let scan = scan(ScanAction::Redact);
+        let mut findings = Vec::new();
+        let mut out = String::new();
+        let cases = [
+            (
+                "https://shop.example/u/4111111111111111",
+                "https://shop.example/u/%5Bcard%5D",
+            ),
+            (
+                "https://shop.example/search/%2B1%20650%20555%201212/x",
+                "https://shop.example/search/%5Bphone%5D/x",
+            ),
+            (
+                "/list?page=2&q=jane%40example.com",
+                "/list?page=2&q=%5Bemail%5D",
+            ),
+            (
+                "/u/123-45-6789?next=https://x.example/a",
+                "/u/%5Bssn%5D?next=https://x.example/a",
+            ),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(
+                scan.url(url, &mut findings, &mut out),
+                Scanned::Rewritten,
+                "{url}"
+            );
+            assert_eq!(out, expected);
+            assert_eq!(findings.len(), 1, "{url}");
+        }
+        let clean = "https://shop.example/blog/2026/12/04/winter-boots?page=2";
+        assert_eq!(scan.url(clean, &mut findings, &mut out), Scanned::Clean);
+        assert!(findings.is_empty());
     }
 
     #[test]

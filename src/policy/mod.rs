@@ -173,17 +173,32 @@ impl Policy {
             let Some(old) = previous.route(&route.name) else {
                 continue;
             };
-            for (selector, key) in rotating_keys(&route.rules) {
-                if let Some((_, old_key)) =
-                    rotating_keys(&old.rules).find(|(old_selector, old_key)| {
-                        *old_selector == selector && old_key.same_schedule(key)
-                    })
+            // Rules are matched by selector and by which of the rules with
+            // that selector they are (a route's rule after its preset's).
+            let previous: Vec<_> = numbered(rotating_keys(&old.rules)).collect();
+            for (place, key) in numbered(rotating_keys(&route.rules)) {
+                if let Some((_, old_key)) = previous
+                    .iter()
+                    .find(|(old_place, old_key)| *old_place == place && old_key.same_schedule(key))
                 {
                     key.adopt(old_key);
                 }
             }
         }
     }
+}
+
+/// Each rotating key with its selector and how many rules with that
+/// selector came before it.
+fn numbered<'r>(
+    keys: impl Iterator<Item = (&'r str, &'r Arc<RotatingKey>)>,
+) -> impl Iterator<Item = ((&'r str, usize), &'r Arc<RotatingKey>)> {
+    let mut seen: Vec<&str> = Vec::new();
+    keys.map(move |(selector, key)| {
+        let before = seen.iter().filter(|s| **s == selector).count();
+        seen.push(selector);
+        ((selector, before), key)
+    })
 }
 
 /// The rotating keys of a route's rules, with each rule's selector.

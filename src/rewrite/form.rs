@@ -411,7 +411,19 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         let text = value.as_str();
         let mut out = String::new();
         self.report.read(self.rules, rule, Scalar::Str(text));
-        match verdict::judge(self.rules, rule, Ok(Scalar::Str(text)), &mut out) {
+        let mut found = Vec::new();
+        let verdict = verdict::judge(
+            self.rules,
+            rule,
+            Ok(Scalar::Str(text)),
+            &mut out,
+            &mut found,
+        );
+        if !found.is_empty() {
+            let key = &self.key;
+            self.report.detected(&found, || field_path(key));
+        }
+        match verdict {
             Ok(Verdict::Replace(change)) => {
                 self.emit_field(&out);
                 let key = &self.key;

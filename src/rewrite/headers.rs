@@ -61,7 +61,18 @@ fn rewrite_named(
     let path = || header_path(&lower);
     let text = std::str::from_utf8(value).map_err(|_| Invalid::NotAScalar);
     let mut out = String::new();
-    match verdict::judge(rules, rule_id, text.map(Scalar::Str), &mut out) {
+    let mut findings = Vec::new();
+    let verdict = verdict::judge(
+        rules,
+        rule_id,
+        text.map(Scalar::Str),
+        &mut out,
+        &mut findings,
+    );
+    if !findings.is_empty() {
+        report.detected(&findings, path);
+    }
+    match verdict {
         Ok(Verdict::Keep) => Ok(HeaderOutcome::Unchanged),
         Ok(Verdict::Unchanged) => scan_header(rules, &lower, value, report),
         Ok(Verdict::Remove(change)) => {
@@ -70,17 +81,7 @@ fn rewrite_named(
         }
         Ok(Verdict::Replace(change)) => {
             report.record(Some(rule_id), change, path);
-            let mut findings = Vec::new();
-            match super::query::scan_what_stays(rules, rule_id, out, &mut findings, report, &path) {
-                Ok(Some(text)) => Ok(HeaderOutcome::Replace(text)),
-                Ok(None) => Ok(HeaderOutcome::Remove),
-                Err(detector) => Err(Error::new(
-                    Kind::Rejected,
-                    0,
-                    path(),
-                    crate::detect::rejection(detector),
-                )),
-            }
+            Ok(HeaderOutcome::Replace(out))
         }
         Err(Rejected(reason)) => Err(Error::new(Kind::Rejected, 0, path(), reason)),
     }

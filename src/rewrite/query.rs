@@ -76,37 +76,6 @@ fn scan_pair(
     Ok(answer != Scanned::Clean)
 }
 
-/// What an action kept of a value as it was written (the path of a URL
-/// `strip_url` cut) goes through the route's detectors, segment by segment
-/// ([`Scan::url`](crate::detect::Scan::url)), as a value no rule names would: `None` when the detectors drop it, `Err` when they refuse
-/// the request. Any other replacement is the rule's own and stays.
-pub(super) fn scan_what_stays(
-    rules: &Rules,
-    rule: usize,
-    replaced: String,
-    findings: &mut Vec<Finding>,
-    report: &mut Report,
-    path: &impl Fn() -> String,
-) -> Result<Option<String>, detect::Detector> {
-    let Some(scan) = &rules.scan else {
-        return Ok(Some(replaced));
-    };
-    if !rules.rules[rule].action.keeps_text_as_written() {
-        return Ok(Some(replaced));
-    }
-    let mut out = String::new();
-    let answer = scan.url(&replaced, findings, &mut out);
-    if !findings.is_empty() {
-        report.detected(findings, path);
-    }
-    match answer {
-        Scanned::Clean => Ok(Some(replaced)),
-        Scanned::Rewritten => Ok(Some(out)),
-        Scanned::Drop => Ok(None),
-        Scanned::Reject(detector) => Err(detector),
-    }
-}
-
 fn pair_path(raw_name: &str) -> String {
     let mut path = String::from("query");
     push_key(&mut path, raw_name.as_bytes());
@@ -162,21 +131,19 @@ pub fn rewrite_query(
         let value =
             std::str::from_utf8(&value).map_err(|_| place("query parameter is not UTF-8"))?;
         let mut out = String::new();
-        match verdict::judge(rules, rule, Ok(Scalar::Str(value)), &mut out) {
+        let verdict = verdict::judge(rules, rule, Ok(Scalar::Str(value)), &mut out, &mut findings);
+        if !findings.is_empty() {
+            report.detected(&findings, path);
+        }
+        match verdict {
             Ok(Verdict::Unchanged) => {
                 changed |= scan_pair(rules, pair, &mut findings, &mut kept, report, offset)?;
             }
             Ok(Verdict::Keep) => kept.push(pair.to_owned()),
             Ok(Verdict::Replace(change)) => {
+                kept.push(format!("{raw_name}={}", encode(out.as_bytes())));
                 report.record(Some(rule), change, path);
                 changed = true;
-                if let Some(text) = scan_what_stays(rules, rule, out, &mut findings, report, &path)
-                    .map_err(|detector| {
-                        Error::new(Kind::Rejected, offset, path(), detect::rejection(detector))
-                    })?
-                {
-                    kept.push(format!("{raw_name}={}", encode(text.as_bytes())));
-                }
             }
             Ok(Verdict::Remove(change)) => {
                 report.record(Some(rule), change, path);

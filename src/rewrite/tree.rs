@@ -218,7 +218,7 @@ impl Walker<'_> {
             Value::Object(_) | Value::Array(_) => Err(Invalid::NotAScalar),
         };
         let mut out = String::new();
-        match verdict::judge(self.rules, rule, scalar, &mut out) {
+        match verdict::judge(self.rules, rule, scalar, &mut out, &mut Vec::new()) {
             Ok(Verdict::Keep | Verdict::Unchanged) => Ok(Some(value)),
             Ok(Verdict::Remove(_)) => {
                 self.forget(&value);

@@ -5,6 +5,7 @@
 //! handled once.
 
 use super::report::ChangeKind;
+use crate::detect::{self, Finding, Scanned};
 use crate::policy::{OnInvalid, REDACTED, RuleId, Rules};
 use crate::transform::{Action, ActionKind, Applied, Invalid, Scalar};
 
@@ -36,7 +37,51 @@ pub(crate) struct Rejected(pub(crate) String);
 /// Applies rule `rule` to `value`, or to a value that cannot be read as a
 /// scalar (`Err`: an object or array, a header that is not UTF-8). A
 /// replacement is written to `out` (cleared first).
+///
+/// What an action keeps of a value as it was written (the URL `strip_url`
+/// cuts, or leaves whole) then goes through the route's detectors, a path
+/// segment at a time ([`Scan::url`](crate::detect::Scan::url)): a number
+/// that fills a segment (`/u/4111111111111111`) is found there. Their
+/// findings are left in `found`, for the caller to count.
 pub(crate) fn judge(
+    rules: &Rules,
+    rule: RuleId,
+    value: Result<Scalar<'_>, Invalid>,
+    out: &mut String,
+    found: &mut Vec<Finding>,
+) -> Result<Verdict, Rejected> {
+    found.clear();
+    let verdict = judge_action(rules, rule, value, out)?;
+    let (Some(scan), Ok(Scalar::Str(original))) = (&rules.scan, value) else {
+        return Ok(verdict);
+    };
+    let action = &rules.rules[rule].action;
+    // A guarded rule whose condition did not hold (a title that is not a
+    // URL) left text that is not what the action keeps.
+    let applied = action.guard().is_none_or(|guard| guard.holds(original));
+    if !action.keeps_text_as_written() || !applied {
+        return Ok(verdict);
+    }
+    let kept = match verdict {
+        Verdict::Replace(_) => std::mem::take(out),
+        Verdict::Unchanged => original.to_owned(),
+        Verdict::Keep | Verdict::Remove(_) => return Ok(verdict),
+    };
+    match scan.url(&kept, found, out) {
+        Scanned::Clean => {
+            *out = kept;
+            Ok(verdict)
+        }
+        Scanned::Rewritten => Ok(Verdict::Replace(ChangeKind::Rewritten)),
+        Scanned::Drop => {
+            out.clear();
+            Ok(Verdict::Remove(ChangeKind::Dropped))
+        }
+        Scanned::Reject(detector) => Err(Rejected(detect::rejection(detector))),
+    }
+}
+
+fn judge_action(
     rules: &Rules,
     rule: RuleId,
     value: Result<Scalar<'_>, Invalid>,
@@ -78,5 +123,54 @@ pub(crate) fn invalid(
             rule + 1,
             rules.rules[rule].selector
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use crate::detect::Scan;
+    use crate::policy::{Limits, OnInvalid, Rules, Unlisted};
+    use crate::rewrite::{BodyKind, BodyRewriter};
+    use crate::transform::{Action, UrlRule};
+
+    /// What `strip_url` keeps of a URL is scanned, a path segment at a
+    /// time, in every body type as in a query.
+    #[test]
+    fn a_kept_url_is_scanned_in_json_and_form_bodies() -> Result<(), Box<dyn std::error::Error>> {
+        let strip = Action::StripUrl(UrlRule {
+            keep_params: Vec::new(),
+            external_dropped_unless: None,
+        });
+        let mut rules = Rules::build(
+            [
+                ("$.url".to_owned(), strip.clone(), OnInvalid::Drop),
+                ("$.plain".to_owned(), strip, OnInvalid::Drop),
+            ],
+            Unlisted::Keep,
+            Limits::default(),
+        )?;
+        rules.scan = Some(Scan::preset_default(None));
+        let cases: [(BodyKind, &[u8], &str); 2] = [
+            (
+                BodyKind::Json,
+                br#"{"url":"https://shop.example/u/4111111111111111?x=1","plain":"https://shop.example/u/4111111111111111"}"#,
+                r#"{"url":"https://shop.example/u/%5Bcard%5D","plain":"https://shop.example/u/%5Bcard%5D"}"#,
+            ),
+            (
+                BodyKind::Form,
+                b"url=https%3A%2F%2Fshop.example%2Fu%2F4111111111111111%3Fx%3D1&plain=https%3A%2F%2Fshop.example%2Fu%2F4111111111111111",
+                "url=https%3A%2F%2Fshop.example%2Fu%2F%255Bcard%255D&plain=https%3A%2F%2Fshop.example%2Fu%2F%255Bcard%255D",
+            ),
+        ];
+        for (kind, body, expected) in cases {
+            let mut rewriter = BodyRewriter::new(kind, &rules, Vec::new(), false);
+            rewriter.write(Bytes::from_static(body))?;
+            let (out, report) = rewriter.finish()?;
+            assert_eq!(String::from_utf8(out.concat())?, expected, "{kind:?}");
+            assert_eq!(report.total_detected(), 2, "{kind:?}");
+        }
+        Ok(())
     }
 }

@@ -87,17 +87,20 @@ impl RotatingKey {
     }
 
     /// The key of the period `at` falls in; made, and the previous one
-    /// dropped, when `at` is in a new period.
+    /// dropped, when `at` is in a new period. Periods only go forward: a
+    /// caller that read the clock just before another made the next
+    /// period's key (or a clock set back) gets the newest key, never a new
+    /// one for a period that is over.
     pub fn key_at(&self, at: SystemTime) -> Result<Arc<PeriodKey>, KeyUnavailable> {
         let index = self.index_of(at);
         if let Some(key) = self.current.load_full()
-            && key.index == index
+            && key.index >= index
         {
             return Ok(key);
         }
         let _making = self.making.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(key) = self.current.load_full()
-            && key.index == index
+            && key.index >= index
         {
             return Ok(key);
         }
@@ -136,7 +139,7 @@ impl RotatingKey {
             .current
             .load()
             .as_ref()
-            .is_some_and(|key| key.index != index)
+            .is_some_and(|key| key.index < index)
         {
             self.current.store(None);
         }
@@ -197,6 +200,11 @@ mod tests {
         assert!(current.upgrade().is_some(), "still its period");
         rotating.forget_expired(at(120));
         assert!(current.upgrade().is_none(), "forgotten without a request");
+        let third = rotating.key_at(at(130))?;
+        assert!(
+            Arc::ptr_eq(&third, &rotating.key_at(at(125))?),
+            "a clock read before the boundary gets the newest key, not a new one"
+        );
         Ok(())
     }
 

@@ -355,6 +355,39 @@ fn limits(errors: &mut Errors<'_>, base: Limits, config: &LimitsConfig) -> Limit
     limits
 }
 
+/// What a browser route refuses to be told: its cookies go by
+/// `keep_cookies` only, never one that identifies the visitor to the
+/// platform, and the visitor's address never goes.
+fn browser_route_checks(errors: &mut Errors<'_>, route: &RouteConfig) {
+    for name in &route.keep_cookies {
+        let cookie = name.value.as_str();
+        let identifies = cookie.starts_with("_ga")
+            || cookie.starts_with("_gcl")
+            || ["_gid", "FPID", "FPLC", "_fbp", "_fbc"].contains(&cookie);
+        if identifies {
+            errors.at(
+                name,
+                format!("`{cookie}` identifies the visitor to the platform: a browser route never passes it"),
+            );
+        }
+    }
+    if route.keep_forwarding_headers {
+        errors.at(
+            &route.name,
+            "a browser route never passes the visitor's address: remove `keep_forwarding_headers`",
+        );
+    }
+    for rule in &route.rules {
+        let selector = rule.select.value.to_ascii_lowercase();
+        if selector == "header.cookie" || selector == "header.authorization" {
+            errors.at(
+                &rule.select,
+                "a browser route removes this header before rules see it (cookies go by `keep_cookies`)",
+            );
+        }
+    }
+}
+
 fn compile_route(
     errors: &mut Errors<'_>,
     route: &RouteConfig,
@@ -462,6 +495,9 @@ fn compile_route(
             first,
             "`keep_cookies` applies to a route with `browser: true`",
         );
+    }
+    if browser {
+        browser_route_checks(errors, route);
     }
     rules.scan = scan::compile_scan(errors, route.scan.as_ref(), preset.is_some(), &context);
     let consent = compile_consent(errors, route, preset.as_ref(), &rules);
@@ -602,6 +638,18 @@ mod tests {
             (
                 "      - select: $.a\n        action: keep\n    site: [https://shop.example]\n",
                 "t.yaml:10:12: a `site:` entry is a host name only",
+            ),
+            (
+                "      - select: $.a\n        action: keep\n    browser: true\n    keep_cookies: [_ga]\n",
+                "t.yaml:11:20: `_ga` identifies the visitor to the platform",
+            ),
+            (
+                "      - select: header.Cookie\n        action: drop\n    browser: true\n",
+                "t.yaml:8:17: a browser route removes this header before rules see it",
+            ),
+            (
+                "      - select: $.a\n        action: keep\n    browser: true\n    keep_forwarding_headers: true\n",
+                "t.yaml:4:11: a browser route never passes the visitor's address",
             ),
         ];
         for (rules, expected) in cases {

@@ -340,7 +340,17 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             ),
         };
         self.report.read(self.rules, rule, scalar);
-        let verdict = verdict::judge(self.rules, rule, Ok(scalar), &mut self.replacement);
+        let mut found = Vec::new();
+        let verdict = verdict::judge(
+            self.rules,
+            rule,
+            Ok(scalar),
+            &mut self.replacement,
+            &mut found,
+        );
+        if !found.is_empty() {
+            self.report.detected(&found, here!(self));
+        }
         self.carry_out(chunk, end, rule, verdict, Some(raw))?;
         Ok(())
     }

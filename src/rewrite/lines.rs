@@ -143,6 +143,12 @@ impl<'r, S: Sink> QueryLinesRewriter<'r, S> {
             QueryOutcome::Rewritten(mut rewritten) => {
                 if carriage_return {
                     rewritten.push('\r');
+                } else if rewritten.ends_with('\r') {
+                    // A `\r` that was data inside the line, now at its end
+                    // (what followed it dropped), would read as a CRLF's:
+                    // it goes encoded, the same byte to a decoder.
+                    rewritten.pop();
+                    rewritten.push_str("%0D");
                 }
                 if newline {
                     rewritten.push('\n');
@@ -207,6 +213,11 @@ mod tests {
             assert_eq!(rewrite(&rules, body, chunk)?, expected, "chunks of {chunk}");
         }
         assert_eq!(rewrite(&rules, b"", 1)?, "");
+        assert_eq!(
+            rewrite(&rules, b"en=a\r&uid=1\nen=b", 1)?,
+            "en=a%0D\nen=b",
+            "a \\r that was data does not become a line's end"
+        );
         assert_eq!(rewrite(&rules, b"\n\n", 1)?, "\n\n");
         Ok(())
     }

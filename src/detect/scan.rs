@@ -113,14 +113,12 @@ impl Scan {
     /// whole. A rewritten piece is encoded again; the others stay as
     /// written.
     pub fn url(&self, text: &str, findings: &mut Vec<Finding>, out: &mut String) -> Scanned {
-        // `scheme://authority` when the text starts with one: a `://`
-        // after the first `/`, `?` or `#` is data.
-        let origin_end = match text.find("://") {
-            Some(at) if !text[..at].contains(['/', '?', '#']) => text[at + 3..]
+        // `scheme://authority` when the text starts with one.
+        let origin_end = crate::transform::scheme_len(text).map_or(0, |at| {
+            text[at..]
                 .find(['/', '?', '#'])
-                .map_or(text.len(), |end| at + 3 + end),
-            _ => 0,
-        };
+                .map_or(text.len(), |end| at + end)
+        });
         let (origin, rest) = text.split_at(origin_end);
         let (path, query) = match rest.split_once('?') {
             Some((path, query)) => (path, Some(query)),

@@ -92,15 +92,19 @@ impl<'r, S: Sink> QueryLinesRewriter<'r, S> {
     /// Keeps the start of a line that goes on in the next chunk.
     fn hold(&mut self, piece: &[u8]) -> Result<(), Error> {
         if self.partial.len() + piece.len() > self.rules.limits.max_value_bytes as usize {
-            return Err(Error::new(
-                Kind::TooLarge,
-                self.line_start,
-                "line".to_owned(),
-                "a line is longer than max_value_bytes",
-            ));
+            return Err(self.too_long());
         }
         self.partial.extend_from_slice(piece);
         Ok(())
+    }
+
+    fn too_long(&self) -> Error {
+        Error::new(
+            Kind::TooLarge,
+            self.line_start,
+            "line".to_owned(),
+            "a line is longer than max_value_bytes",
+        )
     }
 
     /// Rewrites one line (without its `\n`). `whole` is the line as it came
@@ -108,12 +112,7 @@ impl<'r, S: Sink> QueryLinesRewriter<'r, S> {
     /// passed as that slice.
     fn line(&mut self, whole: Option<Bytes>, line: &[u8], newline: bool) -> Result<(), Error> {
         if line.len() > self.rules.limits.max_value_bytes as usize {
-            return Err(Error::new(
-                Kind::TooLarge,
-                self.line_start,
-                "line".to_owned(),
-                "a line is longer than max_value_bytes",
-            ));
+            return Err(self.too_long());
         }
         let (text, carriage_return) = match line.strip_suffix(b"\r") {
             Some(text) => (text, true),

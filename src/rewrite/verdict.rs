@@ -68,6 +68,8 @@ pub(crate) fn judge(
         Verdict::Keep | Verdict::Remove(_) => return Ok(verdict),
     };
     match scan.url(&kept, found, out) {
+        // Read already: the caller's detectors need not read it again.
+        Scanned::Clean if verdict == Verdict::Unchanged => Ok(Verdict::Keep),
         Scanned::Clean => {
             *out = kept;
             Ok(verdict)

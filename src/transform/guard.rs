@@ -44,17 +44,9 @@ impl fmt::Display for Guard {
     }
 }
 
-/// `scheme://` and something after it, the scheme a letter then letters,
-/// digits, `+`, `-` or `.`.
+/// `scheme://` and something after it.
 fn is_url(text: &str) -> bool {
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return false;
-    };
-    !rest.is_empty()
-        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    super::url::scheme_len(text).is_some_and(|after| after < text.len())
 }
 
 fn is_local_char(b: u8) -> bool {

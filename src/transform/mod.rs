@@ -17,7 +17,7 @@ pub use guard::Guard;
 pub use normalize::{Normalizer, PhoneFormat, PhoneOptions};
 pub use pseudonym::{PseudonymKey, Shape};
 pub use rotation::{KeySource, RotatingKey};
-pub use url::UrlRule;
+pub use url::{UrlRule, scheme_len};
 
 use std::fmt;
 

@@ -73,6 +73,19 @@ impl UrlRule {
     }
 }
 
+/// The length of the `scheme://` a text starts with (a letter, then
+/// letters, digits, `+`, `-` or `.`), if it starts with one: where a URL's
+/// authority begins.
+pub fn scheme_len(text: &str) -> Option<usize> {
+    let at = text.find("://")?;
+    let scheme = &text[..at];
+    let valid = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    valid.then_some(at + 3)
+}
+
 struct Origin<'a> {
     scheme: &'a str,
     /// The authority without credentials.
@@ -87,14 +100,9 @@ fn split_origin(text: &str) -> Result<(Option<Origin<'_>>, &str), Invalid> {
     if text.starts_with('/') && !text.starts_with("//") {
         return Ok((None, text));
     }
-    let (scheme, after) = text.split_once("://").ok_or(Invalid::NotAUrl)?;
-    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
-    if !scheme_ok {
-        return Err(Invalid::NotAUrl);
-    }
+    let after_scheme = scheme_len(text).ok_or(Invalid::NotAUrl)?;
+    let scheme = &text[..after_scheme - 3];
+    let after = &text[after_scheme..];
     let end = after.find(['/', '?', '#']).unwrap_or(after.len());
     let (authority, rest) = after.split_at(end);
     let host_and_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);

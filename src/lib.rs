@@ -22,3 +22,4 @@ pub mod rewrite;
 pub mod service;
 pub mod tls;
 pub mod transform;
+pub mod vault;

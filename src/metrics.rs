@@ -68,6 +68,178 @@ pub struct Metrics {
     detections: IntCounterVec,
     /// What leaves, per route and field path (`GET /inventory`).
     pub inventory: Inventory,
+    /// The token vault's handles.
+    pub vault: std::sync::Arc<VaultMetrics>,
+}
+
+/// The token vault's operations on its store, for
+/// `scrim_vault_store_duration_seconds{operation}` and
+/// `scrim_vault_store_errors_total{operation}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOperation {
+    Issue,
+    Lookup,
+    Erase,
+    Stats,
+}
+
+impl StoreOperation {
+    const ALL: [StoreOperation; 4] = [
+        StoreOperation::Issue,
+        StoreOperation::Lookup,
+        StoreOperation::Erase,
+        StoreOperation::Stats,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreOperation::Issue => "issue",
+            StoreOperation::Lookup => "lookup",
+            StoreOperation::Erase => "erase",
+            StoreOperation::Stats => "stats",
+        }
+    }
+}
+
+/// The admin vault API's calls, for `scrim_vault_admin_requests_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminCall {
+    Reveal,
+    Erase,
+    Stats,
+}
+
+impl AdminCall {
+    pub const ALL: [AdminCall; 3] = [AdminCall::Reveal, AdminCall::Erase, AdminCall::Stats];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminCall::Reveal => "reveal",
+            AdminCall::Erase => "erase",
+            AdminCall::Stats => "stats",
+        }
+    }
+}
+
+/// How an admin vault call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminOutcome {
+    Ok,
+    Unauthorized,
+    BadRequest,
+    Unavailable,
+}
+
+impl AdminOutcome {
+    const ALL: [AdminOutcome; 4] = [
+        AdminOutcome::Ok,
+        AdminOutcome::Unauthorized,
+        AdminOutcome::BadRequest,
+        AdminOutcome::Unavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminOutcome::Ok => "ok",
+            AdminOutcome::Unauthorized => "unauthorized",
+            AdminOutcome::BadRequest => "bad_request",
+            AdminOutcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// The token vault's handles, resolved once.
+pub struct VaultMetrics {
+    pub tokens_issued: IntCounter,
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    pub revealed: IntCounter,
+    pub unrevealed: IntCounter,
+    pub erased: IntCounter,
+    /// By [`StoreOperation`].
+    store_duration: [Histogram; 4],
+    store_errors: [IntCounter; 4],
+    /// By [`AdminCall`], then [`AdminOutcome`].
+    admin: [[IntCounter; 4]; 3],
+}
+
+impl VaultMetrics {
+    fn new(registry: &Registry) -> VaultMetrics {
+        let single = |name: &str, help: &str| {
+            counter(registry, name, help, &[]).with_label_values::<&str>(&[])
+        };
+        let reveals = counter(
+            registry,
+            "scrim_vault_reveals_total",
+            "Tokens looked up to reveal (responses and the admin API), by result (revealed, unknown: not a token, erased or expired)",
+            &["result"],
+        );
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "scrim_vault_store_duration_seconds",
+                "Time the vault's store took, by operation",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5,
+            ]),
+            &["operation"],
+        )
+        .unwrap_or_else(|e| unreachable!("scrim_vault_store_duration_seconds: {e}"));
+        registry
+            .register(Box::new(duration.clone()))
+            .unwrap_or_else(|e| unreachable!("scrim_vault_store_duration_seconds: {e}"));
+        let errors = counter(
+            registry,
+            "scrim_vault_store_errors_total",
+            "Vault store operations that failed or timed out, by operation",
+            &["operation"],
+        );
+        let admin = counter(
+            registry,
+            "scrim_vault_admin_requests_total",
+            "Calls of the admin vault API, by call and outcome",
+            &["call", "outcome"],
+        );
+        VaultMetrics {
+            tokens_issued: single(
+                "scrim_vault_tokens_issued_total",
+                "New tokens the vault made (values seen for the first time)",
+            ),
+            cache_hits: single(
+                "scrim_vault_cache_hits_total",
+                "Vault lookups answered from memory",
+            ),
+            cache_misses: single(
+                "scrim_vault_cache_misses_total",
+                "Vault lookups that went to the store",
+            ),
+            revealed: reveals.with_label_values(&["revealed"]),
+            unrevealed: reveals.with_label_values(&["unknown"]),
+            erased: single(
+                "scrim_vault_erasures_total",
+                "Mappings erased (a value's token made unrevealable for good)",
+            ),
+            store_duration: StoreOperation::ALL
+                .map(|op| duration.with_label_values(&[op.as_str()])),
+            store_errors: StoreOperation::ALL.map(|op| errors.with_label_values(&[op.as_str()])),
+            admin: AdminCall::ALL.map(|call| {
+                AdminOutcome::ALL
+                    .map(|outcome| admin.with_label_values(&[call.as_str(), outcome.as_str()]))
+            }),
+        }
+    }
+
+    pub fn store(&self, operation: StoreOperation, seconds: f64, ok: bool) {
+        self.store_duration[operation as usize].observe(seconds);
+        if !ok {
+            self.store_errors[operation as usize].inc();
+        }
+    }
+
+    pub fn admin(&self, call: AdminCall, outcome: AdminOutcome) {
+        self.admin[call as usize][outcome as usize].inc();
+    }
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -164,6 +336,7 @@ impl Metrics {
                 "Identifiers the route's scan found in values no rule selects, by route, detector and action",
                 &["route", "detector", "action"],
             ),
+            vault: std::sync::Arc::new(VaultMetrics::new(&registry)),
             registry,
             inventory: Inventory::new(),
         }
@@ -282,10 +455,11 @@ pub enum RejectReason {
     BadRequest,
     BodyTimeout,
     Overloaded,
+    VaultUnavailable,
 }
 
 impl RejectReason {
-    const ALL: [RejectReason; 11] = [
+    const ALL: [RejectReason; 12] = [
         RejectReason::NoRoute,
         RejectReason::BodyTooLarge,
         RejectReason::UnsupportedMediaType,
@@ -297,6 +471,7 @@ impl RejectReason {
         RejectReason::BadRequest,
         RejectReason::BodyTimeout,
         RejectReason::Overloaded,
+        RejectReason::VaultUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -312,6 +487,7 @@ impl RejectReason {
             RejectReason::BadRequest => "bad_request",
             RejectReason::BodyTimeout => "body_timeout",
             RejectReason::Overloaded => "overloaded",
+            RejectReason::VaultUnavailable => "vault_unavailable",
         }
     }
 }
@@ -324,7 +500,7 @@ pub struct RouteMetrics {
     /// By action kind.
     invalid: Vec<Option<IntCounter>>,
     unlisted: IntCounter,
-    rejections: [IntCounter; 11],
+    rejections: [IntCounter; 12],
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
     pub bytes_in: IntCounter,

@@ -9,6 +9,7 @@ use crate::config::ConfigErrors;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::proxy::Proxy;
+use crate::vault::Vault;
 
 /// Reloads the configuration into every proxy (one per worker thread).
 pub struct Reloader {
@@ -16,6 +17,8 @@ pub struct Reloader {
     proxies: Vec<Arc<Proxy>>,
     /// The process's metrics, where reloads are counted.
     metrics: Arc<Metrics>,
+    /// The vault opened at start, which takes each new policy's rules.
+    vault: Option<Arc<Vault>>,
 }
 
 impl Reloader {
@@ -24,7 +27,14 @@ impl Reloader {
             path,
             proxies,
             metrics,
+            vault: None,
         }
+    }
+
+    /// Tells `vault` each new policy's `tokenize` rules and `encrypt` keys.
+    pub fn with_vault(mut self, vault: Option<Arc<Vault>>) -> Reloader {
+        self.vault = vault;
+        self
     }
 
     /// The policy in force (every worker's is the same).
@@ -35,7 +45,21 @@ impl Reloader {
     /// Reloads; requests in flight finish on the policy they started with.
     /// Listener settings (addresses, limits) need a restart to change.
     pub fn reload(&self) -> Result<(), ConfigErrors> {
-        match Policy::load(&self.path) {
+        let loaded = Policy::load(&self.path).and_then(|policy| {
+            // The vault is opened once, at start.
+            match (&self.vault, self.policy()) {
+                (_, Some(previous)) if !policy.same_vault(&previous) => {
+                    Err(ConfigErrors::single(crate::config::ConfigError::new(
+                        &self.path.display().to_string(),
+                        0,
+                        0,
+                        "`vault:` or `keys.vault` changed: the vault is opened at start, so this takes a restart",
+                    )))
+                }
+                _ => Ok(policy),
+            }
+        });
+        match loaded {
             Ok(policy) => {
                 for warning in &policy.warnings {
                     tracing::warn!(%warning, "configuration");
@@ -44,6 +68,9 @@ impl Reloader {
                     policy.adopt_rotating_keys(&previous);
                 }
                 let policy = Arc::new(policy);
+                if let Some(vault) = &self.vault {
+                    vault.use_policy(&policy);
+                }
                 for proxy in &self.proxies {
                     proxy.swap_policy(policy.clone());
                 }

@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::proxy::{self, Proxy};
 use crate::reload::Reloader;
+use crate::vault::Vault;
 
 /// Runs until a stop signal. Errors are for the operator: a file that does
 /// not load, an address that cannot be bound.
@@ -34,6 +35,7 @@ pub fn run(config: PathBuf) -> Result<(), String> {
         tracing::warn!(%warning, "configuration");
     }
     let metrics = Arc::new(Metrics::new());
+    let vault = open_vault(&policy, &metrics)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     // Per worker: the main listener, then one per route listener.
@@ -62,11 +64,10 @@ pub fn run(config: PathBuf) -> Result<(), String> {
     let budget = proxy::BufferBudget::new(policy.max_buffered_bytes);
     let proxies: Vec<Arc<Proxy>> = (0..workers)
         .map(|_| {
-            Arc::new(Proxy::with_budget(
-                policy.clone(),
-                metrics.clone(),
-                budget.clone(),
-            ))
+            Arc::new(
+                Proxy::with_budget(policy.clone(), metrics.clone(), budget.clone())
+                    .with_vault(vault.clone()),
+            )
         })
         .collect();
 
@@ -111,7 +112,9 @@ pub fn run(config: PathBuf) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let result = control.block_on(control_loop(config, policy, metrics, proxies, listen, stop));
+    let result = control.block_on(control_loop(
+        config, policy, metrics, proxies, vault, listen, stop,
+    ));
     for thread in threads {
         match thread.join() {
             Ok(Ok(())) => {}
@@ -129,6 +132,7 @@ async fn control_loop(
     policy: Arc<Policy>,
     metrics: Arc<Metrics>,
     proxies: Vec<Arc<Proxy>>,
+    vault: Option<Arc<Vault>>,
     listen: SocketAddr,
     stop: watch::Sender<bool>,
 ) -> Result<(), String> {
@@ -147,12 +151,14 @@ async fn control_loop(
     };
     let workers = proxies.len();
     // One reloader for SIGHUP and `POST /reload` alike.
-    let reloader = Arc::new(Reloader::new(config, proxies, metrics.clone()));
+    let reloader =
+        Arc::new(Reloader::new(config, proxies, metrics.clone()).with_vault(vault.clone()));
     let admin = Arc::new(Admin {
         metrics,
         ready: false.into(),
         reloader: Some(reloader.clone()),
         token: policy.admin_token.clone(),
+        vault,
     });
     let admin_server = admin::serve(admin_listener, admin.clone()).map_err(|e| e.to_string())?;
     let signals = |kind: SignalKind| signal(kind).map_err(|e| format!("cannot watch signals: {e}"));
@@ -195,6 +201,25 @@ async fn control_loop(
     stop_workers(&stop);
     admin_server.shutdown().await;
     Ok(())
+}
+
+/// Opens the token vault when the configuration has one: its store must
+/// answer before scrim serves, so that a route that tokenizes never starts
+/// without it.
+fn open_vault(policy: &Policy, metrics: &Metrics) -> Result<Option<Arc<Vault>>, String> {
+    let Some(settings) = &policy.vault else {
+        return Ok(None);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let vault = runtime
+        .block_on(Vault::open(settings, metrics.vault.clone()))
+        .map_err(|e| format!("vault: {e}"))?;
+    vault.use_policy(policy);
+    tracing::info!(store = ?settings.store, "vault open");
+    Ok(Some(Arc::new(vault)))
 }
 
 /// One listening socket per worker, all on the same address. With port 0,

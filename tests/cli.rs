@@ -147,10 +147,16 @@ fn the_example_ga4_route_rewrites_a_gtag_batch_offline() {
         "cust-42",
         "203.0.113",
         "1512x982",
-        "650",
+        "650%20555",
     ] {
         assert!(!rewritten.contains(leaked), "{leaked} in {rewritten}");
     }
+    // The phone number in the note, found and tagged (a bare `650` could
+    // be part of the random client id).
+    assert!(
+        rewritten.contains("&ep.note=call+%5Bphone%5D&"),
+        "{rewritten}"
+    );
     assert!(
         rewritten.contains("dl=https%3A%2F%2Fshop.example%2Fcheckout&"),
         "{rewritten}"
@@ -367,12 +373,26 @@ fn value_too_large_names_the_path() {
     assert!(!stderr.contains("xxxx"));
 }
 
-/// Invariant 5: memory does not grow with body size. 48 MiB of NDJSON go
-/// through `scrim rewrite` on stdin while the test reads stdout; the child's
-/// peak resident set (VmHWM) stays far below the body's size.
+/// Invariant 5: memory does not grow with body size. NDJSON goes through
+/// `scrim rewrite` on stdin while the test reads stdout, once 256 KiB and
+/// once 48 MiB; the child's peak resident set (VmHWM) is the same within a
+/// few MiB (what the process itself takes, its code and tables, is not
+/// what this is about: it changes with the build).
 #[cfg(target_os = "linux")]
 #[test]
 fn memory_does_not_grow_with_body_size() {
+    let small = peak_rss_kib_rewriting(256 * 1024);
+    let large = peak_rss_kib_rewriting(48 * 1024 * 1024);
+    assert!(
+        large < small + 4 * 1024,
+        "peak RSS {large} KiB for a 48 MiB body, {small} KiB for 256 KiB"
+    );
+    assert!(large < 40 * 1024, "peak RSS {large} KiB");
+}
+
+/// The peak resident set of `scrim rewrite` over about `bytes` of NDJSON.
+#[cfg(target_os = "linux")]
+fn peak_rss_kib_rewriting(bytes: usize) -> u64 {
     use std::io::Read;
 
     let dir = TempDir::new("memory");
@@ -409,9 +429,9 @@ fn memory_does_not_grow_with_body_size() {
         "{{\"data\":[{{\"user_data\":{{\"em\":\"someone@example.com\",\"ip\":\"10.0.0.1\"}},\"padding\":\"{}\"}}]}}\n",
         "p".repeat(4000)
     );
-    let block = line.repeat(256);
+    let block = line.repeat(64);
     let mut stdin = child.stdin.take().unwrap();
-    let blocks = 48 * 1024 * 1024 / block.len();
+    let blocks = bytes / block.len();
     for _ in 0..blocks {
         stdin.write_all(block.as_bytes()).unwrap();
     }
@@ -419,17 +439,13 @@ fn memory_does_not_grow_with_body_size() {
     drop(stdin);
     let (total, lines) = reader.join().unwrap();
     assert!(child.wait().unwrap().success());
-    assert_eq!(lines, blocks * 256);
-    assert!(total > 40 * 1024 * 1024);
-    let peak_kib: u64 = status
+    assert_eq!(lines, blocks * 64);
+    assert!(total > bytes * 8 / 10);
+    status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status");
-    assert!(
-        peak_kib < 24 * 1024,
-        "peak RSS {peak_kib} KiB for a 48 MiB body"
-    );
+        .expect("VmHWM in /proc/PID/status")
 }
 
 /// A reader that stops early (`scrim check | head -1`) ends the command

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use scrim::policy::{OnInvalid, Unlisted};
-use scrim::rewrite::{QueryOutcome, Report, rewrite_query};
+use scrim::rewrite::{Lookups, QueryOutcome, Report, rewrite_query};
 use scrim::transform::Action;
 
 fn form(rules: &scrim::policy::Rules, input: &str) -> String {
@@ -121,14 +121,20 @@ fn bad_percent_encoding_in_a_selected_field_is_an_error() {
 fn query_parameters() {
     let rules = rules(&[("query.email", hash_email()), ("query.token", Action::Drop)]);
     let mut report = Report::new(2, false);
-    let out = rewrite_query(&rules, "a=1&email=A%40b.c&token=x&b", &mut report).unwrap();
+    let out = rewrite_query(
+        &rules,
+        "a=1&email=A%40b.c&token=x&b",
+        &mut report,
+        &mut Lookups::default(),
+    )
+    .unwrap();
     assert_eq!(
         out,
         QueryOutcome::Rewritten(format!("a=1&email={}&b", sha256_hex("a@b.c")))
     );
     assert_eq!(report.rewritten, vec![1, 1]);
     assert_eq!(
-        rewrite_query(&rules, "a=1", &mut report).unwrap(),
+        rewrite_query(&rules, "a=1", &mut report, &mut Lookups::default()).unwrap(),
         QueryOutcome::Unchanged
     );
 }
@@ -185,11 +191,17 @@ fn a_semicolon_before_a_selected_query_parameter_is_refused() {
         "a;email=j&b=2",
         "x=1;%65mail=j",
     ] {
-        let err = rewrite_query(&rules, query, &mut report).unwrap_err();
+        let err = rewrite_query(&rules, query, &mut report, &mut Lookups::default()).unwrap_err();
         assert!(err.to_string().contains("`;`"), "{query}: {err}");
     }
     assert_eq!(
-        rewrite_query(&rules, "ua=X11;+Linux&x=1;k=2", &mut report).unwrap(),
+        rewrite_query(
+            &rules,
+            "ua=X11;+Linux&x=1;k=2",
+            &mut report,
+            &mut Lookups::default()
+        )
+        .unwrap(),
         QueryOutcome::Unchanged
     );
 }
@@ -199,7 +211,15 @@ fn a_semicolon_before_a_selected_query_parameter_is_refused() {
 fn percent_signs_need_two_hex_digits() {
     let rules = rules(&[("$.email", hash()), ("query.email", hash())]);
     assert!(rewrite_form_chunked(&rules, b"email=%+a", 0).is_err());
-    assert!(rewrite_query(&rules, "email=%+a", &mut Report::default()).is_err());
+    assert!(
+        rewrite_query(
+            &rules,
+            "email=%+a",
+            &mut Report::default(),
+            &mut Lookups::default()
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -245,8 +265,13 @@ fn the_inventory_counts_every_field_and_parameter_by_name() {
     assert_eq!(whole.len(), 5, "{whole:?}");
 
     let mut report = Report::new(rules.rules.len(), false).with_fields(&rules);
-    let outcome =
-        rewrite_query(&rules, "uid=42&utm_source=mail&utm_source=x&", &mut report).unwrap();
+    let outcome = rewrite_query(
+        &rules,
+        "uid=42&utm_source=mail&utm_source=x&",
+        &mut report,
+        &mut Lookups::default(),
+    )
+    .unwrap();
     assert_eq!(
         outcome,
         QueryOutcome::Rewritten("utm_source=mail&utm_source=x&".into())

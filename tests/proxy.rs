@@ -547,6 +547,7 @@ async fn reload_swaps_rules_under_load_and_refuses_a_bad_file() {
             metrics.clone(),
         ))),
         token: None,
+        vault: None,
     });
     let admin = admin::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), admin).unwrap();
     let url = format!("http://{}/meta/events", server.local_addr());

@@ -8,7 +8,7 @@ use common::*;
 use proptest::prelude::*;
 use scrim::detect::{Detector, Scan, ScanAction};
 use scrim::policy::Rules;
-use scrim::rewrite::Framing;
+use scrim::rewrite::{Framing, Lookups};
 use scrim::transform::Action;
 
 fn scanning(mut rules: Rules, action: ScanAction) -> Rules {
@@ -145,6 +145,7 @@ fn query_values_are_scanned_decoded_and_encoded_again() {
         &rules,
         "dl=https%3A%2F%2Fshop.example%2F%3Fe%3Djane%2540example.com&keep_me=a%40b.co&v=2",
         &mut report,
+        &mut Lookups::default(),
     )
     .unwrap();
     assert_eq!(
@@ -154,7 +155,13 @@ fn query_values_are_scanned_decoded_and_encoded_again() {
         )
     );
     assert_eq!(report.detections[Detector::Email as usize], 1);
-    let clean = rewrite_query(&rules, "utm_source=x&gclid=Cj0KCQ", &mut report).unwrap();
+    let clean = rewrite_query(
+        &rules,
+        "utm_source=x&gclid=Cj0KCQ",
+        &mut report,
+        &mut Lookups::default(),
+    )
+    .unwrap();
     assert_eq!(clean, QueryOutcome::Unchanged);
 }
 
@@ -168,15 +175,36 @@ fn the_referer_and_listed_headers_are_scanned() {
     let mut report = Report::new(0, false);
     let referer = b"https://shop.example/account?email=jane%40example.com";
     assert_eq!(
-        rewrite_header(&rules, "Referer", referer, &mut report).unwrap(),
+        rewrite_header(
+            &rules,
+            "Referer",
+            referer,
+            &mut report,
+            &mut Lookups::default()
+        )
+        .unwrap(),
         HeaderOutcome::Replace("https://shop.example/account?email=%5Bemail%5D".into())
     );
     assert_eq!(
-        rewrite_header(&rules, "x-page-url", b"/p?tel=+14155552671", &mut report).unwrap(),
+        rewrite_header(
+            &rules,
+            "x-page-url",
+            b"/p?tel=+14155552671",
+            &mut report,
+            &mut Lookups::default()
+        )
+        .unwrap(),
         HeaderOutcome::Replace("/p?tel=[phone]".into())
     );
     assert_eq!(
-        rewrite_header(&rules, "x-other", b"jane@example.com", &mut report).unwrap(),
+        rewrite_header(
+            &rules,
+            "x-other",
+            b"jane@example.com",
+            &mut report,
+            &mut Lookups::default()
+        )
+        .unwrap(),
         HeaderOutcome::Unchanged
     );
     assert_eq!(report.total_detected(), 2);

@@ -10,7 +10,7 @@
 use libfuzzer_sys::fuzz_target;
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
 use scrim::percent;
-use scrim::rewrite::{QueryOutcome, Report, rewrite_query};
+use scrim::rewrite::{Lookups, QueryOutcome, Report, rewrite_query};
 use scrim::transform::{Action, Encoding, Normalizer};
 
 const HASHED: [&str; 2] = ["em", "user id"];
@@ -41,7 +41,7 @@ fn rule_sets() -> Vec<Rules> {
 
 fn rewrite(rules: &Rules, query: &str) -> Result<String, scrim::rewrite::Error> {
     let mut report = Report::new(rules.rules.len(), false);
-    Ok(match rewrite_query(rules, query, &mut report)? {
+    Ok(match rewrite_query(rules, query, &mut report, &mut Lookups::default())? {
         QueryOutcome::Unchanged => query.to_owned(),
         QueryOutcome::Rewritten(query) => query,
     })

@@ -19,7 +19,7 @@ mod chunking;
 use chunking::chunks;
 use scrim::policy::Rules;
 use scrim::percent;
-use scrim::rewrite::{QueryLinesRewriter, QueryOutcome, Report, rewrite_query};
+use scrim::rewrite::{Lookups, QueryLinesRewriter, QueryOutcome, Report, rewrite_query};
 
 const DROPPED: [&str; 4] = ["uid", "_uip", "sct", "uafvl"];
 
@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
         let text_out = std::str::from_utf8(line_out.strip_suffix(b"\r").unwrap_or(line_out))
             .expect("a rewritten line is UTF-8");
         let mut report = Report::new(rules.rules.len(), false);
-        let expected = match rewrite_query(rules, text_in, &mut report).expect("the line was accepted") {
+        let expected = match rewrite_query(rules, text_in, &mut report, &mut Lookups::default()).expect("the line was accepted") {
             QueryOutcome::Unchanged => text_in.to_owned(),
             QueryOutcome::Rewritten(text) => text,
         };

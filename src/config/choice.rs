@@ -145,7 +145,7 @@ mod tests {
         each::<Decision>(|v| v.as_str().to_owned());
         each::<Normalizer>(|v| v.name().to_owned());
         each::<crate::transform::Shape>(|v| v.as_str().to_owned());
-        assert_eq!(names::<ActionKind>().len(), 11);
+        assert_eq!(names::<ActionKind>().len(), 14);
         assert_eq!(names::<Normalizer>().len(), 13);
     }
 

@@ -15,7 +15,9 @@ use serde::Deserialize;
 pub use serde_saphyr::Spanned;
 
 use crate::detect::Detector;
-use crate::transform::{ActionKind, Encoding, Guard, Normalizer, OnInvalid, PhoneFormat, Shape};
+use crate::transform::{
+    ActionKind, Encoding, Guard, Normalizer, OnInvalid, PhoneFormat, Shape, TokenFormatKind,
+};
 
 pub use choice::{Choice, names};
 pub use error::{ConfigError, ConfigErrors};
@@ -43,8 +45,45 @@ pub struct Config {
     /// Timeouts towards the platforms.
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
+    /// The token vault, for `tokenize` rules and `reveal` response rules.
+    pub vault: Option<VaultConfig>,
     /// Where requests go and what is rewritten on the way.
     pub routes: Vec<RouteConfig>,
+}
+
+/// The token vault: where the values behind `tokenize` tokens are kept,
+/// encrypted under `keys.vault`. Read at start: changing it takes a
+/// restart.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// `embedded` (default: one file on this machine, `path`) or `redis`
+    /// (`url`, shared by every scrim of a site).
+    pub store: Option<Spanned<Choice<VaultStore>>>,
+    /// `embedded`: the store's file, created if missing
+    /// (`/var/lib/scrim/vault.redb`). Required with `embedded`.
+    pub path: Option<Spanned<String>>,
+    /// `redis`: `redis://[user:password@]host:port[/db]`. TLS to Redis is
+    /// not supported: keep it on loopback or a private network.
+    pub url: Option<Spanned<String>>,
+    /// Tokens and revealed values kept in memory, each way. Default 100000.
+    pub cache_entries: Option<Spanned<u32>>,
+    /// Longest wait for the store on a request; past it the request gets
+    /// 503 and nothing is forwarded. Default `2s`.
+    pub timeout: Option<Spanned<String>>,
+    /// Keys under `keys:` that values were encrypted with before
+    /// `keys.vault`: still read, never written. Default none.
+    #[serde(default)]
+    pub previous_keys: Vec<Spanned<String>>,
+}
+
+/// Where the vault keeps its mappings (`vault.store`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VaultStore {
+    #[default]
+    Embedded,
+    Redis,
 }
 
 /// Limits and timeouts of the proxy listener. Durations are written `10s`,
@@ -196,6 +235,12 @@ pub struct RouteConfig {
     /// later one wins.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// Rules for the upstream's responses on their way back to the app:
+    /// action `reveal` only, which puts back the values behind `tokenize`
+    /// tokens and `encrypt` texts. Default none (responses pass as they
+    /// come).
+    #[serde(default)]
+    pub response_rules: Vec<RuleConfig>,
     /// What happens to body values no rule selects: `keep` (default) or
     /// `drop` (allow-list mode: only what the rules name leaves).
     pub unlisted: Option<Spanned<Choice<Unlisted>>>,
@@ -430,12 +475,27 @@ pub struct RuleConfig {
     pub phone_format: Option<Spanned<Choice<PhoneFormat>>>,
     /// `hash`: `hex` (default), `base64` or `base64url`.
     pub encoding: Option<Spanned<Choice<Encoding>>>,
-    /// `hmac`: name of the key under `keys:`. Default `pseudonym`.
+    /// `hmac`, `encrypt`: name of the key under `keys:`. Default
+    /// `pseudonym`.
     pub key: Option<Spanned<String>>,
-    /// `hmac`: text put before each token.
+    /// `hmac`, `encrypt`, `tokenize` (`opaque`): text put before each
+    /// token. Default none, and `tok_` for `tokenize`.
     pub prefix: Option<Spanned<String>>,
-    /// `hmac`: characters of the MAC kept in the token (16 to 43, default 22).
+    /// `hmac`: characters of the MAC kept in the token (16 to 43, default
+    /// 22). `tokenize` (`digits`): digits in the token (16 to 32, default
+    /// 16).
     pub length: Option<Spanned<u32>>,
+    /// `tokenize`: how a token is written: `opaque` (default, the prefix
+    /// and 22 base64url characters), `uuid`, or `digits` (`length`
+    /// digits, never a valid card or phone number).
+    pub format: Option<Spanned<Choice<TokenFormatKind>>>,
+    /// `tokenize`: values get the same token within a namespace. Default
+    /// the route's name.
+    pub namespace: Option<Spanned<String>>,
+    /// `tokenize`: the mapping is removed this long after it was made
+    /// (`30d`); the value then gets a new token. Default none (kept until
+    /// erased).
+    pub ttl: Option<Spanned<String>>,
     /// `hmac`: change the key every period: `daily` (at midnight UTC),
     /// `hourly`, or a duration (`30m`, at least `1s`). Each period's key is
     /// random and forgotten when the period ends, unless `key` is given:

@@ -20,7 +20,7 @@ use sha2::Digest as _;
 
 pub use crate::config::{TextPlain, Unlisted};
 pub use crate::transform::OnInvalid;
-use crate::transform::{Action, HmacKey, RotatingKey};
+use crate::transform::{Action, HmacKey, PseudonymKey, RotatingKey};
 
 /// Index of a rule within its route; later rules win.
 pub type RuleId = usize;
@@ -42,6 +42,8 @@ pub struct Policy {
     /// The listener's certificate and key, when it serves TLS.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub routes: Vec<Arc<Route>>,
+    /// The token vault, when `vault:` is configured.
+    pub vault: Option<VaultSettings>,
     /// What is accepted but should be fixed (a key file others may read):
     /// printed by `scrim check`, logged by `scrim run` and on each reload.
     pub warnings: Vec<String>,
@@ -85,6 +87,45 @@ impl std::fmt::Debug for AdminToken {
         f.write_str("AdminToken(..)")
     }
 }
+
+/// The token vault's settings (`vault:` with `keys.vault`).
+#[derive(Debug)]
+pub struct VaultSettings {
+    pub store: VaultStore,
+    /// Entries kept in memory, each way.
+    pub cache_entries: usize,
+    /// Longest wait for the store on a request.
+    pub timeout: Duration,
+    /// `keys.vault`: new values are encrypted under it.
+    pub key: Arc<PseudonymKey>,
+    /// `vault.previous_keys`: values encrypted under them are still read.
+    pub previous_keys: Vec<Arc<PseudonymKey>>,
+}
+
+/// Where the vault keeps its mappings.
+pub enum VaultStore {
+    Embedded {
+        path: std::path::PathBuf,
+    },
+    /// The URL may hold a password: it is never printed.
+    Redis {
+        url: zeroize::Zeroizing<String>,
+    },
+}
+
+impl std::fmt::Debug for VaultStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VaultStore::Embedded { path } => write!(f, "embedded {}", path.display()),
+            VaultStore::Redis { .. } => f.write_str("redis"),
+        }
+    }
+}
+
+/// The default of `vault.cache_entries`.
+pub const DEFAULT_VAULT_CACHE_ENTRIES: usize = 100_000;
+/// The default of `vault.timeout`.
+pub const DEFAULT_VAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Limits and timeouts of the proxy listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +194,32 @@ impl Policy {
 
     pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|route| route.name == name)
+    }
+
+    /// Whether `other` has the same vault: the same store and keys (a
+    /// reload cannot open another).
+    pub fn same_vault(&self, other: &Policy) -> bool {
+        match (&self.vault, &other.vault) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                let store = match (&a.store, &b.store) {
+                    (VaultStore::Embedded { path: p }, VaultStore::Embedded { path: q }) => p == q,
+                    (VaultStore::Redis { url: u }, VaultStore::Redis { url: v }) => u == v,
+                    _ => false,
+                };
+                let ids = |v: &VaultSettings| {
+                    std::iter::once(&v.key)
+                        .chain(&v.previous_keys)
+                        .map(|k| k.id().to_owned())
+                        .collect::<Vec<_>>()
+                };
+                store
+                    && ids(a) == ids(b)
+                    && a.cache_entries == b.cache_entries
+                    && a.timeout == b.timeout
+            }
+            _ => false,
+        }
     }
 
     /// Every rotating key of every route's rules, for the sweep that drops
@@ -243,6 +310,9 @@ pub struct Route {
     /// The built-in preset whose rules come first in `rules`.
     pub preset: Option<String>,
     pub rules: Rules,
+    /// Rules for the upstream's responses (`reveal`); empty when responses
+    /// pass as they come.
+    pub response_rules: Rules,
     /// Opt-out signals and what they decide; `None` when the route has
     /// neither a preset nor a `consent:` block.
     pub consent: Option<consent::Consent>,
@@ -315,6 +385,13 @@ impl Rules {
 
     pub fn has_body_rules(&self) -> bool {
         !self.body.is_empty() || self.unlisted == Unlisted::Drop || self.scan.is_some()
+    }
+
+    /// Whether some rule needs the vault's answers (`tokenize`, `reveal`).
+    pub fn uses_vault(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| rule.action.vault_action().is_some())
     }
 }
 

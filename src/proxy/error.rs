@@ -39,6 +39,9 @@ enum Kind {
     BodyTimeout,
     /// `limits.max_buffered_bytes` is spent.
     Overloaded,
+    /// The token vault's store did not answer (down, or slower than
+    /// `vault.timeout`); the cause is for the log.
+    VaultUnavailable(crate::vault::StoreError),
     /// Framing that lets two parties disagree on where the request ends.
     AmbiguousFraming,
     /// `CONNECT` and `TRACE` have no place on a reverse proxy.
@@ -103,6 +106,11 @@ impl ProxyError {
             kind: Kind::Overloaded,
         }
     }
+    pub(crate) fn vault_unavailable(cause: crate::vault::StoreError) -> Self {
+        ProxyError {
+            kind: Kind::VaultUnavailable(cause),
+        }
+    }
     pub(crate) fn body_timeout() -> Self {
         ProxyError {
             kind: Kind::BodyTimeout,
@@ -129,6 +137,9 @@ impl ProxyError {
     /// refused (os error 111)`). Not in the response: it describes scrim's
     /// network, not the client's request.
     pub(crate) fn cause(&self) -> Option<String> {
+        if let Kind::VaultUnavailable(cause) = &self.kind {
+            return Some(cause.to_string());
+        }
         let Kind::Upstream(cause) = &self.kind else {
             return None;
         };
@@ -164,7 +175,7 @@ impl ProxyError {
             }
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Kind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::Overloaded | Kind::VaultUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Kind::Upstream(_) | Kind::UpstreamInvalid => StatusCode::BAD_GATEWAY,
             Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -197,6 +208,7 @@ impl ProxyError {
             | Kind::MethodNotAllowed => RejectReason::BadRequest,
             Kind::BodyTimeout => RejectReason::BodyTimeout,
             Kind::Overloaded => RejectReason::Overloaded,
+            Kind::VaultUnavailable(_) => RejectReason::VaultUnavailable,
             Kind::Upstream(_) | Kind::UpstreamTimeout | Kind::UpstreamInvalid => return None,
         })
     }
@@ -220,7 +232,7 @@ impl ProxyError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/json"),
         );
-        if matches!(self.kind, Kind::Overloaded) {
+        if matches!(self.kind, Kind::Overloaded | Kind::VaultUnavailable(_)) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
@@ -258,6 +270,9 @@ impl fmt::Display for ProxyError {
             ),
             Kind::Overloaded => f.write_str(
                 "too many request bodies held at once (limits.max_buffered_bytes): retry shortly",
+            ),
+            Kind::VaultUnavailable(_) => f.write_str(
+                "the token vault is unavailable: nothing was forwarded; retry shortly",
             ),
             Kind::BodyTimeout => {
                 f.write_str("the request body did not arrive in time (server.body_read_timeout)")

@@ -6,6 +6,14 @@
 //! rewritten so far and the rest streams through, in bounded memory. If the
 //! body then turns out invalid, the upstream body is aborted (the upstream
 //! never receives a complete request) and the client gets the 400.
+//!
+//! On a route with `tokenize` rules, a rewrite that meets a value the
+//! vault's cache does not know leaves a question instead of a token. Such a
+//! pass is never sent: the vault answers from its store (a new token is
+//! durable before it is answered), and the same input is rewritten again,
+//! from the last point where output was sent (a copy of the rewriter kept
+//! there), with the answers. A store that does not answer is a 503, with
+//! nothing sent.
 
 use std::pin::Pin;
 use std::task::Poll;
@@ -22,14 +30,17 @@ use hyper::body::{Body as _, Frame};
 
 use super::decode::Decoder;
 use super::error::ProxyError;
+use super::passes::{Passes, ask};
 use super::route::upstream_path;
 use super::upstream::{Upstream, UpstreamBody};
 use super::{BoxError, ClientBody, RequestBody, ResponseBody};
 use crate::metrics::RouteMetrics;
 use crate::policy::{Limits, Route, Rules};
 use crate::rewrite::{
-    BodyKind, BodyRewriter, HeaderOutcome, QueryOutcome, Report, rewrite_header, rewrite_query,
+    BodyKind, BodyRewriter, HeaderOutcome, Lookups, QueryOutcome, Report, rewrite_header,
+    rewrite_query,
 };
+use crate::vault::Vault;
 
 /// Frames buffered between the rewriter and the upstream connection.
 const STREAM_FRAMES: usize = 16;
@@ -108,20 +119,38 @@ pub(crate) struct Timing {
 
 /// Forwards `request` through `route`. The report counts what was rewritten,
 /// even when the request is then refused.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn forward(
-    route: &Route,
+    route: &std::sync::Arc<Route>,
     rules: &Rules,
     metrics: &RouteMetrics,
     client: &Upstream,
+    vault: Option<&std::sync::Arc<Vault>>,
     timing: Timing,
     request: Request<ClientBody>,
     report: &mut Report,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let (parts, mut body) = request.into_parts();
+    let mut lookups = match vault {
+        Some(vault) if rules.uses_vault() => Lookups::new(vault.clone()),
+        _ => Lookups::default(),
+    };
+    let vault_arc = vault;
+    let vault = vault.map(|v| &**v);
 
     let mut path_and_query = upstream_path(route, parts.uri.path());
     if let Some(query) = parts.uri.query() {
-        match rewrite_query(rules, query, report).map_err(ProxyError::body)? {
+        let (rewritten, attempt) = loop {
+            let mut attempt = report.nested(rules.rules.len());
+            let outcome = rewrite_query(rules, query, &mut attempt, &mut lookups)
+                .map_err(ProxyError::body)?;
+            if !lookups.asked() {
+                break (outcome, attempt);
+            }
+            ask(vault, &mut lookups).await?;
+        };
+        report.absorb(attempt);
+        match rewritten {
             QueryOutcome::Unchanged => push_query(&mut path_and_query, query),
             QueryOutcome::Rewritten(rewritten) => push_query(&mut path_and_query, &rewritten),
         }
@@ -154,16 +183,35 @@ pub(crate) async fn forward(
         return Err(ProxyError::body_too_large(rules.limits.max_body_bytes));
     }
 
-    let mut headers =
-        upstream_headers(route, rules, &parts.headers, !decoder.is_identity(), report)?;
+    let (mut headers, attempt) = loop {
+        let mut attempt = report.nested(rules.rules.len());
+        let headers = upstream_headers(
+            route,
+            rules,
+            &parts.headers,
+            !decoder.is_identity(),
+            &mut attempt,
+            &mut lookups,
+        )?;
+        if !lookups.asked() {
+            break (headers, attempt);
+        }
+        ask(vault, &mut lookups).await?;
+    };
+    report.absorb(attempt);
     let mut upstream = Request::builder().method(parts.method.clone()).uri(uri);
     if let Some(h) = upstream.headers_mut() {
         std::mem::swap(h, &mut headers);
     }
 
+    let rewriter = kind.map(|kind| {
+        let rewriter = BodyRewriter::new(kind, rules, Vec::new(), false)
+            .fields_like(report)
+            .lookups(lookups);
+        Passes::new(rewriter, vault)
+    });
     let mut pipeline = Pipeline {
-        rewriter: kind
-            .map(|kind| BodyRewriter::new(kind, rules, Vec::new(), false).fields_like(report)),
+        rewriter,
         passthrough: Vec::new(),
         decoder,
         limits: rules.limits,
@@ -181,8 +229,8 @@ pub(crate) async fn forward(
     let started = Instant::now();
     let response = match buffered {
         Some(mut pieces) => {
-            if let Some(rewriter) = pipeline.rewriter.take() {
-                let (rest, body_report) = rewriter.finish().map_err(ProxyError::body)?;
+            if pipeline.rewriter.is_some() {
+                let (rest, body_report) = pipeline.finish().await?;
                 report.absorb(body_report);
                 pieces.extend(rest);
             }
@@ -204,7 +252,7 @@ pub(crate) async fn forward(
             let request = upstream
                 .body(channel.boxed())
                 .map_err(|_| ProxyError::bad_request("the request cannot be forwarded"))?;
-            let first = pipeline.drain();
+            let first = pipeline.drain().await?;
             let (fed, response) =
                 send_streaming(client, request, &mut pipeline, &mut body, sender, first).await;
             metrics.bytes_in.inc_by(pipeline.read);
@@ -226,7 +274,7 @@ pub(crate) async fn forward(
     }
     response_headers(route, response.headers_mut());
     let counter = metrics.bytes_response.clone();
-    Ok(response.map(|body| {
+    let response = response.map(|body| {
         body.map_frame(move |frame| {
             if let Some(data) = frame.data_ref() {
                 counter.inc_by(data.len() as u64);
@@ -235,7 +283,11 @@ pub(crate) async fn forward(
         })
         .map_err(|e| Box::new(e) as BoxError)
         .boxed()
-    }))
+    });
+    if !route.response_rules.has_body_rules() {
+        return Ok(response);
+    }
+    super::reveal::reveal(route.clone(), vault_arc.cloned(), response).await
 }
 
 /// Pieces up to this size are joined into one buffer before they are sent;
@@ -383,6 +435,7 @@ fn upstream_headers(
     incoming: &HeaderMap,
     decoded: bool,
     report: &mut Report,
+    lookups: &mut Lookups,
 ) -> Result<HeaderMap, ProxyError> {
     let listed = connection_listed(incoming);
     let mut headers = HeaderMap::with_capacity(incoming.len());
@@ -408,7 +461,9 @@ fn upstream_headers(
             }
             continue;
         }
-        match rewrite_header(rules, lower, value.as_bytes(), report).map_err(ProxyError::body)? {
+        match rewrite_header(rules, lower, value.as_bytes(), report, lookups)
+            .map_err(ProxyError::body)?
+        {
             HeaderOutcome::Unchanged => {
                 headers.append(name.clone(), value.clone());
             }
@@ -488,7 +543,7 @@ impl std::error::Error for AbortedBody {}
 /// Reads, decodes, limits and rewrites one request body.
 struct Pipeline<'r> {
     /// `None` when the route has no body rules: the body passes as it is.
-    rewriter: Option<BodyRewriter<'r, Vec<Bytes>>>,
+    rewriter: Option<Passes<'r>>,
     passthrough: Vec<Bytes>,
     decoder: Decoder,
     limits: Limits,
@@ -514,7 +569,7 @@ impl Pipeline<'_> {
                 }
             }
             if !more {
-                return Ok(Some(self.drain()));
+                return Ok(Some(self.drain().await?));
             }
             more = self.read_more(body).await?;
         }
@@ -537,7 +592,7 @@ impl Pipeline<'_> {
         loop {
             while let Some(piece) = self.decode_step().await? {
                 self.feed(piece)?;
-                let ready = self.drain();
+                let ready = self.drain().await?;
                 if !self.send(sender, ready).await? {
                     return Ok(Report::default());
                 }
@@ -549,18 +604,26 @@ impl Pipeline<'_> {
             if let Some(rewriter) = &mut self.rewriter {
                 rewriter.flush().map_err(ProxyError::body)?;
             }
-            let ready = self.drain();
+            let ready = self.drain().await?;
             if !self.send(sender, ready).await? {
                 return Ok(Report::default());
             }
             more = self.read_more(body).await?;
         }
-        let (rest, report) = match self.rewriter.take() {
-            Some(rewriter) => rewriter.finish().map_err(ProxyError::body)?,
-            None => (std::mem::take(&mut self.passthrough), Report::default()),
-        };
+        let (rest, report) = self.finish().await?;
         self.send(sender, rest).await?;
         Ok(report)
+    }
+
+    /// Ends the body: the rest of the output and the body's report.
+    async fn finish(&mut self) -> Result<(Vec<Bytes>, Report), ProxyError> {
+        match self.rewriter.take() {
+            Some(passes) => passes
+                .finish()
+                .await
+                .map(|(rest, report, _)| (rest, report)),
+            None => Ok((std::mem::take(&mut self.passthrough), Report::default())),
+        }
     }
 
     /// Sends pieces upstream; `false` when the upstream is gone, an error
@@ -635,11 +698,12 @@ impl Pipeline<'_> {
         }
     }
 
-    /// What is ready to go upstream.
-    fn drain(&mut self) -> Vec<Bytes> {
+    /// What is ready to go upstream (once the vault has answered what the
+    /// rewrite asked).
+    async fn drain(&mut self) -> Result<Vec<Bytes>, ProxyError> {
         match &mut self.rewriter {
-            Some(rewriter) => std::mem::take(rewriter.sink_mut()),
-            None => std::mem::take(&mut self.passthrough),
+            Some(passes) => passes.take_output().await,
+            None => Ok(std::mem::take(&mut self.passthrough)),
         }
     }
 }

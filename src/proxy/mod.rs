@@ -28,7 +28,9 @@ mod decode;
 mod error;
 mod forward;
 mod framing;
+mod passes;
 mod path;
+mod reveal;
 mod route;
 mod server;
 mod upstream;
@@ -59,6 +61,7 @@ use crate::metrics::{Metrics, RequestOutcome, RouteMetrics};
 use crate::policy::consent::Decision;
 use crate::policy::{Policy, Route};
 use crate::rewrite::Report;
+use crate::vault::Vault;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A client's request body: as it arrives, or read whole by the consent gate.
@@ -159,6 +162,8 @@ pub struct Proxy {
     budget: BufferBudget,
     /// This proxy's part of the egress inventory (one proxy per worker).
     inventory: Shard,
+    /// The token vault, when `vault:` is configured.
+    vault: Option<Arc<Vault>>,
 }
 
 impl Proxy {
@@ -177,7 +182,15 @@ impl Proxy {
             inventory: metrics.inventory.shard(),
             metrics,
             budget,
+            vault: None,
         }
+    }
+
+    /// Answers `tokenize` rules from `vault` (opened once per process,
+    /// shared by every worker).
+    pub fn with_vault(mut self, vault: Option<Arc<Vault>>) -> Proxy {
+        self.vault = vault;
+        self
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -303,6 +316,7 @@ impl Proxy {
                     rules,
                     metrics,
                     upstream,
+                    self.vault.as_ref(),
                     timing,
                     request,
                     &mut report,

@@ -204,6 +204,7 @@ mod tests {
             keep_cookies: Vec::new(),
             preset: None,
             rules: crate::policy::Rules::default(),
+            response_rules: crate::policy::Rules::default(),
             consent: None,
         }
     }

@@ -6,6 +6,7 @@ use super::error::Error;
 use super::form::FormRewriter;
 use super::json::{Framing, JsonRewriter};
 use super::lines::QueryLinesRewriter;
+use super::lookups::Lookups;
 use super::report::Report;
 use super::sink::Sink;
 use crate::policy::{Rules, TextPlain};
@@ -96,6 +97,7 @@ const SMALL_CHUNK: usize = 8 * 1024;
 /// `scrim rewrite` use. Small chunks are joined up to [`SMALL_CHUNK`] bytes
 /// before they are rewritten; [`BodyRewriter::flush`] rewrites what is
 /// joined so far, for a caller whose input pauses.
+#[derive(Clone)]
 pub struct BodyRewriter<'r, S: Sink> {
     inner: Inner<'r, S>,
     /// The one small chunk held since the last flush, not copied.
@@ -105,6 +107,7 @@ pub struct BodyRewriter<'r, S: Sink> {
     joined: BytesMut,
 }
 
+#[derive(Clone)]
 enum Inner<'r, S: Sink> {
     Json(JsonRewriter<'r, S>),
     Form(FormRewriter<'r, S>),
@@ -164,6 +167,36 @@ impl<'r, S: Sink> BodyRewriter<'r, S> {
         BodyRewriter { inner, ..self }
     }
 
+    /// Answers `tokenize` and `reveal` rules from `lookups` (the vault's
+    /// cache and this request's answers).
+    pub fn lookups(self, lookups: Lookups) -> Self {
+        let inner = match self.inner {
+            Inner::Json(r) => Inner::Json(r.lookups(lookups)),
+            Inner::Form(r) => Inner::Form(r.lookups(lookups)),
+            Inner::Lines(r) => Inner::Lines(r.lookups(lookups)),
+        };
+        BodyRewriter { inner, ..self }
+    }
+
+    /// Whether the rules ask the vault (and the rewriter has one to ask).
+    pub fn uses_vault(&self) -> bool {
+        match &self.inner {
+            Inner::Json(r) => r.has_vault(),
+            Inner::Form(r) => r.has_vault(),
+            Inner::Lines(r) => r.has_vault(),
+        }
+    }
+
+    /// The lookups of this pass: whether it asked the vault anything
+    /// ([`Lookups::asked`]), and what.
+    pub fn lookups_mut(&mut self) -> &mut Lookups {
+        match &mut self.inner {
+            Inner::Json(r) => r.lookups_mut(),
+            Inner::Form(r) => r.lookups_mut(),
+            Inner::Lines(r) => r.lookups_mut(),
+        }
+    }
+
     /// Pushes the next chunk of the body. Output appears in the sink as the
     /// rewriter gets to it: at once for a large chunk, after
     /// [`SMALL_CHUNK`] bytes or a [`flush`](Self::flush) for small ones.
@@ -201,12 +234,19 @@ impl<'r, S: Sink> BodyRewriter<'r, S> {
         }
     }
 
-    pub fn finish(mut self) -> Result<(S, Report), Error> {
+    pub fn finish(self) -> Result<(S, Report), Error> {
+        self.finish_with_lookups()
+            .map(|(sink, report, _)| (sink, report))
+    }
+
+    /// [`finish`](Self::finish), and the lookups, with every question the
+    /// body left for the vault.
+    pub fn finish_with_lookups(mut self) -> Result<(S, Report, Lookups), Error> {
         self.flush()?;
         match self.inner {
-            Inner::Json(r) => r.finish(),
-            Inner::Form(r) => r.finish(),
-            Inner::Lines(r) => r.finish(),
+            Inner::Json(r) => r.finish_with_lookups(),
+            Inner::Form(r) => r.finish_with_lookups(),
+            Inner::Lines(r) => r.finish_with_lookups(),
         }
     }
 

@@ -22,7 +22,7 @@ struct Inner {
 
 /// The first error a push rewriter met. A rewriter that failed never
 /// resumes: every later write, and the end, return the same error.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Failure(Option<Error>);
 
 impl Failure {

@@ -23,7 +23,8 @@ pub enum Outcome {
     Kept,
     /// Hashed (`hash`), or already a SHA-256 digest where a rule hashes.
     Hashed,
-    /// A keyed pseudonym (`hmac`).
+    /// A pseudonym: keyed (`hmac`), reversible by scrim (`encrypt`) or a
+    /// vault token (`tokenize`).
     Pseudonymized,
     /// Cut down: `truncate_ip`, `mask`, `generalize`.
     Truncated,
@@ -64,7 +65,7 @@ impl Outcome {
     fn of_rewrite(kind: ActionKind) -> Outcome {
         match kind {
             ActionKind::Hash => Outcome::Hashed,
-            ActionKind::Hmac => Outcome::Pseudonymized,
+            ActionKind::Hmac | ActionKind::Tokenize | ActionKind::Encrypt => Outcome::Pseudonymized,
             ActionKind::Mask
             | ActionKind::TruncateIp
             | ActionKind::Generalize
@@ -73,7 +74,11 @@ impl Outcome {
             | ActionKind::BucketScreen => Outcome::Truncated,
             ActionKind::Redact => Outcome::Redacted,
             ActionKind::Drop => Outcome::Dropped,
-            ActionKind::Keep | ActionKind::AddMembers | ActionKind::Read => Outcome::Kept,
+            // `reveal` only runs on responses, which the inventory does
+            // not count.
+            ActionKind::Keep | ActionKind::AddMembers | ActionKind::Read | ActionKind::Reveal => {
+                Outcome::Kept
+            }
         }
     }
 }

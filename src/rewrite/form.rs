@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::error::{Error, Failure, Kind};
 use super::fields::Fields;
 use super::json::{Embedded, rewrite_embedded};
+use super::lookups::Lookups;
 use super::output::{Mode, Steering, Writer};
 use super::path::push_key;
 use super::report::{ChangeKind, Report};
@@ -22,6 +23,7 @@ use crate::policy::{Label, RuleId, Rules, State, Unlisted};
 use crate::transform::{Action, Scalar};
 
 /// Rewrites one form body pushed in chunks.
+#[derive(Clone)]
 pub struct FormRewriter<'r, S: Sink> {
     rules: &'r Rules,
     writer: Writer<S>,
@@ -53,6 +55,8 @@ pub struct FormRewriter<'r, S: Sink> {
     /// field is dropped whole.
     name_hides_a_field: bool,
     report: Report,
+    /// The vault's answers, and the questions left for its store.
+    lookups: Lookups,
     /// A scanned value rewritten (reused).
     scanned: String,
     failed: Failure,
@@ -97,6 +101,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             semicolon_states: Vec::new(),
             name_hides_a_field: false,
             report: Report::new(rules.rules.len(), false),
+            lookups: Lookups::default(),
             scanned: String::new(),
             failed: Failure::default(),
         }
@@ -128,11 +133,34 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         self.failed.keep(result)
     }
 
+    /// Answers `tokenize` rules from `lookups`.
+    pub fn lookups(mut self, lookups: Lookups) -> Self {
+        self.lookups = lookups;
+        self
+    }
+
+    /// Whether `tokenize` and `reveal` rules have a vault to ask.
+    pub(crate) fn has_vault(&self) -> bool {
+        self.lookups.has_vault()
+    }
+
+    /// The lookups of this pass: its open questions.
+    pub fn lookups_mut(&mut self) -> &mut Lookups {
+        &mut self.lookups
+    }
+
     pub fn sink_mut(&mut self) -> &mut S {
         &mut self.writer.sink
     }
 
-    pub fn finish(mut self) -> Result<(S, Report), Error> {
+    pub fn finish(self) -> Result<(S, Report), Error> {
+        self.finish_with_lookups()
+            .map(|(sink, report, _)| (sink, report))
+    }
+
+    /// [`finish`](Self::finish), and the lookups, with the questions the
+    /// end of the body left.
+    pub fn finish_with_lookups(mut self) -> Result<(S, Report, Lookups), Error> {
         self.failed.check()?;
         let empty = Bytes::new();
         // An empty body has no field to end.
@@ -140,7 +168,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             self.field_end(&empty, 0)?;
         }
         self.steer.flush(&empty, 0, &mut self.writer);
-        Ok((self.writer.into_sink(), self.report))
+        Ok((self.writer.into_sink(), self.report, self.lookups))
     }
 
     fn write_chunk(&mut self, chunk: &Bytes) -> Result<(), Error> {
@@ -418,6 +446,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             Ok(Scalar::Str(text)),
             &mut out,
             &mut found,
+            &mut self.lookups,
         );
         if !found.is_empty() {
             let key = &self.key;
@@ -463,6 +492,7 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
             self.rules,
             embedded,
             &self.report,
+            &mut self.lookups,
             Bytes::from(value),
             self.field_offset,
         )? {

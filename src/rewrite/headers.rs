@@ -1,6 +1,7 @@
 //! `header.NAME` rules: what becomes of one request header value.
 
 use super::error::{Error, Kind};
+use super::lookups::Lookups;
 use super::report::Report;
 use super::verdict::{self, Rejected, Verdict};
 use crate::detect::Scanned;
@@ -26,9 +27,10 @@ pub fn rewrite_header(
     name: &str,
     value: &[u8],
     report: &mut Report,
+    lookups: &mut Lookups,
 ) -> Result<HeaderOutcome, Error> {
     let mark = report.accounted();
-    let outcome = rewrite_named(rules, name, value, report)?;
+    let outcome = rewrite_named(rules, name, value, report, lookups)?;
     if report.counts_fields() && report.accounted() == mark {
         let lower = canonical_header_name(name);
         let path = || header_path(&lower);
@@ -50,6 +52,7 @@ fn rewrite_named(
     name: &str,
     value: &[u8],
     report: &mut Report,
+    lookups: &mut Lookups,
 ) -> Result<HeaderOutcome, Error> {
     if rules.headers.is_empty() && rules.scan.is_none() {
         return Ok(HeaderOutcome::Unchanged);
@@ -68,6 +71,7 @@ fn rewrite_named(
         text.map(Scalar::Str),
         &mut out,
         &mut findings,
+        lookups,
     );
     if !findings.is_empty() {
         report.detected(&findings, path);
@@ -156,7 +160,13 @@ mod tests {
     fn header_rules_hash_drop_and_reject() -> Result<(), Box<dyn std::error::Error>> {
         let rules = rules()?;
         let mut report = Report::new(3, false);
-        let hashed = rewrite_header(&rules, "x-email", b"John_Smith@gmail.com", &mut report)?;
+        let hashed = rewrite_header(
+            &rules,
+            "x-email",
+            b"John_Smith@gmail.com",
+            &mut report,
+            &mut Lookups::default(),
+        )?;
         assert_eq!(
             hashed,
             HeaderOutcome::Replace(
@@ -164,18 +174,42 @@ mod tests {
             )
         );
         assert_eq!(
-            rewrite_header(&rules, "X-Token", b"abc", &mut report)?,
+            rewrite_header(
+                &rules,
+                "X-Token",
+                b"abc",
+                &mut report,
+                &mut Lookups::default()
+            )?,
             HeaderOutcome::Remove
         );
         assert_eq!(
-            rewrite_header(&rules, "x-email", b"nobody", &mut report)?,
+            rewrite_header(
+                &rules,
+                "x-email",
+                b"nobody",
+                &mut report,
+                &mut Lookups::default()
+            )?,
             HeaderOutcome::Remove
         );
         assert_eq!(
-            rewrite_header(&rules, "accept", b"*/*", &mut report)?,
+            rewrite_header(
+                &rules,
+                "accept",
+                b"*/*",
+                &mut report,
+                &mut Lookups::default()
+            )?,
             HeaderOutcome::Unchanged
         );
-        let Err(err) = rewrite_header(&rules, "x-client-ip", b"secret-host", &mut report) else {
+        let Err(err) = rewrite_header(
+            &rules,
+            "x-client-ip",
+            b"secret-host",
+            &mut report,
+            &mut Lookups::default(),
+        ) else {
             return Err("a host name is not an IP address".into());
         };
         assert!(err.is_rejected() && err.path() == "header.x-client-ip");

@@ -8,12 +8,14 @@ use bytes::Bytes;
 
 use super::error::{Error, Failure, Kind};
 use super::fields::Fields;
+use super::lookups::Lookups;
 use super::query::{QueryOutcome, rewrite_query};
 use super::report::Report;
 use super::sink::Sink;
 use crate::policy::Rules;
 
 /// Rewrites one body of URL-encoded lines pushed in chunks.
+#[derive(Clone)]
 pub struct QueryLinesRewriter<'r, S: Sink> {
     rules: &'r Rules,
     sink: S,
@@ -24,6 +26,8 @@ pub struct QueryLinesRewriter<'r, S: Sink> {
     /// Bytes of the body seen so far.
     offset: u64,
     report: Report,
+    /// The vault's answers, and the questions left for its store.
+    lookups: Lookups,
     failed: Failure,
 }
 
@@ -36,6 +40,7 @@ impl<'r, S: Sink> QueryLinesRewriter<'r, S> {
             line_start: 0,
             offset: 0,
             report: Report::new(rules.rules.len(), false),
+            lookups: Lookups::default(),
             failed: Failure::default(),
         }
     }
@@ -57,6 +62,22 @@ impl<'r, S: Sink> QueryLinesRewriter<'r, S> {
     pub fn inventory(mut self, inventory: bool) -> Self {
         self.report.fields = inventory.then(|| Box::new(Fields::new(self.rules)));
         self
+    }
+
+    /// Answers `tokenize` rules from `lookups`.
+    pub fn lookups(mut self, lookups: Lookups) -> Self {
+        self.lookups = lookups;
+        self
+    }
+
+    /// Whether `tokenize` and `reveal` rules have a vault to ask.
+    pub(crate) fn has_vault(&self) -> bool {
+        self.lookups.has_vault()
+    }
+
+    /// The lookups of this pass: its open questions.
+    pub fn lookups_mut(&mut self) -> &mut Lookups {
+        &mut self.lookups
     }
 
     pub fn sink_mut(&mut self) -> &mut S {
@@ -126,7 +147,7 @@ impl<'r, S: Sink> QueryLinesRewriter<'r, S> {
                 "a line is not UTF-8",
             )
         })?;
-        let outcome = rewrite_query(self.rules, text, &mut self.report)
+        let outcome = rewrite_query(self.rules, text, &mut self.report, &mut self.lookups)
             .map_err(|err| err.shifted(self.line_start))?;
         match outcome {
             QueryOutcome::Unchanged => match whole {
@@ -158,13 +179,20 @@ impl<'r, S: Sink> QueryLinesRewriter<'r, S> {
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<(S, Report), Error> {
+    pub fn finish(self) -> Result<(S, Report), Error> {
+        self.finish_with_lookups()
+            .map(|(sink, report, _)| (sink, report))
+    }
+
+    /// [`finish`](Self::finish), and the lookups, with the questions the
+    /// end of the body left.
+    pub fn finish_with_lookups(mut self) -> Result<(S, Report, Lookups), Error> {
         self.failed.check()?;
         if !self.partial.is_empty() {
             let line = std::mem::take(&mut self.partial);
             self.line(None, &line, false)?;
         }
-        Ok((self.sink, self.report))
+        Ok((self.sink, self.report, self.lookups))
     }
 }
 

@@ -22,7 +22,7 @@ const FLUSH_AT: usize = 16 * 1024;
 const INITIAL_CAPACITY: usize = 2048;
 
 /// Writes output to the sink, coalescing small pieces into one buffer.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Writer<S> {
     pub(crate) sink: S,
     buf: BytesMut,
@@ -103,7 +103,7 @@ pub(crate) enum Mode {
 }
 
 /// The output state of one rewriter.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Steering {
     pub(crate) mode: Mode,
     /// First byte of the current chunk not yet handed to the mode.

@@ -2,6 +2,7 @@
 //! short and already in memory, so this works on the whole string at once.
 
 use super::error::{Error, Kind};
+use super::lookups::Lookups;
 use super::path::push_key;
 use super::report::Report;
 use super::verdict::{self, Rejected, Verdict};
@@ -87,6 +88,7 @@ pub fn rewrite_query(
     rules: &Rules,
     query: &str,
     report: &mut Report,
+    lookups: &mut Lookups,
 ) -> Result<QueryOutcome, Error> {
     if query.is_empty() {
         return Ok(QueryOutcome::Unchanged);
@@ -131,7 +133,14 @@ pub fn rewrite_query(
         let value =
             std::str::from_utf8(&value).map_err(|_| place("query parameter is not UTF-8"))?;
         let mut out = String::new();
-        let verdict = verdict::judge(rules, rule, Ok(Scalar::Str(value)), &mut out, &mut findings);
+        let verdict = verdict::judge(
+            rules,
+            rule,
+            Ok(Scalar::Str(value)),
+            &mut out,
+            &mut findings,
+            lookups,
+        );
         if !findings.is_empty() {
             report.detected(&findings, path);
         }

@@ -218,7 +218,14 @@ impl Walker<'_> {
             Value::Object(_) | Value::Array(_) => Err(Invalid::NotAScalar),
         };
         let mut out = String::new();
-        match verdict::judge(self.rules, rule, scalar, &mut out, &mut Vec::new()) {
+        match verdict::judge(
+            self.rules,
+            rule,
+            scalar,
+            &mut out,
+            &mut Vec::new(),
+            &mut super::Lookups::default(),
+        ) {
             Ok(Verdict::Keep | Verdict::Unchanged) => Ok(Some(value)),
             Ok(Verdict::Remove(_)) => {
                 self.forget(&value);

@@ -4,6 +4,7 @@
 //! what it is told, so a new action or a new kind of invalid value is
 //! handled once.
 
+use super::lookups::{Lookups, Revealed};
 use super::report::ChangeKind;
 use crate::detect::{self, Finding, Scanned};
 use crate::policy::{OnInvalid, REDACTED, RuleId, Rules};
@@ -43,14 +44,22 @@ pub(crate) struct Rejected(pub(crate) String);
 /// segment at a time ([`Scan::url`](crate::detect::Scan::url)): a number
 /// that fills a segment (`/u/4111111111111111`) is found there. Their
 /// findings are left in `found`, for the caller to count.
+///
+/// `tokenize` and `reveal` read the vault through `lookups`; a value the
+/// vault could not answer at once is left as a question there, and the
+/// pass is not sent ([`Lookups::asked`]).
 pub(crate) fn judge(
     rules: &Rules,
     rule: RuleId,
     value: Result<Scalar<'_>, Invalid>,
     out: &mut String,
     found: &mut Vec<Finding>,
+    lookups: &mut Lookups,
 ) -> Result<Verdict, Rejected> {
     found.clear();
+    if let Some(action) = rules.rules[rule].action.vault_action() {
+        return judge_vault(rules, rule, action, value, out, lookups);
+    }
     let verdict = judge_action(rules, rule, value, out)?;
     let (Some(scan), Ok(Scalar::Str(original))) = (&rules.scan, value) else {
         return Ok(verdict);
@@ -103,6 +112,68 @@ fn judge_action(
         Ok(Applied::Unchanged) => Ok(Verdict::Unchanged),
         Ok(Applied::Removed) => Ok(Verdict::Remove(ChangeKind::Dropped)),
         Err(why) => invalid(rules, rule, why, out),
+    }
+}
+
+/// A `tokenize` or `reveal` rule (`action`, under the rule's guard if it
+/// has one) on one value.
+fn judge_vault(
+    rules: &Rules,
+    rule: RuleId,
+    action: &Action,
+    value: Result<Scalar<'_>, Invalid>,
+    out: &mut String,
+    lookups: &mut Lookups,
+) -> Result<Verdict, Rejected> {
+    out.clear();
+    let value = match value {
+        Ok(value) => value,
+        Err(why) => return invalid(rules, rule, why, out),
+    };
+    if let Some(guard) = rules.rules[rule].action.guard()
+        && !matches!(value, Scalar::Str(s) if guard.holds(s))
+    {
+        return Ok(Verdict::Unchanged);
+    }
+    match action {
+        Action::Tokenize(tokenize) => {
+            let text = match value {
+                Scalar::Null => return Ok(Verdict::Unchanged),
+                Scalar::Str(text) | Scalar::Number(text) => text,
+                Scalar::Bool(true) => "true",
+                Scalar::Bool(false) => "false",
+            };
+            if text.is_empty() {
+                return Ok(Verdict::Unchanged);
+            }
+            let normalized = match tokenize.normalizer.apply(text) {
+                Ok(normalized) => normalized,
+                Err(why) => return invalid(rules, rule, why, out),
+            };
+            if !lookups.token(tokenize, &normalized, out) {
+                return invalid(rules, rule, Invalid::NoVault, out);
+            }
+            Ok(Verdict::Replace(ChangeKind::Rewritten))
+        }
+        Action::Reveal { keys } => {
+            // Only a string can be a token.
+            let Scalar::Str(text) = value else {
+                return Ok(Verdict::Unchanged);
+            };
+            if let Some(value) = keys.iter().find_map(|key| key.decrypt(text)) {
+                out.push_str(&value);
+                return Ok(Verdict::Replace(ChangeKind::Rewritten));
+            }
+            match lookups.reveal(text, out) {
+                Some(Revealed::Value) => Ok(Verdict::Replace(ChangeKind::Rewritten)),
+                Some(Revealed::Asked) => Ok(Verdict::Unchanged),
+                Some(Revealed::Unknown) | None => {
+                    lookups.count_unrevealed();
+                    Ok(Verdict::Unchanged)
+                }
+            }
+        }
+        _ => judge_action(rules, rule, Ok(value), out),
     }
 }
 

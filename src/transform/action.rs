@@ -7,7 +7,9 @@ use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::encrypt::EncryptKey;
 use super::rotation::{KeySource, RotatingKey};
+use super::tokenize::Tokenize;
 use super::url::{Stripped, UrlRule};
 use super::{Guard, Invalid, Normalizer, PseudonymKey, Scalar, Shape, screen, user_agent};
 
@@ -37,6 +39,20 @@ pub enum Action {
         normalizer: Normalizer,
         shape: Shape,
     },
+    /// A random token the vault keeps the value under. The rewriters ask
+    /// the vault for it ([`crate::rewrite`]'s lookups): this action alone
+    /// cannot make one.
+    Tokenize(Arc<Tokenize>),
+    /// Deterministic AES-SIV of the normalized value,
+    /// `{prefix}{key id}.{base64url}`.
+    Encrypt {
+        key: Arc<EncryptKey>,
+        prefix: String,
+        normalizer: Normalizer,
+    },
+    /// A token (from the vault, or made by `encrypt` under one of `keys`)
+    /// replaced by its value, in a response on its way back to the app.
+    Reveal { keys: Vec<Arc<EncryptKey>> },
     /// Replaces all but the first and last few characters.
     Mask {
         keep_first: usize,
@@ -132,6 +148,9 @@ pub enum ActionKind {
     StripUrl,
     GeneralizeUserAgent,
     BucketScreen,
+    Tokenize,
+    Encrypt,
+    Reveal,
     /// Members added to an object (by a consent decision, never named in a
     /// file).
     #[serde(skip)]
@@ -143,7 +162,7 @@ pub enum ActionKind {
 
 impl ActionKind {
     /// How many kinds there are (to index tables by kind).
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 16;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -158,6 +177,9 @@ impl ActionKind {
             ActionKind::StripUrl => "strip_url",
             ActionKind::GeneralizeUserAgent => "generalize_user_agent",
             ActionKind::BucketScreen => "bucket_screen",
+            ActionKind::Tokenize => "tokenize",
+            ActionKind::Encrypt => "encrypt",
+            ActionKind::Reveal => "reveal",
             ActionKind::AddMembers => "add_members",
             ActionKind::Read => "read",
         }
@@ -233,6 +255,9 @@ impl Action {
             Action::StripUrl(_) => ActionKind::StripUrl,
             Action::GeneralizeUserAgent => ActionKind::GeneralizeUserAgent,
             Action::BucketScreen => ActionKind::BucketScreen,
+            Action::Tokenize(_) => ActionKind::Tokenize,
+            Action::Encrypt { .. } => ActionKind::Encrypt,
+            Action::Reveal { .. } => ActionKind::Reveal,
             Action::Only { then, .. } => then.kind(),
             Action::AddMembers(_) => ActionKind::AddMembers,
             Action::Read { .. } => ActionKind::Read,
@@ -260,6 +285,16 @@ impl Action {
             Action::StripUrl(_) => true,
             Action::Only { then, .. } => then.keeps_text_as_written(),
             _ => false,
+        }
+    }
+
+    /// The action that needs the vault's answers (`tokenize`, `reveal`),
+    /// under its guard if it has one.
+    pub fn vault_action(&self) -> Option<&Action> {
+        match self {
+            Action::Tokenize(_) | Action::Reveal { .. } => Some(self),
+            Action::Only { then, .. } => then.vault_action(),
+            _ => None,
         }
     }
 
@@ -297,6 +332,10 @@ impl Action {
             Action::Drop | Action::Keep | Action::AddMembers(_) | Action::Read { .. } => {
                 return Ok(Applied::Unchanged);
             }
+            // Answered by the vault, through the rewriter's lookups
+            // (`rewrite::verdict`); without them nothing can be made, and
+            // nothing leaves as it came.
+            Action::Tokenize(_) | Action::Reveal { .. } => return Err(Invalid::NoVault),
             Action::Only { when, then } => {
                 return match value {
                     Scalar::Str(s) if when.holds(s) => match **then {
@@ -351,6 +390,16 @@ impl Action {
                             .pseudonym_into(*shape, prefix, *length, value, out);
                     }
                 }
+            }
+            Action::Encrypt {
+                key,
+                prefix,
+                normalizer,
+            } => {
+                if text.is_empty() {
+                    return Ok(Applied::Unchanged);
+                }
+                key.encrypt_into(prefix, &normalizer.apply(text)?, out);
             }
             Action::Mask {
                 keep_first,
@@ -461,6 +510,27 @@ impl std::fmt::Display for Action {
                 }
             }
             Action::GeneralizeUserAgent | Action::BucketScreen => Ok(()),
+            Action::Tokenize(rule) => {
+                write!(f, " normalize={} format={}", rule.normalizer, rule.format)?;
+                write!(f, " namespace={:?}", rule.namespace)?;
+                match rule.ttl {
+                    Some(ttl) => write!(f, " ttl={}s", ttl.as_secs()),
+                    None => Ok(()),
+                }
+            }
+            Action::Encrypt {
+                key,
+                prefix,
+                normalizer,
+            } => write!(
+                f,
+                " normalize={normalizer} key-id={} prefix={prefix:?}",
+                key.id()
+            ),
+            Action::Reveal { keys } => {
+                let ids: Vec<&str> = keys.iter().map(|k| k.id()).collect();
+                write!(f, " encrypt-key-ids={ids:?}")
+            }
         }
     }
 }

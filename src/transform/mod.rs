@@ -4,19 +4,23 @@
 //! encode whatever comes back in their own syntax.
 
 mod action;
+mod encrypt;
 mod guard;
 pub mod normalize;
 mod pseudonym;
 pub mod rotation;
 mod screen;
+pub mod tokenize;
 mod url;
 mod user_agent;
 
 pub use action::{Action, ActionKind, Applied, Encoding, HmacKey, Members, Outcome};
+pub use encrypt::EncryptKey;
 pub use guard::Guard;
 pub use normalize::{Normalizer, PhoneFormat, PhoneOptions};
 pub use pseudonym::{PseudonymKey, Shape};
 pub use rotation::{KeySource, RotatingKey};
+pub use tokenize::{TokenFormat, TokenFormatKind, Tokenize};
 pub use url::{UrlRule, scheme_len};
 
 use std::fmt;
@@ -61,6 +65,9 @@ pub enum Invalid {
     /// A rotating key's new period could not be given a key (the system's
     /// random source failed).
     KeyUnavailable,
+    /// A `tokenize` or `reveal` rule met where no vault answers (a rewrite
+    /// without one).
+    NoVault,
     /// An object, or an array where only scalars (or an array of scalars)
     /// make sense.
     NotAScalar,
@@ -78,6 +85,7 @@ impl Invalid {
             Invalid::NotAUrl => "not a URL",
             Invalid::NotAScreenSize => "not a screen size",
             Invalid::KeyUnavailable => "not pseudonymized (the system's random source failed)",
+            Invalid::NoVault => "not tokenized (no vault to ask)",
             Invalid::NotAScalar => "an object or nested array where a scalar is needed",
         }
     }

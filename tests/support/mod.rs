@@ -4,6 +4,7 @@
 
 pub mod pki;
 pub mod process;
+pub mod redis;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -168,14 +169,28 @@ impl Scrim {
         let env = |name: &str| (name == "SCRIM_TEST_KEY").then(|| KEY.into());
         let policy = Arc::new(scrim::policy::compile(&config, "test.yaml", &env).unwrap());
         let metrics = Arc::new(scrim::metrics::Metrics::new());
-        let proxy = Arc::new(scrim::proxy::Proxy::new(policy, metrics.clone()));
+        // The vault, when the configuration has one, as `scrim run` opens it.
+        let vault = match &policy.vault {
+            Some(settings) => {
+                let vault = scrim::vault::Vault::open(settings, metrics.vault.clone())
+                    .await
+                    .unwrap();
+                vault.use_policy(&policy);
+                Some(Arc::new(vault))
+            }
+            None => None,
+        };
+        let token = policy.admin_token.clone();
+        let proxy =
+            Arc::new(scrim::proxy::Proxy::new(policy, metrics.clone()).with_vault(vault.clone()));
         let server =
             scrim::proxy::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), proxy).unwrap();
         let admin = Arc::new(scrim::admin::Admin {
             metrics,
             ready: true.into(),
             reloader: None,
-            token: None,
+            token,
+            vault,
         });
         let admin =
             scrim::admin::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), admin).unwrap();
@@ -184,6 +199,16 @@ impl Scrim {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.server.local_addr())
+    }
+
+    /// Stops both listeners and lets what they held go (a vault's file
+    /// among it), as a process that exits would.
+    #[allow(dead_code)]
+    pub async fn stop(self) {
+        self.server.shutdown().await;
+        self.admin.shutdown().await;
+        // The vault's thread closes its file once the last handle is gone.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
 
     pub async fn metrics(&self) -> String {
@@ -269,5 +294,32 @@ where
             _ => panic!("still not the case after {timeout:?}: {what}"),
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A directory of its own under the system's temporary directory, removed
+/// when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let path =
+            std::env::temp_dir().join(format!("scrim-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn file(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

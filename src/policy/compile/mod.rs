@@ -18,21 +18,25 @@ use serde::de::DeserializeOwned;
 use serde_saphyr::Spanned;
 
 use super::{
-    AdminToken, DEFAULT_MAX_BUFFERED_BYTES, Limits, Policy, Route, Rules, ServerSettings, Timeouts,
+    AdminToken, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_VAULT_CACHE_ENTRIES, DEFAULT_VAULT_TIMEOUT,
+    Limits, Policy, Route, Rules, ServerSettings, Timeouts, VaultSettings, VaultStore,
 };
 use crate::config::{
     Choice, Config, ConfigError, ConfigErrors, Environment, LimitsConfig, RouteConfig,
-    ServerConfig, TimeoutsConfig, TlsConfig, resolve_secret,
+    ServerConfig, TimeoutsConfig, TlsConfig, VaultConfig, resolve_secret,
 };
-use crate::transform::PseudonymKey;
+use crate::presets::PSEUDONYM_KEY;
+use crate::transform::{ActionKind, EncryptKey, PseudonymKey};
 use consent::compile_consent;
 use preset::add_preset_rules;
-use rules::{RuleContext, add_rules, parse_region};
+use rules::{Direction, RuleContext, add_rules, parse_region};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 /// The key whose secret is the admin bearer token.
 const ADMIN_KEY: &str = "admin";
+/// The key the vault encrypts values under.
+const VAULT_KEY: &str = "vault";
 
 /// Compiles a parsed configuration. `file` names it in errors; `env`
 /// resolves `${VAR}` secrets.
@@ -71,6 +75,23 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
         .tls
         .as_ref()
         .and_then(|tls| tls_config(&mut errors, tls));
+
+    let vault = config.vault.as_ref().and_then(|vault| {
+        vault_settings(
+            &mut errors,
+            vault,
+            &keys,
+            config.keys.contains_key(VAULT_KEY),
+        )
+    });
+    let encrypt_keys = encrypt_keys(config, &keys);
+    let shared = Shared {
+        keys: &keys,
+        no_keys_configured: config.keys.is_empty(),
+        global_limits,
+        vault: vault.is_some() || config.vault.is_some(),
+        encrypt_keys: &encrypt_keys,
+    };
 
     let mut routes: Vec<Arc<Route>> = Vec::new();
     let mut names: BTreeMap<&str, u64> = BTreeMap::new();
@@ -118,13 +139,7 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
                 ),
             );
         }
-        if let Some(compiled) = compile_route(
-            &mut errors,
-            route,
-            &keys,
-            global_limits,
-            config.keys.is_empty(),
-        ) {
+        if let Some(compiled) = compile_route(&mut errors, route, &shared) {
             routes.push(Arc::new(compiled));
         }
     }
@@ -157,8 +172,176 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
         timeouts,
         tls,
         routes,
+        vault,
         warnings,
     })
+}
+
+/// What every route's compile reads.
+struct Shared<'a> {
+    keys: &'a BTreeMap<String, Arc<PseudonymKey>>,
+    no_keys_configured: bool,
+    global_limits: Limits,
+    /// Whether `vault:` is configured (even if it has errors of its own).
+    vault: bool,
+    encrypt_keys: &'a [Arc<EncryptKey>],
+}
+
+/// The key of every `encrypt` rule in the file, each once: `reveal`
+/// decrypts with any of them.
+fn encrypt_keys(
+    config: &Config,
+    keys: &BTreeMap<String, Arc<PseudonymKey>>,
+) -> Vec<Arc<EncryptKey>> {
+    let mut names: Vec<&str> = config
+        .routes
+        .iter()
+        .flat_map(|route| &route.rules)
+        .filter(|rule| rule.action.value.get("action").ok() == Some(&ActionKind::Encrypt))
+        .map(|rule| {
+            rule.key
+                .as_ref()
+                .map_or(PSEUDONYM_KEY, |k| k.value.as_str())
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|name| keys.get(name))
+        .map(|key| Arc::new(EncryptKey::new(key)))
+        .collect()
+}
+
+/// `vault:`, with `keys.vault` and its previous keys.
+fn vault_settings(
+    errors: &mut Errors<'_>,
+    config: &VaultConfig,
+    keys: &BTreeMap<String, Arc<PseudonymKey>>,
+    vault_key_given: bool,
+) -> Option<VaultSettings> {
+    let before = errors.list.len();
+    let store_kind = config
+        .store
+        .as_ref()
+        .and_then(|v| errors.choice(v, "vault store"))
+        .unwrap_or_default();
+    let store = match store_kind {
+        crate::config::VaultStore::Embedded => {
+            if let Some(url) = &config.url {
+                errors.at(
+                    url,
+                    "`url` is for `store: redis`; the embedded store takes `path`",
+                );
+            }
+            match &config.path {
+                Some(path) if !path.value.trim().is_empty() => Some(VaultStore::Embedded {
+                    path: path.value.clone().into(),
+                }),
+                Some(path) => {
+                    errors.at(
+                        path,
+                        "`path` names the vault's file, such as /var/lib/scrim/vault.redb",
+                    );
+                    None
+                }
+                None => {
+                    errors.list.push(ConfigError::new(
+                        errors.file,
+                        0,
+                        0,
+                        "`vault:` with the embedded store needs `path:`, the file it keeps tokens in (such as /var/lib/scrim/vault.redb)",
+                    ));
+                    None
+                }
+            }
+        }
+        crate::config::VaultStore::Redis => {
+            if let Some(path) = &config.path {
+                errors.at(
+                    path,
+                    "`path` is for the embedded store; `store: redis` takes `url`",
+                );
+            }
+            match &config.url {
+                Some(url) => redis_url(errors, url).map(|url| VaultStore::Redis { url }),
+                None => {
+                    errors.list.push(ConfigError::new(
+                        errors.file,
+                        0,
+                        0,
+                        "`vault:` with `store: redis` needs `url:` (redis://host:6379/0)",
+                    ));
+                    None
+                }
+            }
+        }
+    };
+    let key = keys.get(VAULT_KEY).cloned();
+    if key.is_none() && !vault_key_given {
+        errors.list.push(ConfigError::new(
+            errors.file,
+            0,
+            0,
+            "`vault:` needs the key `vault` under `keys:` (`${ENV_VAR}` or `file:/path`): values are encrypted under it",
+        ));
+    }
+    let mut previous_keys = Vec::new();
+    for name in &config.previous_keys {
+        match keys.get(&name.value) {
+            Some(_) if name.value == VAULT_KEY => {
+                errors.at(
+                    name,
+                    "`vault` is the current key; list only the keys before it",
+                );
+            }
+            Some(key) => previous_keys.push(key.clone()),
+            None => errors.at(
+                name,
+                format!(
+                    "`{}` is not under `keys:` (or could not be loaded)",
+                    name.value
+                ),
+            ),
+        }
+    }
+    let cache_entries = match &config.cache_entries {
+        Some(v) if v.value == 0 => {
+            errors.at(v, "cache_entries must be at least 1");
+            0
+        }
+        Some(v) => v.value as usize,
+        None => DEFAULT_VAULT_CACHE_ENTRIES,
+    };
+    let timeout = duration(errors, &config.timeout, DEFAULT_VAULT_TIMEOUT);
+    if errors.list.len() != before {
+        return None;
+    }
+    Some(VaultSettings {
+        store: store?,
+        cache_entries,
+        timeout,
+        key: key?,
+        previous_keys,
+    })
+}
+
+/// A Redis URL: `redis://` with a host. A password in it is
+/// kept from every message.
+fn redis_url(errors: &mut Errors<'_>, url: &Spanned<String>) -> Option<zeroize::Zeroizing<String>> {
+    let text = url.value.trim();
+    let plausible = text.starts_with("redis://")
+        && text
+            .split_once("://")
+            .is_some_and(|(_, rest)| !rest.is_empty());
+    if !plausible {
+        errors.at(
+            url,
+            "a Redis URL is redis://[user:password@]host:port[/db] (TLS, rediss://, is not supported: keep Redis on loopback or a private network)",
+        );
+        return None;
+    }
+    Some(zeroize::Zeroizing::new(text.to_owned()))
 }
 
 /// Whether a listen address is on loopback only (`127.0.0.1:9090`,
@@ -391,11 +574,10 @@ fn browser_route_checks(errors: &mut Errors<'_>, route: &RouteConfig) {
 fn compile_route(
     errors: &mut Errors<'_>,
     route: &RouteConfig,
-    keys: &BTreeMap<String, Arc<PseudonymKey>>,
-    global_limits: Limits,
-    no_keys_configured: bool,
+    shared: &Shared<'_>,
 ) -> Option<Route> {
     let before = errors.list.len();
+    let global_limits = shared.global_limits;
     if route.name.value.is_empty()
         || !route
             .name
@@ -465,14 +647,18 @@ fn compile_route(
     }
     let keep_params: Vec<String> = route.keep_params.iter().map(|p| p.value.clone()).collect();
     let context = RuleContext {
-        keys,
-        no_keys_configured,
+        keys: shared.keys,
+        no_keys_configured: shared.no_keys_configured,
         default_region: route
             .default_region
             .as_ref()
             .and_then(|region| parse_region(errors, region)),
         site: &site,
         keep_params: &keep_params,
+        route: &route.name.value,
+        vault: shared.vault,
+        encrypt_keys: shared.encrypt_keys,
+        direction: Direction::Request,
     };
     let preset = route
         .preset
@@ -501,6 +687,7 @@ fn compile_route(
     }
     rules.scan = scan::compile_scan(errors, route.scan.as_ref(), preset.is_some(), &context);
     let consent = compile_consent(errors, route, preset.as_ref(), &rules);
+    let response_rules = response_rules(errors, route, &context, rules.limits);
     if errors.list.len() != before {
         return None;
     }
@@ -522,8 +709,36 @@ fn compile_route(
         keep_cookies: route.keep_cookies.iter().map(|c| c.value.clone()).collect(),
         preset: route.preset.as_ref().map(|p| p.value.clone()),
         rules,
+        response_rules,
         consent,
     })
+}
+
+/// A route's `response_rules`: body selectors, action `reveal`.
+fn response_rules(
+    errors: &mut Errors<'_>,
+    route: &RouteConfig,
+    context: &RuleContext<'_>,
+    limits: Limits,
+) -> Rules {
+    let mut rules = Rules {
+        limits,
+        ..Rules::default()
+    };
+    for rule in &route.response_rules {
+        if !rule.select.value.starts_with('$') {
+            errors.at(
+                &rule.select,
+                "`response_rules` select in the response body (`$…`)",
+            );
+        }
+    }
+    let context = RuleContext {
+        direction: Direction::Response,
+        ..*context
+    };
+    add_rules(errors, &route.response_rules, &context, &mut rules);
+    rules
 }
 
 #[cfg(test)]

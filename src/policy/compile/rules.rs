@@ -10,9 +10,10 @@ use crate::config::External;
 use crate::config::{ConfigError, RuleConfig};
 use crate::policy::{REDACTED, Rule, Rules, Selector};
 use crate::presets::PSEUDONYM_KEY as DEFAULT_KEY;
+use crate::transform::tokenize::{DEFAULT_TOKEN_PREFIX, DIGITS_LENGTHS, is_prefix_char};
 use crate::transform::{
-    Action, ActionKind, HmacKey, KeySource, Normalizer, PhoneFormat, PhoneOptions, PseudonymKey,
-    RotatingKey, Shape, UrlRule,
+    Action, ActionKind, EncryptKey, HmacKey, KeySource, Normalizer, PhoneFormat, PhoneOptions,
+    PseudonymKey, RotatingKey, Shape, TokenFormat, TokenFormatKind, Tokenize, UrlRule,
 };
 
 /// The defaults of the actions' options: here, and in the README's table
@@ -26,10 +27,14 @@ pub(super) mod defaults {
     pub const TRUNCATE_V4_PREFIX: u8 = 24;
     pub const TRUNCATE_V6_PREFIX: u8 = 48;
     pub const GENERALIZE_KEEP_FIRST: u32 = 3;
+    pub const TOKEN_DIGITS: u32 = 16;
+    /// The longest `prefix` of `tokenize` and `encrypt`.
+    pub const MAX_TOKEN_PREFIX: usize = 32;
 }
 
 /// What rules of a route share: the keys, the route's phone region, and
 /// the site's own hosts.
+#[derive(Clone, Copy)]
 pub(super) struct RuleContext<'k> {
     pub(super) keys: &'k BTreeMap<String, Arc<PseudonymKey>>,
     pub(super) no_keys_configured: bool,
@@ -38,6 +43,22 @@ pub(super) struct RuleContext<'k> {
     pub(super) site: &'k [String],
     /// The URL parameters `strip_url` keeps.
     pub(super) keep_params: &'k [String],
+    /// The route's name: the default namespace of its `tokenize` rules.
+    pub(super) route: &'k str,
+    /// Whether `vault:` and `keys.vault` are configured.
+    pub(super) vault: bool,
+    /// Every `encrypt` rule's key in the file, which `reveal` reads.
+    pub(super) encrypt_keys: &'k [Arc<EncryptKey>],
+    /// Which rules these are: a response's take `reveal` only.
+    pub(super) direction: Direction,
+}
+
+/// Whether rules apply to requests on their way to the platform, or to
+/// responses on their way back to the app.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Direction {
+    Request,
+    Response,
 }
 
 pub(super) fn add_rules(
@@ -128,6 +149,24 @@ pub(super) fn allowed_options(kind: ActionKind) -> &'static [&'static str] {
         ActionKind::Generalize => &["keep_first"],
         ActionKind::StripUrl => &["external"],
         ActionKind::GeneralizeUserAgent | ActionKind::BucketScreen => &[],
+        ActionKind::Tokenize => &[
+            "normalize",
+            "default_region",
+            "phone_format",
+            "format",
+            "prefix",
+            "length",
+            "namespace",
+            "ttl",
+        ],
+        ActionKind::Encrypt => &[
+            "normalize",
+            "default_region",
+            "phone_format",
+            "key",
+            "prefix",
+        ],
+        ActionKind::Reveal => &[],
         ActionKind::AddMembers | ActionKind::Read => &[],
     }
 }
@@ -143,10 +182,25 @@ fn compile_action(
         default_region,
         site,
         keep_params,
+        ..
     } = *context;
     let kind = errors.choice(&rule.action, "action")?;
     let before = errors.list.len();
-    let given: [(&str, Option<(u64, u64)>); 16] = [
+    match (context.direction, kind) {
+        (Direction::Request, ActionKind::Reveal) => errors.at(
+            &rule.action,
+            "action `reveal` puts values back into responses: it belongs under `response_rules`",
+        ),
+        (Direction::Response, ActionKind::Reveal) | (Direction::Request, _) => {}
+        (Direction::Response, _) => errors.at(
+            &rule.action,
+            format!(
+                "`response_rules` take action `reveal` only, not `{}`",
+                kind.as_str()
+            ),
+        ),
+    }
+    let given: [(&str, Option<(u64, u64)>); 19] = [
         ("normalize", loc(&rule.normalize)),
         ("default_region", loc(&rule.default_region)),
         ("phone_format", loc(&rule.phone_format)),
@@ -163,6 +217,9 @@ fn compile_action(
         ("rotate", loc(&rule.rotate)),
         ("shape", loc(&rule.shape)),
         ("external", loc(&rule.external)),
+        ("format", loc(&rule.format)),
+        ("namespace", loc(&rule.namespace)),
+        ("ttl", loc(&rule.ttl)),
     ];
     for (option, at) in given {
         if let Some((line, column)) = at
@@ -303,8 +360,170 @@ fn compile_action(
         }
         ActionKind::GeneralizeUserAgent => Action::GeneralizeUserAgent,
         ActionKind::BucketScreen => Action::BucketScreen,
+        ActionKind::Tokenize => tokenize(errors, rule, context)?,
+        ActionKind::Encrypt => {
+            let key_name = rule.key.as_ref().map_or(DEFAULT_KEY, |k| k.value.as_str());
+            let key = named_key(errors, rule, "encrypt", key_name, keys, no_keys_configured);
+            let prefix = token_prefix(errors, rule).unwrap_or_default();
+            Action::Encrypt {
+                key: Arc::new(EncryptKey::new(&*key?)),
+                prefix,
+                normalizer: normalizer(errors, rule, default_region),
+            }
+        }
+        ActionKind::Reveal => Action::Reveal {
+            keys: context.encrypt_keys.to_vec(),
+        },
     };
+    if kind == ActionKind::Tokenize && !context.vault {
+        errors.at(
+            &rule.action,
+            "action `tokenize` needs the token vault: add `vault:` (see the README) and its key `keys.vault`",
+        );
+    }
+    if kind == ActionKind::Reveal && !context.vault && context.encrypt_keys.is_empty() {
+        errors.at(
+            &rule.action,
+            "action `reveal` has nothing to reveal: no `vault:`, and no `encrypt` rule whose key it could use",
+        );
+    }
     (errors.list.len() == before).then_some(action)
+}
+
+/// A `tokenize` rule's options.
+fn tokenize(
+    errors: &mut Errors<'_>,
+    rule: &RuleConfig,
+    context: &RuleContext<'_>,
+) -> Option<Action> {
+    let format_kind = rule
+        .format
+        .as_ref()
+        .and_then(|v| errors.choice(v, "format"))
+        .unwrap_or_default();
+    let prefix = token_prefix(errors, rule);
+    if format_kind != TokenFormatKind::Opaque
+        && let Some(at) = &rule.prefix
+    {
+        errors.at(
+            at,
+            format!(
+                "`prefix` applies to format `opaque`, not `{}`",
+                format_kind.as_str()
+            ),
+        );
+    }
+    if format_kind != TokenFormatKind::Digits
+        && let Some(at) = &rule.length
+    {
+        errors.at(
+            at,
+            format!(
+                "`length` applies to format `digits`, not `{}`",
+                format_kind.as_str()
+            ),
+        );
+    }
+    let format = match format_kind {
+        TokenFormatKind::Opaque => TokenFormat::Opaque {
+            prefix: prefix.unwrap_or_else(|| DEFAULT_TOKEN_PREFIX.to_owned()),
+        },
+        TokenFormatKind::Uuid => TokenFormat::Uuid,
+        TokenFormatKind::Digits => {
+            let length = rule
+                .length
+                .as_ref()
+                .map_or(defaults::TOKEN_DIGITS, |l| l.value) as usize;
+            if let Some(at) = &rule.length
+                && !DIGITS_LENGTHS.contains(&length)
+            {
+                errors.at(
+                    at,
+                    "a `digits` token has 16 to 32 digits (fewer could be read as a phone number)",
+                );
+            }
+            TokenFormat::Digits { length }
+        }
+    };
+    let namespace = match &rule.namespace {
+        Some(name) => {
+            if name.value.is_empty() || !name.value.chars().all(is_prefix_char) {
+                errors.at(
+                    name,
+                    "a namespace is letters, digits, `_`, `-`, `.`, `:` and `~`",
+                );
+            }
+            name.value.clone()
+        }
+        None => context.route.to_owned(),
+    };
+    let ttl = rule.ttl.as_ref().and_then(|ttl| {
+        let parsed = humantime::parse_duration(&ttl.value)
+            .ok()
+            .filter(|d| d.as_secs() >= 1);
+        if parsed.is_none() {
+            errors.at(
+                ttl,
+                format!(
+                    "`{}` is not a time to live; write a duration of at least a second, such as `30d` or `12h`",
+                    ttl.value
+                ),
+            );
+        }
+        parsed
+    });
+    Some(Action::Tokenize(Arc::new(Tokenize {
+        namespace,
+        format,
+        ttl,
+        normalizer: normalizer(errors, rule, context.default_region),
+    })))
+}
+
+/// The `prefix` of a `tokenize` or `encrypt` rule, if given and fit to
+/// pass unescaped through JSON, URLs, forms and headers.
+fn token_prefix(errors: &mut Errors<'_>, rule: &RuleConfig) -> Option<String> {
+    let prefix = rule.prefix.as_ref()?;
+    if prefix.value.len() > defaults::MAX_TOKEN_PREFIX || !prefix.value.chars().all(is_prefix_char)
+    {
+        errors.at(
+            prefix,
+            format!(
+                "a token prefix is at most {} letters, digits, `_`, `-`, `.`, `:` and `~`",
+                defaults::MAX_TOKEN_PREFIX
+            ),
+        );
+    }
+    Some(prefix.value.clone())
+}
+
+/// The key `key_name` under `keys:`, for an action that needs it, or an
+/// error at the rule's `key` (or its action).
+fn named_key(
+    errors: &mut Errors<'_>,
+    rule: &RuleConfig,
+    action: &str,
+    key_name: &str,
+    keys: &BTreeMap<String, Arc<PseudonymKey>>,
+    no_keys_configured: bool,
+) -> Option<Arc<PseudonymKey>> {
+    let key = keys.get(key_name).cloned();
+    if key.is_none() {
+        let message = if no_keys_configured {
+            format!(
+                "action `{action}` needs the key `{key_name}`: add it under `keys:` as `${{ENV_VAR}}` or `file:/path`"
+            )
+        } else {
+            format!(
+                "action `{action}` uses key `{key_name}`, which is not under `keys:` (or could not be loaded)"
+            )
+        };
+        match &rule.key {
+            Some(at) => errors.at(at, message),
+            None => errors.at(&rule.action, message),
+        }
+    }
+    key
 }
 
 /// The key of an `hmac` rule: the named one, or with `rotate:` one that
@@ -316,23 +535,7 @@ fn hmac_key(
     no_keys_configured: bool,
 ) -> Option<HmacKey> {
     let named = |errors: &mut Errors<'_>, key_name: &str| {
-        let key = keys.get(key_name).cloned();
-        if key.is_none() {
-            let message = if no_keys_configured {
-                format!(
-                    "action `hmac` needs the key `{key_name}`: add it under `keys:` as `${{ENV_VAR}}` or `file:/path`"
-                )
-            } else {
-                format!(
-                    "action `hmac` uses key `{key_name}`, which is not under `keys:` (or could not be loaded)"
-                )
-            };
-            match &rule.key {
-                Some(at) => errors.at(at, message),
-                None => errors.at(&rule.action, message),
-            }
-        }
-        key
+        named_key(errors, rule, "hmac", key_name, keys, no_keys_configured)
     };
     let Some(rotate) = &rule.rotate else {
         let key_name = rule.key.as_ref().map_or(DEFAULT_KEY, |k| k.value.as_str());

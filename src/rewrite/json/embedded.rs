@@ -4,6 +4,7 @@
 use super::*;
 
 /// Where an embedded document sits in the outer one.
+#[derive(Clone)]
 pub(crate) struct Embedded {
     /// The selector states at the embedding value.
     pub(crate) states: Vec<State>,
@@ -19,11 +20,13 @@ pub(crate) struct Embedded {
 /// them first). `None` when the text is not a JSON object or array, so
 /// nothing below it can be selected. An error inside is reported at `offset`,
 /// the embedding value's place in the outer body. What the inner report
-/// itemizes follows `outer`, the embedding rewriter's report.
+/// itemizes follows `outer`, the embedding rewriter's report; the questions
+/// it leaves for the vault join `lookups`.
 pub(crate) fn rewrite_embedded(
     rules: &Rules,
     embedded: Embedded,
     outer: &Report,
+    lookups: &mut Lookups,
     text: Bytes,
     offset: u64,
 ) -> Result<Option<(Vec<Bytes>, Report)>, Error> {
@@ -34,8 +37,11 @@ pub(crate) fn rewrite_embedded(
     if !looks_like_json {
         return Ok(None);
     }
-    let mut inner = JsonRewriter::embedded(rules, Vec::new(), embedded, outer);
+    let mut inner = JsonRewriter::embedded(rules, Vec::new(), embedded, outer, lookups.nested());
     inner.write(text).map_err(|err| err.nested_in(offset))?;
-    let (pieces, report) = inner.finish().map_err(|err| err.nested_in(offset))?;
+    let (pieces, report, asked) = inner
+        .finish_with_lookups()
+        .map_err(|err| err.nested_in(offset))?;
+    lookups.absorb(asked);
     Ok(Some((pieces, report)))
 }

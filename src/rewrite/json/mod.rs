@@ -24,6 +24,7 @@ use bytes::Bytes;
 use super::error::{Error, Failure, Kind};
 use super::escape::{find_string_special, unescape_into};
 use super::fields::{Fields, Hashed, template_hash, templated};
+use super::lookups::Lookups;
 use super::output::{Mode, Steering, Writer};
 use super::path::{hash_bytes, hash_key, push_key};
 use super::report::{ChangeKind, Report};
@@ -43,6 +44,7 @@ pub enum Framing {
 }
 
 /// Rewrites one JSON body (or NDJSON stream) pushed in chunks.
+#[derive(Clone)]
 pub struct JsonRewriter<'r, S: Sink> {
     rules: &'r Rules,
     writer: Writer<S>,
@@ -80,6 +82,9 @@ pub struct JsonRewriter<'r, S: Sink> {
     /// The new text of the value being rewritten (reused).
     replacement: String,
     report: Report,
+    /// The vault's answers for `tokenize` and `reveal`, and the questions
+    /// left for its store.
+    lookups: Lookups,
     /// Set for an embedded document: its root's states, its depth within the
     /// outer document, and the outer path.
     embedded: Option<Embedded>,
@@ -144,6 +149,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             key_buf: Vec::new(),
             replacement: String::with_capacity(64),
             report: Report::new(rules.rules.len(), false),
+            lookups: Lookups::default(),
             embedded: None,
             token_suspended: false,
             findings: Vec::new(),
@@ -174,9 +180,32 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         self
     }
 
-    fn embedded(rules: &'r Rules, sink: S, embedded: Embedded, outer: &Report) -> Self {
+    /// Answers `tokenize` and `reveal` rules from `lookups`.
+    pub fn lookups(mut self, lookups: Lookups) -> Self {
+        self.lookups = lookups;
+        self
+    }
+
+    /// Whether `tokenize` and `reveal` rules have a vault to ask.
+    pub(crate) fn has_vault(&self) -> bool {
+        self.lookups.has_vault()
+    }
+
+    /// The lookups of this pass: its open questions.
+    pub fn lookups_mut(&mut self) -> &mut Lookups {
+        &mut self.lookups
+    }
+
+    fn embedded(
+        rules: &'r Rules,
+        sink: S,
+        embedded: Embedded,
+        outer: &Report,
+        lookups: Lookups,
+    ) -> Self {
         let mut rewriter = JsonRewriter::new(rules, Framing::Single, sink);
         rewriter.report = outer.nested(rules.rules.len());
+        rewriter.lookups = lookups;
         if rewriter.report.counts_fields() {
             rewriter.template_root = template_hash(&templated(&embedded.path));
         }
@@ -211,7 +240,14 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
 
     /// Ends the body: checks that it is complete, and returns the sink and
     /// what was changed.
-    pub fn finish(mut self) -> Result<(S, Report), Error> {
+    pub fn finish(self) -> Result<(S, Report), Error> {
+        self.finish_with_lookups()
+            .map(|(sink, report, _)| (sink, report))
+    }
+
+    /// [`finish`](Self::finish), and the lookups, with the questions the
+    /// end of the body left.
+    pub fn finish_with_lookups(mut self) -> Result<(S, Report, Lookups), Error> {
         self.failed.check()?;
         if !self.utf8_carry.is_empty() {
             return Err(self.error_at_offset(self.offset, Kind::Syntax, "invalid UTF-8"));
@@ -237,7 +273,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             return Err(self.error_at_offset(self.offset, Kind::Syntax, reason));
         }
         self.steer.flush(&empty, 0, &mut self.writer);
-        Ok((self.writer.into_sink(), self.report))
+        Ok((self.writer.into_sink(), self.report, self.lookups))
     }
 
     /// Scans the valid UTF-8 prefix of `data`. A character cut at the end is

@@ -14,7 +14,7 @@ pub(super) enum FrameMode {
     Each(RuleId),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Frame {
     pub(super) object: bool,
     pub(super) mode: FrameMode,

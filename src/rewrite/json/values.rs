@@ -347,6 +347,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             Ok(scalar),
             &mut self.replacement,
             &mut found,
+            &mut self.lookups,
         );
         if !found.is_empty() {
             self.report.detected(&found, here!(self));
@@ -415,6 +416,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             self.rules,
             embedded,
             &self.report,
+            &mut self.lookups,
             text.clone(),
             self.token_offset,
         )? {

@@ -4,7 +4,11 @@
 //! it is never exposed where the proxy is. `GET` endpoints stay open for
 //! scrapers and probes; `POST` endpoints change the process and require the
 //! bearer token `keys.admin` when one is set (a listener beyond loopback
-//! must have one, see `policy::compile`).
+//! must have one, see `policy::compile`). The vault API (`/vault/*`,
+//! `vault.rs`) is off unless `keys.admin` is set, and then needs the token
+//! on every call.
+
+mod vault;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -35,6 +39,8 @@ pub struct Admin {
     /// The bearer token `POST` endpoints require, when set. Read at start:
     /// changing `keys.admin` takes a restart.
     pub token: Option<AdminToken>,
+    /// The token vault, for `/vault/*` (which also need `token`).
+    pub vault: Option<Arc<crate::vault::Vault>>,
 }
 
 /// A running admin listener.
@@ -64,9 +70,14 @@ pub fn serve(listener: TcpListener, admin: Arc<Admin>) -> std::io::Result<AdminH
                 _ = stopped.changed() => break,
             };
             let admin = admin.clone();
-            let service = service_fn(move |request| {
+            let service = service_fn(move |request: Request<Incoming>| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(respond(&admin, &request)) }
+                async move {
+                    if request.uri().path().starts_with("/vault/") {
+                        return Ok::<_, Infallible>(vault::respond(&admin, request).await);
+                    }
+                    Ok(respond(&admin, &request))
+                }
             });
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -159,7 +170,7 @@ fn respond(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> 
         },
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: GET /, /inventory, /metrics, /healthz, /readyz; POST /reload\n",
+            "not found: GET /, /inventory, /metrics, /healthz, /readyz, /vault/stats; POST /reload, /vault/reveal, /vault/erase\n",
         ),
     }
 }

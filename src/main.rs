@@ -85,6 +85,49 @@ enum Command {
         #[arg(value_name = "NAME")]
         name: Option<String>,
     },
+    /// The token vault of a running scrim, through its admin listener
+    /// (`admin.listen`, with the bearer token `keys.admin`, both read from
+    /// the configuration file).
+    Vault {
+        /// The configuration file the running scrim uses.
+        #[arg(long, short, env = "SCRIM_CONFIG", value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        /// The admin listener's `host:port`, when it is not reached at
+        /// `admin.listen` (another machine, a container's mapped port).
+        #[arg(long, value_name = "HOST:PORT", global = true)]
+        admin: Option<String>,
+        #[command(subcommand)]
+        call: VaultCall,
+    },
+}
+
+#[derive(Subcommand)]
+enum VaultCall {
+    /// Print the value behind each token (`null` for one the vault does not
+    /// know: unknown, erased or expired), as JSON.
+    Reveal {
+        /// The tokens; none: one per line on standard input.
+        #[arg(value_name = "TOKEN")]
+        tokens: Vec<String>,
+    },
+    /// Erase mappings for good: each token then reveals nothing, anywhere,
+    /// and the value gets a new, unrelated token. Give values (as your app
+    /// knows them: each is normalized as every `tokenize` rule would) or
+    /// tokens. Values on the command line show in `ps` and in the shell's
+    /// history: prefer standard input.
+    Erase {
+        /// The items are values (`jane@example.com`).
+        #[arg(long, conflicts_with = "tokens", required_unless_present = "tokens")]
+        values: bool,
+        /// The items are tokens.
+        #[arg(long)]
+        tokens: bool,
+        /// The values or tokens; none: one per line on standard input.
+        #[arg(value_name = "ITEM")]
+        items: Vec<String>,
+    },
+    /// Print the vault's counts (tokens stored, cached) and key id, as JSON.
+    Stats,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -125,6 +168,87 @@ fn main() -> ExitCode {
             input,
         ),
         Command::Presets { name } => presets(name.as_deref()),
+        Command::Vault {
+            config,
+            admin,
+            call,
+        } => vault(config, admin.as_deref(), call),
+    }
+}
+
+/// `scrim vault`: one call of the admin vault API, its JSON answer on
+/// stdout. Exit 1 when the call fails, with the reason on stderr.
+fn vault(config: Option<PathBuf>, admin: Option<&str>, call: VaultCall) -> ExitCode {
+    let Some(config) = config else {
+        eprintln!("scrim vault needs the configuration file: --config FILE (or SCRIM_CONFIG)");
+        return ExitCode::from(1);
+    };
+    let client = match scrim::admin::client::AdminClient::from_config(&config, admin) {
+        Ok(client) => client,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(1);
+        }
+    };
+    let items = |given: Vec<String>| -> io::Result<Vec<String>> {
+        if !given.is_empty() {
+            return Ok(given);
+        }
+        let mut text = String::new();
+        io::stdin().read_to_string(&mut text)?;
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
+    };
+    let request = match call {
+        VaultCall::Stats => Ok((http::Method::GET, "/vault/stats", None)),
+        VaultCall::Reveal { tokens } => items(tokens).map(|tokens| {
+            let body = serde_json::json!({ "tokens": tokens });
+            (http::Method::POST, "/vault/reveal", Some(body))
+        }),
+        VaultCall::Erase {
+            values,
+            items: given,
+            ..
+        } => items(given).map(|items| {
+            let field = if values { "values" } else { "tokens" };
+            let body = serde_json::json!({ field: items });
+            (http::Method::POST, "/vault/erase", Some(body))
+        }),
+    };
+    let (method, path, body) = match request {
+        Ok(request) => request,
+        Err(err) => {
+            eprintln!("cannot read standard input: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(client.call(method, path, body)) {
+        Ok((200, answer)) => {
+            printed(writeln!(io::stdout().lock(), "{answer}").and_then(|()| io::stdout().flush()))
+        }
+        Ok((status, answer)) => {
+            let reason = answer["error"].as_str().unwrap_or("no reason given");
+            eprintln!("the admin listener answered {status}: {reason}");
+            ExitCode::from(1)
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -267,6 +391,12 @@ fn rewrite(
         );
         return ExitCode::from(1);
     };
+    if route.rules.uses_vault() {
+        eprintln!(
+            "route `{route_name}` tokenizes: its tokens come from the vault of a running scrim, and `scrim rewrite` makes none (try the rules with `encrypt`, or send the body through the proxy)"
+        );
+        return ExitCode::from(1);
+    }
     let Some(kind) = BodyKind::for_route(content_type, &route.rules) else {
         eprintln!(
             "unsupported media type `{content_type}`: scrim rewrites JSON, NDJSON and form bodies (and text/plain lines on a route with `text_plain: query_lines`)"

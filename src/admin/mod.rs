@@ -8,6 +8,7 @@
 //! `vault.rs`) is off unless `keys.admin` is set, and then needs the token
 //! on every call.
 
+pub mod client;
 mod vault;
 
 use std::convert::Infallible;

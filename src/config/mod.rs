@@ -479,15 +479,15 @@ pub struct RuleConfig {
     /// `pseudonym`.
     pub key: Option<Spanned<String>>,
     /// `hmac`, `encrypt`, `tokenize` (`opaque`): text put before each
-    /// token. Default none, and `tok_` for `tokenize`.
+    /// token. `hmac`, `encrypt`: default none; `tokenize`: default `tok_`.
     pub prefix: Option<Spanned<String>>,
     /// `hmac`: characters of the MAC kept in the token (16 to 43, default
     /// 22). `tokenize` (`digits`): digits in the token (16 to 32, default
     /// 16).
     pub length: Option<Spanned<u32>>,
-    /// `tokenize`: how a token is written: `opaque` (default, the prefix
-    /// and 22 base64url characters), `uuid`, or `digits` (`length`
-    /// digits, never a valid card or phone number).
+    /// `tokenize`: how a token is written: `opaque` (the prefix and 22
+    /// base64url characters), `uuid`, or `digits` (`length` digits, never a
+    /// valid card or phone number). Default `opaque`.
     pub format: Option<Spanned<Choice<TokenFormatKind>>>,
     /// `tokenize`: values get the same token within a namespace. Default
     /// the route's name.

@@ -22,6 +22,22 @@ pub fn write_policy(
     for (name, id) in &policy.key_ids {
         writeln!(out, "key {name} (id {id})")?;
     }
+    if let Some(vault) = &policy.vault {
+        let previous: Vec<&str> = vault.previous_keys.iter().map(|k| k.id()).collect();
+        writeln!(
+            out,
+            "vault {:?}: key id {}{}; cache {} entries; store timeout {}ms",
+            vault.store,
+            vault.key.id(),
+            if previous.is_empty() {
+                String::new()
+            } else {
+                format!(" (previous {})", previous.join(", "))
+            },
+            vault.cache_entries,
+            vault.timeout.as_millis()
+        )?;
+    }
     for route in &policy.routes {
         write_route(out, route)?;
     }
@@ -66,6 +82,15 @@ fn write_route(out: &mut impl Write, route: &Route) -> io::Result<()> {
     }
     for (i, rule) in route.rules.rules.iter().enumerate() {
         writeln!(out, "  {:>2}. {:<40} {}", i + 1, rule.selector, rule.action)?;
+    }
+    for (i, rule) in route.response_rules.rules.iter().enumerate() {
+        writeln!(
+            out,
+            "  response {:>2}. {:<31} {}",
+            i + 1,
+            rule.selector,
+            rule.action
+        )?;
     }
     match &route.rules.scan {
         Some(scan) => {

@@ -998,4 +998,96 @@ mod tests {
         assert!(err.contains("inline secrets are not allowed"), "{err}");
         assert!(!err.contains("correct-horse"), "{err}");
     }
+
+    /// Every vault setting's mistakes, each at its place.
+    #[test]
+    fn vault_settings_errors_point_at_their_place() {
+        let route =
+            "routes:\n  - name: crm\n    match: {path_prefix: /crm}\n    upstream: https://x\n";
+        let rules = "    rules:\n";
+        let cases = [
+            (
+                format!("{route}{rules}      - {{select: $.email, action: tokenize}}\n"),
+                "t.yaml:6:35: action `tokenize` needs the token vault",
+            ),
+            (
+                format!("keys:\n  vault: ${{PSEUDO}}\nvault: {{}}\n{route}"),
+                "`vault:` with the embedded store needs `path:`",
+            ),
+            (
+                format!("vault: {{path: /tmp/v}}\n{route}"),
+                "`vault:` needs the key `vault` under `keys:`",
+            ),
+            (
+                format!(
+                    "keys:\n  vault: ${{PSEUDO}}\nvault: {{store: redis, url: rediss://h:6380}}\n{route}"
+                ),
+                "t.yaml:3:28: a Redis URL is redis://",
+            ),
+            (
+                format!("keys:\n  vault: ${{PSEUDO}}\nvault: {{store: memcached}}\n{route}"),
+                "t.yaml:3:16: unknown vault store `memcached`",
+            ),
+            (
+                format!(
+                    "keys:\n  vault: ${{PSEUDO}}\nvault: {{path: /tmp/v, previous_keys: [old]}}\n{route}"
+                ),
+                "t.yaml:3:39: `old` is not under `keys:`",
+            ),
+            (
+                format!(
+                    "keys:\n  vault: ${{PSEUDO}}\nvault: {{path: /tmp/v}}\n{route}{rules}      - {{select: $.e, action: tokenize, format: digits, length: 12}}\n"
+                ),
+                "t.yaml:9:65: a `digits` token has 16 to 32 digits",
+            ),
+            (
+                format!(
+                    "keys:\n  vault: ${{PSEUDO}}\nvault: {{path: /tmp/v}}\n{route}{rules}      - {{select: $.e, action: tokenize, format: uuid, prefix: x_}}\n"
+                ),
+                "t.yaml:9:63: `prefix` applies to format `opaque`, not `uuid`",
+            ),
+            (
+                format!(
+                    "keys:\n  vault: ${{PSEUDO}}\nvault: {{path: /tmp/v}}\n{route}{rules}      - {{select: $.e, action: tokenize, prefix: \"a b\"}}\n"
+                ),
+                "t.yaml:9:49: a token prefix is at most 32 letters",
+            ),
+            (
+                format!(
+                    "keys:\n  vault: ${{PSEUDO}}\nvault: {{path: /tmp/v}}\n{route}{rules}      - {{select: $.e, action: tokenize, ttl: soon}}\n"
+                ),
+                "t.yaml:9:46: `soon` is not a time to live",
+            ),
+            (
+                format!(
+                    "keys:\n  vault: ${{PSEUDO}}\nvault: {{path: /tmp/v}}\n{route}{rules}      - {{select: $.e, action: reveal}}\n"
+                ),
+                "t.yaml:9:31: action `reveal` puts values back into responses",
+            ),
+            (
+                format!(
+                    "keys:\n  vault: ${{PSEUDO}}\nvault: {{path: /tmp/v}}\n{route}    response_rules:\n      - {{select: $.e, action: hash}}\n"
+                ),
+                "t.yaml:9:31: `response_rules` take action `reveal` only, not `hash`",
+            ),
+            (
+                format!("{route}{rules}      - {{select: $.e, action: encrypt, key: nope}}\n"),
+                "t.yaml:6:45: action `encrypt` needs the key `nope`",
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (yaml, expected) in cases {
+            let err = check(&yaml).map(|_| ()).unwrap_err();
+            if !err.contains(expected) {
+                wrong.push(format!("{expected}\n in: {err}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        let good = format!(
+            "keys:\n  vault: ${{PSEUDO}}\n  pseudonym: ${{PSEUDO}}\nvault: {{path: /tmp/v}}\n{route}{rules}      - {{select: $.e, action: tokenize, format: digits, length: 18, namespace: people, ttl: 30d}}\n      - {{select: $.n, action: encrypt, prefix: enc_}}\n    response_rules:\n      - {{select: $..e, action: reveal}}\n"
+        );
+        let policy = check(&good).unwrap();
+        assert!(policy.vault.is_some());
+        assert_eq!(policy.routes[0].response_rules.rules.len(), 1);
+    }
 }

@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 use crate::config::{Decision, GpcDecision, Unlisted, names};
 use crate::policy::{DEFAULT_MAX_BUFFERED_BYTES, Limits, REDACTED, ServerSettings, Timeouts};
 use crate::presets::PSEUDONYM_KEY;
-use crate::transform::{ActionKind, Encoding, Normalizer, OnInvalid, PhoneFormat};
+use crate::transform::tokenize::DEFAULT_TOKEN_PREFIX;
+use crate::transform::{ActionKind, Encoding, Normalizer, OnInvalid, PhoneFormat, TokenFormatKind};
 
 const README: &str = include_str!("../../../README.md");
 const SCHEMA: &str = include_str!("../../config/mod.rs");
@@ -153,6 +154,14 @@ fn the_options_defaults_are_the_codes() {
         ("hash", "encoding", Encoding::default().as_str().to_owned()),
         ("hmac", "key", PSEUDONYM_KEY.to_owned()),
         ("hmac", "length", defaults::HMAC_LENGTH.to_string()),
+        ("tokenize", "prefix", DEFAULT_TOKEN_PREFIX.to_owned()),
+        ("tokenize", "length", defaults::TOKEN_DIGITS.to_string()),
+        (
+            "tokenize",
+            "format",
+            TokenFormatKind::default().as_str().to_owned(),
+        ),
+        ("encrypt", "key", PSEUDONYM_KEY.to_owned()),
         ("mask", "keep_first", defaults::MASK_KEEP_FIRST.to_string()),
         ("mask", "keep_last", defaults::MASK_KEEP_LAST.to_string()),
         ("mask", "char", defaults::MASK_CHAR.to_string()),

@@ -8,6 +8,10 @@
 //! A second group, `scaling`, measures what issue 10 bounds: 200 descendant
 //! rules against one, and one-byte chunks against 64 KiB chunks.
 //!
+//! A third, `vault_capi_1mib`, puts the same batch's 11 fields through
+//! `tokenize` with every value in the vault's cache, against `hmac` of the
+//! same normalized values: what a token costs once the vault knows it.
+//!
 //! `cargo bench --bench rewrite` (`-- scaling` for the second group only)
 
 use std::hint::black_box;
@@ -119,6 +123,14 @@ fn rules(selectors: impl Iterator<Item = (String, Action)>) -> Rules {
 }
 
 fn hash_rules(prefix: &str, normalized: bool) -> Rules {
+    field_rules(prefix, normalized, |normalizer| Action::Hash {
+        normalizer,
+        encoding: Encoding::Hex,
+    })
+}
+
+/// One rule per user_data field, with the field's normalizer (or none).
+fn field_rules(prefix: &str, normalized: bool, action: impl Fn(Normalizer) -> Action) -> Rules {
     rules(FIELDS.iter().map(|(field, normalizer)| {
         let normalizer = match (normalized, *normalizer) {
             (false, _) => Normalizer::None,
@@ -128,13 +140,7 @@ fn hash_rules(prefix: &str, normalized: bool) -> Rules {
             }),
             (true, name) => serde_saphyr::from_str(name).unwrap(),
         };
-        (
-            format!("{prefix}.{field}"),
-            Action::Hash {
-                normalizer,
-                encoding: Encoding::Hex,
-            },
-        )
+        (format!("{prefix}.{field}"), action(normalizer))
     }))
 }
 
@@ -334,5 +340,89 @@ fn detection(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, scaling, detection);
+/// `tokenize` with every value cached, against `hmac`, on the CAPI batch.
+fn vault(c: &mut Criterion) {
+    use scrim::rewrite::Lookups;
+    use scrim::transform::{HmacKey, PseudonymKey, Shape, TokenFormat, Tokenize};
+    use std::sync::Arc;
+
+    let body = Bytes::from(meta_batch(500));
+    let key = Arc::new(PseudonymKey::new(
+        b"a bench key of at least 16 bytes".to_vec(),
+    ));
+    let hmac = field_rules("$.data[*].user_data", true, |normalizer| Action::Hmac {
+        key: HmacKey::Fixed(key.clone()),
+        prefix: String::new(),
+        length: 22,
+        normalizer,
+        shape: Shape::Token,
+    });
+    let tokenize = field_rules("$.data[*].user_data", true, |normalizer| {
+        Action::Tokenize(Arc::new(Tokenize {
+            namespace: "meta".to_owned(),
+            format: TokenFormat::Opaque {
+                prefix: "tok_".to_owned(),
+            },
+            ttl: None,
+            normalizer,
+        }))
+    });
+    let dir = std::env::temp_dir().join(format!("scrim-bench-vault-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let settings = scrim::policy::VaultSettings {
+        store: scrim::policy::VaultStore::Embedded {
+            path: dir.join("vault.redb"),
+        },
+        cache_entries: 1_000_000,
+        timeout: std::time::Duration::from_secs(30),
+        key: key.clone(),
+        previous_keys: Vec::new(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let metrics = scrim::metrics::Metrics::new();
+    let vault = Arc::new(
+        runtime
+            .block_on(scrim::vault::Vault::open(&settings, metrics.vault.clone()))
+            .unwrap(),
+    );
+    // One pass asks for every value; the vault answers and caches them.
+    let lookups = Lookups::new(vault.clone());
+    let mut warm =
+        JsonRewriter::new(&tokenize, Framing::Single, CountSink(0)).lookups(lookups.clone());
+    warm.write(body.clone()).unwrap();
+    let (_, _, mut asked) = warm.finish_with_lookups().unwrap();
+    let questions = asked.take_questions();
+    eprintln!("vault: {} values tokenized before timing", questions.len());
+    runtime.block_on(vault.answer(questions)).unwrap();
+    let cached = |rules: &Rules, lookups: &Lookups| {
+        let mut rewriter =
+            JsonRewriter::new(rules, Framing::Single, CountSink(0)).lookups(lookups.clone());
+        let mut at = 0;
+        while at < body.len() {
+            let end = (at + 64 * 1024).min(body.len());
+            rewriter.write(body.slice(at..end)).unwrap();
+            at = end;
+        }
+        let (sink, _, lookups) = rewriter.finish_with_lookups().unwrap();
+        assert!(!lookups.asked(), "a cached value was asked for");
+        sink.0
+    };
+    let mut group = c.benchmark_group("vault_capi_1mib");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.sample_size(30);
+    group.bench_function("stream/hmac_normalized", |b| {
+        b.iter(|| stream(black_box(&hmac), black_box(&body)))
+    });
+    group.bench_function("stream/tokenize_cached", |b| {
+        b.iter(|| cached(black_box(&tokenize), black_box(&lookups)))
+    });
+    group.finish();
+    drop(vault);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, bench, scaling, detection, vault);
 criterion_main!(benches);

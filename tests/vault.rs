@@ -97,8 +97,9 @@ async fn values_become_tokens_that_converge_and_never_carry_the_value() {
         "4155552671",
         "C-1001",
         "C-1002",
-        "rye",
-        "nuts",
+        // Whole phrases: a random token may hold a short word.
+        "likes rye",
+        "allergic to nuts",
     ] {
         assert!(
             !text.contains(value),
@@ -443,6 +444,29 @@ fn crm(request: &support::Recorded) -> http::Response<Full<Bytes>> {
                 .body(Full::new(Bytes::from(value.to_string())))
                 .unwrap()
         }
+        "html" => {
+            // An error page labelled JSON, larger than buffer_limit.
+            let page = format!("<html>{}</html>", "x".repeat(20_000));
+            response
+                .status(502)
+                .body(Full::new(Bytes::from(page)))
+                .unwrap()
+        }
+        "other" => {
+            // A token of another route's namespace.
+            let body = format!(
+                r#"{{"contacts":[{{"email":"{}"}}]}}"#,
+                std::str::from_utf8(
+                    &store
+                        .iter()
+                        .find(|(p, _)| p == "/other")
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default()
+                )
+                .unwrap()
+            );
+            response.body(Full::new(Bytes::from(body))).unwrap()
+        }
         "many" => {
             let line = String::from_utf8(record.to_vec())
                 .unwrap()
@@ -525,9 +549,9 @@ async fn an_app_reads_its_values_back_from_a_crm_that_holds_tokens() {
     let stored = mock.requests()[0].body.clone();
     let stored_text = String::from_utf8(stored.to_vec()).unwrap();
     assert!(
-        !stored_text.contains("Jane")
-            && !stored_text.contains("gluten")
-            && !stored_text.contains("2671")
+        !stored_text.contains("Jane.Doe")
+            && !stored_text.contains("gluten-free")
+            && !stored_text.contains("555-2671")
     );
 
     let expected = serde_json::json!({"contacts":[{"email":"jane.doe@example.com","phone":"+14155552671","note":"gluten-free","id":7}]});
@@ -576,9 +600,50 @@ async fn an_app_reads_its_values_back_from_a_crm_that_holds_tokens() {
         );
     }
 
+    // Not JSON although labelled so, past buffer_limit: on as it came.
+    let (status, _, body) = get(&scrim, "/crm/contacts/7?html").await;
+    assert_eq!(status, 502);
+    assert!(body.starts_with(b"<html>") && body.len() == 20_013);
+    // A HEAD has no body to reveal.
+    let head = Request::head(scrim.url("/crm/contacts/7"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, _, body) = send(head).await;
+    assert_eq!((status.as_u16(), body.len()), (200, 0));
+
     let metrics = scrim.metrics().await;
     assert!(
         metrics.contains(r#"scrim_vault_reveals_total{result="unknown"} 2"#),
         "{metrics}"
     );
+}
+
+/// A route reveals the tokens of its own namespaces only: a token another
+/// route made stays a token, whoever puts it into the response.
+#[tokio::test]
+async fn a_route_reveals_only_its_own_tokens() {
+    let dir = TempDir::new("vault-namespaces");
+    let mock = Mock::start_answering(Duration::ZERO, None, crm).await;
+    let ads = format!(
+        "routes:\n  - name: ads\n    match: {{path_prefix: /ads}}\n    strip_prefix: true\n    upstream: {}\n    rules:\n      - select: $.email\n        action: tokenize\n        normalize: email\n",
+        mock.url()
+    );
+    let config = reveal_config(&dir.file("vault.redb"), &mock.url()).replace("routes:\n", &ads);
+    let scrim = Scrim::start(&config).await;
+    let post = Request::post(scrim.url("/ads/x"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(
+            br#"{"email":"jane@example.com"}"#,
+        )))
+        .unwrap();
+    assert_eq!(send(post).await.0, 201);
+    let sent: serde_json::Value = serde_json::from_slice(&mock.requests()[0].body).unwrap();
+    let token = sent["email"].as_str().unwrap().to_owned();
+    CRM.lock()
+        .unwrap()
+        .push(("/other".to_owned(), Bytes::from(token.clone())));
+    let (status, _, body) = get(&scrim, "/crm/contacts/9?other").await;
+    assert_eq!(status, 200);
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["contacts"][0]["email"], token.as_str());
 }

@@ -108,7 +108,7 @@ pub(super) async fn respond(admin: &Admin, request: Request<Incoming>) -> Respon
                 Ok(values) => {
                     let values: Vec<Option<&str>> = values
                         .iter()
-                        .map(|v| v.as_deref().map(|v| v.as_str()))
+                        .map(|v| v.as_deref().map(|v| v.value.as_str()))
                         .collect();
                     let found = values.iter().filter(|v| v.is_some()).count();
                     let body = serde_json::json!({ "values": values, "revealed": found });

@@ -159,6 +159,12 @@ impl Decoder {
         self.ended = true;
     }
 
+    /// Whether the input has ended (what is decoded of it may not be
+    /// taken yet).
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended
+    }
+
     /// The next decoded piece, at most [`STEP`] bytes (a piece of an
     /// identity body is the input as it came). `None` when the input pushed
     /// so far is used up; after `end`, when the whole body is decoded.

@@ -42,6 +42,10 @@ enum Kind {
     /// The token vault's store did not answer (down, or slower than
     /// `vault.timeout`); the cause is for the log.
     VaultUnavailable(crate::vault::StoreError),
+    /// The upstream answered, but the vault could not put the values back
+    /// into its answer: not the client's to retry (the upstream has done
+    /// what was asked), so a 502 without `Retry-After`.
+    RevealUnavailable(crate::vault::StoreError),
     /// Framing that lets two parties disagree on where the request ends.
     AmbiguousFraming,
     /// `CONNECT` and `TRACE` have no place on a reverse proxy.
@@ -111,6 +115,16 @@ impl ProxyError {
             kind: Kind::VaultUnavailable(cause),
         }
     }
+    /// This error, met after the request was forwarded (while revealing
+    /// its response).
+    pub(crate) fn after_forwarding(self) -> Self {
+        match self.kind {
+            Kind::VaultUnavailable(cause) => ProxyError {
+                kind: Kind::RevealUnavailable(cause),
+            },
+            _ => self,
+        }
+    }
     pub(crate) fn body_timeout() -> Self {
         ProxyError {
             kind: Kind::BodyTimeout,
@@ -137,7 +151,7 @@ impl ProxyError {
     /// refused (os error 111)`). Not in the response: it describes scrim's
     /// network, not the client's request.
     pub(crate) fn cause(&self) -> Option<String> {
-        if let Kind::VaultUnavailable(cause) = &self.kind {
+        if let Kind::VaultUnavailable(cause) | Kind::RevealUnavailable(cause) = &self.kind {
             return Some(cause.to_string());
         }
         let Kind::Upstream(cause) = &self.kind else {
@@ -176,14 +190,18 @@ impl ProxyError {
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Kind::Overloaded | Kind::VaultUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Kind::Upstream(_) | Kind::UpstreamInvalid => StatusCode::BAD_GATEWAY,
+            Kind::Upstream(_) | Kind::UpstreamInvalid | Kind::RevealUnavailable(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
     pub fn outcome(&self) -> RequestOutcome {
         match self.kind {
-            Kind::Upstream(_) | Kind::UpstreamInvalid => RequestOutcome::UpstreamError,
+            Kind::Upstream(_) | Kind::UpstreamInvalid | Kind::RevealUnavailable(_) => {
+                RequestOutcome::UpstreamError
+            }
             Kind::UpstreamTimeout => RequestOutcome::UpstreamTimeout,
             _ => RequestOutcome::Rejected,
         }
@@ -209,6 +227,7 @@ impl ProxyError {
             Kind::BodyTimeout => RejectReason::BodyTimeout,
             Kind::Overloaded => RejectReason::Overloaded,
             Kind::VaultUnavailable(_) => RejectReason::VaultUnavailable,
+            Kind::RevealUnavailable(_) => return None,
             Kind::Upstream(_) | Kind::UpstreamTimeout | Kind::UpstreamInvalid => return None,
         })
     }
@@ -273,6 +292,9 @@ impl fmt::Display for ProxyError {
             ),
             Kind::VaultUnavailable(_) => f.write_str(
                 "the token vault is unavailable: nothing was forwarded; retry shortly",
+            ),
+            Kind::RevealUnavailable(_) => f.write_str(
+                "the upstream answered, but the token vault is unavailable to reveal its answer: do not retry blindly, the request was forwarded",
             ),
             Kind::BodyTimeout => {
                 f.write_str("the request body did not arrive in time (server.body_read_timeout)")

@@ -284,10 +284,18 @@ pub(crate) async fn forward(
         .map_err(|e| Box::new(e) as BoxError)
         .boxed()
     });
-    if !route.response_rules.has_body_rules() {
+    if !route.response_rules.has_body_rules()
+        || !super::reveal::has_body_to_reveal(&parts.method, &response)
+    {
         return Ok(response);
     }
-    super::reveal::reveal(route.clone(), vault_arc.cloned(), response).await
+    super::reveal::reveal(
+        route.clone(),
+        vault_arc.cloned(),
+        timing.response_timeout,
+        response,
+    )
+    .await
 }
 
 /// Pieces up to this size are joined into one buffer before they are sent;

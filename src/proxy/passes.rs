@@ -28,7 +28,7 @@ pub(crate) async fn ask(vault: Option<&Vault>, lookups: &mut Lookups) -> Result<
         .answer(questions)
         .await
         .map_err(ProxyError::vault_unavailable)?;
-    *lookups = lookups.answered(answers);
+    *lookups = std::mem::take(lookups).answered(answers);
     Ok(())
 }
 
@@ -52,6 +52,8 @@ pub(crate) struct Passes<'r> {
     /// Kept when the rules ask the vault.
     checkpoint: Option<Checkpoint<'r>>,
     vault: Option<&'r Vault>,
+    /// Texts `reveal` had no value for, in output already taken.
+    unrevealed: u64,
 }
 
 impl<'r> Passes<'r> {
@@ -64,6 +66,7 @@ impl<'r> Passes<'r> {
             rewriter,
             checkpoint,
             vault,
+            unrevealed: 0,
         }
     }
 
@@ -102,15 +105,20 @@ impl<'r> Passes<'r> {
             }
         }
         let output = std::mem::take(self.rewriter.sink_mut());
+        let lookups = self.rewriter.lookups_mut();
+        self.unrevealed += lookups.take_unrevealed();
+        // What the output taken needed is not needed again: a long body
+        // keeps what one step asked, not every answer of its life.
+        lookups.forget_answers();
         checkpoint.since.clear();
         checkpoint.rewriter = self.rewriter.clone();
         Ok(output)
     }
 
     /// Ends the body, once the vault has answered what its end asked: the
-    /// rest of the output, the report, and the last pass's lookups (what
-    /// `reveal` could not find).
-    pub(crate) async fn finish(self) -> Result<(Vec<Bytes>, Report, Lookups), ProxyError> {
+    /// rest of the output, the report, and how many texts `reveal` had no
+    /// value for.
+    pub(crate) async fn finish(self) -> Result<(Vec<Bytes>, Report, u64), ProxyError> {
         let (mut output, mut report, mut lookups) = self
             .rewriter
             .finish_with_lookups()
@@ -131,6 +139,6 @@ impl<'r> Passes<'r> {
             }
             (output, report, lookups) = again.finish_with_lookups().map_err(ProxyError::body)?;
         }
-        Ok((output, report, lookups))
+        Ok((output, report, self.unrevealed + lookups.take_unrevealed()))
     }
 }

@@ -7,7 +7,7 @@
 //! [`Lookups::answered`], and rewrites the same input again, which then
 //! asks nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use zeroize::Zeroizing;
@@ -22,8 +22,14 @@ pub type Fingerprint = [u8; 32];
 /// A token, as the vault hands it out.
 pub type Token = Arc<str>;
 
-/// A value the vault revealed, zeroed when the last holder drops it.
-pub type Secret = Arc<Zeroizing<String>>;
+/// A value the vault revealed, with the namespace it was tokenized in;
+/// zeroed when the last holder drops it.
+pub struct Plain {
+    pub namespace: Arc<str>,
+    pub value: Zeroizing<String>,
+}
+
+pub type Secret = Arc<Plain>;
 
 /// What the vault answers without waiting.
 pub trait VaultCache: Send + Sync {
@@ -31,8 +37,7 @@ pub trait VaultCache: Send + Sync {
     fn fingerprint(&self, namespace: &str, normalized: &str) -> Fingerprint;
     /// The token of a fingerprint, if the cache holds it unexpired.
     fn token(&self, fingerprint: &Fingerprint) -> Option<Token>;
-    /// The value of a token, if the cache holds it unexpired; or, for a
-    /// text made by `encrypt`, its value at once.
+    /// The value of a token, if the cache holds it unexpired.
     fn value(&self, token: &str) -> Option<Secret>;
 }
 
@@ -58,12 +63,20 @@ impl std::fmt::Debug for Question {
     }
 }
 
-/// What the store answered for one request.
-#[derive(Default)]
+/// What the store (or the cache, during an earlier pass) answered for one
+/// request.
+#[derive(Clone, Default)]
 pub struct Answers {
     pub tokens: HashMap<Fingerprint, Token>,
     /// `None`: not a token the vault knows (unknown, erased or expired).
     pub values: HashMap<Token, Option<Secret>>,
+}
+
+impl Answers {
+    fn extend(&mut self, more: Answers) {
+        self.tokens.extend(more.tokens);
+        self.values.extend(more.values);
+    }
 }
 
 /// What a token lookup found.
@@ -71,22 +84,31 @@ pub struct Answers {
 pub enum Revealed {
     /// Its value is in `out`.
     Value,
-    /// Not a token the vault knows: it stays as it is.
+    /// Not a token the vault knows, or one of a namespace the rule does
+    /// not reveal: it stays as it is.
     Unknown,
     /// Asked of the store: this pass is not sent.
     Asked,
 }
 
-/// One request's lookups: the vault's cache, the store's answers so far,
-/// and the questions still open. Without a vault every lookup fails, and
-/// the rules that need one treat the value as invalid.
+/// One request's lookups: the vault's cache, the answers so far, and the
+/// questions still open. Without a vault every lookup fails, and the rules
+/// that need one treat the value as invalid.
+///
+/// What the cache answered during a pass is kept with the store's answers:
+/// a pass done again never goes back to the cache, whose entries may have
+/// gone in between (evicted, expired), so it asks nothing twice and gives a
+/// value the token it gave before.
 #[derive(Clone, Default)]
 pub struct Lookups {
     vault: Option<Arc<dyn VaultCache>>,
     answers: Arc<Answers>,
+    /// What the cache answered in this pass.
+    hits: Answers,
     asked: Vec<Question>,
-    /// Tokens asked for in this pass, so each is asked once.
-    asked_tokens: Vec<Token>,
+    /// What this pass asked, so that each is asked once.
+    asked_fingerprints: HashSet<Fingerprint>,
+    asked_tokens: HashSet<Token>,
     /// Texts a `reveal` rule found no value for (not a token, or one the
     /// vault no longer knows), in this pass.
     unrevealed: u64,
@@ -116,15 +138,17 @@ impl Lookups {
             .answers
             .tokens
             .get(&fingerprint)
-            .cloned()
-            .or_else(|| vault.token(&fingerprint));
+            .or_else(|| self.hits.tokens.get(&fingerprint))
+            .cloned();
+        let known = known.or_else(|| {
+            let hit = vault.token(&fingerprint)?;
+            self.hits.tokens.insert(fingerprint, hit.clone());
+            Some(hit)
+        });
         match known {
             Some(token) => out.push_str(&token),
             None => {
-                let asked = self.asked.iter().any(|question| {
-                    matches!(question, Question::Token { fingerprint: f, .. } if *f == fingerprint)
-                });
-                if !asked {
+                if self.asked_fingerprints.insert(fingerprint) {
                     self.asked.push(Question::Token {
                         rule: rule.clone(),
                         fingerprint,
@@ -136,22 +160,35 @@ impl Lookups {
         true
     }
 
-    /// Writes the value behind `token` to `out` when the vault has it.
-    /// `None` without a vault.
-    pub fn reveal(&mut self, token: &str, out: &mut String) -> Option<Revealed> {
+    /// Writes the value behind `token` to `out` when the vault has it and
+    /// it was tokenized in one of `namespaces`. `None` without a vault.
+    pub fn reveal(
+        &mut self,
+        token: &str,
+        namespaces: &[String],
+        out: &mut String,
+    ) -> Option<Revealed> {
         out.clear();
         let vault = self.vault.as_ref()?;
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Some(Revealed::Unknown);
         }
-        let known = match self.answers.values.get(token) {
-            Some(answer) => answer.clone(),
+        let known = self
+            .answers
+            .values
+            .get(token)
+            .or_else(|| self.hits.values.get(token))
+            .cloned();
+        let known = match known {
+            Some(known) => known,
             None => match vault.value(token) {
-                Some(value) => Some(value),
+                Some(value) => {
+                    self.hits.values.insert(token.into(), Some(value.clone()));
+                    Some(value)
+                }
                 None => {
-                    if !self.asked_tokens.iter().any(|t| &**t == token) {
-                        let token: Token = token.into();
-                        self.asked_tokens.push(token.clone());
+                    let token: Token = token.into();
+                    if self.asked_tokens.insert(token.clone()) {
                         self.asked.push(Question::Value { token });
                     }
                     return Some(Revealed::Asked);
@@ -159,11 +196,11 @@ impl Lookups {
             },
         };
         Some(match known {
-            Some(value) => {
-                out.push_str(&value);
+            Some(plain) if namespaces.iter().any(|n| **n == *plain.namespace) => {
+                out.push_str(&plain.value);
                 Revealed::Value
             }
-            None => Revealed::Unknown,
+            _ => Revealed::Unknown,
         })
     }
 
@@ -173,26 +210,20 @@ impl Lookups {
         Lookups {
             vault: self.vault.clone(),
             answers: self.answers.clone(),
-            asked: Vec::new(),
-            asked_tokens: Vec::new(),
-            unrevealed: 0,
+            ..Lookups::default()
         }
     }
 
-    /// Takes over a nested rewrite's questions.
+    /// Takes over a nested rewrite's questions, hits and counts.
     pub(crate) fn absorb(&mut self, nested: Lookups) {
         self.unrevealed += nested.unrevealed;
+        self.hits.extend(nested.hits);
         for question in nested.asked {
-            let duplicate = match &question {
-                Question::Token { fingerprint, .. } => self.asked.iter().any(
-                    |q| matches!(q, Question::Token { fingerprint: f, .. } if f == fingerprint),
-                ),
-                Question::Value { token } => self.asked_tokens.contains(token),
+            let new = match &question {
+                Question::Token { fingerprint, .. } => self.asked_fingerprints.insert(*fingerprint),
+                Question::Value { token } => self.asked_tokens.insert(token.clone()),
             };
-            if !duplicate {
-                if let Question::Value { token } = &question {
-                    self.asked_tokens.push(token.clone());
-                }
+            if new {
                 self.asked.push(question);
             }
         }
@@ -202,9 +233,10 @@ impl Lookups {
         self.unrevealed += 1;
     }
 
-    /// Texts a `reveal` rule left as they were, having no value for them.
-    pub fn unrevealed(&self) -> u64 {
-        self.unrevealed
+    /// Texts a `reveal` rule left as they were, having no value for them,
+    /// in this pass; taken, so that the next output counts its own.
+    pub fn take_unrevealed(&mut self) -> u64 {
+        std::mem::take(&mut self.unrevealed)
     }
 
     /// Whether this pass asked anything (and must not be sent).
@@ -214,26 +246,29 @@ impl Lookups {
 
     /// The open questions, for the store.
     pub fn take_questions(&mut self) -> Vec<Question> {
+        self.asked_fingerprints.clear();
         self.asked_tokens.clear();
         std::mem::take(&mut self.asked)
     }
 
-    /// Lookups for the next pass, with the store's answers added to those
-    /// of earlier passes.
-    pub fn answered(&self, more: Answers) -> Lookups {
-        let mut answers = Answers {
-            tokens: self.answers.tokens.clone(),
-            values: self.answers.values.clone(),
-        };
-        answers.tokens.extend(more.tokens);
-        answers.values.extend(more.values);
+    /// Lookups for the next pass: this pass's hits and the store's answers
+    /// added to those of earlier passes.
+    pub fn answered(mut self, more: Answers) -> Lookups {
+        let answers = Arc::make_mut(&mut self.answers);
+        answers.extend(std::mem::take(&mut self.hits));
+        answers.extend(more);
         Lookups {
-            vault: self.vault.clone(),
-            answers: Arc::new(answers),
-            asked: Vec::new(),
-            asked_tokens: Vec::new(),
-            unrevealed: 0,
+            vault: self.vault,
+            answers: self.answers,
+            ..Lookups::default()
         }
+    }
+
+    /// Forgets the answers of output already taken (a streamed body keeps
+    /// only what one step asked).
+    pub fn forget_answers(&mut self) {
+        self.answers = Arc::default();
+        self.hits = Answers::default();
     }
 }
 

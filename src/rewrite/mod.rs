@@ -30,7 +30,9 @@ pub use form::FormRewriter;
 pub use headers::{HeaderOutcome, rewrite_header};
 pub use json::{Framing, JsonRewriter};
 pub use lines::QueryLinesRewriter;
-pub use lookups::{Answers, Fingerprint, Lookups, Question, Revealed, Secret, Token, VaultCache};
+pub use lookups::{
+    Answers, Fingerprint, Lookups, Plain, Question, Revealed, Secret, Token, VaultCache,
+};
 pub use probe::probe;
 pub use query::{QueryOutcome, rewrite_query};
 pub use report::{Change, ChangeKind, Report};

@@ -155,7 +155,7 @@ fn judge_vault(
             }
             Ok(Verdict::Replace(ChangeKind::Rewritten))
         }
-        Action::Reveal { keys } => {
+        Action::Reveal { keys, namespaces } => {
             // Only a string can be a token.
             let Scalar::Str(text) = value else {
                 return Ok(Verdict::Unchanged);
@@ -164,7 +164,7 @@ fn judge_vault(
                 out.push_str(&value);
                 return Ok(Verdict::Replace(ChangeKind::Rewritten));
             }
-            match lookups.reveal(text, out) {
+            match lookups.reveal(text, namespaces, out) {
                 Some(Revealed::Value) => Ok(Verdict::Replace(ChangeKind::Rewritten)),
                 Some(Revealed::Asked) => Ok(Verdict::Unchanged),
                 Some(Revealed::Unknown) | None => {

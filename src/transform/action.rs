@@ -50,9 +50,13 @@ pub enum Action {
         prefix: String,
         normalizer: Normalizer,
     },
-    /// A token (from the vault, or made by `encrypt` under one of `keys`)
-    /// replaced by its value, in a response on its way back to the app.
-    Reveal { keys: Vec<Arc<EncryptKey>> },
+    /// A token (from the vault, tokenized in one of `namespaces`, or made
+    /// by `encrypt` under one of `keys`) replaced by its value, in a
+    /// response on its way back to the app.
+    Reveal {
+        keys: Vec<Arc<EncryptKey>>,
+        namespaces: Vec<String>,
+    },
     /// Replaces all but the first and last few characters.
     Mask {
         keep_first: usize,
@@ -527,9 +531,9 @@ impl std::fmt::Display for Action {
                 " normalize={normalizer} key-id={} prefix={prefix:?}",
                 key.id()
             ),
-            Action::Reveal { keys } => {
+            Action::Reveal { keys, namespaces } => {
                 let ids: Vec<&str> = keys.iter().map(|k| k.id()).collect();
-                write!(f, " encrypt-key-ids={ids:?}")
+                write!(f, " namespaces={namespaces:?} encrypt-key-ids={ids:?}")
             }
         }
     }

@@ -30,9 +30,15 @@ const BY_FINGERPRINT: TableDefinition<&[u8], (&str, u64)> = TableDefinition::new
 const BY_TOKEN: TableDefinition<&str, (&[u8], &[u8], u64)> = TableDefinition::new("by_token");
 /// (expiry, token) of every mapping that expires, for the sweep.
 const EXPIRING: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiring");
+/// Tokens whose mapping was erased or expired: never handed out again,
+/// so that a platform never joins a new person to an old one's history.
+const RETIRED: TableDefinition<&str, ()> = TableDefinition::new("retired");
 
 /// Most operations taken into one transaction.
 const MAX_BATCH: usize = 4096;
+/// Most operations waiting: past it, callers are refused at once (503)
+/// rather than queued behind work their clients have given up on.
+const MAX_QUEUE: usize = 65_536;
 /// How often expired mappings are removed from the file (lookups never
 /// answer them in between).
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -54,11 +60,22 @@ enum Op {
     },
 }
 
+impl Op {
+    fn abandoned(&self) -> bool {
+        match self {
+            Op::Issue(_, reply) => reply.is_closed(),
+            Op::Lookup(_, reply) => reply.is_closed(),
+            Op::Count(reply) => reply.is_closed(),
+            Op::EraseTokens(..) | Op::EraseFingerprints(..) | Op::FingerprintKey { .. } => false,
+        }
+    }
+}
+
 /// A handle to the store's thread; the thread ends when the last handle
 /// goes.
 #[derive(Clone)]
 pub struct Embedded {
-    ops: mpsc::Sender<Op>,
+    ops: mpsc::SyncSender<Op>,
 }
 
 impl Embedded {
@@ -80,11 +97,12 @@ impl Embedded {
             txn.open_table(BY_FINGERPRINT)?;
             txn.open_table(BY_TOKEN)?;
             txn.open_table(EXPIRING)?;
+            txn.open_table(RETIRED)?;
             txn.commit()?;
             Ok(())
         };
         tables().map_err(|e| StoreError::new(format!("vault file {place}: {e}")))?;
-        let (ops, queue) = mpsc::channel();
+        let (ops, queue) = mpsc::sync_channel(MAX_QUEUE);
         std::thread::Builder::new()
             .name("scrim-vault".to_owned())
             .spawn(move || serve(database, queue))
@@ -94,9 +112,12 @@ impl Embedded {
 
     async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.ops
-            .send(op(reply))
-            .map_err(|_| StoreError::new("the vault's thread has stopped"))?;
+        self.ops.try_send(op(reply)).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => StoreError::new("the vault's store is overloaded"),
+            mpsc::TrySendError::Disconnected(_) => {
+                StoreError::new("the vault's thread has stopped")
+            }
+        })?;
         answer
             .await
             .map_err(|_| StoreError::new("the vault's thread has stopped"))?
@@ -187,10 +208,13 @@ fn serve(database: Database, queue: mpsc::Receiver<Op>) {
 }
 
 /// The writes of a batch in one transaction, answered once it is durable;
-/// then its reads, which see them.
+/// then its reads, which see them. Operations whose caller has given up
+/// (timed out) are dropped: but for an erasure, which is done whatever
+/// becomes of its caller.
 fn run_batch(database: &Database, batch: Vec<Op>) {
     let (writes, reads): (Vec<Op>, Vec<Op>) = batch
         .into_iter()
+        .filter(|op| !op.abandoned())
         .partition(|op| !matches!(op, Op::Lookup(..) | Op::Count(..)));
     if !writes.is_empty() {
         write_batch(database, writes);
@@ -215,10 +239,12 @@ fn write_batch(database: &Database, writes: Vec<Op>) {
         let mut by_fingerprint = txn.open_table(BY_FINGERPRINT)?;
         let mut by_token = txn.open_table(BY_TOKEN)?;
         let mut expiring = txn.open_table(EXPIRING)?;
+        let mut retired = txn.open_table(RETIRED)?;
         let mut tables = Tables {
             by_fingerprint: &mut by_fingerprint,
             by_token: &mut by_token,
             expiring: &mut expiring,
+            retired: &mut retired,
         };
         let now = now();
         for op in writes {
@@ -333,6 +359,7 @@ struct Tables<'t, 'txn> {
     by_fingerprint: &'t mut redb::Table<'txn, &'static [u8], (&'static str, u64)>,
     by_token: &'t mut redb::Table<'txn, &'static str, (&'static [u8], &'static [u8], u64)>,
     expiring: &'t mut redb::Table<'txn, (u64, &'static str), ()>,
+    retired: &'t mut redb::Table<'txn, &'static str, ()>,
 }
 
 impl Tables<'_, '_> {
@@ -350,11 +377,10 @@ impl Tables<'_, '_> {
             }
             self.erase_token(&token)?;
         }
-        if let Some(taken) = self.by_token.get(&*item.token)? {
-            let (_, _, expiry) = taken.value();
-            if !Expiry(expiry).is_past(now) {
-                return Ok(Issued::TokenTaken);
-            }
+        let taken =
+            self.by_token.get(&*item.token)?.is_some() || self.retired.get(&*item.token)?.is_some();
+        if taken {
+            return Ok(Issued::TokenTaken);
         }
         self.by_fingerprint
             .insert(item.fingerprint.as_slice(), (&*item.token, item.expiry.0))?;
@@ -392,6 +418,7 @@ impl Tables<'_, '_> {
         if expiry != 0 {
             self.expiring.remove((expiry, token))?;
         }
+        self.retired.insert(token, ())?;
         Ok(fingerprint)
     }
 
@@ -457,6 +484,7 @@ fn sweep(database: &Database) -> Result<(), redb::Error> {
         let mut by_fingerprint = txn.open_table(BY_FINGERPRINT)?;
         let mut by_token = txn.open_table(BY_TOKEN)?;
         let mut expiring = txn.open_table(EXPIRING)?;
+        let mut retired = txn.open_table(RETIRED)?;
         let now = now();
         let due: Vec<String> = expiring
             .range((0, "")..(now + 1, ""))?
@@ -466,6 +494,7 @@ fn sweep(database: &Database) -> Result<(), redb::Error> {
             by_fingerprint: &mut by_fingerprint,
             by_token: &mut by_token,
             expiring: &mut expiring,
+            retired: &mut retired,
         };
         for token in due {
             tables.erase_token(&token)?;
@@ -473,4 +502,57 @@ fn sweep(database: &Database) -> Result<(), redb::Error> {
     }
     txn.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(fingerprint: u8, token: &str) -> NewMapping {
+        NewMapping {
+            fingerprint: [fingerprint; 32],
+            token: token.into(),
+            sealed: vec![fingerprint],
+            expiry: Expiry::NEVER,
+        }
+    }
+
+    /// A value keeps its token; a token is one value's only, even after
+    /// that value's mapping is erased; an erased value gets a new token.
+    #[tokio::test]
+    async fn tokens_are_never_shared_nor_handed_out_again() {
+        let dir = std::env::temp_dir().join(format!("scrim-embedded-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Embedded::open(&dir.join("v.redb")).unwrap();
+        assert_eq!(
+            store.issue(vec![mapping(1, "tok_a")]).await.unwrap(),
+            [Issued::New]
+        );
+        assert_eq!(
+            store
+                .issue(vec![mapping(1, "tok_b"), mapping(2, "tok_a")])
+                .await
+                .unwrap(),
+            [
+                Issued::Existing("tok_a".into(), Expiry::NEVER),
+                Issued::TokenTaken
+            ]
+        );
+        assert_eq!(
+            store.erase_fingerprints(vec![[1; 32]]).await.unwrap(),
+            [Some("tok_a".into())]
+        );
+        assert!(store.lookup(vec!["tok_a".into()]).await.unwrap()[0].is_none());
+        assert_eq!(
+            store.issue(vec![mapping(2, "tok_a")]).await.unwrap(),
+            [Issued::TokenTaken]
+        );
+        assert_eq!(
+            store.issue(vec![mapping(1, "tok_c")]).await.unwrap(),
+            [Issued::New]
+        );
+        assert_eq!(store.count().await.unwrap(), 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

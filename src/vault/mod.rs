@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 
 use crate::metrics::{StoreOperation, VaultMetrics};
 use crate::policy::{Policy, VaultSettings, VaultStore};
-use crate::rewrite::{Answers, Fingerprint, Question, Secret, Token, VaultCache};
+use crate::rewrite::{Answers, Fingerprint, Plain, Question, Secret, Token, VaultCache};
 use crate::transform::{Action, EncryptKey, Tokenize};
 use cache::Cache;
 pub use cache::Expiry;
@@ -40,6 +40,41 @@ use store::{Issued, NewMapping};
 /// was another value's token (only a short `digits` format makes that
 /// more than a never).
 const PROPOSALS: usize = 4;
+
+/// The longest a replica caches a mapping of a shared (Redis) store.
+const SHARED_CACHE_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// What a sealed value is bound to: its fingerprint and its token, so that
+/// a record moved to another token in the store does not open.
+fn sealed_context(fingerprint: &Fingerprint, token: &str) -> Vec<u8> {
+    [fingerprint.as_slice(), token.as_bytes()].concat()
+}
+
+/// A sealed value's plaintext: its namespace, a zero byte, the value.
+fn plaintext(namespace: &str, value: &str) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new([namespace.as_bytes(), b"\0", value.as_bytes()].concat())
+}
+
+fn random_failed(e: impl std::fmt::Display) -> StoreError {
+    StoreError::new(format!("the system's random source failed: {e}"))
+}
+
+/// A fresh token. `digits` tokens are drawn against every region's
+/// numbering plan, which takes a while: off the worker thread.
+async fn fresh_token(rule: &Arc<Tokenize>) -> Result<Token, StoreError> {
+    if matches!(rule.format, crate::transform::TokenFormat::Digits { .. }) {
+        let rule = rule.clone();
+        return tokio::task::spawn_blocking(move || rule.format.generate())
+            .await
+            .map_err(random_failed)?
+            .map(Token::from)
+            .map_err(random_failed);
+    }
+    rule.format
+        .generate()
+        .map(Token::from)
+        .map_err(random_failed)
+}
 
 /// The vault, shared by every worker.
 pub struct Vault {
@@ -93,7 +128,13 @@ impl Vault {
     ) -> Result<Vault, StoreError> {
         let previous: Vec<_> = settings.previous_keys.iter().map(|k| &**k).collect();
         let mut keyring = Keyring::new(&settings.key, &previous);
-        let cache = Arc::new(Cache::new(settings.cache_entries));
+        // Replicas erase from a shared store; one that missed an erasure
+        // (its subscription broke unnoticed) forgets within a minute.
+        let max_age = match &settings.store {
+            VaultStore::Embedded { .. } => None,
+            VaultStore::Redis { .. } => Some(SHARED_CACHE_MAX_AGE),
+        };
+        let cache = Arc::new(Cache::new(settings.cache_entries, max_age));
         let (store, store_name) = match &settings.store {
             VaultStore::Embedded { path } => (Store::Embedded(Embedded::open(path)?), "embedded"),
             VaultStore::Redis { url } => (
@@ -216,19 +257,22 @@ impl Vault {
         mut pending: Vec<(Arc<Tokenize>, Fingerprint, Arc<Zeroizing<String>>)>,
         answers: &mut Answers,
     ) -> Result<(), StoreError> {
+        let generation = self.cache.generation();
         for _ in 0..PROPOSALS {
             let mut proposals = Vec::with_capacity(pending.len());
             for (rule, fingerprint, value) in &pending {
-                let random = |e: getrandom::Error| {
-                    StoreError::new(format!("the system's random source failed: {e}"))
-                };
+                let token = fresh_token(rule).await?;
+                let sealed = self
+                    .keyring
+                    .seal(
+                        &sealed_context(fingerprint, &token),
+                        &plaintext(&rule.namespace, value),
+                    )
+                    .map_err(random_failed)?;
                 proposals.push(NewMapping {
                     fingerprint: *fingerprint,
-                    token: rule.format.generate().map_err(random)?.into(),
-                    sealed: self
-                        .keyring
-                        .seal(fingerprint, value.as_bytes())
-                        .map_err(random)?,
+                    token,
+                    sealed,
                     expiry: Expiry::after(rule.ttl),
                 });
             }
@@ -240,7 +284,10 @@ impl Vault {
                 let (token, expiry, value) = match issued {
                     Issued::New => {
                         self.metrics.tokens_issued.inc();
-                        let value: Secret = question.2.clone();
+                        let value: Secret = Arc::new(Plain {
+                            namespace: question.0.namespace.as_str().into(),
+                            value: Zeroizing::new(question.2.to_string()),
+                        });
                         (proposal.token, proposal.expiry, Some(value))
                     }
                     Issued::Existing(token, expiry) => (token, expiry, None),
@@ -249,8 +296,13 @@ impl Vault {
                         continue;
                     }
                 };
-                self.cache
-                    .insert(proposal.fingerprint, token.clone(), value, expiry);
+                self.cache.insert(
+                    generation,
+                    proposal.fingerprint,
+                    token.clone(),
+                    value,
+                    expiry,
+                );
                 answers.tokens.insert(proposal.fingerprint, token);
             }
             if again.is_empty() {
@@ -267,6 +319,7 @@ impl Vault {
     /// for a text that is no token the vault knows (unknown, erased,
     /// expired).
     async fn lookup(&self, tokens: &[Token]) -> Result<Vec<Option<Secret>>, StoreError> {
+        let generation = self.cache.generation();
         let stored = self
             .timed(StoreOperation::Lookup, self.store.lookup(tokens))
             .await?;
@@ -275,13 +328,20 @@ impl Vault {
             .zip(stored)
             .map(|(token, stored)| {
                 let stored = stored?;
-                let Ok((plain, _)) = self.keyring.open(&stored.fingerprint, &stored.sealed) else {
+                let context = sealed_context(&stored.fingerprint, token);
+                let Ok((plain, _)) = self.keyring.open(&context, &stored.sealed) else {
                     tracing::warn!("vault: a stored value does not open under the configured keys");
                     return None;
                 };
-                let text = String::from_utf8(plain.to_vec()).ok()?;
-                let value: Secret = Arc::new(Zeroizing::new(text));
+                let zero = plain.iter().position(|b| *b == 0)?;
+                let namespace = std::str::from_utf8(&plain[..zero]).ok()?;
+                let value = std::str::from_utf8(&plain[zero + 1..]).ok()?;
+                let value: Secret = Arc::new(Plain {
+                    namespace: namespace.into(),
+                    value: Zeroizing::new(value.to_owned()),
+                });
                 self.cache.insert(
+                    generation,
                     stored.fingerprint,
                     token.clone(),
                     Some(value.clone()),
@@ -303,7 +363,12 @@ impl Vault {
                 .encrypt_keys
                 .iter()
                 .find_map(|key| key.decrypt(text))
-                .map(Arc::new)
+                .map(|value| {
+                    Arc::new(Plain {
+                        namespace: "".into(),
+                        value,
+                    })
+                })
                 .or_else(|| self.cache.value(text));
             if known.is_none() {
                 ask.push(index);

@@ -12,8 +12,14 @@
 //! Keys: `scrim:vault:fp:<fingerprint bytes>` → token,
 //! `scrim:vault:tok:<token>` → fingerprint (32 bytes) and sealed value,
 //! both with the mapping's `ttl` as their expiry;
-//! `scrim:vault:meta:fingerprint_key`. Erasures are published on
+//! `scrim:vault:retired:<token>` for each erased token (never handed out
+//! again); `scrim:vault:meta:fingerprint_key`. Erasures are published on
 //! `scrim:vault:erased`.
+//!
+//! A Redis that lost its data (flushed, or restarted without persistence)
+//! would let a replica started since make another fingerprint key, and the
+//! replicas would then give one value two tokens: every mapping is made
+//! only while the store's fingerprint key is the one this replica holds.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,16 +35,20 @@ use crate::rewrite::{Fingerprint, Token};
 
 const FINGERPRINTS: &[u8] = b"scrim:vault:fp:";
 const TOKENS: &[u8] = b"scrim:vault:tok:";
+const RETIRED: &[u8] = b"scrim:vault:retired:";
 const FINGERPRINT_KEY: &str = "scrim:vault:meta:fingerprint_key";
 const ERASED: &str = "scrim:vault:erased";
 
 /// Makes a mapping unless the fingerprint has one. KEYS: fingerprint key,
-/// token key. ARGV: token, fingerprint, sealed value, ttl (0: none).
-/// Returns `{0, token, ttl}` (existing), `{1}` (made), `{2}` (token taken).
+/// token key, the fingerprint key's key, the retired token's key. ARGV:
+/// token, fingerprint, sealed value, ttl (0: none), the sealed fingerprint
+/// key this replica holds. Returns `{0, token, ttl}` (existing), `{1}`
+/// (made), `{2}` (token taken), `{3}` (another fingerprint key).
 const ISSUE: &str = r"
+if redis.call('GET', KEYS[3]) ~= ARGV[5] then return {3} end
 local existing = redis.call('GET', KEYS[1])
 if existing then return {0, existing, redis.call('TTL', KEYS[1])} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {2} end
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return {2} end
 redis.call('SET', KEYS[2], ARGV[2] .. ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1])
 local ttl = tonumber(ARGV[4])
@@ -49,11 +59,13 @@ end
 return {1}
 ";
 
-/// Erases a token's mapping. KEYS: token key. ARGV: fingerprint key
-/// prefix, channel, token. Returns the fingerprint, or nil.
+/// Erases a token's mapping. KEYS: token key, retired token key. ARGV:
+/// fingerprint key prefix, channel, token. Returns the fingerprint, or
+/// nil.
 const ERASE_TOKEN: &str = r"
 local mapping = redis.call('GET', KEYS[1])
 if not mapping then return false end
+redis.call('SET', KEYS[2], '1')
 local fingerprint = string.sub(mapping, 1, 32)
 redis.call('DEL', KEYS[1])
 local fingerprint_key = ARGV[1] .. fingerprint
@@ -63,10 +75,11 @@ return fingerprint
 ";
 
 /// Erases a fingerprint's mapping. KEYS: fingerprint key. ARGV: token key
-/// prefix, channel. Returns the token, or nil.
+/// prefix, channel, retired token key prefix. Returns the token, or nil.
 const ERASE_FINGERPRINT: &str = r"
 local token = redis.call('GET', KEYS[1])
 if not token then return false end
+redis.call('SET', ARGV[3] .. token, '1')
 redis.call('DEL', KEYS[1])
 redis.call('DEL', ARGV[1] .. token)
 redis.call('PUBLISH', ARGV[2], token)
@@ -79,6 +92,8 @@ type Job = Box<dyn FnOnce(ConnectionManager) -> Pin<Box<dyn Future<Output = ()> 
 #[derive(Clone)]
 pub struct RedisStore {
     jobs: mpsc::UnboundedSender<Job>,
+    /// The sealed fingerprint key this replica holds, as the store had it.
+    fingerprint_key: Arc<arc_swap::ArcSwap<Vec<u8>>>,
 }
 
 fn unreachable_store(e: impl std::fmt::Display) -> StoreError {
@@ -141,7 +156,10 @@ impl RedisStore {
         connected
             .await
             .map_err(|_| StoreError::new("the vault's Redis thread stopped"))??;
-        Ok(RedisStore { jobs })
+        Ok(RedisStore {
+            jobs,
+            fingerprint_key: Arc::default(),
+        })
     }
 
     async fn run<T, F>(
@@ -171,6 +189,7 @@ impl RedisStore {
         candidate: Vec<u8>,
         replace: bool,
     ) -> Result<Vec<u8>, StoreError> {
+        let held = self.fingerprint_key.clone();
         self.run(move |mut connection| async move {
             let mut set = redis::cmd("SET");
             set.arg(FINGERPRINT_KEY).arg(&candidate);
@@ -187,12 +206,16 @@ impl RedisStore {
                 .query_async(&mut connection)
                 .await
                 .map_err(unreachable_store)?;
-            stored.ok_or_else(|| StoreError::new("vault Redis: the fingerprint key vanished"))
+            let stored = stored
+                .ok_or_else(|| StoreError::new("vault Redis: the fingerprint key vanished"))?;
+            held.store(Arc::new(stored.clone()));
+            Ok(stored)
         })
         .await
     }
 
     pub async fn issue(&self, items: Vec<NewMapping>) -> Result<Vec<Issued>, StoreError> {
+        let held = self.fingerprint_key.load_full();
         self.run(move |mut connection| async move {
             let mut pipe = redis::pipe();
             for item in &items {
@@ -203,13 +226,16 @@ impl RedisStore {
                 };
                 pipe.cmd("EVAL")
                     .arg(ISSUE)
-                    .arg(2)
+                    .arg(4)
                     .arg(key(FINGERPRINTS, &item.fingerprint))
                     .arg(key(TOKENS, item.token.as_bytes()))
+                    .arg(FINGERPRINT_KEY)
+                    .arg(key(RETIRED, item.token.as_bytes()))
                     .arg(item.token.as_bytes())
                     .arg(item.fingerprint.as_slice())
                     .arg(item.sealed.as_slice())
-                    .arg(ttl);
+                    .arg(ttl)
+                    .arg(held.as_slice());
             }
             let answers: Vec<redis::Value> = pipe
                 .query_async(&mut connection)
@@ -256,8 +282,9 @@ impl RedisStore {
             for token in &tokens {
                 pipe.cmd("EVAL")
                     .arg(ERASE_TOKEN)
-                    .arg(1)
+                    .arg(2)
                     .arg(key(TOKENS, token.as_bytes()))
+                    .arg(key(RETIRED, token.as_bytes()))
                     .arg(FINGERPRINTS)
                     .arg(ERASED)
                     .arg(token.as_bytes());
@@ -286,7 +313,8 @@ impl RedisStore {
                     .arg(1)
                     .arg(key(FINGERPRINTS, fingerprint))
                     .arg(TOKENS)
-                    .arg(ERASED);
+                    .arg(ERASED)
+                    .arg(RETIRED);
             }
             let erased: Vec<Option<String>> = pipe
                 .query_async(&mut connection)
@@ -335,6 +363,9 @@ fn issued(answer: redis::Value) -> Result<Issued, StoreError> {
     match parts.as_slice() {
         [redis::Value::Int(1)] => Ok(Issued::New),
         [redis::Value::Int(2)] => Ok(Issued::TokenTaken),
+        [redis::Value::Int(3)] => Err(StoreError::new(
+            "vault Redis: the store's fingerprint key is not the one this scrim started with (was Redis flushed, or restarted without persistence?): restart every scrim that shares it",
+        )),
         [redis::Value::Int(0), token, redis::Value::Int(ttl)] => {
             let token: String = redis::from_redis_value_ref(token).map_err(|_| bad())?;
             Ok(Issued::Existing(token.into(), expiry_in(*ttl)))

@@ -25,8 +25,7 @@ use crate::config::{
     Choice, Config, ConfigError, ConfigErrors, Environment, LimitsConfig, RouteConfig,
     ServerConfig, TimeoutsConfig, TlsConfig, VaultConfig, resolve_secret,
 };
-use crate::presets::PSEUDONYM_KEY;
-use crate::transform::{ActionKind, EncryptKey, PseudonymKey};
+use crate::transform::{EncryptKey, PseudonymKey};
 use consent::compile_consent;
 use preset::add_preset_rules;
 use rules::{Direction, RuleContext, add_rules, parse_region};
@@ -84,13 +83,11 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
             config.keys.contains_key(VAULT_KEY),
         )
     });
-    let encrypt_keys = encrypt_keys(config, &keys);
     let shared = Shared {
         keys: &keys,
         no_keys_configured: config.keys.is_empty(),
         global_limits,
         vault: vault.is_some() || config.vault.is_some(),
-        encrypt_keys: &encrypt_keys,
     };
 
     let mut routes: Vec<Arc<Route>> = Vec::new();
@@ -184,33 +181,6 @@ struct Shared<'a> {
     global_limits: Limits,
     /// Whether `vault:` is configured (even if it has errors of its own).
     vault: bool,
-    encrypt_keys: &'a [Arc<EncryptKey>],
-}
-
-/// The key of every `encrypt` rule in the file, each once: `reveal`
-/// decrypts with any of them.
-fn encrypt_keys(
-    config: &Config,
-    keys: &BTreeMap<String, Arc<PseudonymKey>>,
-) -> Vec<Arc<EncryptKey>> {
-    let mut names: Vec<&str> = config
-        .routes
-        .iter()
-        .flat_map(|route| &route.rules)
-        .filter(|rule| rule.action.value.get("action").ok() == Some(&ActionKind::Encrypt))
-        .map(|rule| {
-            rule.key
-                .as_ref()
-                .map_or(PSEUDONYM_KEY, |k| k.value.as_str())
-        })
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
-        .into_iter()
-        .filter_map(|name| keys.get(name))
-        .map(|key| Arc::new(EncryptKey::new(key)))
-        .collect()
 }
 
 /// `vault:`, with `keys.vault` and its previous keys.
@@ -657,7 +627,8 @@ fn compile_route(
         keep_params: &keep_params,
         route: &route.name.value,
         vault: shared.vault,
-        encrypt_keys: shared.encrypt_keys,
+        encrypt_keys: &[],
+        namespaces: &[],
         direction: Direction::Request,
     };
     let preset = route
@@ -687,7 +658,7 @@ fn compile_route(
     }
     rules.scan = scan::compile_scan(errors, route.scan.as_ref(), preset.is_some(), &context);
     let consent = compile_consent(errors, route, preset.as_ref(), &rules);
-    let response_rules = response_rules(errors, route, &context, rules.limits);
+    let response_rules = response_rules(errors, route, &context, &rules, browser);
     if errors.list.len() != before {
         return None;
     }
@@ -714,17 +685,49 @@ fn compile_route(
     })
 }
 
-/// A route's `response_rules`: body selectors, action `reveal`.
+/// A route's `response_rules`: body selectors, action `reveal`, which
+/// reads the tokens of the route's own `tokenize` rules (unless it names a
+/// namespace) and the texts of its own `encrypt` rules. Never on a browser
+/// route: a page's scripts could then hand any token in and read its value.
 fn response_rules(
     errors: &mut Errors<'_>,
     route: &RouteConfig,
     context: &RuleContext<'_>,
-    limits: Limits,
+    request_rules: &Rules,
+    browser: bool,
 ) -> Rules {
     let mut rules = Rules {
-        limits,
+        limits: request_rules.limits,
         ..Rules::default()
     };
+    if browser && let Some(first) = route.response_rules.first() {
+        errors.at(
+            &first.select,
+            "a browser route never reveals: the page's scripts could hand any token in and read its value",
+        );
+        return rules;
+    }
+    let mut namespaces: Vec<String> = Vec::new();
+    let mut encrypt_keys: Vec<Arc<EncryptKey>> = Vec::new();
+    for rule in &request_rules.rules {
+        let mut action = &rule.action;
+        while let crate::transform::Action::Only { then, .. } = action {
+            action = then;
+        }
+        match action {
+            crate::transform::Action::Tokenize(tokenize)
+                if !namespaces.contains(&tokenize.namespace) =>
+            {
+                namespaces.push(tokenize.namespace.clone());
+            }
+            crate::transform::Action::Encrypt { key, .. }
+                if !encrypt_keys.iter().any(|k| k.id() == key.id()) =>
+            {
+                encrypt_keys.push(key.clone());
+            }
+            _ => {}
+        }
+    }
     for rule in &route.response_rules {
         if !rule.select.value.starts_with('$') {
             errors.at(
@@ -735,6 +738,8 @@ fn response_rules(
     }
     let context = RuleContext {
         direction: Direction::Response,
+        encrypt_keys: &encrypt_keys,
+        namespaces: &namespaces,
         ..*context
     };
     add_rules(errors, &route.response_rules, &context, &mut rules);
@@ -1069,6 +1074,12 @@ mod tests {
                     "keys:\n  vault: ${{PSEUDO}}\nvault: {{path: /tmp/v}}\n{route}    response_rules:\n      - {{select: $.e, action: hash}}\n"
                 ),
                 "t.yaml:9:31: `response_rules` take action `reveal` only, not `hash`",
+            ),
+            (
+                format!(
+                    "keys:\n  vault: ${{PSEUDO}}\nvault: {{path: /tmp/v}}\n{route}    browser: true\n    response_rules:\n      - {{select: $.e, action: reveal}}\n"
+                ),
+                "t.yaml:10:18: a browser route never reveals",
             ),
             (
                 format!("{route}{rules}      - {{select: $.e, action: encrypt, key: nope}}\n"),

@@ -47,8 +47,10 @@ pub(super) struct RuleContext<'k> {
     pub(super) route: &'k str,
     /// Whether `vault:` and `keys.vault` are configured.
     pub(super) vault: bool,
-    /// Every `encrypt` rule's key in the file, which `reveal` reads.
+    /// Response rules: the keys of the route's `encrypt` rules, and the
+    /// namespaces of its `tokenize` rules, which `reveal` reads.
     pub(super) encrypt_keys: &'k [Arc<EncryptKey>],
+    pub(super) namespaces: &'k [String],
     /// Which rules these are: a response's take `reveal` only.
     pub(super) direction: Direction,
 }
@@ -166,7 +168,7 @@ pub(super) fn allowed_options(kind: ActionKind) -> &'static [&'static str] {
             "key",
             "prefix",
         ],
-        ActionKind::Reveal => &[],
+        ActionKind::Reveal => &["namespace"],
         ActionKind::AddMembers | ActionKind::Read => &[],
     }
 }
@@ -373,6 +375,11 @@ fn compile_action(
         }
         ActionKind::Reveal => Action::Reveal {
             keys: context.encrypt_keys.to_vec(),
+            namespaces: match &rule.namespace {
+                Some(name) => vec![name.value.clone()],
+                None if context.namespaces.is_empty() => vec![context.route.to_owned()],
+                None => context.namespaces.to_vec(),
+            },
         },
     };
     if kind == ActionKind::Tokenize && !context.vault {

@@ -647,3 +647,69 @@ async fn a_route_reveals_only_its_own_tokens() {
     let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(answer["contacts"][0]["email"], token.as_str());
 }
+
+/// A new `keys.vault`, the old one listed under `previous_keys`: values
+/// tokenized before still reveal and keep their tokens, new ones are sealed
+/// under the new key; without the old key the vault refuses to open.
+#[tokio::test]
+async fn a_rotated_vault_key_keeps_old_tokens_readable() {
+    let dir = TempDir::new("vault-rotation");
+    let path = dir.file("vault.redb");
+    let mock = Mock::start(Duration::ZERO).await;
+    let old = with_admin(&config(&path, &mock.url(), 262_144));
+    let key = support::KEY;
+    let body = r#"{"contacts":[{"email":"jane@example.com"}]}"#;
+    let (token, old_id) = {
+        let scrim = Scrim::start(&old).await;
+        assert_eq!(post(&scrim, "/crm/a", body.to_owned()).await.0, 200);
+        let (_, stats) = admin_call(&scrim, "GET", "/vault/stats", Some(key), "").await;
+        scrim.stop().await;
+        let token = contacts_of(&mock.requests()[0].body)[0]["email"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (token, stats["key_id"].as_str().unwrap().to_owned())
+    };
+    let rotated = old
+        .replace(
+            "  vault: ${SCRIM_TEST_KEY}\n",
+            "  vault: ${SCRIM_TEST_KEY_2}\n  vault_2025: ${SCRIM_TEST_KEY}\n",
+        )
+        .replace(
+            "vault:\n  path:",
+            "vault:\n  previous_keys: [vault_2025]\n  path:",
+        );
+    let scrim = Scrim::start(&rotated).await;
+    let reveal = format!(r#"{{"tokens":["{token}"]}}"#);
+    let (_, answer) = admin_call(&scrim, "POST", "/vault/reveal", Some(key), &reveal).await;
+    assert_eq!(answer["values"], serde_json::json!(["jane@example.com"]));
+    let (_, stats) = admin_call(&scrim, "GET", "/vault/stats", Some(key), "").await;
+    assert_ne!(stats["key_id"].as_str().unwrap(), old_id);
+    assert_eq!(post(&scrim, "/crm/a", body.to_owned()).await.0, 200);
+    assert_eq!(
+        contacts_of(&mock.requests()[1].body)[0]["email"],
+        token.as_str()
+    );
+    let fresh = r#"{"contacts":[{"email":"john@example.com"}]}"#;
+    assert_eq!(post(&scrim, "/crm/a", fresh.to_owned()).await.0, 200);
+    let john = contacts_of(&mock.requests()[2].body)[0]["email"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    scrim.stop().await;
+
+    // Without the old key, the vault's fingerprint key (now sealed under
+    // the new one) still opens, and so do values sealed under the new key;
+    // those sealed under the old key no longer do.
+    let without_old = old.replace(
+        "  vault: ${SCRIM_TEST_KEY}\n",
+        "  vault: ${SCRIM_TEST_KEY_2}\n",
+    );
+    let scrim = Scrim::start(&without_old).await;
+    let both = format!(r#"{{"tokens":["{token}","{john}"]}}"#);
+    let (_, answer) = admin_call(&scrim, "POST", "/vault/reveal", Some(key), &both).await;
+    assert_eq!(
+        answer["values"],
+        serde_json::json!([null, "john@example.com"])
+    );
+}

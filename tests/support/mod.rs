@@ -156,6 +156,8 @@ pub fn email_event_post(url: String) -> Request<Full<Bytes>> {
 
 /// The key `${SCRIM_TEST_KEY}` resolves to in [`Scrim::start`].
 pub const KEY: &str = "a-test-key-that-is-long-enough-42";
+/// Another, `${SCRIM_TEST_KEY_2}` there.
+pub const KEY_2: &str = "another-test-key-just-as-long-43";
 
 /// scrim in process: the proxy and the admin listener, on ephemeral ports.
 pub struct Scrim {
@@ -166,7 +168,11 @@ pub struct Scrim {
 impl Scrim {
     pub async fn start(yaml: &str) -> Scrim {
         let config = scrim::config::Config::parse(yaml, "test.yaml").unwrap();
-        let env = |name: &str| (name == "SCRIM_TEST_KEY").then(|| KEY.into());
+        let env = |name: &str| match name {
+            "SCRIM_TEST_KEY" => Some(KEY.into()),
+            "SCRIM_TEST_KEY_2" => Some(KEY_2.into()),
+            _ => None,
+        };
         let policy = Arc::new(scrim::policy::compile(&config, "test.yaml", &env).unwrap());
         let metrics = Arc::new(scrim::metrics::Metrics::new());
         // The vault, when the configuration has one, as `scrim run` opens it.

@@ -93,6 +93,24 @@ ga4_route() {
 YAML
 }
 
+# vault_routes FILE UPSTREAM_PORT VAULT_FILE: adds the vault's key and
+# store to a configuration, and two routes for the Meta event's 6 fields:
+# /hmac/ (`hmac`) and /tokenize/ (`tokenize`, the embedded store).
+vault_routes() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys
+path, upstream, vault = sys.argv[1], sys.argv[2], sys.argv[3]
+text = open(path).read()
+head, routes = text.split("routes:\n", 1)
+fields = [("em", "email"), ("ph", "phone, default_region: US"), ("fn", "name"), ("ln", "name"), ("zp", "zip"), ("external_id", "external_id")]
+def route(action):
+    rules = "".join(f'      - {{select: "$.data[*].user_data.{f}", action: {action}, normalize: {n}}}\n' for f, n in fields)
+    return f"  - name: {action}\n    match: {{path_prefix: /{action}/}}\n    strip_prefix: true\n    upstream: http://127.0.0.1:{upstream}\n    rules:\n{rules}"
+keys = "keys:\n  pseudonym: ${SCRIM_BENCH_KEY}\n  vault: ${SCRIM_BENCH_KEY}\n" + f"vault:\n  path: {vault}\n"
+open(path, "w").write(head + keys + "routes:\n" + route("hmac") + route("tokenize") + routes)
+PY
+}
+
 # ga4_hit LUA: a wrk script that sends a gtag.js page_view hit as a
 # browser does: GET /g/collect with 30 parameters, and a browser's headers.
 ga4_hit() {

@@ -5,7 +5,10 @@
 # at half of scrim's peak (wrk paced with a Lua delay). Medians of 3 rounds.
 # Without ROUTES or BASELINE, also a GA4 row: a gtag.js hit (GET with 30
 # parameters, through `preset: ga4_web`) in the same rounds, against the
-# Meta event's.
+# Meta event's; and the token vault's rows: the same Meta event with its 6
+# fields through `hmac` on one route and `tokenize` (embedded store, values
+# in the cache after the first request) on another, in the same rounds.
+# (benches/vault_load.sh adds a new token per request.)
 #
 #   benches/load.sh [SECONDS_PER_RUN]      (default 10)
 #   ROUTES=5000 benches/load.sh            (scrim with that many routes, the
@@ -60,8 +63,12 @@ if [ "${ROUTES:-1}" -gt 1 ]; then
 else
   meta_config "$work/scrim.yaml" "$scrim_port" "$admin_port" "$upstream_port"
   # A build from before ga4_web would refuse the route.
-  if [ -z "${BASELINE:-}" ]; then ga4_route "$work/scrim.yaml" "$upstream_port"; ga4=1; fi
+  if [ -z "${BASELINE:-}" ]; then
+    ga4_route "$work/scrim.yaml" "$upstream_port"; ga4=1
+    vault_routes "$work/scrim.yaml" "$upstream_port" "$work/vault.redb"; vault=1
+  fi
 fi
+export SCRIM_BENCH_KEY=a-bench-key-of-at-least-32-bytes!
 target/release/scrim run --config "$work/scrim.yaml" 2>/dev/null & pids+=($!)
 names="direct nginx scrim"
 if [ -n "${BASELINE:-}" ]; then
@@ -88,6 +95,13 @@ ga4_rps() { wrk -t2 -c$connections -d${duration}s -s "$work/ga4.lua" "http://127
 if [ -n "${ga4:-}" ]; then
   curl -sf -o /dev/null "http://127.0.0.1:$scrim_port/g/collect?v=2&cid=1.2" || { echo "the ga4 route does not answer"; exit 1; }
 fi
+vault_rps() { wrk -t2 -c$connections -d${duration}s -s "$work/post.lua" "http://127.0.0.1:$scrim_port/$1/v21.0/1/events" | awk '/Requests\/sec/ {print $2}'; }
+if [ -n "${vault:-}" ]; then
+  for route in hmac tokenize; do
+    curl -sf -o /dev/null -X POST -H 'content-type: application/json' --data-binary @"$work/body.json" "http://127.0.0.1:$scrim_port/$route/v21.0/1/events" \
+      || { echo "the $route route does not answer"; exit 1; }
+  done
+fi
 median() { echo $1 | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A results
@@ -103,6 +117,11 @@ for round in $(seq 1 $rounds); do
     results[ga4_nginx]+="$(ga4_rps $nginx_port) "
     results[ga4_scrim]+="$(ga4_rps $scrim_port) "
   fi
+  if [ -n "${vault:-}" ]; then
+    vault_order="hmac tokenize"
+    if [ $((round % 2)) -eq 0 ]; then vault_order="tokenize hmac"; fi
+    for route in $vault_order; do results[$route]+="$(vault_rps $route) "; done
+  fi
 done
 direct=$(median "${results[direct]}")
 nginx_rps=$(median "${results[nginx]}")
@@ -113,6 +132,11 @@ if [ -n "${ga4:-}" ]; then
   ga4_nginx=$(median "${results[ga4_nginx]}"); ga4_scrim=$(median "${results[ga4_scrim]}")
   echo "GA4 hit (GET, 30 parameters, preset ga4_web), same rounds: nginx $ga4_nginx, scrim $ga4_scrim requests/s; rounds: scrim ${results[ga4_scrim]}"
   python3 -c "print('scrim GA4 hit / scrim Meta event = %.3f; scrim / nginx on the GA4 hit = %.2f' % ($ga4_scrim / $scrim_rps, $ga4_scrim / $ga4_nginx))"
+fi
+if [ -n "${vault:-}" ]; then
+  hmac_rps=$(median "${results[hmac]}"); tokenize_rps=$(median "${results[tokenize]}")
+  echo "vault rows, same rounds (6 fields): hmac $hmac_rps, tokenize (cached) $tokenize_rps requests/s; rounds: hmac ${results[hmac]}, tokenize ${results[tokenize]}"
+  python3 -c "print('tokenize (cached) / hmac = %.3f' % ($tokenize_rps / $hmac_rps))"
 fi
 if [ -n "${BASELINE:-}" ]; then
   baseline_rps=$(median "${results[baseline]}")

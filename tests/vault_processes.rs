@@ -185,6 +185,25 @@ async fn replicas_sharing_redis_converge_erase_everywhere_and_fail_closed_withou
     assert_ne!(fresh[0], token(0));
     assert_eq!(fresh[0], fresh[1]);
 
+    // Redis loses its data while they run, and a third replica starts on
+    // it (with a fingerprint key of its own): the first two refuse to make
+    // tokens rather than give a value another token than the third would.
+    redis.flush_all();
+    let c = process::start("vault-replica-c", &yaml);
+    let before = mock.requests().len();
+    let status = post(&a.listen, "/crm/e", event(400)).await;
+    assert_eq!(status, Some(http::StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(
+        post(&c.listen, "/crm/e", event(400)).await,
+        Some(http::StatusCode::OK)
+    );
+    assert_eq!(
+        mock.requests().len(),
+        before + 1,
+        "only the third replica forwarded"
+    );
+    drop(c);
+
     // Redis goes away: a value the vault has not seen gets 503 and
     // nothing reaches the platform; routes without vault rules work on.
     redis.stop();

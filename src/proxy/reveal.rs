@@ -179,31 +179,31 @@ impl Reveal<'_> {
         }
         let streamed = async {
             loop {
-                for piece in passes.take_output().await? {
-                    if sender.send(Frame::data(piece)).await.is_err() {
-                        // The app went away.
-                        return Ok(None);
-                    }
-                }
-                match self.next_data(&mut body).await? {
-                    Some(data) => decoder.push(data),
-                    None => decoder.end(),
-                }
-                let ended = decoder.is_ended();
-                // Each decoded step is rewritten and its output sent
-                // before the next is decoded: a compressed body inflates
-                // one step at a time.
+                // What the decoder holds first (the buffered part may have
+                // stopped in the middle of a frame), each decoded step
+                // rewritten and its output sent before the next is
+                // decoded: a compressed body inflates one step at a time.
                 while let Some(piece) = decoder.next()? {
                     passes.write(piece).map_err(ProxyError::body)?;
                     for piece in passes.take_output().await? {
                         if sender.send(Frame::data(piece)).await.is_err() {
+                            // The app went away.
                             return Ok(None);
                         }
                     }
                     tokio::task::yield_now().await;
                 }
-                if ended {
+                for piece in passes.take_output().await? {
+                    if sender.send(Frame::data(piece)).await.is_err() {
+                        return Ok(None);
+                    }
+                }
+                if decoder.is_ended() {
                     break;
+                }
+                match self.next_data(&mut body).await? {
+                    Some(data) => decoder.push(data),
+                    None => decoder.end(),
                 }
             }
             let (rest, report, unrevealed) = passes.finish().await?;

@@ -52,6 +52,9 @@ pub struct Unreadable;
 pub struct Keyring {
     sealing: Vec<SealingKey>,
     fingerprint: Option<Hmac<Sha256>>,
+    /// A one-way identifier of the fingerprint key (not a secret): what
+    /// replicas of a shared store compare to know they fingerprint alike.
+    fingerprint_id: [u8; 16],
 }
 
 impl Keyring {
@@ -64,6 +67,7 @@ impl Keyring {
         Keyring {
             sealing,
             fingerprint: None,
+            fingerprint_id: [0; 16],
         }
     }
 
@@ -142,12 +146,20 @@ impl Keyring {
             unreachable!("HMAC takes keys of any length")
         };
         self.fingerprint = Some(mac);
+        let id = Sha256::digest([b"scrim vault fingerprint id\0".as_slice(), &key].concat());
+        self.fingerprint_id.copy_from_slice(&id[..16]);
         if !old {
             return Ok(None);
         }
         self.seal(FINGERPRINT_KEY_CONTEXT, &key)
             .map(Some)
             .map_err(|_| Unreadable)
+    }
+
+    /// The fingerprint key's identifier (once adopted): the same for every
+    /// replica that fingerprints alike, whatever key seals it.
+    pub fn fingerprint_id(&self) -> [u8; 16] {
+        self.fingerprint_id
     }
 
     /// HMAC-SHA256 of the namespace and the value, under the fingerprint

@@ -157,6 +157,9 @@ impl Vault {
         {
             store.fingerprint_key(resealed, true).await?;
         }
+        if let Store::Redis(redis) = &store {
+            redis.claim_fingerprint_id(keyring.fingerprint_id()).await?;
+        }
         Ok(Vault {
             keyring,
             cache,

@@ -19,7 +19,9 @@
 //! A Redis that lost its data (flushed, or restarted without persistence)
 //! would let a replica started since make another fingerprint key, and the
 //! replicas would then give one value two tokens: every mapping is made
-//! only while the store's fingerprint key is the one this replica holds.
+//! only while the store's fingerprint key is the one this replica holds,
+//! told by its identifier (`scrim:vault:meta:fingerprint_id`, which a
+//! rotation of `keys.vault` leaves as it is).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,12 +39,13 @@ const FINGERPRINTS: &[u8] = b"scrim:vault:fp:";
 const TOKENS: &[u8] = b"scrim:vault:tok:";
 const RETIRED: &[u8] = b"scrim:vault:retired:";
 const FINGERPRINT_KEY: &str = "scrim:vault:meta:fingerprint_key";
+const FINGERPRINT_ID: &str = "scrim:vault:meta:fingerprint_id";
 const ERASED: &str = "scrim:vault:erased";
 
 /// Makes a mapping unless the fingerprint has one. KEYS: fingerprint key,
-/// token key, the fingerprint key's key, the retired token's key. ARGV:
-/// token, fingerprint, sealed value, ttl (0: none), the sealed fingerprint
-/// key this replica holds. Returns `{0, token, ttl}` (existing), `{1}`
+/// token key, the fingerprint id's key, the retired token's key. ARGV:
+/// token, fingerprint, sealed value, ttl (0: none), the fingerprint id
+/// this replica holds. Returns `{0, token, ttl}` (existing), `{1}`
 /// (made), `{2}` (token taken), `{3}` (another fingerprint key).
 const ISSUE: &str = r"
 if redis.call('GET', KEYS[3]) ~= ARGV[5] then return {3} end
@@ -92,8 +95,8 @@ type Job = Box<dyn FnOnce(ConnectionManager) -> Pin<Box<dyn Future<Output = ()> 
 #[derive(Clone)]
 pub struct RedisStore {
     jobs: mpsc::UnboundedSender<Job>,
-    /// The sealed fingerprint key this replica holds, as the store had it.
-    fingerprint_key: Arc<arc_swap::ArcSwap<Vec<u8>>>,
+    /// The identifier of the fingerprint key this replica holds.
+    fingerprint_id: Arc<arc_swap::ArcSwap<Vec<u8>>>,
 }
 
 fn unreachable_store(e: impl std::fmt::Display) -> StoreError {
@@ -158,7 +161,7 @@ impl RedisStore {
             .map_err(|_| StoreError::new("the vault's Redis thread stopped"))??;
         Ok(RedisStore {
             jobs,
-            fingerprint_key: Arc::default(),
+            fingerprint_id: Arc::default(),
         })
     }
 
@@ -189,7 +192,6 @@ impl RedisStore {
         candidate: Vec<u8>,
         replace: bool,
     ) -> Result<Vec<u8>, StoreError> {
-        let held = self.fingerprint_key.clone();
         self.run(move |mut connection| async move {
             let mut set = redis::cmd("SET");
             set.arg(FINGERPRINT_KEY).arg(&candidate);
@@ -208,14 +210,41 @@ impl RedisStore {
                 .map_err(unreachable_store)?;
             let stored = stored
                 .ok_or_else(|| StoreError::new("vault Redis: the fingerprint key vanished"))?;
-            held.store(Arc::new(stored.clone()));
             Ok(stored)
         })
         .await
     }
 
+    /// Records the identifier of the fingerprint key this replica adopted
+    /// (the first replica's stands), and fails if the store has another.
+    pub async fn claim_fingerprint_id(&self, id: [u8; 16]) -> Result<(), StoreError> {
+        let held = self.fingerprint_id.clone();
+        self.run(move |mut connection| async move {
+            let _: Option<String> = redis::cmd("SET")
+                .arg(FINGERPRINT_ID)
+                .arg(id.as_slice())
+                .arg("NX")
+                .query_async(&mut connection)
+                .await
+                .map_err(unreachable_store)?;
+            let stored: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(FINGERPRINT_ID)
+                .query_async(&mut connection)
+                .await
+                .map_err(unreachable_store)?;
+            if stored.as_deref() != Some(id.as_slice()) {
+                return Err(StoreError::new(
+                    "vault Redis: the store's fingerprint key is not the one its identifier names (was Redis flushed while scrims ran?): restart every scrim that shares it",
+                ));
+            }
+            held.store(Arc::new(id.to_vec()));
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn issue(&self, items: Vec<NewMapping>) -> Result<Vec<Issued>, StoreError> {
-        let held = self.fingerprint_key.load_full();
+        let held = self.fingerprint_id.load_full();
         self.run(move |mut connection| async move {
             let mut pipe = redis::pipe();
             for item in &items {
@@ -229,7 +258,7 @@ impl RedisStore {
                     .arg(4)
                     .arg(key(FINGERPRINTS, &item.fingerprint))
                     .arg(key(TOKENS, item.token.as_bytes()))
-                    .arg(FINGERPRINT_KEY)
+                    .arg(FINGERPRINT_ID)
                     .arg(key(RETIRED, item.token.as_bytes()))
                     .arg(item.token.as_bytes())
                     .arg(item.fingerprint.as_slice())

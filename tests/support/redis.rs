@@ -60,6 +60,16 @@ impl Redis {
             && &answer == b"+PONG\r\n"
     }
 
+    /// Empties it, as a restart without persistence would.
+    pub fn flush_all(&self) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.write_all(b"FLUSHALL\r\n").unwrap();
+        let mut answer = [0u8; 5];
+        stream.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"+OK\r\n");
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }

@@ -140,16 +140,23 @@ pub(crate) async fn forward(
 
     let mut path_and_query = upstream_path(route, parts.uri.path());
     if let Some(query) = parts.uri.query() {
-        let (rewritten, attempt) = loop {
-            let mut attempt = report.nested(rules.rules.len());
-            let outcome = rewrite_query(rules, query, &mut attempt, &mut lookups)
-                .map_err(ProxyError::body)?;
-            if !lookups.asked() {
-                break (outcome, attempt);
-            }
-            ask(vault, &mut lookups).await?;
+        let rewritten = if lookups.has_vault() {
+            // A pass that asked the vault counts nothing: each counts into
+            // a report of its own, and the one sent is kept.
+            let (outcome, attempt) = loop {
+                let mut attempt = report.nested(rules.rules.len());
+                let outcome = rewrite_query(rules, query, &mut attempt, &mut lookups)
+                    .map_err(ProxyError::body)?;
+                if !lookups.asked() {
+                    break (outcome, attempt);
+                }
+                ask(vault, &mut lookups).await?;
+            };
+            report.absorb(attempt);
+            outcome
+        } else {
+            rewrite_query(rules, query, report, &mut lookups).map_err(ProxyError::body)?
         };
-        report.absorb(attempt);
         match rewritten {
             QueryOutcome::Unchanged => push_query(&mut path_and_query, query),
             QueryOutcome::Rewritten(rewritten) => push_query(&mut path_and_query, &rewritten),
@@ -183,22 +190,28 @@ pub(crate) async fn forward(
         return Err(ProxyError::body_too_large(rules.limits.max_body_bytes));
     }
 
-    let (mut headers, attempt) = loop {
-        let mut attempt = report.nested(rules.rules.len());
-        let headers = upstream_headers(
-            route,
-            rules,
-            &parts.headers,
-            !decoder.is_identity(),
-            &mut attempt,
-            &mut lookups,
-        )?;
-        if !lookups.asked() {
-            break (headers, attempt);
-        }
-        ask(vault, &mut lookups).await?;
+    let decoded = !decoder.is_identity();
+    let mut headers = if lookups.has_vault() {
+        let (headers, attempt) = loop {
+            let mut attempt = report.nested(rules.rules.len());
+            let headers = upstream_headers(
+                route,
+                rules,
+                &parts.headers,
+                decoded,
+                &mut attempt,
+                &mut lookups,
+            )?;
+            if !lookups.asked() {
+                break (headers, attempt);
+            }
+            ask(vault, &mut lookups).await?;
+        };
+        report.absorb(attempt);
+        headers
+    } else {
+        upstream_headers(route, rules, &parts.headers, decoded, report, &mut lookups)?
     };
-    report.absorb(attempt);
     let mut upstream = Request::builder().method(parts.method.clone()).uri(uri);
     if let Some(h) = upstream.headers_mut() {
         std::mem::swap(h, &mut headers);

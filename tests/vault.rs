@@ -724,3 +724,129 @@ async fn a_rotated_vault_key_keeps_old_tokens_readable() {
         serde_json::json!([null, "john@example.com"])
     );
 }
+
+mod passes {
+    //! `tokenize` through the rewriter with a cache that knows some values:
+    //! a pass asks for the others, the answers make the next pass ask
+    //! nothing, and the result is the same however the body is cut.
+
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use proptest::prelude::*;
+    use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
+    use scrim::rewrite::{
+        Answers, BodyKind, BodyRewriter, Fingerprint, Lookups, Question, Secret, Token, VaultCache,
+    };
+    use scrim::transform::{Action, Normalizer, TokenFormat, Tokenize};
+
+    /// A cache holding the tokens of `known` fingerprints; a token is
+    /// `tok_` and the fingerprint's first bytes, so that the expected
+    /// output can be told in advance.
+    struct Fake {
+        known: Mutex<HashMap<Fingerprint, Token>>,
+    }
+
+    fn fingerprint(namespace: &str, value: &str) -> Fingerprint {
+        use sha2::Digest;
+        sha2::Sha256::digest(format!("{namespace}\0{value}")).into()
+    }
+
+    fn token_of(fingerprint: &Fingerprint) -> Token {
+        let hex: String = fingerprint[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("tok_{hex}").into()
+    }
+
+    impl VaultCache for Fake {
+        fn fingerprint(&self, namespace: &str, normalized: &str) -> Fingerprint {
+            fingerprint(namespace, normalized)
+        }
+        fn token(&self, fingerprint: &Fingerprint) -> Option<Token> {
+            self.known.lock().unwrap().get(fingerprint).cloned()
+        }
+        fn value(&self, _: &str) -> Option<Secret> {
+            None
+        }
+    }
+
+    fn rewrite(rules: &Rules, lookups: Lookups, chunks: &[Bytes]) -> (Vec<u8>, Lookups) {
+        let mut rewriter =
+            BodyRewriter::new(BodyKind::Json, rules, Vec::new(), false).lookups(lookups);
+        for chunk in chunks {
+            rewriter.write(chunk.clone()).unwrap();
+        }
+        let (out, _, lookups) = rewriter.finish_with_lookups().unwrap();
+        (out.concat(), lookups)
+    }
+
+    const EMAILS: [&str; 5] = ["a@x.io", "B@x.io", "b@x.io", "c\\u0040x.io", "d@x.io"];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn every_value_gets_its_token_however_the_body_is_cut(
+            picks in proptest::collection::vec((0usize..5, "[a-z ]{0,30}"), 1..40),
+            known in proptest::collection::vec(any::<bool>(), 5),
+            cut in 1usize..64,
+        ) {
+            let rule = Arc::new(Tokenize {
+                namespace: "crm".to_owned(),
+                format: TokenFormat::Opaque { prefix: "tok_".to_owned() },
+                ttl: None,
+                normalizer: Normalizer::Email,
+            });
+            let rules = Rules::build(
+                [("$[*].email".to_owned(), Action::Tokenize(rule.clone()), OnInvalid::Drop)],
+                Unlisted::Keep,
+                Limits::default(),
+            ).unwrap();
+            let normalized = |i: usize| EMAILS[i].replace("\\u0040", "@").to_lowercase();
+            let fake = Arc::new(Fake { known: Mutex::new(HashMap::new()) });
+            for (i, is_known) in known.iter().enumerate() {
+                if *is_known {
+                    let fp = fingerprint("crm", &normalized(i));
+                    fake.known.lock().unwrap().insert(fp, token_of(&fp));
+                }
+            }
+            let body: Vec<String> = picks
+                .iter()
+                .map(|(i, pad)| format!(r#"{{"email":"{}","pad":"{pad}"}}"#, EMAILS[*i]))
+                .collect();
+            let body = Bytes::from(format!("[{}]", body.join(",")));
+            let expected: Vec<String> = picks
+                .iter()
+                .map(|(i, pad)| format!(r#"{{"email":"{}","pad":"{pad}"}}"#, token_of(&fingerprint("crm", &normalized(*i)))))
+                .collect();
+            let expected = format!("[{}]", expected.join(","));
+            let chunks: Vec<Bytes> = (0..body.len()).step_by(cut).map(|at| body.slice(at..(at + cut).min(body.len()))).collect();
+
+            let (first, mut asked) = rewrite(&rules, Lookups::new(fake.clone()), &chunks);
+            let questions = asked.take_questions();
+            let cached: std::collections::HashSet<String> =
+                (0..EMAILS.len()).filter(|i| known[*i]).map(normalized).collect();
+            let any_unknown = picks.iter().any(|(i, _)| !cached.contains(&normalized(*i)));
+            prop_assert_eq!(questions.is_empty(), !any_unknown);
+            if questions.is_empty() {
+                prop_assert_eq!(String::from_utf8(first).unwrap(), expected);
+                return Ok(());
+            }
+            // The store answers (and its answers are not in the cache yet).
+            let mut answers = Answers::default();
+            for question in questions {
+                let Question::Token { fingerprint, value, .. } = question else { panic!("a token question") };
+                prop_assert_eq!(fingerprint, self::fingerprint("crm", &value));
+                answers.tokens.insert(fingerprint, token_of(&fingerprint));
+            }
+            // The cache forgets what it knew: the next pass must not need it.
+            fake.known.lock().unwrap().clear();
+            let (second, mut again) = rewrite(&rules, asked.answered(answers), &chunks);
+            prop_assert!(!again.asked(), "a pass with its answers asked again");
+            prop_assert!(again.take_questions().is_empty());
+            prop_assert_eq!(String::from_utf8(second).unwrap(), expected);
+        }
+    }
+}

@@ -270,19 +270,16 @@ fn numbered<'r>(
 
 /// The rotating keys of a route's rules, with each rule's selector.
 fn rotating_keys(rules: &Rules) -> impl Iterator<Item = (&str, &Arc<RotatingKey>)> {
-    rules.rules.iter().filter_map(|rule| {
-        let mut action = &rule.action;
-        while let Action::Only { then, .. } = action {
-            action = then;
-        }
-        match action {
+    rules
+        .rules
+        .iter()
+        .filter_map(|rule| match rule.action.unguarded() {
             Action::Hmac {
                 key: HmacKey::Rotating(key),
                 ..
             } => Some((rule.selector.as_str(), key)),
             _ => None,
-        }
-    })
+        })
 }
 
 /// One route: where it forwards and what it rewrites.

@@ -57,8 +57,11 @@ pub(crate) struct Passes<'r> {
 }
 
 impl<'r> Passes<'r> {
-    pub(crate) fn new(rewriter: BodyRewriter<'r, Vec<Bytes>>, vault: Option<&'r Vault>) -> Self {
-        let checkpoint = rewriter.uses_vault().then(|| Checkpoint {
+    pub(crate) fn new(
+        mut rewriter: BodyRewriter<'r, Vec<Bytes>>,
+        vault: Option<&'r Vault>,
+    ) -> Self {
+        let checkpoint = rewriter.lookups_mut().has_vault().then(|| Checkpoint {
             rewriter: rewriter.clone(),
             since: Vec::new(),
         });

@@ -32,7 +32,8 @@ use crate::policy::Route;
 use crate::rewrite::{BodyKind, BodyRewriter, Lookups, Report};
 use crate::vault::Vault;
 
-/// Frames buffered between the rewriting task and the client connection.
+/// Frames buffered between the rewriting task and the client connection
+/// (as between a streamed request and its upstream).
 const STREAM_FRAMES: usize = 16;
 
 /// Response headers that describe the body as the upstream sent it: wrong

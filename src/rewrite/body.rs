@@ -178,15 +178,6 @@ impl<'r, S: Sink> BodyRewriter<'r, S> {
         BodyRewriter { inner, ..self }
     }
 
-    /// Whether the rules ask the vault (and the rewriter has one to ask).
-    pub fn uses_vault(&self) -> bool {
-        match &self.inner {
-            Inner::Json(r) => r.has_vault(),
-            Inner::Form(r) => r.has_vault(),
-            Inner::Lines(r) => r.has_vault(),
-        }
-    }
-
     /// The lookups of this pass: whether it asked the vault anything
     /// ([`Lookups::asked`]), and what.
     pub fn lookups_mut(&mut self) -> &mut Lookups {

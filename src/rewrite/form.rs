@@ -139,11 +139,6 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
         self
     }
 
-    /// Whether `tokenize` and `reveal` rules have a vault to ask.
-    pub(crate) fn has_vault(&self) -> bool {
-        self.lookups.has_vault()
-    }
-
     /// The lookups of this pass: its open questions.
     pub fn lookups_mut(&mut self) -> &mut Lookups {
         &mut self.lookups

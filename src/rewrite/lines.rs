@@ -70,11 +70,6 @@ impl<'r, S: Sink> QueryLinesRewriter<'r, S> {
         self
     }
 
-    /// Whether `tokenize` and `reveal` rules have a vault to ask.
-    pub(crate) fn has_vault(&self) -> bool {
-        self.lookups.has_vault()
-    }
-
     /// The lookups of this pass: its open questions.
     pub fn lookups_mut(&mut self) -> &mut Lookups {
         &mut self.lookups

@@ -292,14 +292,20 @@ impl Action {
         }
     }
 
+    /// The action under its guard, if it has one.
+    pub fn unguarded(&self) -> &Action {
+        let mut action = self;
+        while let Action::Only { then, .. } = action {
+            action = then;
+        }
+        action
+    }
+
     /// The action that needs the vault's answers (`tokenize`, `reveal`),
     /// under its guard if it has one.
     pub fn vault_action(&self) -> Option<&Action> {
-        match self {
-            Action::Tokenize(_) | Action::Reveal { .. } => Some(self),
-            Action::Only { then, .. } => then.vault_action(),
-            _ => None,
-        }
+        let action = self.unguarded();
+        matches!(action, Action::Tokenize(_) | Action::Reveal { .. }).then_some(action)
     }
 
     /// The condition on the values it applies to, if it has one.

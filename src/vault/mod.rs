@@ -184,11 +184,7 @@ impl Vault {
             .iter()
             .flat_map(|route| route.rules.rules.iter().chain(&route.response_rules.rules));
         for rule in all {
-            let mut action = &rule.action;
-            while let Action::Only { then, .. } = action {
-                action = then;
-            }
-            match action {
+            match rule.action.unguarded() {
                 Action::Tokenize(tokenize)
                     if !rules.tokenize.iter().any(|t| {
                         t.namespace == tokenize.namespace && t.normalizer == tokenize.normalizer
@@ -279,11 +275,19 @@ impl Vault {
                     expiry: Expiry::after(rule.ttl),
                 });
             }
+            // What the answers are matched with; the proposals go to the
+            // store whole.
+            let proposed: Vec<(Fingerprint, Token, Expiry)> = proposals
+                .iter()
+                .map(|p| (p.fingerprint, p.token.clone(), p.expiry))
+                .collect();
             let issued = self
-                .timed(StoreOperation::Issue, self.store.issue(&proposals))
+                .timed(StoreOperation::Issue, self.store.issue(proposals))
                 .await?;
             let mut again = Vec::new();
-            for ((proposal, issued), question) in proposals.into_iter().zip(issued).zip(pending) {
+            for (((fingerprint, proposed_token, proposed_expiry), issued), question) in
+                proposed.into_iter().zip(issued).zip(pending)
+            {
                 let (token, expiry, value) = match issued {
                     Issued::New => {
                         self.metrics.tokens_issued.inc();
@@ -291,7 +295,7 @@ impl Vault {
                             namespace: question.0.namespace.as_str().into(),
                             value: Zeroizing::new(question.2.to_string()),
                         });
-                        (proposal.token, proposal.expiry, Some(value))
+                        (proposed_token, proposed_expiry, Some(value))
                     }
                     Issued::Existing(token, expiry) => (token, expiry, None),
                     Issued::TokenTaken => {
@@ -299,14 +303,9 @@ impl Vault {
                         continue;
                     }
                 };
-                self.cache.insert(
-                    generation,
-                    proposal.fingerprint,
-                    token.clone(),
-                    value,
-                    expiry,
-                );
-                answers.tokens.insert(proposal.fingerprint, token);
+                self.cache
+                    .insert(generation, fingerprint, token.clone(), value, expiry);
+                answers.tokens.insert(fingerprint, token);
             }
             if again.is_empty() {
                 return Ok(());
@@ -500,19 +499,10 @@ impl Store {
         }
     }
 
-    async fn issue(&self, proposals: &[NewMapping]) -> Result<Vec<Issued>, StoreError> {
-        let owned = proposals
-            .iter()
-            .map(|p| NewMapping {
-                fingerprint: p.fingerprint,
-                token: p.token.clone(),
-                sealed: p.sealed.clone(),
-                expiry: p.expiry,
-            })
-            .collect();
+    async fn issue(&self, proposals: Vec<NewMapping>) -> Result<Vec<Issued>, StoreError> {
         match self {
-            Store::Embedded(store) => store.issue(owned).await,
-            Store::Redis(store) => store.issue(owned).await,
+            Store::Embedded(store) => store.issue(proposals).await,
+            Store::Redis(store) => store.issue(proposals).await,
         }
     }
 

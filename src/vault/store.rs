@@ -38,27 +38,18 @@ pub struct Stored {
 /// message names the store and the cause, never a value or a token.
 #[derive(Debug)]
 pub struct StoreError {
-    timeout: bool,
     message: String,
 }
 
 impl StoreError {
     pub fn new(message: impl Into<String>) -> StoreError {
         StoreError {
-            timeout: false,
             message: message.into(),
         }
     }
 
     pub fn timeout() -> StoreError {
-        StoreError {
-            timeout: true,
-            message: "the vault's store did not answer in time".to_owned(),
-        }
-    }
-
-    pub fn is_timeout(&self) -> bool {
-        self.timeout
+        StoreError::new("the vault's store did not answer in time")
     }
 }
 

@@ -710,11 +710,7 @@ fn response_rules(
     let mut namespaces: Vec<String> = Vec::new();
     let mut encrypt_keys: Vec<Arc<EncryptKey>> = Vec::new();
     for rule in &request_rules.rules {
-        let mut action = &rule.action;
-        while let crate::transform::Action::Only { then, .. } = action {
-            action = then;
-        }
-        match action {
+        match rule.action.unguarded() {
             crate::transform::Action::Tokenize(tokenize)
                 if !namespaces.contains(&tokenize.namespace) =>
             {

@@ -8,8 +8,10 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod admin;
+pub mod ca;
 pub mod config;
 pub mod detect;
+pub mod forward_proxy;
 pub mod inventory;
 pub mod log;
 pub mod metrics;

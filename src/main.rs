@@ -99,6 +99,41 @@ enum Command {
         #[command(subcommand)]
         call: VaultCall,
     },
+    /// The forward proxy's certificate authority: apps that go through
+    /// `forward_proxy` trust its certificate, and scrim signs a certificate
+    /// for each host it intercepts with its key.
+    Ca {
+        #[command(subcommand)]
+        call: CaCall,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCall {
+    /// Make a new CA: its certificate (`scrim-ca.pem`, what apps trust) and
+    /// its key (`scrim-ca-key.pem`, readable by its owner only) in DIR.
+    /// Existing files are never overwritten.
+    Init {
+        /// The directory to write them into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Print the CA certificate (PEM, to give apps), its subject, its
+    /// expiry and its SHA-256 fingerprint (to check what an app trusts).
+    Show {
+        /// The configuration whose `forward_proxy.ca.cert` to read.
+        #[arg(
+            long,
+            short,
+            env = "SCRIM_CONFIG",
+            value_name = "FILE",
+            conflicts_with = "cert"
+        )]
+        config: Option<PathBuf>,
+        /// The certificate file itself.
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -173,6 +208,69 @@ fn main() -> ExitCode {
             admin,
             call,
         } => vault(config, admin.as_deref(), call),
+        Command::Ca { call } => ca(call),
+    }
+}
+
+/// `scrim ca init|show`.
+fn ca(call: CaCall) -> ExitCode {
+    match call {
+        CaCall::Init { out } => match scrim::ca::init(&out) {
+            Ok(cert) => {
+                let key = out.join(scrim::ca::KEY_FILE);
+                printed(writeln!(
+                    io::stdout().lock(),
+                    "wrote {} (trust it in each app) and {} (mode 600; keep it to scrim)\n\nforward_proxy:\n  ca:\n    cert: {}\n    key: {}",
+                    cert.display(),
+                    key.display(),
+                    cert.display(),
+                    key.display()
+                ))
+            }
+            Err(message) => {
+                eprintln!("{message}");
+                ExitCode::from(1)
+            }
+        },
+        CaCall::Show { config, cert } => {
+            let path = match (config, cert) {
+                (_, Some(cert)) => cert,
+                (Some(config), None) => match scrim::config::Config::load(&config) {
+                    Ok((loaded, _)) => match loaded.forward_proxy {
+                        Some(forward) => PathBuf::from(forward.ca.cert.value),
+                        None => {
+                            eprintln!(
+                                "{}: no `forward_proxy:` (give the certificate with --cert FILE)",
+                                config.display()
+                            );
+                            return ExitCode::from(1);
+                        }
+                    },
+                    Err(errors) => {
+                        eprintln!("{errors}");
+                        return ExitCode::from(1);
+                    }
+                },
+                (None, None) => {
+                    eprintln!("scrim ca show needs --config FILE (or SCRIM_CONFIG) or --cert FILE");
+                    return ExitCode::from(1);
+                }
+            };
+            match scrim::ca::show(&path) {
+                Ok(shown) => printed(write!(
+                    io::stdout().lock(),
+                    "subject: {}\nexpires: {}\nsha256 fingerprint: {}\n{}",
+                    shown.subject,
+                    shown.not_after,
+                    shown.fingerprint,
+                    shown.pem
+                )),
+                Err(message) => {
+                    eprintln!("{message}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }
 

@@ -70,6 +70,137 @@ pub struct Metrics {
     pub inventory: Inventory,
     /// The token vault's handles.
     pub vault: std::sync::Arc<VaultMetrics>,
+    /// The forward proxy's handles.
+    pub forward_proxy: std::sync::Arc<ForwardProxyMetrics>,
+}
+
+/// Why the forward proxy refused a request or a tunnel, for
+/// `scrim_forward_proxy_refusals_total{reason}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardRefusal {
+    /// The client's address is outside `allow`.
+    ClientNotAllowed,
+    /// `Proxy-Authorization` missing or wrong.
+    Credentials,
+    /// A `CONNECT` to a port outside `ports` (or a plain request to one
+    /// other than 80).
+    PortNotAllowed,
+    /// The destination resolves to a loopback, private or link-local
+    /// address outside `private_destinations`.
+    PrivateDestination,
+    /// A host no route claims, with `others: deny`.
+    NotClaimed,
+    /// Not a `CONNECT` target or an absolute `http://` URL.
+    BadTarget,
+    /// The host did not resolve, or no address of it answered.
+    Unreachable,
+    /// The client's TLS named another host (SNI) than its `CONNECT`.
+    SniMismatch,
+    /// The client's TLS handshake failed or took too long.
+    Handshake,
+}
+
+impl ForwardRefusal {
+    const ALL: [ForwardRefusal; 9] = [
+        ForwardRefusal::ClientNotAllowed,
+        ForwardRefusal::Credentials,
+        ForwardRefusal::PortNotAllowed,
+        ForwardRefusal::PrivateDestination,
+        ForwardRefusal::NotClaimed,
+        ForwardRefusal::BadTarget,
+        ForwardRefusal::Unreachable,
+        ForwardRefusal::SniMismatch,
+        ForwardRefusal::Handshake,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardRefusal::ClientNotAllowed => "client_not_allowed",
+            ForwardRefusal::Credentials => "credentials",
+            ForwardRefusal::PortNotAllowed => "port_not_allowed",
+            ForwardRefusal::PrivateDestination => "private_destination",
+            ForwardRefusal::NotClaimed => "not_claimed",
+            ForwardRefusal::BadTarget => "bad_target",
+            ForwardRefusal::Unreachable => "unreachable",
+            ForwardRefusal::SniMismatch => "sni_mismatch",
+            ForwardRefusal::Handshake => "handshake",
+        }
+    }
+}
+
+/// What the forward proxy let through, for
+/// `scrim_forward_proxy_requests_total{method, handling}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardHandling {
+    /// A `CONNECT` to a claimed host: TLS terminated, requests rewritten.
+    ConnectIntercepted,
+    /// A `CONNECT` elsewhere, tunnelled unread (`others: tunnel`).
+    ConnectTunnelled,
+    /// A plain-HTTP request to a claimed host, through its route.
+    PlainIntercepted,
+    /// A plain-HTTP request elsewhere, passed as it came.
+    PlainPassed,
+}
+
+/// The forward proxy's handles, resolved once.
+pub struct ForwardProxyMetrics {
+    handled: [IntCounter; 4],
+    refusals: [IntCounter; 9],
+    /// Certificates minted for intercepted hosts.
+    pub certificates_minted: IntCounter,
+    /// Certificates kept in the cache.
+    pub certificates_cached: prometheus::IntGauge,
+}
+
+impl ForwardProxyMetrics {
+    fn new(registry: &Registry) -> ForwardProxyMetrics {
+        let handled = counter(
+            registry,
+            "scrim_forward_proxy_requests_total",
+            "Requests the forward proxy let through, by method (connect, plain) and handling (intercepted: through a route; tunnelled or passed: unread, `others: tunnel`)",
+            &["method", "handling"],
+        );
+        let refusals = counter(
+            registry,
+            "scrim_forward_proxy_refusals_total",
+            "Requests and tunnels the forward proxy refused, by reason",
+            &["reason"],
+        );
+        let cached = prometheus::IntGauge::new(
+            "scrim_forward_proxy_certificates_cached",
+            "Certificates minted for intercepted hosts and kept for reuse",
+        )
+        .unwrap_or_else(|e| unreachable!("scrim_forward_proxy_certificates_cached: {e}"));
+        registry
+            .register(Box::new(cached.clone()))
+            .unwrap_or_else(|e| unreachable!("scrim_forward_proxy_certificates_cached: {e}"));
+        ForwardProxyMetrics {
+            handled: [
+                ("connect", "intercepted"),
+                ("connect", "tunnelled"),
+                ("plain", "intercepted"),
+                ("plain", "passed"),
+            ]
+            .map(|(method, handling)| handled.with_label_values(&[method, handling])),
+            refusals: ForwardRefusal::ALL.map(|r| refusals.with_label_values(&[r.as_str()])),
+            certificates_minted: counter(
+                registry,
+                "scrim_forward_proxy_certificates_minted_total",
+                "Certificates the forward proxy's CA minted (one per intercepted host, again when one expires or leaves the cache)",
+                &[],
+            )
+            .with_label_values::<&str>(&[]),
+            certificates_cached: cached,
+        }
+    }
+
+    pub fn handled(&self, handling: ForwardHandling) {
+        self.handled[handling as usize].inc();
+    }
+
+    pub fn refused(&self, reason: ForwardRefusal) {
+        self.refusals[reason as usize].inc();
+    }
 }
 
 /// The token vault's operations on its store, for
@@ -337,6 +468,7 @@ impl Metrics {
                 &["route", "detector", "action"],
             ),
             vault: std::sync::Arc::new(VaultMetrics::new(&registry)),
+            forward_proxy: std::sync::Arc::new(ForwardProxyMetrics::new(&registry)),
             registry,
             inventory: Inventory::new(),
         }

@@ -56,6 +56,14 @@ impl Reloader {
                         "`vault:` or `keys.vault` changed: the vault is opened at start, so this takes a restart",
                     )))
                 }
+                (_, Some(previous)) if !policy.same_forward_proxy_start(&previous) => {
+                    Err(ConfigErrors::single(crate::config::ConfigError::new(
+                        &self.path.display().to_string(),
+                        0,
+                        0,
+                        "`forward_proxy:` `listen`, `ca` or `certificate_cache` changed: they are read at start, so this takes a restart",
+                    )))
+                }
                 _ => Ok(policy),
             }
         });

@@ -21,6 +21,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::admin::{self, Admin};
+use crate::forward_proxy::{self, ForwardProxy};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::proxy::{self, Proxy};
@@ -60,6 +61,23 @@ pub fn run(config: PathBuf) -> Result<(), String> {
         }
     }
     let listen = listen.ok_or("no listener")?;
+    // The forward proxy's listener, one socket per worker like the others,
+    // and its certificates, one cache for the process.
+    let forward_sockets = match &policy.forward_proxy {
+        Some(settings) => reuseport_listeners(&settings.listen, workers, "forward_proxy.listen")?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..workers).map(|_| None).collect::<Vec<_>>(),
+    };
+    let listens = Listens {
+        proxy: listen,
+        forward_proxy: match forward_sockets.first() {
+            Some(Some(socket)) => Some(socket.local_addr().map_err(|e| e.to_string())?),
+            _ => None,
+        },
+    };
+    let certificates = forward_proxy::Certificates::for_policy(&policy, &metrics).map(Arc::new);
     // One body budget for the process, like the connection slots.
     let budget = proxy::BufferBudget::new(policy.max_buffered_bytes);
     let proxies: Vec<Arc<Proxy>> = (0..workers)
@@ -76,10 +94,15 @@ pub fn run(config: PathBuf) -> Result<(), String> {
     // and listener takes them.
     let slots = proxy::ConnectionSlots::new(policy.server.max_connections);
     let mut threads = Vec::new();
-    for (index, (listeners, proxy)) in sockets.into_iter().zip(proxies.iter().cloned()).enumerate()
+    for (index, ((listeners, forward_socket), proxy)) in sockets
+        .into_iter()
+        .zip(forward_sockets)
+        .zip(proxies.iter().cloned())
+        .enumerate()
     {
         let mut stopped = stopped.clone();
         let slots = slots.clone();
+        let certificates = certificates.clone();
         let thread = std::thread::Builder::new()
             .name(format!("scrim-worker-{index}"))
             .spawn(move || -> Result<(), String> {
@@ -92,6 +115,12 @@ pub fn run(config: PathBuf) -> Result<(), String> {
                     for (address, socket) in listeners {
                         let listener = TcpListener::from_std(socket).map_err(|e| e.to_string())?;
                         let server = proxy::serve_shared(listener, proxy.clone(), address, &slots);
+                        servers.push(server.map_err(|e| e.to_string())?);
+                    }
+                    if let (Some(socket), Some(certificates)) = (forward_socket, certificates) {
+                        let listener = TcpListener::from_std(socket).map_err(|e| e.to_string())?;
+                        let forward = Arc::new(ForwardProxy::new(proxy.clone(), &certificates));
+                        let server = forward_proxy::serve(listener, forward, &slots);
                         servers.push(server.map_err(|e| e.to_string())?);
                     }
                     let _ = stopped.wait_for(|stop| *stop).await;
@@ -113,7 +142,7 @@ pub fn run(config: PathBuf) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let result = control.block_on(control_loop(
-        config, policy, metrics, proxies, vault, listen, stop,
+        config, policy, metrics, proxies, vault, listens, stop,
     ));
     for thread in threads {
         match thread.join() {
@@ -126,6 +155,13 @@ pub fn run(config: PathBuf) -> Result<(), String> {
     result
 }
 
+/// The addresses the workers listen on, for the log line that says scrim
+/// is serving.
+struct Listens {
+    proxy: SocketAddr,
+    forward_proxy: Option<SocketAddr>,
+}
+
 /// The admin listener and the signals, on the main thread.
 async fn control_loop(
     config: PathBuf,
@@ -133,7 +169,7 @@ async fn control_loop(
     metrics: Arc<Metrics>,
     proxies: Vec<Arc<Proxy>>,
     vault: Option<Arc<Vault>>,
-    listen: SocketAddr,
+    listens: Listens,
     stop: watch::Sender<bool>,
 ) -> Result<(), String> {
     let stop_workers = |stop: &watch::Sender<bool>| {
@@ -174,7 +210,8 @@ async fn control_loop(
     let current_policy = reloader.clone();
     admin.ready.store(true, Ordering::Release);
     tracing::info!(
-        %listen,
+        listen = %listens.proxy,
+        forward_proxy = listens.forward_proxy.map(tracing::field::display),
         admin = %admin_server.local_addr,
         routes = policy.routes.len(),
         workers,

@@ -47,6 +47,10 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     /// The token vault, for `tokenize` rules and `reveal` response rules.
     pub vault: Option<VaultConfig>,
+    /// A forward proxy (`HTTPS_PROXY`) for apps that cannot change the base
+    /// URL they call: what goes to a host a route claims is rewritten, the
+    /// rest tunnelled or refused.
+    pub forward_proxy: Option<ForwardProxyConfig>,
     /// Where requests go and what is rewritten on the way.
     pub routes: Vec<RouteConfig>,
 }
@@ -75,6 +79,54 @@ pub struct VaultConfig {
     /// `keys.vault`: still read, never written. Default none.
     #[serde(default)]
     pub previous_keys: Vec<Spanned<String>>,
+}
+
+/// The forward-proxy listener (`HTTPS_PROXY=http://127.0.0.1:3128`). A
+/// `CONNECT` to a host that a route claims (its `match.host`, or the host of
+/// its `upstream`) is answered with a certificate minted for that host by
+/// `ca`, and the requests inside go through that route as on the proxy
+/// listener; a `CONNECT` anywhere else follows `others`. Read at start:
+/// changing `listen`, `ca` or `certificate_cache` takes a restart.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardProxyConfig {
+    /// Address of the forward-proxy listener. Default `127.0.0.1:3128`.
+    pub listen: Option<Spanned<String>>,
+    /// The CA that signs the certificates of intercepted hosts (`scrim ca
+    /// init` makes one). Apps must trust its certificate.
+    pub ca: TlsConfig,
+    /// `CONNECT` to a host no route claims: `tunnel` (default: bytes pass
+    /// unread, so the rest of the app keeps working) or `deny` (403).
+    pub others: Option<Spanned<Choice<Others>>>,
+    /// Client networks that may use the proxy (`10.0.0.0/8`, `::1`).
+    /// Default loopback only (`127.0.0.0/8`, `::1`).
+    pub allow: Option<Vec<Spanned<String>>>,
+    /// Ports a `CONNECT` may name. Default `[443]`.
+    pub ports: Option<Vec<Spanned<u16>>>,
+    /// Networks a tunnel or a plain-HTTP request may reach although they
+    /// are loopback, private, link-local or otherwise not public
+    /// (`10.1.2.0/24`). Default none.
+    #[serde(default)]
+    pub private_destinations: Vec<Spanned<String>>,
+    /// A key under `keys:` holding `user:password`: clients must then send
+    /// them as `Proxy-Authorization: Basic` (`http://user:password@host:3128`
+    /// in `HTTPS_PROXY`). Default none.
+    pub credentials: Option<Spanned<String>>,
+    /// A tunnel with no byte either way for this long is closed. Default
+    /// `5m`.
+    pub idle_timeout: Option<Spanned<String>>,
+    /// Minted certificates kept, one per host. Default 1000.
+    pub certificate_cache: Option<Spanned<u32>>,
+}
+
+/// What the forward proxy does with a host no route claims
+/// (`forward_proxy.others`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Others {
+    #[default]
+    Tunnel,
+    Deny,
 }
 
 /// Where the vault keeps its mappings (`vault.store`).

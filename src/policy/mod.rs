@@ -44,6 +44,8 @@ pub struct Policy {
     pub routes: Vec<Arc<Route>>,
     /// The token vault, when `vault:` is configured.
     pub vault: Option<VaultSettings>,
+    /// The forward proxy, when `forward_proxy:` is configured.
+    pub forward_proxy: Option<ForwardProxySettings>,
     /// What is accepted but should be fixed (a key file others may read):
     /// printed by `scrim check`, logged by `scrim run` and on each reload.
     pub warnings: Vec<String>,
@@ -73,12 +75,90 @@ impl AdminToken {
         }) else {
             return false;
         };
-        let digest: [u8; 32] = sha2::Sha256::digest(presented).into();
-        digest
-            .iter()
-            .zip(self.0.iter())
-            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
-            == 0
+        same_digest(presented, &self.0)
+    }
+}
+
+/// Whether `presented` hashes to `expected`, in time that does not depend
+/// on where they differ.
+fn same_digest(presented: &[u8], expected: &[u8; 32]) -> bool {
+    let digest: [u8; 32] = sha2::Sha256::digest(presented).into();
+    digest
+        .iter()
+        .zip(expected.iter())
+        .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+        == 0
+}
+
+/// The forward proxy's credentials (`user:password`, from a key), kept as
+/// their SHA-256 digest and compared digest to digest.
+#[derive(Clone)]
+pub struct ProxyCredentials([u8; 32]);
+
+impl ProxyCredentials {
+    pub fn new(user_and_password: &[u8]) -> ProxyCredentials {
+        ProxyCredentials(sha2::Sha256::digest(user_and_password.trim_ascii()).into())
+    }
+
+    /// Whether a `Proxy-Authorization` value is `Basic` with these
+    /// credentials.
+    pub fn accepts(&self, authorization: Option<&[u8]>) -> bool {
+        use base64::Engine as _;
+        let Some(encoded) = authorization.and_then(|value| {
+            let (scheme, rest) = value.split_at_checked(6)?;
+            scheme
+                .eq_ignore_ascii_case(b"basic ")
+                .then_some(rest.trim_ascii())
+        }) else {
+            return false;
+        };
+        match base64::engine::general_purpose::STANDARD.decode(encoded) {
+            Ok(presented) => same_digest(&presented, &self.0),
+            Err(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for ProxyCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProxyCredentials(..)")
+    }
+}
+
+pub use crate::config::Others;
+
+/// The forward proxy's settings (`forward_proxy:`). `listen`, the CA and
+/// `certificate_cache` are read at start; the others on each connection,
+/// so that a reload changes them.
+#[derive(Debug)]
+pub struct ForwardProxySettings {
+    pub listen: String,
+    pub authority: Arc<crate::ca::Authority>,
+    pub others: Others,
+    /// Client networks that may use the proxy.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Ports a `CONNECT` may name.
+    pub ports: Vec<u16>,
+    /// Networks tunnels may reach although they are not public.
+    pub private_destinations: Vec<ipnet::IpNet>,
+    pub credentials: Option<ProxyCredentials>,
+    /// A tunnel idle this long is closed.
+    pub idle_timeout: Duration,
+    /// Minted certificates kept.
+    pub certificate_cache: usize,
+}
+
+impl ForwardProxySettings {
+    pub const DEFAULT_LISTEN: &str = "127.0.0.1:3128";
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+    pub const DEFAULT_CERTIFICATE_CACHE: usize = 1000;
+
+    /// Whether `other` can take over from these settings without a
+    /// restart: the same listener, CA and cache.
+    fn same_start(&self, other: &ForwardProxySettings) -> bool {
+        self.listen == other.listen
+            && self.authority.certificate() == other.authority.certificate()
+            && self.certificate_cache == other.certificate_cache
     }
 }
 
@@ -194,6 +274,16 @@ impl Policy {
 
     pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|route| route.name == name)
+    }
+
+    /// Whether `other` has the forward proxy this one started with (its
+    /// listener, CA and certificate cache are made at start).
+    pub fn same_forward_proxy_start(&self, other: &Policy) -> bool {
+        match (&self.forward_proxy, &other.forward_proxy) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.same_start(b),
+            _ => false,
+        }
     }
 
     /// Whether `other` has the same vault: the same store and keys (a

@@ -31,7 +31,6 @@ use hyper::body::{Body as _, Frame};
 use super::decode::Decoder;
 use super::error::ProxyError;
 use super::passes::{Passes, ask};
-use super::route::upstream_path;
 use super::upstream::{Upstream, UpstreamBody};
 use super::{BoxError, ClientBody, RequestBody, ResponseBody};
 use crate::metrics::RouteMetrics;
@@ -128,6 +127,7 @@ pub(crate) async fn forward(
     vault: Option<&std::sync::Arc<Vault>>,
     timing: Timing,
     request: Request<ClientBody>,
+    upstream_path: String,
     report: &mut Report,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let (parts, mut body) = request.into_parts();
@@ -138,7 +138,7 @@ pub(crate) async fn forward(
     let vault_arc = vault;
     let vault = vault.map(|v| &**v);
 
-    let mut path_and_query = upstream_path(route, parts.uri.path());
+    let mut path_and_query = upstream_path;
     if let Some(query) = parts.uri.query() {
         let rewritten = if lookups.has_vault() {
             // A pass that asked the vault counts nothing: each counts into

@@ -47,6 +47,7 @@ use hyper::body::{Body as _, Incoming};
 
 pub use budget::BufferBudget;
 pub use error::ProxyError;
+pub use route::Entry;
 /// Entry points for the fuzz targets (`fuzz/`), behind the `fuzzing`
 /// feature.
 #[cfg(feature = "fuzzing")]
@@ -54,6 +55,8 @@ pub mod fuzzing {
     pub use super::decode::{STEP as DECODE_STEP, decode_in_pieces};
     pub use super::framing::{Followed, follow as follow_framing};
 }
+pub(crate) use framing::{FramingWatch, Verdicts};
+pub(crate) use server::InterceptServer;
 pub use server::{ConnectionSlots, ServerHandle, serve, serve_route_listener, serve_shared};
 
 use crate::inventory::Shard;
@@ -221,13 +224,18 @@ impl Proxy {
         error.into_response()
     }
 
-    /// Answers one request that came in on `listener` (a route's own
-    /// `listen`, or `None` for the main listener). Never fails: every error
-    /// is a response.
+    /// Whether a route claims `host` (lowercase): the forward proxy
+    /// intercepts connections to it.
+    pub fn claims(&self, host: &str) -> bool {
+        self.runtime.load().index.claims(host)
+    }
+
+    /// Answers one request that came in on `entry`. Never fails: every
+    /// error is a response.
     pub async fn handle_from(
         &self,
         request: Request<Incoming>,
-        listener: Option<&str>,
+        entry: Entry<'_>,
     ) -> Response<ResponseBody> {
         let runtime = self.runtime.load_full();
         let started = Instant::now();
@@ -261,21 +269,25 @@ impl Proxy {
         if let Some(error) = refusal {
             return unrouted(error);
         }
-        let host = if runtime.by_host {
+        let host = if runtime.by_host && !matches!(entry, Entry::Claimed(_)) {
             route::request_host(request.uri(), request.headers())
         } else {
             None
         };
-        let found = runtime.index.find(listener, host.as_deref(), path);
-        let Some(RouteRuntime {
-            route,
-            metrics,
-            upstream,
-            decodes_bodies,
-        }) = found.and_then(|index| runtime.routes.get(index))
+        let found = runtime.index.route_for(entry, host.as_deref(), path);
+        let Some((
+            RouteRuntime {
+                route,
+                metrics,
+                upstream,
+                decodes_bodies,
+            },
+            as_sent,
+        )) = found.and_then(|found| Some((runtime.routes.get(found.index)?, found.as_sent)))
         else {
             return unrouted(ProxyError::no_route());
         };
+        let upstream_path = route::upstream_path(route, path, as_sent);
         // The consent gate comes before anything is sent: a blocked request
         // costs the upstream nothing, and a stripped one is rewritten with
         // the stripped rules from its first byte.
@@ -319,6 +331,7 @@ impl Proxy {
                     self.vault.as_ref(),
                     timing,
                     request,
+                    upstream_path,
                     &mut report,
                 )
                 .await;

@@ -27,6 +27,31 @@ pub(crate) fn request_host(uri: &http::Uri, headers: &http::HeaderMap) -> Option
     Some(raw.to_ascii_lowercase())
 }
 
+/// Where a request came in, which decides the routes that may take it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry<'a> {
+    /// The proxy listener.
+    Main,
+    /// A route's own `listen`, as configured.
+    RouteListener(&'a str),
+    /// The forward proxy, for a host that routes claim (see
+    /// [`RouteIndex::claims`]), lowercase: the host of the `CONNECT` that
+    /// opened the tunnel the request came through, or of a plain-HTTP
+    /// proxy request's URL. The `Host` header is not read.
+    Claimed(&'a str),
+}
+
+/// The route that takes a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Found {
+    /// Its index among the policy's routes.
+    pub(crate) index: usize,
+    /// Whether the request's path is the upstream's already: a request the
+    /// app addressed to the platform itself, through the forward proxy, to
+    /// a route that claims the host as its upstream's.
+    pub(crate) as_sent: bool,
+}
+
 /// The routes of a policy, indexed for [`RouteIndex::find`]: by listener,
 /// then by host, then by path prefix. A lookup costs a hash lookup per
 /// distinct prefix length among the routes it could take (a handful),
@@ -36,6 +61,10 @@ pub(crate) struct RouteIndex {
     main: Hosts,
     /// Routes with their own `listen`, by that address.
     listeners: HashMap<String, Hosts>,
+    /// What the forward proxy intercepts: routes by their `match.host`, and
+    /// by their upstream's host (with the upstream's base path as prefix).
+    claimed_by_match: HashMap<String, Prefixes>,
+    claimed_by_upstream: HashMap<String, Prefixes>,
 }
 
 #[derive(Debug, Default)]
@@ -104,8 +133,67 @@ impl RouteIndex {
                 Some(host) => hosts.by_host.entry(host.clone()).or_default(),
             };
             prefixes.insert(route.path_prefix.as_deref(), at);
+            if let Some(host) = &route.host {
+                index
+                    .claimed_by_match
+                    .entry(host.clone())
+                    .or_default()
+                    .insert(route.path_prefix.as_deref(), at);
+            }
+            if let Some(host) = route.upstream_uri.host() {
+                let base = route.upstream_uri.path().trim_end_matches('/');
+                index
+                    .claimed_by_upstream
+                    .entry(host.to_ascii_lowercase())
+                    .or_default()
+                    .insert(Some(base), at);
+            }
         }
         index
+    }
+
+    /// Whether some route claims `host` (lowercase): the forward proxy
+    /// intercepts what goes there.
+    pub(crate) fn claims(&self, host: &str) -> bool {
+        self.claimed_by_match.contains_key(host) || self.claimed_by_upstream.contains_key(host)
+    }
+
+    /// The route for a request that came in on `entry`, with `host` the
+    /// request's host (read only for the listeners' routes that match on
+    /// one).
+    pub(crate) fn route_for(
+        &self,
+        entry: Entry<'_>,
+        host: Option<&str>,
+        path: &str,
+    ) -> Option<Found> {
+        let on_listener = |listener| {
+            self.find(listener, host, path).map(|index| Found {
+                index,
+                as_sent: false,
+            })
+        };
+        match entry {
+            Entry::Main => on_listener(None),
+            Entry::RouteListener(listen) => on_listener(Some(listen)),
+            // A route that names the host wins over one that only sends
+            // there.
+            Entry::Claimed(host) => self
+                .claimed_by_match
+                .get(host)
+                .and_then(|prefixes| prefixes.find(path))
+                .map(|index| Found {
+                    index,
+                    as_sent: false,
+                })
+                .or_else(|| {
+                    let index = self.claimed_by_upstream.get(host)?.find(path)?;
+                    Some(Found {
+                        index,
+                        as_sent: true,
+                    })
+                }),
+        }
     }
 
     /// The index of the route that takes a request, if any: a route for its
@@ -129,8 +217,13 @@ impl RouteIndex {
 }
 
 /// The path sent upstream: the route's base path, then the request path
-/// (without the matched prefix when the route strips it).
-pub(crate) fn upstream_path(route: &Route, path: &str) -> String {
+/// (without the matched prefix when the route strips it); or the request's
+/// path itself when it was sent to the upstream's address already
+/// (`as_sent`).
+pub(crate) fn upstream_path(route: &Route, path: &str, as_sent: bool) -> String {
+    if as_sent {
+        return path.to_owned();
+    }
     let rest = match (&route.path_prefix, route.strip_prefix) {
         (Some(prefix), true) => path.strip_prefix(prefix.as_str()).unwrap_or(path),
         _ => path,

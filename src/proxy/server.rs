@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::framing::{FramingWatch, Verdicts};
-use super::{BoxError, Proxy, ResponseBody};
+use super::{BoxError, Entry, Proxy, ResponseBody};
 use crate::policy::ServerSettings;
 
 /// A running listener.
@@ -35,6 +35,18 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
+    pub(crate) fn new(
+        local_addr: SocketAddr,
+        stop: watch::Sender<bool>,
+        task: JoinHandle<()>,
+    ) -> ServerHandle {
+        ServerHandle {
+            local_addr,
+            stop,
+            task,
+        }
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -60,6 +72,11 @@ pub struct ConnectionSlots(Arc<Semaphore>);
 impl ConnectionSlots {
     pub fn new(max_connections: usize) -> ConnectionSlots {
         ConnectionSlots(Arc::new(Semaphore::new(max_connections)))
+    }
+
+    /// A slot, once one is free (`None` once closed).
+    pub(crate) async fn acquire(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.0.clone().acquire_owned().await.ok()
     }
 }
 
@@ -102,7 +119,7 @@ pub fn serve_shared(
             settings: policy.server,
             builder: Arc::new(builder(&policy.server)),
             tls,
-            tag: route_listener.map(Arc::from),
+            tag: route_listener.map_or(Tag::Main, |listen| Tag::RouteListener(Arc::from(listen))),
         },
         slots.0.clone(),
         stopped,
@@ -145,7 +162,63 @@ struct Listener {
     settings: ServerSettings,
     builder: Arc<auto::Builder<TokioExecutor>>,
     tls: Option<TlsAcceptor>,
-    tag: Option<Arc<str>>,
+    tag: Tag,
+}
+
+/// Where a connection's requests came in ([`Entry`], owned).
+#[derive(Clone)]
+enum Tag {
+    Main,
+    RouteListener(Arc<str>),
+    Claimed(Arc<str>),
+}
+
+impl Tag {
+    fn entry(&self) -> Entry<'_> {
+        match self {
+            Tag::Main => Entry::Main,
+            Tag::RouteListener(listen) => Entry::RouteListener(listen),
+            Tag::Claimed(host) => Entry::Claimed(host),
+        }
+    }
+}
+
+/// Serves the connections the forward proxy intercepts (their TLS
+/// terminated) as the proxy listener serves its own: the same protocols,
+/// deadlines and framing watch, each request to the routes that claim the
+/// host the tunnel was opened to.
+#[derive(Clone)]
+pub(crate) struct InterceptServer(Listener);
+
+impl InterceptServer {
+    pub(crate) fn new(proxy: Arc<Proxy>) -> InterceptServer {
+        let settings = proxy.policy().server;
+        InterceptServer(Listener {
+            proxy,
+            settings,
+            builder: Arc::new(builder(&settings)),
+            tls: None,
+            tag: Tag::Main,
+        })
+    }
+
+    /// Serves one decrypted connection, tunnelled to `host`, until it
+    /// closes; `opened` is when its tunnel was accepted.
+    pub(crate) async fn serve<I>(
+        &self,
+        io: I,
+        host: Arc<str>,
+        opened: Instant,
+        stopped: watch::Receiver<bool>,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let listener = Listener {
+            tag: Tag::Claimed(host),
+            ..self.0.clone()
+        };
+        serve_connection(io, &listener, opened, stopped).await;
+    }
 }
 
 async fn accept_loop(
@@ -234,7 +307,7 @@ async fn serve_connection<I>(
             let response = if refused {
                 proxy.refuse_ambiguous()
             } else {
-                proxy.handle_from(request, tag.as_deref()).await
+                proxy.handle_from(request, tag.entry()).await
             };
             Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
         }

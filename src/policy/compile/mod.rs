@@ -2,6 +2,7 @@
 //! pointing at the value it is about.
 
 mod consent;
+mod forward_proxy;
 mod preset;
 #[cfg(test)]
 mod readme;
@@ -48,11 +49,21 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
     let mut keys = BTreeMap::new();
     let mut admin_token = None;
     let mut warnings = Vec::new();
+    let credentials_key = config
+        .forward_proxy
+        .as_ref()
+        .and_then(|forward| forward.credentials.as_ref())
+        .map(|name| name.value.as_str());
+    // Only the secret the forward proxy's credentials need, kept raw.
+    let mut raw_secrets = BTreeMap::new();
     for (name, reference) in &config.keys {
         match resolve_secret(name, &reference.value, env, &mut warnings) {
             Ok(secret) => {
                 if name == ADMIN_KEY {
                     admin_token = Some(AdminToken::new(&secret));
+                }
+                if credentials_key == Some(name.as_str()) {
+                    raw_secrets.insert(name.clone(), secret.clone());
                 }
                 keys.insert(name.clone(), Arc::new(PseudonymKey::new(secret)));
             }
@@ -83,6 +94,12 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
             config.keys.contains_key(VAULT_KEY),
         )
     });
+    let forward_proxy = config.forward_proxy.as_ref().and_then(|forward| {
+        forward_proxy::forward_proxy_settings(&mut errors, forward, &raw_secrets, &mut warnings)
+    });
+    drop(zeroize::Zeroizing::new(
+        raw_secrets.into_values().collect::<Vec<_>>(),
+    ));
     let shared = Shared {
         keys: &keys,
         no_keys_configured: config.keys.is_empty(),
@@ -116,6 +133,24 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
         errors.at(
             listen,
             "an admin listener beyond loopback needs `keys.admin`: the bearer token its POST endpoints (`/reload`) require",
+        );
+    }
+    if let Some(listen) = config
+        .forward_proxy
+        .as_ref()
+        .and_then(|forward| forward.listen.as_ref())
+        && (listen.value == main_listen
+            || listen.value == admin_listen
+            || config.routes.iter().any(|route| {
+                route
+                    .listen
+                    .as_ref()
+                    .is_some_and(|l| l.value == listen.value)
+            }))
+    {
+        errors.at(
+            listen,
+            "`forward_proxy.listen` must differ from `listen`, `admin.listen` and every route's `listen`",
         );
     }
     for route in &config.routes {
@@ -170,6 +205,7 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
         tls,
         routes,
         vault,
+        forward_proxy,
         warnings,
     })
 }

@@ -1,0 +1,207 @@
+//! What the forward proxy passes unread (`others: tunnel`): a `CONNECT`
+//! tunnel's bytes both ways, and a plain-HTTP request to a host no route
+//! claims.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::proxy::ResponseBody;
+
+/// Connects to the first of `addresses` that answers, each given
+/// `timeout`.
+pub(crate) async fn connect(addresses: &[SocketAddr], timeout: Duration) -> Option<TcpStream> {
+    for address in addresses {
+        if let Ok(Ok(stream)) = tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+            let _ = stream.set_nodelay(true);
+            return Some(stream);
+        }
+    }
+    None
+}
+
+/// Copies bytes both ways until both sides have closed, an error, no byte
+/// moving either way for `idle`, or the listener stopping (after `grace`).
+pub(crate) async fn splice<C>(
+    client: C,
+    server: TcpStream,
+    idle: Duration,
+    grace: Duration,
+    mut stopped: watch::Receiver<bool>,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let moved = Arc::new(AtomicU64::new(0));
+    let mut client = Watched::new(client, started, moved.clone());
+    let mut server = Watched::new(server, started, moved.clone());
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+    let mut copy = std::pin::pin!(copy);
+    let mut deadline = started + idle;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            _ = copy.as_mut() => return,
+            changed = stopped.changed(), if !stopping => {
+                if changed.is_err() || *stopped.borrow() {
+                    stopping = true;
+                    deadline = deadline.min(Instant::now() + grace);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                if stopping {
+                    return;
+                }
+                let last = started + Duration::from_millis(moved.load(Ordering::Relaxed));
+                if Instant::now() >= last + idle {
+                    return;
+                }
+                deadline = last + idle;
+            }
+        }
+    }
+}
+
+/// A stream that notes when bytes last came through it, in milliseconds
+/// from `started`.
+struct Watched<T> {
+    inner: T,
+    started: Instant,
+    moved: Arc<AtomicU64>,
+}
+
+impl<T> Watched<T> {
+    fn new(inner: T, started: Instant, moved: Arc<AtomicU64>) -> Watched<T> {
+        Watched {
+            inner,
+            started,
+            moved,
+        }
+    }
+
+    fn note(&self) {
+        let millis = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.moved.store(millis, Ordering::Relaxed);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.note();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Headers of one connection, never passed on (RFC 9110 7.6.1), and the
+/// proxy's own.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<http::HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| name.trim().parse().ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Why a plain request could not be passed.
+pub(crate) enum PassError {
+    /// The connection or the exchange failed.
+    Failed,
+    /// No response head within the response timeout.
+    TimedOut,
+}
+
+/// Sends a plain-HTTP request, as it came but for its hop-by-hop headers,
+/// on a new connection to `server`, and returns the response.
+pub(crate) async fn pass_plain(
+    mut request: Request<Incoming>,
+    server: TcpStream,
+    response_timeout: Duration,
+) -> Result<Response<ResponseBody>, PassError> {
+    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(server))
+        .await
+        .map_err(|_| PassError::Failed)?;
+    tokio::spawn(connection);
+    // Origin form: the connection is to the host already, named by `Host`.
+    let origin_form = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |path| path.as_str())
+        .parse::<http::Uri>()
+        .map_err(|_| PassError::Failed)?;
+    if !request.headers().contains_key(http::header::HOST)
+        && let Some(authority) = request.uri().authority()
+        && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
+    {
+        request.headers_mut().insert(http::header::HOST, host);
+    }
+    *request.uri_mut() = origin_form;
+    strip_hop_by_hop(request.headers_mut());
+    let response = tokio::time::timeout(response_timeout, sender.send_request(request))
+        .await
+        .map_err(|_| PassError::TimedOut)?
+        .map_err(|_| PassError::Failed)?;
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(
+        parts,
+        body.map_err(crate::proxy::BoxError::from).boxed(),
+    ))
+}

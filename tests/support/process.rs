@@ -12,6 +12,8 @@ pub struct Running {
     pub listen: String,
     /// The admin listener's address.
     pub admin: String,
+    /// The forward proxy's address, when it has one.
+    pub forward_proxy: Option<String>,
     /// A scratch directory holding the configuration, removed on drop.
     pub dir: std::path::PathBuf,
     /// Every line scrim has logged so far.
@@ -66,13 +68,19 @@ pub fn start_with_env(name: &str, yaml: &str, env: &[(&str, &str)]) -> Running {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (listen, admin) = loop {
-        let line = lines.next().expect("scrim exited before serving").unwrap();
+    let mut before = Vec::new();
+    let (listen, admin, forward_proxy) = loop {
+        let Some(line) = lines.next() else {
+            panic!("scrim exited before serving:\n{}", before.join("\n"));
+        };
+        let line = line.unwrap();
+        before.push(line.clone());
         let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         if log["message"] == "scrim is serving" {
             break (
                 log["listen"].as_str().unwrap().to_owned(),
                 log["admin"].as_str().unwrap().to_owned(),
+                log["forward_proxy"].as_str().map(str::to_owned),
             );
         }
     };
@@ -88,6 +96,7 @@ pub fn start_with_env(name: &str, yaml: &str, env: &[(&str, &str)]) -> Running {
         child,
         listen,
         admin,
+        forward_proxy,
         dir,
         log,
     }

@@ -139,6 +139,8 @@ pub fn compile(config: &Config, file: &str, env: &dyn Environment) -> Result<Pol
         .forward_proxy
         .as_ref()
         .and_then(|forward| forward.listen.as_ref())
+        // Port 0 takes a free port: two listeners never share it.
+        && !listen.value.ends_with(":0")
         && (listen.value == main_listen
             || listen.value == admin_listen
             || config.routes.iter().any(|route| {

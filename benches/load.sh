@@ -9,6 +9,10 @@
 # fields through `hmac` on one route and `tokenize` (embedded store, values
 # in the cache after the first request) on another, in the same rounds.
 # (benches/vault_load.sh adds a new token per request.)
+# And the forward proxy's row: the same Meta event through CONNECT and TLS
+# (an app with HTTPS_PROXY), on kept-alive connections, against the reverse
+# proxy's path measured by the same client (examples/connect_load.rs; wrk
+# speaks no proxy protocol), in the same rounds.
 #
 #   benches/load.sh [SECONDS_PER_RUN]      (default 10)
 #   ROUTES=5000 benches/load.sh            (scrim with that many routes, the
@@ -29,7 +33,7 @@ rounds=3
 . benches/common.sh
 need wrk wrk
 need nginx nginx-light
-cargo build --release --quiet --bin scrim --example bench_upstream
+cargo build --release --quiet --bin scrim --example bench_upstream --example connect_load
 upstream_port=$(free_port); nginx_port=$(free_port); scrim_port=$(free_port); admin_port=$(free_port)
 baseline_port=$(free_port); baseline_admin_port=$(free_port)
 
@@ -66,6 +70,17 @@ else
   if [ -z "${BASELINE:-}" ]; then
     ga4_route "$work/scrim.yaml" "$upstream_port"; ga4=1
     vault_routes "$work/scrim.yaml" "$upstream_port" "$work/vault.redb"; vault=1
+    # The meta route claims its upstream's host: a CONNECT to it is
+    # intercepted and rewritten by that route.
+    forward_port=$(free_port)
+    target/release/scrim ca init --out "$work/ca" > /dev/null
+    cat >> "$work/scrim.yaml" <<YAML
+forward_proxy:
+  listen: 127.0.0.1:$forward_port
+  ca: {cert: $work/ca/scrim-ca.pem, key: $work/ca/scrim-ca-key.pem}
+  ports: [$upstream_port]
+YAML
+    forward=1
   fi
 fi
 export SCRIM_BENCH_KEY=a-bench-key-of-at-least-32-bytes!
@@ -102,6 +117,17 @@ if [ -n "${vault:-}" ]; then
       || { echo "the $route route does not answer"; exit 1; }
   done
 fi
+connect_rps() {
+  local tunnel=()
+  if [ "$1" = forward ]; then tunnel=(--connect "127.0.0.1:$upstream_port" --ca "$work/ca/scrim-ca.pem"); fi
+  local address=127.0.0.1:$scrim_port
+  if [ "$1" = forward ]; then address=127.0.0.1:$forward_port; fi
+  target/release/examples/connect_load "$address" "$duration" $connections "$work/body.json" /v21.0/1/events "${tunnel[@]}"
+}
+if [ -n "${forward:-}" ]; then
+  connect_load_check=$(target/release/examples/connect_load "127.0.0.1:$forward_port" 1 1 "$work/body.json" /v21.0/1/events --connect "127.0.0.1:$upstream_port" --ca "$work/ca/scrim-ca.pem") \
+    || { echo "the forward proxy does not answer"; exit 1; }
+fi
 median() { echo $1 | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A results
@@ -122,6 +148,11 @@ for round in $(seq 1 $rounds); do
     if [ $((round % 2)) -eq 0 ]; then vault_order="tokenize hmac"; fi
     for route in $vault_order; do results[$route]+="$(vault_rps $route) "; done
   fi
+  if [ -n "${forward:-}" ]; then
+    forward_order="reverse forward"
+    if [ $((round % 2)) -eq 0 ]; then forward_order="forward reverse"; fi
+    for path in $forward_order; do results[connect_$path]+="$(connect_rps $path) "; done
+  fi
 done
 direct=$(median "${results[direct]}")
 nginx_rps=$(median "${results[nginx]}")
@@ -137,6 +168,11 @@ if [ -n "${vault:-}" ]; then
   hmac_rps=$(median "${results[hmac]}"); tokenize_rps=$(median "${results[tokenize]}")
   echo "vault rows, same rounds (6 fields): hmac $hmac_rps, tokenize (cached) $tokenize_rps requests/s; rounds: hmac ${results[hmac]}, tokenize ${results[tokenize]}"
   python3 -c "print('tokenize (cached) / hmac = %.3f' % ($tokenize_rps / $hmac_rps))"
+fi
+if [ -n "${forward:-}" ]; then
+  reverse_rps=$(median "${results[connect_reverse]}"); forward_rps=$(median "${results[connect_forward]}")
+  echo "forward proxy row, same rounds, one client (connect_load, $connections kept-alive connections): reverse proxy (plain HTTP) $reverse_rps, forward proxy (CONNECT + TLS) $forward_rps requests/s; rounds: reverse ${results[connect_reverse]}, forward ${results[connect_forward]}"
+  python3 -c "print('forward (CONNECT + TLS) / reverse = %.3f' % ($forward_rps / $reverse_rps))"
 fi
 if [ -n "${BASELINE:-}" ]; then
   baseline_rps=$(median "${results[baseline]}")

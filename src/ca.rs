@@ -225,8 +225,9 @@ impl Authority {
         }
         #[cfg(not(unix))]
         let _ = warnings;
-        let key = KeyPair::from_pem(&key_pem)
-            .map_err(|_| cannot_key("not a PEM private key rcgen can sign with"))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|_| {
+            cannot_key("not a PEM private key scrim can sign with (ECDSA, Ed25519 or RSA, PKCS#8)")
+        })?;
         drop(zeroize::Zeroizing::new(key_pem));
         let issuer = Issuer::from_ca_cert_der(&certificate, key).map_err(|e| {
             AuthorityError::Certificate(format!(

@@ -38,10 +38,64 @@ pub fn write_policy(
             vault.timeout.as_millis()
         )?;
     }
+    if let Some(forward) = &policy.forward_proxy {
+        write_forward_proxy(out, policy, forward)?;
+    }
     for route in &policy.routes {
         write_route(out, route)?;
     }
     out.flush()
+}
+
+fn write_forward_proxy(
+    out: &mut impl Write,
+    policy: &Policy,
+    forward: &crate::policy::ForwardProxySettings,
+) -> io::Result<()> {
+    // What `proxy::route` intercepts: each route's `match.host` and its
+    // upstream's host.
+    let mut claimed: Vec<String> = policy
+        .routes
+        .iter()
+        .flat_map(|route| {
+            let upstream = route.upstream_uri.host().map(str::to_ascii_lowercase);
+            route.host.clone().into_iter().chain(upstream)
+        })
+        .collect();
+    claimed.sort();
+    claimed.dedup();
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "none".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    let others = match forward.others {
+        crate::policy::Others::Tunnel => "tunnelled unread",
+        crate::policy::Others::Deny => "refused (403)",
+    };
+    writeln!(
+        out,
+        "forward proxy on {}: intercepts {}; other hosts {others}; CONNECT ports {}; clients {}; private destinations {}; credentials {}; CA {}",
+        forward.listen,
+        list(claimed),
+        list(forward.ports.iter().map(u16::to_string).collect()),
+        list(forward.allow.iter().map(ToString::to_string).collect()),
+        list(
+            forward
+                .private_destinations
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        ),
+        if forward.credentials.is_some() {
+            "required"
+        } else {
+            "none"
+        },
+        crate::ca::fingerprint(forward.authority.certificate()),
+    )
 }
 
 fn write_route(out: &mut impl Write, route: &Route) -> io::Result<()> {

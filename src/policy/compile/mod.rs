@@ -1135,4 +1135,92 @@ mod tests {
         assert!(policy.vault.is_some());
         assert_eq!(policy.routes[0].response_rules.rules.len(), 1);
     }
+
+    /// Every forward proxy setting's mistakes, each at its place, and
+    /// nothing of the CA's key in them.
+    #[test]
+    fn forward_proxy_errors_point_at_their_place() {
+        let dir = std::env::temp_dir().join(format!("scrim-compile-ca-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cert = crate::ca::init(&dir).unwrap().display().to_string();
+        let key = dir.join(crate::ca::KEY_FILE).display().to_string();
+        let route = "routes:\n  - name: meta\n    match: {host: graph.facebook.com}\n    upstream: https://graph.facebook.com\n";
+        let ca = format!("{{cert: {cert}, key: {key}}}");
+        let cases = [
+            (
+                format!("forward_proxy:\n  ca: {{cert: {cert}, key: {cert}}}\n{route}"),
+                format!(
+                    "t.yaml:2:{}: cannot read a private key from {cert}",
+                    21 + cert.len()
+                ),
+            ),
+            (
+                format!("forward_proxy:\n  ca: {{cert: /nonexistent/ca.pem, key: {key}}}\n{route}"),
+                "t.yaml:2:14: cannot read certificates from /nonexistent/ca.pem".to_owned(),
+            ),
+            (
+                format!("forward_proxy:\n  ca: {ca}\n  others: allow\n{route}"),
+                "t.yaml:3:11: unknown forward_proxy others `allow`".to_owned(),
+            ),
+            (
+                format!("forward_proxy:\n  ca: {ca}\n  allow: [10.0.0.0/8, everyone]\n{route}"),
+                "t.yaml:3:23: `everyone` in `allow` is not a network".to_owned(),
+            ),
+            (
+                format!(
+                    "forward_proxy:\n  ca: {ca}\n  private_destinations: [10.0.0.0/33]\n{route}"
+                ),
+                "t.yaml:3:26: `10.0.0.0/33` in `private_destinations` is not a network".to_owned(),
+            ),
+            (
+                format!("forward_proxy:\n  ca: {ca}\n  ports: [443, 0]\n{route}"),
+                "t.yaml:3:16: port 0 cannot be connected to".to_owned(),
+            ),
+            (
+                format!("forward_proxy:\n  ca: {ca}\n  credentials: proxy\n{route}"),
+                "t.yaml:3:16: no key `proxy` under `keys:`".to_owned(),
+            ),
+            (
+                format!(
+                    "keys:\n  proxy: ${{PSEUDO}}\nforward_proxy:\n  ca: {ca}\n  credentials: proxy\n{route}"
+                ),
+                "t.yaml:5:16: key `proxy` must hold `user:password`".to_owned(),
+            ),
+            (
+                format!("forward_proxy:\n  ca: {ca}\n  idle_timeout: forever\n{route}"),
+                "t.yaml:3:17: `forever` is not a duration".to_owned(),
+            ),
+            (
+                format!("forward_proxy:\n  ca: {ca}\n  certificate_cache: 0\n{route}"),
+                "t.yaml:3:22: certificate_cache must be at least 1".to_owned(),
+            ),
+            (
+                format!(
+                    "listen: 127.0.0.1:8080\nforward_proxy:\n  listen: 127.0.0.1:8080\n  ca: {ca}\n{route}"
+                ),
+                "t.yaml:3:11: `forward_proxy.listen` must differ".to_owned(),
+            ),
+            (
+                format!("forward_proxy:\n  ca: {ca}\n  intercept: all\n{route}"),
+                "unknown field `intercept`".to_owned(),
+            ),
+        ];
+        let secret = std::fs::read_to_string(&key).unwrap();
+        let secret_line = secret.lines().nth(1).unwrap();
+        let mut wrong = Vec::new();
+        for (yaml, expected) in cases {
+            let err = check(&yaml).map(|_| ()).unwrap_err();
+            if !err.contains(&expected) || err.contains(&secret_line[..16]) {
+                wrong.push(format!("{expected}\n in: {err}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        let policy = check(&format!("forward_proxy:\n  ca: {ca}\n{route}")).unwrap();
+        let forward = policy.forward_proxy.unwrap();
+        assert_eq!(forward.listen, "127.0.0.1:3128");
+        assert_eq!(forward.ports, [443]);
+        assert_eq!(forward.others, crate::policy::Others::Tunnel);
+        assert_eq!(forward.allow.len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -8,7 +8,10 @@ use super::{DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN};
 use serde::de::DeserializeOwned;
 
 use crate::config::{Decision, GpcDecision, Unlisted, names};
-use crate::policy::{DEFAULT_MAX_BUFFERED_BYTES, Limits, REDACTED, ServerSettings, Timeouts};
+use crate::policy::{
+    DEFAULT_MAX_BUFFERED_BYTES, ForwardProxySettings, Limits, Others, REDACTED, ServerSettings,
+    Timeouts,
+};
 use crate::presets::PSEUDONYM_KEY;
 use crate::transform::tokenize::DEFAULT_TOKEN_PREFIX;
 use crate::transform::{ActionKind, Encoding, Normalizer, OnInvalid, PhoneFormat, TokenFormatKind};
@@ -414,4 +417,59 @@ fn the_named_defaults_are_the_codes() {
     let mut gpc_names = names::<GpcDecision>().to_vec();
     gpc_names.retain(|name| *name != "ignore");
     assert_eq!(gpc_names, names::<Decision>());
+}
+
+/// The fields of `pub struct name` in the schema.
+fn fields_of(name: &str) -> Vec<String> {
+    let body = SCHEMA
+        .split(&format!("pub struct {name} {{"))
+        .nth(1)
+        .and_then(|rest| rest.split("\n}").next())
+        .unwrap_or_default();
+    body.lines()
+        .filter_map(|line| line.trim().strip_prefix("pub ")?.split_once(':'))
+        .map(|(field, _)| field.to_owned())
+        .collect()
+}
+
+/// The forward proxy's table lists every setting, with the defaults the
+/// code applies and the doc comments state.
+#[test]
+fn the_forward_proxy_table_gives_every_setting_and_the_codes_defaults() {
+    let rows = table("### Without changing the app: the forward proxy");
+    let mut listed: Vec<String> = rows
+        .iter()
+        .map(|row| row[0].trim_matches('`').to_owned())
+        .collect();
+    let mut fields = fields_of("ForwardProxyConfig");
+    listed.sort();
+    fields.sort();
+    assert_eq!(listed, fields, "the forward proxy's settings");
+    let default = |setting: &str| {
+        rows.iter()
+            .find(|row| row[0] == format!("`{setting}`"))
+            .map(|row| row[1].clone())
+            .unwrap_or_default()
+    };
+    let listen = ForwardProxySettings::DEFAULT_LISTEN;
+    assert_eq!(default("listen"), format!("`{listen}`"));
+    assert!(doc_of("ForwardProxyConfig", "listen").contains(&format!("Default `{listen}`")));
+    let others = name_of::<Others>(Others::default() as usize);
+    assert_eq!(default("others"), format!("`{others}`"));
+    assert!(doc_of("ForwardProxyConfig", "others").contains(&format!("`{others}` (default")));
+    let idle = default("idle_timeout");
+    assert_eq!(
+        humantime::parse_duration(idle.trim_matches('`')).ok(),
+        Some(ForwardProxySettings::DEFAULT_IDLE_TIMEOUT)
+    );
+    assert!(doc_of("ForwardProxyConfig", "idle_timeout").contains(&format!("Default {idle}")));
+    let cache = ForwardProxySettings::DEFAULT_CERTIFICATE_CACHE as u64;
+    assert_eq!(quantity(&default("certificate_cache")), Some(cache));
+    assert!(
+        doc_of("ForwardProxyConfig", "certificate_cache").contains(&format!("Default {cache}."))
+    );
+    assert_eq!(default("ports"), "`[443]`");
+    assert!(doc_of("ForwardProxyConfig", "ports").contains("Default `[443]`"));
+    assert!(doc_of("ForwardProxyConfig", "allow").contains("`127.0.0.0/8`, `::1`"));
+    assert!(default("allow").contains("127.0.0.0/8, ::1"));
 }

@@ -78,7 +78,8 @@ pub struct Metrics {
 /// `scrim_forward_proxy_refusals_total{reason}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ForwardRefusal {
-    /// The client's address is outside `allow`.
+    /// The client's address is outside `allow` (its connection closed
+    /// as soon as accepted).
     ClientNotAllowed,
     /// `Proxy-Authorization` missing or wrong.
     Credentials,
@@ -96,12 +97,16 @@ pub enum ForwardRefusal {
     Unreachable,
     /// The client's TLS named another host (SNI) than its `CONNECT`.
     SniMismatch,
-    /// The client's TLS handshake failed or took too long.
+    /// The client's TLS handshake failed or took too long, or a tunnel's
+    /// first bytes were no TLS ClientHello.
     Handshake,
+    /// A tunnel's TLS named (SNI) a host a route claims: reached by
+    /// another name or an address, it would pass unread.
+    ClaimedName,
 }
 
 impl ForwardRefusal {
-    const ALL: [ForwardRefusal; 9] = [
+    const ALL: [ForwardRefusal; 10] = [
         ForwardRefusal::ClientNotAllowed,
         ForwardRefusal::Credentials,
         ForwardRefusal::PortNotAllowed,
@@ -111,6 +116,7 @@ impl ForwardRefusal {
         ForwardRefusal::Unreachable,
         ForwardRefusal::SniMismatch,
         ForwardRefusal::Handshake,
+        ForwardRefusal::ClaimedName,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -124,6 +130,7 @@ impl ForwardRefusal {
             ForwardRefusal::Unreachable => "unreachable",
             ForwardRefusal::SniMismatch => "sni_mismatch",
             ForwardRefusal::Handshake => "handshake",
+            ForwardRefusal::ClaimedName => "claimed_name",
         }
     }
 }
@@ -145,7 +152,7 @@ pub enum ForwardHandling {
 /// The forward proxy's handles, resolved once.
 pub struct ForwardProxyMetrics {
     handled: [IntCounter; 4],
-    refusals: [IntCounter; 9],
+    refusals: [IntCounter; 10],
     /// Certificates minted for intercepted hosts.
     pub certificates_minted: IntCounter,
     /// Certificates kept in the cache.

@@ -285,51 +285,88 @@ routes:
     assert!(body.contains(EMAIL_EVENT_HASHED), "{body}");
 }
 
-/// A TCP server that sends back what it reads.
-async fn echo_server() -> SocketAddr {
+/// A TCP server that sends back what it reads, over TLS when given an
+/// acceptor; how many bytes it has read.
+async fn echo_server(
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = seen.clone();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (tls, seen) = (tls.clone(), counted.clone());
             tokio::spawn(async move {
-                let (mut reader, mut writer) = stream.split();
-                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                let echo = |mut stream: Box<dyn Stream>| async move {
+                    let mut buffer = vec![0u8; 16 * 1024];
+                    loop {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                seen.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                                if stream.write_all(&buffer[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = stream.shutdown().await;
+                };
+                match tls {
+                    None => echo(Box::new(stream)).await,
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            echo(Box::new(stream)).await;
+                        }
+                    }
+                }
             });
         }
     });
-    addr
+    (addr, seen)
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+fn tunnel_config(others: &str, port: u16) -> String {
+    format!(
+        "forward_proxy:
+  ca: CA
+  others: {others}
+  ports: [443, {port}]
+  private_destinations: [127.0.0.1/32]
+routes:
+  - {{name: meta, match: {{host: graph.facebook.com}}, upstream: 'https://graph.facebook.com'}}
+"
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_to_another_host_is_tunnelled_byte_for_byte_or_denied() {
-    let echo = echo_server().await;
-    let config = |others: &str| {
-        format!(
-            "forward_proxy:
-  ca: CA
-  others: {others}
-  ports: [443, {}]
-  private_destinations: [127.0.0.1/32]
-routes:
-  - {{name: meta, match: {{host: graph.facebook.com}}, upstream: 'https://graph.facebook.com'}}
-",
-            echo.port()
-        )
-    };
-    let forward = Forward::start(&config("tunnel")).await;
-    let (status, mut stream) = forward.connect(&echo.to_string(), "").await;
+    // The host's own certificate, which only a tunnel passes: an
+    // intercepted connection would get one of scrim's CA.
+    let pki = Pki::new("forward-tunnel");
+    let (echo, _) = echo_server(Some(pki.acceptor())).await;
+    let forward = Forward::start(&tunnel_config("tunnel", echo.port())).await;
+    let (status, stream) = forward.connect(&echo.to_string(), "").await;
     assert_eq!(status, 200);
+    let ca = CertificateDer::from_pem_file(pki.path("ca.pem")).unwrap();
+    let tls = tls_over(stream, &ca, "localhost", b"http/1.1")
+        .await
+        .unwrap();
     // Every byte value, and more than one read's worth.
     let sent: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
-    let (mut reader, mut writer) = stream.split();
+    let (mut reader, mut writer) = tokio::io::split(tls);
     let (written, received) = tokio::join!(
         async {
             writer.write_all(&sent).await.unwrap();
-            writer.shutdown().await.unwrap();
+            writer.flush().await.unwrap();
         },
         async {
-            let mut received = Vec::new();
-            reader.read_to_end(&mut received).await.unwrap();
+            let mut received = vec![0u8; sent.len()];
+            reader.read_exact(&mut received).await.unwrap();
             received
         }
     );
@@ -346,7 +383,7 @@ routes:
         1
     );
 
-    let denying = Forward::start(&config("deny")).await;
+    let denying = Forward::start(&tunnel_config("deny", echo.port())).await;
     let (status, _) = denying.connect(&echo.to_string(), "").await;
     assert_eq!(status, 403);
     assert_eq!(
@@ -356,8 +393,39 @@ routes:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_carries_tls_and_never_to_a_claimed_name() {
+    let (echo, seen) = echo_server(None).await;
+    let forward = Forward::start(&tunnel_config("tunnel", echo.port())).await;
+    // Bytes that are no TLS ClientHello.
+    let (status, mut stream) = forward.connect(&echo.to_string(), "").await;
+    assert_eq!(status, 200);
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    assert!(answer.is_empty());
+    // TLS naming a claimed host, through a tunnel to an address: the app
+    // would reach the platform unread.
+    let (status, stream) = forward.connect(&echo.to_string(), "").await;
+    assert_eq!(status, 200);
+    let refused = tls_over(stream, &forward.ca, "graph.facebook.com", b"h2").await;
+    assert!(refused.is_err());
+    assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        forward.metric(r#"scrim_forward_proxy_refusals_total{reason="handshake"}"#),
+        1
+    );
+    assert_eq!(
+        forward.metric(r#"scrim_forward_proxy_refusals_total{reason="claimed_name"}"#),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn it_is_not_an_open_proxy() {
-    let echo = echo_server().await;
+    let (echo, _) = echo_server(None).await;
     let route = "routes:\n  - {name: meta, match: {host: graph.facebook.com}, upstream: 'https://graph.facebook.com'}\n";
     let open = Forward::start(&format!(
         "forward_proxy:\n  ca: CA\n  ports: [443, {}]\n{route}",
@@ -391,13 +459,19 @@ async fn it_is_not_an_open_proxy() {
     let (status, _) = open.connect("graph.facebook.com", "").await;
     assert_eq!(status, 400);
 
-    // A client outside `allow`: this one is on loopback.
+    // A client outside `allow` (this one is on loopback) is closed before
+    // it can send anything.
     let elsewhere = Forward::start(&format!(
         "forward_proxy:\n  ca: CA\n  allow: [10.0.0.0/8]\n{route}"
     ))
     .await;
-    let (status, _) = elsewhere.connect("graph.facebook.com:443", "").await;
-    assert_eq!(status, 403);
+    let mut stream = TcpStream::connect(elsewhere.addr).await.unwrap();
+    let _ = stream
+        .write_all(b"CONNECT graph.facebook.com:443 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut answer = [0u8; 64];
+    let read = stream.read(&mut answer).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     assert_eq!(
         elsewhere.metric(r#"scrim_forward_proxy_refusals_total{reason="client_not_allowed"}"#),
         1
@@ -605,4 +679,71 @@ async fn grpc_to_a_claimed_host_is_refused_never_passed_unread() {
     let (status, _, _) = send_over(tls, request).await;
     assert_eq!(status, 415);
     assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intercepted_tunnel_gets_its_own_time_for_a_first_request() {
+    let pki = Pki::new("forward-tunnel-time");
+    let mock = Mock::start_with(Duration::ZERO, Some(pki.acceptor())).await;
+    let forward = Forward::start(&format!(
+        "server: {{header_read_timeout: 2s}}\nforward_proxy:\n  ca: CA\nroutes:\n{}",
+        meta_route(&mock, &pki)
+    ))
+    .await;
+    // A client slow to ask for its tunnel, then slow to use it: each wait
+    // is within the deadline, both together are not.
+    let mut stream = TcpStream::connect(forward.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    stream
+        .write_all(b"CONNECT graph.facebook.com:443 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(status_of(&read_response_head(&mut stream).await), 200);
+    let tls = tls_over(stream, &forward.ca, "graph.facebook.com", b"http/1.1")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, _, _) = send_over(tls, event_post("/v21.0/1/events", "graph.facebook.com")).await;
+    assert_eq!(status, 200);
+}
+
+/// A large answer, for a client that does not read it.
+fn large_answer(_: &support::Recorded) -> http::Response<Full<Bytes>> {
+    http::Response::new(Full::new(Bytes::from(vec![b'x'; 16 << 20])))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_nothing_is_disconnected_from_the_forward_proxy_too() {
+    let pki = Pki::new("forward-stall");
+    let mock = Mock::start_answering(Duration::ZERO, Some(pki.acceptor()), large_answer).await;
+    let forward = Forward::start(&format!(
+        "server: {{header_read_timeout: 1s, write_timeout: 1s}}\nforward_proxy:\n  ca: CA\nroutes:\n{}",
+        meta_route(&mock, &pki)
+    ))
+    .await;
+    // A small receive buffer, so that the kernel cannot take the whole
+    // answer for the client (loopback buffers grow to 32 MiB here).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    let mut stream = socket.connect(forward.addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST http://graph.facebook.com/v21.0/1/events HTTP/1.1\r\nHost: graph.facebook.com\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{EMAIL_EVENT}",
+                EMAIL_EVENT.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(support::PATIENCE, stream.read_to_end(&mut received))
+        .await
+        .expect("the connection was closed");
+    assert!(
+        received.len() < 16 << 20,
+        "{} bytes: the whole answer",
+        received.len()
+    );
 }

@@ -8,11 +8,11 @@ use ipnet::IpNet;
 
 use crate::metrics::ForwardRefusal;
 use crate::policy::ForwardProxySettings;
+use crate::proxy::canonical_host;
 
-/// The host and port a `CONNECT` or a plain-HTTP proxy request names. The
-/// host is lowercase, without a trailing dot (`graph.facebook.com.` is
-/// `graph.facebook.com`, so that it cannot slip past a route's claim), and
-/// an IPv6 address keeps its brackets, as `http::Uri` writes it.
+/// The host and port a `CONNECT` or a plain-HTTP proxy request names, the
+/// host as [`canonical_host`] writes it (an IPv6 address in brackets), so
+/// that no spelling of a claimed host slips past its claim.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Target {
     pub(crate) host: String,
@@ -21,9 +21,17 @@ pub(crate) struct Target {
 
 impl Target {
     fn new(authority: &http::uri::Authority, default_port: Option<u16>) -> Option<Target> {
-        let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
+        let host = canonical_host(authority.host());
         let port = authority.port_u16().or(default_port)?;
         if host.is_empty() || authority.as_str().contains('@') {
+            return None;
+        }
+        // A name whose last label is a number is no host name (RFC 1123),
+        // but resolvers read `0177.1` or `2130706433` as addresses: only
+        // the canonical text of an address is taken.
+        let last = host.rsplit('.').next().unwrap_or_default();
+        let numeric = last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x");
+        if numeric && host.parse::<IpAddr>().is_err() {
             return None;
         }
         Some(Target { host, port })
@@ -75,22 +83,36 @@ pub(crate) fn is_public(ip: IpAddr) -> bool {
         IpAddr::V4(v4) => is_public_v4(v4),
         IpAddr::V6(v6) => {
             let segments = v6.segments();
-            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let octets = v6.octets();
-                return is_public_v4(Ipv4Addr::new(
-                    octets[12], octets[13], octets[14], octets[15],
-                ));
+            let octets = v6.octets();
+            let last_v4 = Ipv4Addr::new(octets[12], octets[13], octets[14], octets[15]);
+            // Forms that carry an IPv4 address, read as that address: NAT64
+            // 64:ff9b::/96, IPv4-compatible ::/96, SIIT ::ffff:0:0:0/96, and
+            // 6to4 2002::/16 (the address after the prefix).
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+                || (segments[..6] == [0, 0, 0, 0, 0, 0]
+                    && !v6.is_loopback()
+                    && !v6.is_unspecified())
+                || segments[..6] == [0, 0, 0, 0, 0xffff, 0]
+            {
+                return is_public_v4(last_v4);
+            }
+            if segments[0] == 0x2002 {
+                return is_public_v4(Ipv4Addr::new(octets[2], octets[3], octets[4], octets[5]));
             }
             let first = segments[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 // Unique local fc00::/7, link-local fe80::/10, site-local
-                // fec0::/10, documentation 2001:db8::/32.
+                // fec0::/10, documentation 2001:db8::/32, Teredo 2001::/32
+                // (a tunnel to anywhere), discard 100::/64, local-use NAT64
+                // 64:ff9b:1::/48.
                 || first & 0xfe00 == 0xfc00
                 || first & 0xffc0 == 0xfe80
                 || first & 0xffc0 == 0xfec0
-                || (first == 0x2001 && segments[1] == 0x0db8))
+                || (first == 0x2001 && (segments[1] == 0x0db8 || segments[1] == 0))
+                || segments[..4] == [0x100, 0, 0, 0]
+                || segments[..3] == [0x64, 0xff9b, 1])
         }
     }
 }
@@ -178,6 +200,19 @@ mod tests {
         assert_eq!(plain("http://example.com/a?b").unwrap().port, 80);
         assert_eq!(plain("https://example.com/a"), None);
         assert_eq!(plain("/a"), None);
+        // Every spelling of an address is one; numbers that are not one
+        // are no host.
+        assert_eq!(connect("[0:0::1]:443").unwrap().host, "[::1]");
+        assert_eq!(connect("[::ffff:127.0.0.1]:443").unwrap().host, "127.0.0.1");
+        for numeric in [
+            "0177.0.0.1:443",
+            "2130706433:443",
+            "0x7f.1:443",
+            "127.1:443",
+            "a.b.123:443",
+        ] {
+            assert_eq!(connect(numeric), None, "{numeric}");
+        }
     }
 
     #[test]
@@ -200,6 +235,12 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
             "2001:db8::1",
+            "::127.0.0.1",
+            "::ffff:0:127.0.0.1",
+            "2002:7f00:1::",
+            "2001:0:4136:e378::1",
+            "100::1",
+            "64:ff9b:1::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }

@@ -6,8 +6,8 @@
 //! 1. **Accept** (`serve`): a connection slot of the process's, HTTP/1.1
 //!    only (what proxy clients speak), under the proxy listener's header
 //!    deadline and framing watch.
-//! 2. **Client** (`access.rs`): a client outside `allow` gets 403 to every
-//!    request.
+//! 2. **Client** (`access.rs`): a client outside `allow` is closed as soon
+//!    as it is accepted.
 //! 3. **Credentials**: with `credentials`, a request without the right
 //!    `Proxy-Authorization` gets 407.
 //! 4. **Target** (`access.rs`): a `CONNECT` names `host:port`, the port
@@ -25,7 +25,9 @@
 //!    resolves the host, refuses it when an address is not public (unless
 //!    in `private_destinations`), connects, and then passes the bytes both
 //!    ways unread (a `CONNECT`) or the request as it came (a plain request,
-//!    to port 80 only).
+//!    to port 80 only). A tunnel's first bytes must be a TLS ClientHello
+//!    that names no claimed host: a platform reached by its address still
+//!    names itself there, and is refused rather than passed unread.
 //!
 //! Every refusal is counted by reason and logged once with the host it
 //! named, never a request's content.
@@ -34,16 +36,13 @@ mod access;
 mod leaves;
 mod tunnel;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
@@ -51,8 +50,8 @@ use tokio::time::Instant;
 use crate::metrics::{ForwardHandling, ForwardProxyMetrics, ForwardRefusal};
 use crate::policy::{ForwardProxySettings, Others, Policy};
 use crate::proxy::{
-    ConnectionSlots, Entry, FramingWatch, InterceptServer, Proxy, ResponseBody, ServerHandle,
-    Verdicts, full_body,
+    Answer, ConnectionSlots, Entry, InterceptServer, Proxy, ResponseBody, ServerHandle, Upgrades,
+    forward_proxy_builder, full_body, serve_answering,
 };
 
 use access::Target;
@@ -123,6 +122,7 @@ async fn accept_loop(
 ) {
     let (alive, _) = watch::channel(());
     let settings = forward.proxy.policy().server;
+    let builder = Arc::new(forward_proxy_builder(&settings));
     loop {
         let permit = tokio::select! {
             permit = slots.acquire() => match permit {
@@ -142,56 +142,42 @@ async fn accept_loop(
             },
             _ = stopped.changed() => break,
         };
+        // A client outside `allow` is closed at once, before it could hold
+        // a slot the proxy listener shares; counted, not logged (a flood
+        // would flood the log).
+        let allowed = forward
+            .proxy
+            .policy()
+            .forward_proxy
+            .as_ref()
+            .is_some_and(|settings| access::client_allowed(settings, peer.ip()));
+        if !allowed {
+            forward.metrics.refused(ForwardRefusal::ClientNotAllowed);
+            drop((stream, permit));
+            continue;
+        }
         let _ = stream.set_nodelay(true);
-        let hold = Arc::new(Hold {
-            _permit: permit,
-            _alive: alive.subscribe(),
-        });
-        let (forward, stopped) = (forward.clone(), stopped.clone());
+        let answer = ForwardAnswer {
+            forward: forward.clone(),
+            hold: Arc::new(Hold {
+                _permit: permit,
+                _alive: alive.subscribe(),
+            }),
+            stopped: stopped.clone(),
+        };
+        let (builder, stopped) = (builder.clone(), stopped.clone());
         tokio::spawn(async move {
             let opened = Instant::now();
-            let verdicts = Verdicts::default();
-            let head_buffer = settings.max_header_bytes.max(8192);
-            let io = FramingWatch::new(stream, verdicts.clone(), head_buffer);
-            // Requests on an HTTP/1 connection come in order: a count names
-            // each one for the framing watch.
-            let requests = std::sync::atomic::AtomicU64::new(0);
-            let connection_stopped = stopped.clone();
-            let service = service_fn(move |request| {
-                let count = requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let refused = verdicts.is_refused(count);
-                let context = Context {
-                    forward: forward.clone(),
-                    peer,
-                    hold: hold.clone(),
-                    stopped: connection_stopped.clone(),
-                    opened,
-                };
-                async move {
-                    let response = if refused {
-                        context.forward.proxy.refuse_ambiguous()
-                    } else {
-                        context.handle(request).await
-                    };
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(settings.header_read_timeout)
-                .max_buf_size(head_buffer)
-                .serve_connection(TokioIo::new(io), service)
-                .with_upgrades();
-            let mut connection = std::pin::pin!(connection);
-            let mut stopped = stopped;
-            let stopping = tokio::select! {
-                _ = connection.as_mut() => false,
-                _ = stopped.wait_for(|stop| *stop) => true,
-            };
-            if stopping {
-                connection.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(settings.shutdown_grace, connection).await;
-            }
+            serve_answering(
+                stream,
+                &settings,
+                &builder,
+                answer,
+                Upgrades::Allowed,
+                opened,
+                stopped,
+            )
+            .await;
         });
     }
     drop(listener);
@@ -199,13 +185,34 @@ async fn accept_loop(
     let _ = tokio::time::timeout(grace, alive.closed()).await;
 }
 
+/// The forward proxy's requests on one connection.
+#[derive(Clone)]
+struct ForwardAnswer {
+    forward: Arc<ForwardProxy>,
+    hold: Arc<Hold>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Answer for ForwardAnswer {
+    async fn answer(self, request: Request<Incoming>, refused: bool) -> Response<ResponseBody> {
+        if refused {
+            return self.forward.proxy.refuse_ambiguous();
+        }
+        Context {
+            forward: self.forward,
+            hold: self.hold,
+            stopped: self.stopped,
+        }
+        .handle(request)
+        .await
+    }
+}
+
 /// One request on the forward proxy's listener, and what it may use.
 struct Context {
     forward: Arc<ForwardProxy>,
-    peer: SocketAddr,
     hold: Arc<Hold>,
     stopped: watch::Receiver<bool>,
-    opened: Instant,
 }
 
 /// A refusal: its reason (counted), status and the message the client
@@ -247,9 +254,9 @@ impl Refusal {
                 StatusCode::BAD_GATEWAY,
                 "the host did not resolve or did not answer",
             ),
-            ForwardRefusal::SniMismatch | ForwardRefusal::Handshake => {
-                (StatusCode::BAD_REQUEST, "TLS handshake refused")
-            }
+            ForwardRefusal::SniMismatch
+            | ForwardRefusal::Handshake
+            | ForwardRefusal::ClaimedName => (StatusCode::BAD_REQUEST, "TLS handshake refused"),
         };
         Refusal {
             reason,
@@ -267,9 +274,6 @@ impl Context {
         let Some(settings) = policy.forward_proxy.as_ref() else {
             return self.refuse(Refusal::new(ForwardRefusal::ClientNotAllowed), None);
         };
-        if !access::client_allowed(settings, self.peer.ip()) {
-            return self.refuse(Refusal::new(ForwardRefusal::ClientNotAllowed), None);
-        }
         if let Some(credentials) = &settings.credentials {
             let presented = request
                 .headers()
@@ -309,11 +313,10 @@ impl Context {
                 .metrics
                 .handled(ForwardHandling::ConnectIntercepted);
             tracing::info!(target: "scrim::access", listener = "forward_proxy", host = target.host.as_str(), port = target.port, handling = "intercepted", "tunnel");
-            let deadline = Instant::now() + policy.server.header_read_timeout;
+            let opened = Instant::now();
             tokio::spawn(async move {
                 if let Ok(upgraded) = upgrade.await {
-                    self.intercept(TokioIo::new(upgraded), target, deadline)
-                        .await;
+                    self.intercept(TokioIo::new(upgraded), target, opened).await;
                 }
             });
             return empty(StatusCode::OK);
@@ -330,16 +333,28 @@ impl Context {
             .handled(ForwardHandling::ConnectTunnelled);
         tracing::info!(target: "scrim::access", listener = "forward_proxy", host = target.host.as_str(), port = target.port, handling = "tunnelled", "tunnel");
         let (idle, grace) = (settings.idle_timeout, policy.server.shutdown_grace);
+        let deadline = Instant::now() + policy.server.header_read_timeout;
         tokio::spawn(async move {
-            if let Ok(upgraded) = upgrade.await {
-                tunnel::splice(
-                    TokioIo::new(upgraded),
-                    server,
-                    idle,
-                    grace,
-                    self.stopped.clone(),
-                )
-                .await;
+            let Ok(upgraded) = upgrade.await else {
+                return;
+            };
+            // Tunnels carry TLS, and never to a claimed host: one reached
+            // by an address or another name still names it in its hello.
+            let mut client = TokioIo::new(upgraded);
+            let Some((hello, name)) = tunnel::client_hello(&mut client, deadline).await else {
+                self.refused_quietly(ForwardRefusal::Handshake, &target);
+                return;
+            };
+            if name.is_some_and(|name| self.forward.proxy.claims(&name)) {
+                self.refused_quietly(ForwardRefusal::ClaimedName, &target);
+                return;
+            }
+            let mut server = server;
+            if tokio::io::AsyncWriteExt::write_all(&mut server, &hello)
+                .await
+                .is_ok()
+            {
+                tunnel::splice(client, server, idle, grace, self.stopped.clone()).await;
             }
             drop(self.hold);
         });
@@ -347,11 +362,14 @@ impl Context {
     }
 
     /// Terminates the client's TLS for `target` and serves the requests
-    /// inside through the routes that claim it.
-    async fn intercept<I>(self, io: I, target: Target, deadline: Instant)
+    /// inside through the routes that claim it; `opened` is when the
+    /// tunnel was granted, from which the client has `header_read_timeout`
+    /// for its handshake and first request.
+    async fn intercept<I>(self, io: I, target: Target, opened: Instant)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let deadline = opened + self.forward.proxy.policy().server.header_read_timeout;
         let acceptor =
             tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
         let Ok(Ok(start)) = tokio::time::timeout_at(deadline, acceptor).await else {
@@ -390,7 +408,7 @@ impl Context {
             .serve(
                 tls,
                 Arc::from(target.host.as_str()),
-                self.opened,
+                opened,
                 self.stopped.clone(),
             )
             .await;
@@ -428,7 +446,14 @@ impl Context {
             Err(reason) => return self.refuse(Refusal::new(reason), Some(&target)),
         };
         self.forward.metrics.handled(ForwardHandling::PlainPassed);
-        match tunnel::pass_plain(request, server, policy.timeouts.response).await {
+        match tunnel::pass_plain(
+            request,
+            server,
+            policy.timeouts.response,
+            settings.idle_timeout,
+        )
+        .await
+        {
             Ok(response) => response,
             Err(tunnel::PassError::TimedOut) => {
                 let mut response = empty(StatusCode::GATEWAY_TIMEOUT);
@@ -449,11 +474,18 @@ impl Context {
         settings: &ForwardProxySettings,
         policy: &Policy,
     ) -> Result<tokio::net::TcpStream, ForwardRefusal> {
+        // One deadline for the lookup and every address tried.
         let timeout = policy.timeouts.connect;
-        let addresses = access::resolve(target, &settings.private_destinations, timeout).await?;
-        tunnel::connect(&addresses, timeout)
+        let reached = async {
+            let addresses =
+                access::resolve(target, &settings.private_destinations, timeout).await?;
+            tunnel::connect(&addresses, timeout)
+                .await
+                .ok_or(ForwardRefusal::Unreachable)
+        };
+        tokio::time::timeout(timeout, reached)
             .await
-            .ok_or(ForwardRefusal::Unreachable)
+            .unwrap_or(Err(ForwardRefusal::Unreachable))
     }
 
     fn refuse(&self, refusal: Refusal, target: Option<&Target>) -> Response<ResponseBody> {

@@ -25,32 +25,46 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// What the service asks of the watch: whether request `n` of the
-/// connection (counted from 0) is to be refused.
+/// connection (counted from 0) is to be refused; and what it tells it: that
+/// the connection became a tunnel (a `CONNECT` answered 2xx), whose bytes
+/// are no more HTTP.
 #[derive(Clone)]
-pub(crate) struct Verdicts(Arc<AtomicU64>);
+pub(crate) struct Verdicts(Arc<(AtomicU64, AtomicBool)>);
 
 const NONE_REFUSED: u64 = u64::MAX;
 
 impl Default for Verdicts {
     fn default() -> Self {
-        Verdicts(Arc::new(AtomicU64::new(NONE_REFUSED)))
+        Verdicts(Arc::new((
+            AtomicU64::new(NONE_REFUSED),
+            AtomicBool::new(false),
+        )))
     }
 }
 
 impl Verdicts {
     pub(crate) fn is_refused(&self, request: u64) -> bool {
-        request >= self.0.load(Ordering::Acquire)
+        request >= self.0.0.load(Ordering::Acquire)
     }
 
     /// Refuses request `from` and every later one.
     fn refuse_from(&self, from: u64) {
-        self.0.fetch_min(from, Ordering::AcqRel);
+        self.0.0.fetch_min(from, Ordering::AcqRel);
+    }
+
+    /// The connection is a tunnel from now on: nothing more to watch.
+    pub(crate) fn tunnelled(&self) {
+        self.0.1.store(true, Ordering::Release);
+    }
+
+    fn is_tunnelled(&self) -> bool {
+        self.0.1.load(Ordering::Acquire)
     }
 }
 
@@ -128,6 +142,9 @@ impl<T> FramingWatch<T> {
     }
 
     fn observe(&mut self, mut bytes: &[u8]) {
+        if self.verdicts.is_tunnelled() {
+            return;
+        }
         while !bytes.is_empty() {
             let state = std::mem::replace(&mut self.state, State::Lost);
             self.state = match state {
@@ -441,7 +458,7 @@ pub fn follow(stream: &[u8], pieces: impl IntoIterator<Item = usize>) -> Followe
         rest = later;
     }
     watch.observe(rest);
-    let from = verdicts.0.load(Ordering::Acquire);
+    let from = verdicts.0.0.load(Ordering::Acquire);
     Followed {
         targets: watch.targets.unwrap_or_default(),
         refused_from: (from != NONE_REFUSED).then_some(from),

@@ -47,7 +47,7 @@ use hyper::body::{Body as _, Incoming};
 
 pub use budget::BufferBudget;
 pub use error::ProxyError;
-pub use route::Entry;
+pub use route::{Entry, canonical_host};
 /// Entry points for the fuzz targets (`fuzz/`), behind the `fuzzing`
 /// feature.
 #[cfg(feature = "fuzzing")]
@@ -55,8 +55,9 @@ pub mod fuzzing {
     pub use super::decode::{STEP as DECODE_STEP, decode_in_pieces};
     pub use super::framing::{Followed, follow as follow_framing};
 }
-pub(crate) use framing::{FramingWatch, Verdicts};
-pub(crate) use server::InterceptServer;
+pub(crate) use server::{
+    Answer, InterceptServer, Upgrades, forward_proxy_builder, serve_answering,
+};
 pub use server::{ConnectionSlots, ServerHandle, serve, serve_route_listener, serve_shared};
 
 use crate::inventory::Shard;
@@ -224,8 +225,8 @@ impl Proxy {
         error.into_response()
     }
 
-    /// Whether a route claims `host` (lowercase): the forward proxy
-    /// intercepts connections to it.
+    /// Whether a route claims `host` (as [`canonical_host`] writes it): the
+    /// forward proxy intercepts connections to it.
     pub fn claims(&self, host: &str) -> bool {
         self.runtime.load().index.claims(host)
     }

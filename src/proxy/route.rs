@@ -14,6 +14,24 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
+/// A host as the forward proxy's claims and targets compare it: lowercase,
+/// without a trailing dot (`graph.facebook.com.` is `graph.facebook.com`),
+/// an IP address in one text whichever way it was written (`[::1]` for
+/// `[0:0::1]`, `127.0.0.1` for `[::ffff:127.0.0.1]`), so that no spelling
+/// of a claimed host slips past its claim.
+pub fn canonical_host(host: &str) -> String {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(&host);
+    match bare.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(std::net::IpAddr::V4(v4)) => v4.to_string(),
+        Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+        Err(_) => host,
+    }
+}
+
 /// The request's host, lowercase and without a port.
 pub(crate) fn request_host(uri: &http::Uri, headers: &http::HeaderMap) -> Option<String> {
     let raw = match uri.authority() {
@@ -136,7 +154,7 @@ impl RouteIndex {
             if let Some(host) = &route.host {
                 index
                     .claimed_by_match
-                    .entry(host.clone())
+                    .entry(canonical_host(host))
                     .or_default()
                     .insert(route.path_prefix.as_deref(), at);
             }
@@ -144,7 +162,7 @@ impl RouteIndex {
                 let base = route.upstream_uri.path().trim_end_matches('/');
                 index
                     .claimed_by_upstream
-                    .entry(host.to_ascii_lowercase())
+                    .entry(canonical_host(host))
                     .or_default()
                     .insert(Some(base), at);
             }
@@ -152,8 +170,8 @@ impl RouteIndex {
         index
     }
 
-    /// Whether some route claims `host` (lowercase): the forward proxy
-    /// intercepts what goes there.
+    /// Whether some route claims `host` (as [`canonical_host`] writes it):
+    /// the forward proxy intercepts what goes there.
     pub(crate) fn claims(&self, host: &str) -> bool {
         self.claimed_by_match.contains_key(host) || self.claimed_by_upstream.contains_key(host)
     }

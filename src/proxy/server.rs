@@ -12,6 +12,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -279,52 +281,160 @@ async fn accept_loop(
     }
 }
 
-/// Serves one connection (plain or TLS) until it closes, the listener
-/// stops, or it has had no request in flight for `header_read_timeout`
-/// (counted from `opened` until its first request, whatever the protocol:
-/// hyper's own header timer starts only once HTTP/1 has been chosen, and
-/// HTTP/2 has none).
+/// What answers the requests of a connection: the proxy, or the forward
+/// proxy. `refused` is the framing watch's verdict on the request.
+pub(crate) trait Answer: Clone + Send + Sync + 'static {
+    fn answer(
+        self,
+        request: Request<Incoming>,
+        refused: bool,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static;
+}
+
+/// The proxy's requests, routed as they came in on `tag`.
+#[derive(Clone)]
+struct ProxyAnswer {
+    proxy: Arc<Proxy>,
+    tag: Tag,
+}
+
+impl Answer for ProxyAnswer {
+    async fn answer(self, request: Request<Incoming>, refused: bool) -> Response<ResponseBody> {
+        if refused {
+            self.proxy.refuse_ambiguous()
+        } else {
+            self.proxy.handle_from(request, self.tag.entry()).await
+        }
+    }
+}
+
+/// Serves one connection (plain or TLS) for `shared`'s proxy.
 async fn serve_connection<I>(
     io: I,
     shared: &Listener,
     opened: Instant,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let answer = ProxyAnswer {
+        proxy: shared.proxy.clone(),
+        tag: shared.tag.clone(),
+    };
+    serve_answering(
+        io,
+        &shared.settings,
+        &shared.builder,
+        answer,
+        Upgrades::Refused,
+        opened,
+        stopped,
+    )
+    .await;
+}
+
+/// Whether a connection may hand its socket over (a `CONNECT` answered
+/// 2xx): only the forward proxy's may.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Upgrades {
+    Refused,
+    Allowed,
+}
+
+/// The forward proxy's listener: HTTP/1.1 only (what proxy clients speak),
+/// with the proxy listener's limits.
+pub(crate) fn forward_proxy_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
+    builder(settings).http1_only()
+}
+
+/// Serves one connection until it closes, the listener stops, or it has
+/// had no request in flight for `header_read_timeout` (counted from
+/// `opened` until its first request, whatever the protocol: hyper's own
+/// header timer starts only once HTTP/1 has been chosen, and HTTP/2 has
+/// none), or a response has waited `write_timeout` for the client to take
+/// any of it. Every HTTP/1 request is followed by the framing watch.
+pub(crate) async fn serve_answering<I, A>(
+    io: I,
+    settings: &ServerSettings,
+    builder: &auto::Builder<TokioExecutor>,
+    answer: A,
+    upgrades: Upgrades,
+    opened: Instant,
+    stopped: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    A: Answer,
+{
     let verdicts = Verdicts::default();
-    let io = FramingWatch::new(io, verdicts.clone(), head_buffer(&shared.settings));
+    let io = FramingWatch::new(io, verdicts.clone(), head_buffer(settings));
     let activity = Arc::new(Activity::new(opened));
     // HTTP/1 requests on a connection are handled in order, so a count
     // names each one; HTTP/2 connections are never marked.
     let requests = Arc::new(AtomicU64::new(0));
-    let (proxy, tag, tracked) = (shared.proxy.clone(), shared.tag.clone(), activity.clone());
+    let tracked = activity.clone();
     let service = service_fn(move |request| {
-        let (proxy, tag) = (proxy.clone(), tag.clone());
+        let answer = answer.clone();
         let in_flight = tracked.begin();
         let refused = verdicts.is_refused(requests.fetch_add(1, Ordering::Relaxed));
+        let (verdicts, connect) = (verdicts.clone(), request.method() == http::Method::CONNECT);
         async move {
-            let response = if refused {
-                proxy.refuse_ambiguous()
-            } else {
-                proxy.handle_from(request, tag.entry()).await
-            };
+            let response = answer.answer(request, refused).await;
+            if connect && response.status().is_success() {
+                verdicts.tunnelled();
+            }
             Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
         }
     });
-    let connection = shared
-        .builder
-        .serve_connection(TokioIo::new(io), service)
-        .into_owned();
-    let mut connection = std::pin::pin!(connection);
-    let idle_limit = shared.settings.header_read_timeout;
+    let io = TokioIo::new(io);
+    match upgrades {
+        Upgrades::Refused => {
+            let connection = builder.serve_connection(io, service).into_owned();
+            watch_connection(
+                std::pin::pin!(connection),
+                |connection| connection.graceful_shutdown(),
+                &activity,
+                settings,
+                opened,
+                stopped,
+            )
+            .await;
+        }
+        Upgrades::Allowed => {
+            let connection = builder
+                .serve_connection_with_upgrades(io, service)
+                .into_owned();
+            watch_connection(
+                std::pin::pin!(connection),
+                |connection| connection.graceful_shutdown(),
+                &activity,
+                settings,
+                opened,
+                stopped,
+            )
+            .await;
+        }
+    }
+}
+
+/// Drives `connection` until it ends, closing it (`close`) when the
+/// listener stops or it stays idle, and dropping it when a client stalls
+/// a response or a close takes too long.
+async fn watch_connection<C: Future>(
+    mut connection: Pin<&mut C>,
+    close: impl Fn(Pin<&mut C>),
+    activity: &Activity,
+    settings: &ServerSettings,
+    opened: Instant,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let idle_limit = settings.header_read_timeout;
     let mut check_at = opened + idle_limit;
     // Set once the connection has been asked to close: past it, it is
     // dropped (which closes the socket).
     let mut close_by: Option<Instant> = None;
     // Whether `close_by` already includes the shutdown grace.
     let mut extended = false;
-    let write_limit = shared.settings.write_timeout;
+    let write_limit = settings.write_timeout;
     loop {
         tokio::select! {
             // A connection error (a reset, a malformed request answered by
@@ -332,8 +442,8 @@ async fn serve_connection<I>(
             _ = connection.as_mut() => return,
             changed = stopped.changed(), if close_by.is_none() => {
                 if changed.is_err() || *stopped.borrow() {
-                    connection.as_mut().graceful_shutdown();
-                    close_by = Some(Instant::now() + shared.settings.shutdown_grace);
+                    close(connection.as_mut());
+                    close_by = Some(Instant::now() + settings.shutdown_grace);
                     extended = true;
                 }
             }
@@ -348,7 +458,7 @@ async fn serve_connection<I>(
                         return;
                     }
                     extended = true;
-                    close_by = Some(now + shared.settings.shutdown_grace);
+                    close_by = Some(now + settings.shutdown_grace);
                     continue;
                 }
                 if activity.write_stalled_for(now) >= write_limit {
@@ -359,7 +469,7 @@ async fn serve_connection<I>(
                 match activity.idle_since() {
                     Some(since) if now >= since + idle_limit => {
                         // Nothing in flight: closing cuts nothing short.
-                        connection.as_mut().graceful_shutdown();
+                        close(connection.as_mut());
                         close_by = Some(now + CLOSE_GRACE);
                     }
                     Some(since) => check_at = since + idle_limit,

@@ -51,7 +51,7 @@ use crate::metrics::{ForwardHandling, ForwardProxyMetrics, ForwardRefusal};
 use crate::policy::{ForwardProxySettings, Others, Policy};
 use crate::proxy::{
     Answer, ConnectionSlots, Entry, InterceptServer, Proxy, ResponseBody, ServerHandle, Upgrades,
-    forward_proxy_builder, full_body, serve_answering,
+    canonical_host, forward_proxy_builder, full_body, serve_answering,
 };
 
 use access::Target;
@@ -378,12 +378,9 @@ impl Context {
         };
         // The client must mean the host it asked a tunnel to: an address
         // is not sent as SNI, a name always is.
-        let named = start
-            .client_hello()
-            .server_name()
-            .map(str::to_ascii_lowercase);
+        let named = start.client_hello().server_name().map(canonical_host);
         let matches = match (&named, target.ip()) {
-            (Some(name), _) => name.trim_end_matches('.') == target.host,
+            (Some(name), _) => *name == target.host,
             (None, Some(_)) => true,
             (None, None) => false,
         };

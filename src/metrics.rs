@@ -62,6 +62,7 @@ pub struct Metrics {
     rejections: IntCounterVec,
     request_duration: HistogramVec,
     upstream_duration: HistogramVec,
+    added_duration: HistogramVec,
     body_bytes: IntCounterVec,
     config_reloads: IntCounterVec,
     consent_decisions: IntCounterVec,
@@ -72,6 +73,8 @@ pub struct Metrics {
     pub vault: std::sync::Arc<VaultMetrics>,
     /// The forward proxy's handles.
     pub forward_proxy: std::sync::Arc<ForwardProxyMetrics>,
+    /// 1 while scrim serves (what `GET /readyz` answers 200 to).
+    pub ready: prometheus::IntGauge,
 }
 
 /// Why the forward proxy refused a request or a tunnel, for
@@ -390,8 +393,11 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str) -> HistogramVec {
+    // From 50 µs: what scrim adds to a request is a fraction of a
+    // millisecond, and a quantile is only as fine as the buckets around it.
     let buckets = vec![
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+        1.0, 2.5, 5.0, 10.0, 30.0,
     ];
     let vec = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["route"])
         .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
@@ -450,6 +456,11 @@ impl Metrics {
                 "scrim_upstream_duration_seconds",
                 "Time the upstream took to answer",
             ),
+            added_duration: histogram(
+                &registry,
+                "scrim_added_duration_seconds",
+                "Time scrim added to a forwarded request: from request to response headers, less the upstream's time",
+            ),
             body_bytes: counter(
                 &registry,
                 "scrim_body_bytes_total",
@@ -476,6 +487,17 @@ impl Metrics {
             ),
             vault: std::sync::Arc::new(VaultMetrics::new(&registry)),
             forward_proxy: std::sync::Arc::new(ForwardProxyMetrics::new(&registry)),
+            ready: {
+                let ready = prometheus::IntGauge::new(
+                    "scrim_ready",
+                    "1 while scrim serves requests (GET /readyz answers 200), 0 while it starts or stops",
+                )
+                .unwrap_or_else(|e| unreachable!("scrim_ready: {e}"));
+                registry
+                    .register(Box::new(ready.clone()))
+                    .unwrap_or_else(|e| unreachable!("scrim_ready: {e}"));
+                ready
+            },
             registry,
             inventory: Inventory::new(),
         }
@@ -532,6 +554,7 @@ impl Metrics {
                 .map(|r| self.rejections.with_label_values(&[name, r.as_str()])),
             request_duration: self.request_duration.with_label_values(&[name]),
             upstream_duration: self.upstream_duration.with_label_values(&[name]),
+            added_duration: self.added_duration.with_label_values(&[name]),
             bytes_in: self.body_bytes.with_label_values(&[name, "request_in"]),
             bytes_out: self.body_bytes.with_label_values(&[name, "request_out"]),
             bytes_response: self.body_bytes.with_label_values(&[name, "response"]),
@@ -642,6 +665,7 @@ pub struct RouteMetrics {
     rejections: [IntCounter; 12],
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
+    pub added_duration: Histogram,
     pub bytes_in: IntCounter,
     pub bytes_out: IntCounter,
     pub bytes_response: IntCounter,

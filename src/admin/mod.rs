@@ -118,6 +118,9 @@ fn respond(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> 
     };
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => {
+            // What `/readyz` would answer, read when scraped.
+            let ready = admin.ready.load(Ordering::Acquire);
+            admin.metrics.ready.set(i64::from(ready));
             let mut response = Response::new(Full::new(Bytes::from(admin.metrics.render())));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -129,6 +129,7 @@ pub(crate) async fn forward(
     request: Request<ClientBody>,
     upstream_path: String,
     report: &mut Report,
+    upstream_took: &mut Option<std::time::Duration>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let (parts, mut body) = request.into_parts();
     let mut lookups = match vault {
@@ -275,9 +276,9 @@ pub(crate) async fn forward(
             response
         }
     };
-    metrics
-        .upstream_duration
-        .observe(started.elapsed().as_secs_f64());
+    let took = started.elapsed();
+    metrics.upstream_duration.observe(took.as_secs_f64());
+    *upstream_took = Some(took);
     let mut response = response?;
     // hyper answers 100 Continue itself and passes no other interim
     // response but 101, an upgrade: never asked for through scrim, which

@@ -293,6 +293,8 @@ impl Proxy {
         // costs the upstream nothing, and a stripped one is rewritten with
         // the stripped rules from its first byte.
         let mut report = Report::default();
+        // How long the upstream took, once it answered.
+        let mut upstream_took = None;
         let mut blocked_by = None;
         let mut decided = None;
         let timing = forward::Timing {
@@ -334,6 +336,7 @@ impl Proxy {
                     request,
                     upstream_path,
                     &mut report,
+                    &mut upstream_took,
                 )
                 .await;
                 metrics.report(rules, &report);
@@ -373,6 +376,12 @@ impl Proxy {
         drop(reserved);
         let elapsed = started.elapsed();
         metrics.request_duration.observe(elapsed.as_secs_f64());
+        if outcome == RequestOutcome::Forwarded
+            && let Some(took) = upstream_took
+        {
+            let added = elapsed.saturating_sub(took);
+            metrics.added_duration.observe(added.as_secs_f64());
+        }
         tracing::info!(
             target: "scrim::access",
             route = route.name.as_str(),

@@ -59,6 +59,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     rewrites: IntCounterVec,
     invalid_values: IntCounterVec,
+    invalid_by_rule: IntCounterVec,
     rejections: IntCounterVec,
     request_duration: HistogramVec,
     upstream_duration: HistogramVec,
@@ -440,6 +441,12 @@ impl Metrics {
                 "Values a rule could not handle (then dropped, redacted or rejected), by route and action",
                 &["route", "action"],
             ),
+            invalid_by_rule: counter(
+                &registry,
+                "scrim_invalid_values_by_rule_total",
+                "Values a rule could not handle, by route and rule (its selector as configured)",
+                &["route", "rule"],
+            ),
             rejections: counter(
                 &registry,
                 "scrim_rejections_total",
@@ -549,6 +556,16 @@ impl Metrics {
                 .map(|o| self.requests.with_label_values(&[name, o.as_str()])),
             rewrites: by_kind(&self.rewrites),
             invalid: by_kind(&self.invalid_values),
+            invalid_by_rule: rule_sets
+                .iter()
+                .flat_map(|rules| &rules.rules)
+                .map(|rule| {
+                    let counter = self
+                        .invalid_by_rule
+                        .with_label_values(&[name, rule.selector.as_str()]);
+                    (rule.selector.clone(), counter)
+                })
+                .collect(),
             unlisted: self.rewrites.with_label_values(&[name, "unlisted_drop"]),
             rejections: RejectReason::ALL
                 .map(|r| self.rejections.with_label_values(&[name, r.as_str()])),
@@ -661,6 +678,8 @@ pub struct RouteMetrics {
     rewrites: Vec<Option<IntCounter>>,
     /// By action kind.
     invalid: Vec<Option<IntCounter>>,
+    /// By the rule's selector (a configuration's selectors, each once).
+    invalid_by_rule: std::collections::HashMap<String, IntCounter>,
     unlisted: IntCounter,
     rejections: [IntCounter; 12],
     pub request_duration: Histogram,
@@ -704,6 +723,15 @@ impl RouteMetrics {
                 {
                     counter.inc_by(*n);
                 }
+            }
+        }
+        // Looked up only when a value was invalid: rare, and a platform's
+        // change of shape is then named down to the rule.
+        for (rule, n) in rules.rules.iter().zip(&report.invalid) {
+            if *n > 0
+                && let Some(counter) = self.invalid_by_rule.get(&rule.selector)
+            {
+                counter.inc_by(*n);
             }
         }
         if report.unlisted_dropped > 0 {

@@ -293,6 +293,25 @@ scrape_configs:
     )
     .await;
 
+    // Prometheus saw every outcome the traffic made.
+    for seen in [
+        r#"scrim_requests_total{route="meta",outcome="forwarded"}"#,
+        r#"scrim_requests_total{route="meta",outcome="blocked"}"#,
+        r#"scrim_requests_total{route="dead",outcome="upstream_error"}"#,
+        r#"scrim_rejections_total{route="meta",reason="invalid_body"}"#,
+        r#"scrim_rejections_total{route="meta",reason="body_too_large"}"#,
+        r#"scrim_rejections_total{route="meta",reason="unsupported_media_type"}"#,
+        r#"scrim_rewrites_total{route="meta",action="hash"}"#,
+        r#"scrim_invalid_values_by_rule_total{route="meta",rule="$.data[*].user_data.ph"}"#,
+        r#"scrim_detections_total{route="meta",detector="email"}"#,
+        r#"scrim_consent_decisions_total{route="meta",decision="block"}"#,
+        r#"scrim_config_reloads_total{result="ok"}"#,
+        r#"scrim_added_duration_seconds_count{route="meta"}"#,
+    ] {
+        let result = query(&prometheus, &format!("{seen} > 0")).await;
+        assert!(!result.is_empty(), "Prometheus did not see {seen} above 0");
+    }
+
     // The dashboard: every panel's every query returns data, grouped by
     // labels the series have (a misspelt metric returns nothing; a
     // misspelt label in a matcher matches nothing, in a grouping leaves

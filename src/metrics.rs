@@ -66,6 +66,8 @@ pub struct Metrics {
     added_duration: HistogramVec,
     body_bytes: IntCounterVec,
     config_reloads: IntCounterVec,
+    /// 1 unless the last reload failed (the file is then not what runs).
+    config_reload_successful: prometheus::IntGauge,
     consent_decisions: IntCounterVec,
     detections: IntCounterVec,
     /// What leaves, per route and field path (`GET /inventory`).
@@ -177,14 +179,11 @@ impl ForwardProxyMetrics {
             "Requests and tunnels the forward proxy refused, by reason",
             &["reason"],
         );
-        let cached = prometheus::IntGauge::new(
+        let cached = gauge(
+            registry,
             "scrim_forward_proxy_certificates_cached",
             "Certificates minted for intercepted hosts and kept for reuse",
-        )
-        .unwrap_or_else(|e| unreachable!("scrim_forward_proxy_certificates_cached: {e}"));
-        registry
-            .register(Box::new(cached.clone()))
-            .unwrap_or_else(|e| unreachable!("scrim_forward_proxy_certificates_cached: {e}"));
+        );
         ForwardProxyMetrics {
             handled: [
                 ("connect", "intercepted"),
@@ -393,6 +392,15 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
     vec
 }
 
+fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::IntGauge {
+    let gauge = prometheus::IntGauge::new(name, help)
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    registry
+        .register(Box::new(gauge.clone()))
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    gauge
+}
+
 fn histogram(registry: &Registry, name: &str, help: &str) -> HistogramVec {
     // From 50 µs: what scrim adds to a request is a fraction of a
     // millisecond, and a quantile is only as fine as the buckets around it.
@@ -474,12 +482,28 @@ impl Metrics {
                 "Body bytes, by route and direction (request_in, request_out, response)",
                 &["route", "direction"],
             ),
-            config_reloads: counter(
-                &registry,
-                "scrim_config_reloads_total",
-                "Configuration reloads, by result",
-                &["result"],
-            ),
+            config_reloads: {
+                let reloads = counter(
+                    &registry,
+                    "scrim_config_reloads_total",
+                    "Configuration reloads, by result",
+                    &["result"],
+                );
+                // Both at 0 from the start: a first failure is an increase.
+                for result in ["ok", "error"] {
+                    reloads.with_label_values(&[result]);
+                }
+                reloads
+            },
+            config_reload_successful: {
+                let successful = gauge(
+                    &registry,
+                    "scrim_config_last_reload_successful",
+                    "1 unless the last configuration reload failed (then the file is not the configuration that runs)",
+                );
+                successful.set(1);
+                successful
+            },
             consent_decisions: counter(
                 &registry,
                 "scrim_consent_decisions_total",
@@ -494,17 +518,11 @@ impl Metrics {
             ),
             vault: std::sync::Arc::new(VaultMetrics::new(&registry)),
             forward_proxy: std::sync::Arc::new(ForwardProxyMetrics::new(&registry)),
-            ready: {
-                let ready = prometheus::IntGauge::new(
-                    "scrim_ready",
-                    "1 while scrim serves requests (GET /readyz answers 200), 0 while it starts or stops",
-                )
-                .unwrap_or_else(|e| unreachable!("scrim_ready: {e}"));
-                registry
-                    .register(Box::new(ready.clone()))
-                    .unwrap_or_else(|e| unreachable!("scrim_ready: {e}"));
-                ready
-            },
+            ready: gauge(
+                &registry,
+                "scrim_ready",
+                "1 while scrim serves requests (GET /readyz answers 200), 0 while it starts or stops",
+            ),
             registry,
             inventory: Inventory::new(),
         }
@@ -602,6 +620,7 @@ impl Metrics {
         self.config_reloads
             .with_label_values(&[if ok { "ok" } else { "error" }])
             .inc();
+        self.config_reload_successful.set(i64::from(ok));
     }
 
     /// The Prometheus text exposition.
@@ -748,6 +767,38 @@ impl RouteMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A first failed reload is an increase of a series that was there,
+    /// and the gauge says so until a reload succeeds.
+    #[test]
+    fn reload_results_are_exported_from_the_start() {
+        let metrics = Metrics::new();
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains("scrim_config_reloads_total{result=\"error\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scrim_config_last_reload_successful 1"),
+            "{text}"
+        );
+        metrics.reload(false);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains("scrim_config_reloads_total{result=\"error\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scrim_config_last_reload_successful 0"),
+            "{text}"
+        );
+        metrics.reload(true);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains("scrim_config_last_reload_successful 1"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn families_are_exported_with_fixed_labels() {

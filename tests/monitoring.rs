@@ -306,6 +306,7 @@ scrape_configs:
         r#"scrim_detections_total{route="meta",detector="email"}"#,
         r#"scrim_consent_decisions_total{route="meta",decision="block"}"#,
         r#"scrim_config_reloads_total{result="ok"}"#,
+        "scrim_config_last_reload_successful",
         r#"scrim_added_duration_seconds_count{route="meta"}"#,
     ] {
         let result = query(&prometheus, &format!("{seen} > 0")).await;
@@ -534,14 +535,18 @@ fn the_kubernetes_manifests_run_scrim_as_a_native_sidecar_with_a_configuration_t
     let volume = &pod["spec"]["volumes"][0];
     assert_eq!(volume["configMap"]["name"], config_map["metadata"]["name"]);
     assert_eq!(scrim["volumeMounts"][0]["name"], volume["name"]);
-    assert_eq!(pod["metadata"]["annotations"]["prometheus.io/port"], "9090");
-    let service = of_kind("Service");
-    assert_eq!(
-        service["spec"]["ports"][0]["targetPort"],
-        scrim["ports"][0]["name"]
+    // Scraped once, through the Service, at the port scrim listens on.
+    assert!(
+        pod["metadata"]["annotations"].is_null(),
+        "the pods are not annotated too"
     );
+    let service = of_kind("Service");
+    let port = &scrim["ports"][0]["containerPort"];
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], *port);
+    let annotations = &service["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
     assert_eq!(
-        service["metadata"]["annotations"]["prometheus.io/scrape"],
-        "true"
+        annotations["prometheus.io/port"].as_str(),
+        Some(port.to_string().as_str())
     );
 }

@@ -240,8 +240,9 @@ pub(crate) async fn forward(
         pipeline.buffer(&mut body).await?
     };
 
-    let started = Instant::now();
-    let response = match buffered {
+    // The upstream's time starts when the request is handed to it, after
+    // scrim's own work on it (the rewrite, the vault's answers).
+    let (response, started) = match buffered {
         Some(mut pieces) => {
             if pipeline.rewriter.is_some() {
                 let (rest, body_report) = pipeline.finish().await?;
@@ -258,7 +259,11 @@ pub(crate) async fn forward(
             let request = upstream
                 .body(buffered_body(pieces, length))
                 .map_err(|_| ProxyError::bad_request("the request cannot be forwarded"))?;
-            answer(timing.response_timeout, client.send(request)).await
+            let started = Instant::now();
+            (
+                answer(timing.response_timeout, client.send(request)).await,
+                started,
+            )
         }
         None => {
             let (sender, channel) =
@@ -267,13 +272,16 @@ pub(crate) async fn forward(
                 .body(channel.boxed())
                 .map_err(|_| ProxyError::bad_request("the request cannot be forwarded"))?;
             let first = pipeline.drain().await?;
+            // Past here the rewrite overlaps the upstream's time: what
+            // scrim adds to a streamed body counts only until now.
+            let started = Instant::now();
             let (fed, response) =
                 send_streaming(client, request, &mut pipeline, &mut body, sender, first).await;
             metrics.bytes_in.inc_by(pipeline.read);
             metrics.bytes_out.inc_by(pipeline.sent);
             let body_report = fed?;
             report.absorb(body_report);
-            response
+            (response, started)
         }
     };
     let took = started.elapsed();

@@ -30,31 +30,32 @@ fn tool(name: &str) -> PathBuf {
     })
 }
 
+/// Runs `command`; its standard output, or the test fails with all it
+/// printed.
+fn succeeds(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 #[test]
 fn promtool_checks_the_rules_and_each_alert_fires_and_stays_quiet_in_its_unit_tests() {
     let promtool = tool("promtool");
     let rules = repository("config/prometheus");
-    let check = Command::new(&promtool)
-        .args(["check", "rules", "scrim-rules.yaml"])
-        .current_dir(&rules)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
+    succeeds(
+        Command::new(&promtool)
+            .args(["check", "rules", "scrim-rules.yaml"])
+            .current_dir(&rules),
     );
-    let test = Command::new(&promtool)
-        .args(["test", "rules", "scrim-rules.test.yaml"])
-        .current_dir(&rules)
-        .output()
-        .unwrap();
-    assert!(
-        test.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&test.stdout),
-        String::from_utf8_lossy(&test.stderr)
+    succeeds(
+        Command::new(&promtool)
+            .args(["test", "rules", "scrim-rules.test.yaml"])
+            .current_dir(&rules),
     );
     // Every alert has a case where it fires and one where it does not.
     let rules_text = std::fs::read_to_string(rules.join("scrim-rules.yaml")).unwrap();
@@ -413,18 +414,12 @@ fn scrim_check(yaml: &str, name: &str) -> String {
     let dir = TempDir::new(name);
     let path = dir.file("scrim.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_scrim"))
-        .args(["check", "--config", &path])
-        .env("SCRIM_PSEUDONYM_KEY", support::KEY)
-        .env("SCRIM_ADMIN_TOKEN", ADMIN_TOKEN)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{name}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    succeeds(
+        Command::new(env!("CARGO_BIN_EXE_scrim"))
+            .args(["check", "--config", &path])
+            .env("SCRIM_PSEUDONYM_KEY", support::KEY)
+            .env("SCRIM_ADMIN_TOKEN", ADMIN_TOKEN),
+    )
 }
 
 fn yaml_file(path: &str) -> serde_json::Value {
@@ -479,16 +474,7 @@ fn the_compose_file_mounts_files_that_exist_and_a_configuration_that_passes_chec
     }
     let dir = TempDir::new("compose-prometheus");
     std::fs::write(dir.file("prometheus.yml"), local).unwrap();
-    let check = Command::new(tool("promtool"))
-        .args(["check", "config", &dir.file("prometheus.yml")])
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    succeeds(Command::new(tool("promtool")).args(["check", "config", &dir.file("prometheus.yml")]));
     // Grafana loads the dashboard from where it is mounted.
     let provider: serde_json::Value = serde_saphyr::from_str(
         &std::fs::read_to_string(&mounted["/etc/grafana/provisioning/dashboards/scrim.yaml"])

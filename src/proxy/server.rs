@@ -386,94 +386,99 @@ pub(crate) async fn serve_answering<I, A>(
         }
     });
     let io = TokioIo::new(io);
+    let watch = Watch {
+        activity: &activity,
+        settings,
+        opened,
+        stopped,
+    };
+    // Two connection types, one watch.
     match upgrades {
         Upgrades::Refused => {
             let connection = builder.serve_connection(io, service).into_owned();
-            watch_connection(
-                std::pin::pin!(connection),
-                |connection| connection.graceful_shutdown(),
-                &activity,
-                settings,
-                opened,
-                stopped,
-            )
-            .await;
+            watch
+                .drive(std::pin::pin!(connection), |c| c.graceful_shutdown())
+                .await;
         }
         Upgrades::Allowed => {
-            let connection = builder
-                .serve_connection_with_upgrades(io, service)
-                .into_owned();
-            watch_connection(
-                std::pin::pin!(connection),
-                |connection| connection.graceful_shutdown(),
-                &activity,
-                settings,
-                opened,
-                stopped,
-            )
-            .await;
+            let connection = builder.serve_connection_with_upgrades(io, service);
+            watch
+                .drive(std::pin::pin!(connection.into_owned()), |c| {
+                    c.graceful_shutdown()
+                })
+                .await;
         }
     }
 }
 
-/// Drives `connection` until it ends, closing it (`close`) when the
-/// listener stops or it stays idle, and dropping it when a client stalls
-/// a response or a close takes too long.
-async fn watch_connection<C: Future>(
-    mut connection: Pin<&mut C>,
-    close: impl Fn(Pin<&mut C>),
-    activity: &Activity,
-    settings: &ServerSettings,
+/// What a connection's watch reads: its activity, the listener's settings,
+/// when it opened, and the listener's stop.
+struct Watch<'a> {
+    activity: &'a Activity,
+    settings: &'a ServerSettings,
     opened: Instant,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let idle_limit = settings.header_read_timeout;
-    let mut check_at = opened + idle_limit;
-    // Set once the connection has been asked to close: past it, it is
-    // dropped (which closes the socket).
-    let mut close_by: Option<Instant> = None;
-    // Whether `close_by` already includes the shutdown grace.
-    let mut extended = false;
-    let write_limit = settings.write_timeout;
-    loop {
-        tokio::select! {
-            // A connection error (a reset, a malformed request answered by
-            // hyper) concerns that connection only.
-            _ = connection.as_mut() => return,
-            changed = stopped.changed(), if close_by.is_none() => {
-                if changed.is_err() || *stopped.borrow() {
-                    close(connection.as_mut());
-                    close_by = Some(Instant::now() + settings.shutdown_grace);
-                    extended = true;
+    stopped: watch::Receiver<bool>,
+}
+
+impl Watch<'_> {
+    /// Drives `connection` until it ends, closing it (`close`) when the
+    /// listener stops or it stays idle, and dropping it when a client
+    /// stalls a response or a close takes too long.
+    async fn drive<C: Future>(self, mut connection: Pin<&mut C>, close: impl Fn(Pin<&mut C>)) {
+        let Watch {
+            activity,
+            settings,
+            opened,
+            mut stopped,
+        } = self;
+        let idle_limit = settings.header_read_timeout;
+        let mut check_at = opened + idle_limit;
+        // Set once the connection has been asked to close: past it, it is
+        // dropped (which closes the socket).
+        let mut close_by: Option<Instant> = None;
+        // Whether `close_by` already includes the shutdown grace.
+        let mut extended = false;
+        let write_limit = settings.write_timeout;
+        loop {
+            tokio::select! {
+                // A connection error (a reset, a malformed request answered by
+                // hyper) concerns that connection only.
+                _ = connection.as_mut() => return,
+                changed = stopped.changed(), if close_by.is_none() => {
+                    if changed.is_err() || *stopped.borrow() {
+                        close(connection.as_mut());
+                        close_by = Some(Instant::now() + settings.shutdown_grace);
+                        extended = true;
+                    }
                 }
-            }
-            _ = tokio::time::sleep_until(close_by.unwrap_or(check_at)) => {
-                let now = Instant::now();
-                if let Some(at) = close_by
-                    && now >= at
-                {
-                    // A stream opened before the client saw an idle close
-                    // gets the shutdown grace to finish, once.
-                    if activity.idle_since().is_some() || extended {
+                _ = tokio::time::sleep_until(close_by.unwrap_or(check_at)) => {
+                    let now = Instant::now();
+                    if let Some(at) = close_by
+                        && now >= at
+                    {
+                        // A stream opened before the client saw an idle close
+                        // gets the shutdown grace to finish, once.
+                        if activity.idle_since().is_some() || extended {
+                            return;
+                        }
+                        extended = true;
+                        close_by = Some(now + settings.shutdown_grace);
+                        continue;
+                    }
+                    if activity.write_stalled_for(now) >= write_limit {
+                        // A client that reads none of its response: nothing
+                        // else would end this connection.
                         return;
                     }
-                    extended = true;
-                    close_by = Some(now + settings.shutdown_grace);
-                    continue;
-                }
-                if activity.write_stalled_for(now) >= write_limit {
-                    // A client that reads none of its response: nothing
-                    // else would end this connection.
-                    return;
-                }
-                match activity.idle_since() {
-                    Some(since) if now >= since + idle_limit => {
-                        // Nothing in flight: closing cuts nothing short.
-                        close(connection.as_mut());
-                        close_by = Some(now + CLOSE_GRACE);
+                    match activity.idle_since() {
+                        Some(since) if now >= since + idle_limit => {
+                            // Nothing in flight: closing cuts nothing short.
+                            close(connection.as_mut());
+                            close_by = Some(now + CLOSE_GRACE);
+                        }
+                        Some(since) => check_at = since + idle_limit,
+                        None => check_at = now + idle_limit.min(write_limit),
                     }
-                    Some(since) => check_at = since + idle_limit,
-                    None => check_at = now + idle_limit.min(write_limit),
                 }
             }
         }

@@ -1,0 +1,242 @@
+//! Hashing bodies near the cost of SHA-256 itself (issue 17): Meta CAPI
+//! events as NDJSON, one event per line, shaped like a real export (`em`
+//! and `ph` as arrays, names with accents, long user agents and URLs), 11
+//! `user_data` fields hashed after trim and lowercase. In one criterion
+//! group, so that the ratios come from one run:
+//!
+//! - `scrim/hash`: `BodyRewriter` for NDJSON, as `scrim rewrite` uses it,
+//!   64 KiB chunks;
+//! - `serde_tree/hash`: the obvious program doing the same job with
+//!   serde_json: each line parsed to a `Value`, the same values trimmed,
+//!   lowercased and replaced with their SHA-256 hex, written back;
+//! - the floor, in two rows that add up: `scrim/passthrough` (the same
+//!   rewriter with no rule matching: reading and writing the bytes) and
+//!   `floor/hash_only` (trim + lowercase + SHA-256 + hex of exactly the
+//!   values the rules select, already extracted, into a reused buffer).
+//!
+//! `cargo bench --bench ndjson` (EVENTS=200000 for the full 160 MB file;
+//! the default, 20,000 events, keeps a criterion run short).
+
+use std::hint::black_box;
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
+use scrim::rewrite::{BodyKind, BodyRewriter, Sink};
+use scrim::transform::{Action, Encoding, Normalizer};
+use sha2::{Digest, Sha256};
+
+const FIELDS: [&str; 11] = [
+    "em",
+    "ph",
+    "fn",
+    "ln",
+    "db",
+    "ge",
+    "ct",
+    "st",
+    "zp",
+    "country",
+    "external_id",
+];
+
+const FIRST: [&str; 8] = [
+    "Zoë", "José", "Ana", "Björn", "Chloé", "Øyvind", "Renée", "Mikołaj",
+];
+const LAST: [&str; 6] = ["O'Brien", "Müller", "García", "Nuñez", "Dvořák", "Smith"];
+const CITIES: [&str; 5] = ["Menlo Park", "São Paulo", "Zürich", "Kraków", "Montréal"];
+const AGENTS: [&str; 3] = [
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:127.0) Gecko/20100101 Firefox/127.0",
+];
+
+fn event(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "event_name": "Purchase",
+        "event_time": 1764400000 + i,
+        "event_id": format!("order-{i:07}"),
+        "action_source": "website",
+        "event_source_url": format!("https://bakery.example/checkout/confirm/{i}?utm_source=newsletter&utm_medium=email&utm_campaign=winter-{}", i % 97),
+        "user_data": {
+            "em": [format!("  {}.{i}@Example.com ", FIRST[i % FIRST.len()]), format!("Orders+{i}@Bakery.Example")],
+            "ph": [format!("+1 (650) 555-{:04}", i % 10000), format!("+44 20 7946 {:04}", (i * 7) % 10000)],
+            "fn": FIRST[i % FIRST.len()],
+            "ln": format!("{}-{i}", LAST[i % LAST.len()]),
+            "db": "19900213",
+            "ge": "F",
+            "ct": CITIES[i % CITIES.len()],
+            "st": "CA",
+            "zp": "94025",
+            "country": "US",
+            "external_id": format!("Cust-{i:08}"),
+            "client_ip_address": format!("203.0.{}.{}", i % 250, i % 200),
+            "client_user_agent": AGENTS[i % AGENTS.len()],
+            "fbc": format!("fb.1.1554763741205.AbCdEfGhIjKlMnOpQrStUvWxYz{i}"),
+            "fbp": format!("fb.1.1558571054389.{}", 1098115397 + i)
+        },
+        "custom_data": {
+            "currency": "usd",
+            "value": 12.5 + (i % 40) as f64,
+            "content_ids": [format!("sku-{:05}", i % 3000), format!("sku-{:05}", (i * 13) % 3000)],
+            "content_type": "product"
+        }
+    })
+}
+
+fn ndjson(events: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    for i in 0..events {
+        serde_json::to_writer(&mut body, &event(i)).unwrap();
+        body.push(b'\n');
+    }
+    body
+}
+
+fn rules(selectors: impl Iterator<Item = String>) -> Rules {
+    Rules::build(
+        selectors.map(|selector| {
+            let action = Action::Hash {
+                normalizer: Normalizer::Lowercase,
+                encoding: Encoding::Hex,
+            };
+            (selector, action, OnInvalid::Drop)
+        }),
+        Unlisted::Keep,
+        Limits::default(),
+    )
+    .unwrap()
+}
+
+/// Counts output bytes, as a socket or a file would take them.
+struct CountSink(usize);
+
+impl Sink for CountSink {
+    fn write(&mut self, bytes: Bytes) {
+        self.0 += bytes.len();
+    }
+}
+
+fn scrim(rules: &Rules, body: &Bytes) -> usize {
+    let kind = BodyKind::for_route("application/x-ndjson", rules).unwrap();
+    let mut rewriter = BodyRewriter::new(kind, rules, CountSink(0), false);
+    let mut at = 0;
+    while at < body.len() {
+        let end = (at + 64 * 1024).min(body.len());
+        rewriter.write(body.slice(at..end)).unwrap();
+        at = end;
+    }
+    rewriter.finish().unwrap().0.0
+}
+
+fn hex_digest(normalized: &str, out: &mut String) {
+    let digest = Sha256::digest(normalized.as_bytes());
+    for byte in digest {
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+    }
+}
+
+fn hashed(value: &str) -> serde_json::Value {
+    let mut out = String::with_capacity(64);
+    hex_digest(&value.trim().to_lowercase(), &mut out);
+    serde_json::Value::String(out)
+}
+
+/// The serde_json program: each line to a `Value`, the fields hashed,
+/// written back.
+fn serde_tree(body: &[u8]) -> usize {
+    let mut out = Vec::with_capacity(body.len());
+    for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let mut event: serde_json::Value = serde_json::from_slice(line).unwrap();
+        let user_data = &mut event["user_data"];
+        for field in FIELDS {
+            match &mut user_data[field] {
+                serde_json::Value::String(text) => {
+                    let replaced = hashed(text);
+                    user_data[field] = replaced;
+                }
+                serde_json::Value::Array(items) => {
+                    for item in items {
+                        if let serde_json::Value::String(text) = item {
+                            *item = hashed(text);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        serde_json::to_writer(&mut out, &event).unwrap();
+        out.push(b'\n');
+    }
+    out.len()
+}
+
+/// Every value the rules select, in order.
+fn selected_values(body: &[u8]) -> Vec<String> {
+    let mut values = Vec::new();
+    for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let event: serde_json::Value = serde_json::from_slice(line).unwrap();
+        for field in FIELDS {
+            match &event["user_data"][field] {
+                serde_json::Value::String(text) => values.push(text.clone()),
+                serde_json::Value::Array(items) => values.extend(
+                    items
+                        .iter()
+                        .filter_map(|item| item.as_str().map(str::to_owned)),
+                ),
+                _ => {}
+            }
+        }
+    }
+    values
+}
+
+/// The floor's hashing half: normalize, SHA-256 and hex each selected
+/// value, with no allocation per value.
+fn hash_only(values: &[String]) -> usize {
+    let (mut normalized, mut hex) = (String::new(), String::with_capacity(64));
+    let mut total = 0;
+    for value in values {
+        normalized.clear();
+        for c in value.trim().chars() {
+            normalized.extend(c.to_lowercase());
+        }
+        hex.clear();
+        hex_digest(&normalized, &mut hex);
+        total += hex.len();
+    }
+    total
+}
+
+fn bench(c: &mut Criterion) {
+    let events: usize = std::env::var("EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let body = Bytes::from(ndjson(events));
+    let values = selected_values(&body);
+    eprintln!(
+        "CAPI NDJSON: {events} events, {} bytes, {} values hashed",
+        body.len(),
+        values.len()
+    );
+    let hashing = rules(FIELDS.iter().map(|field| format!("$.user_data.{field}")));
+    let nothing = rules(std::iter::once("$.user_data.nothing".to_owned()));
+    // The three programs agree on what they write.
+    assert_eq!(scrim(&hashing, &body), serde_tree(&body));
+
+    let mut group = c.benchmark_group("capi_ndjson");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.sample_size(10);
+    group.bench_function("scrim/hash", |b| b.iter(|| scrim(&hashing, black_box(&body))));
+    group.bench_function("serde_tree/hash", |b| b.iter(|| serde_tree(black_box(&body))));
+    group.bench_function("scrim/passthrough", |b| {
+        b.iter(|| scrim(&nothing, black_box(&body)))
+    });
+    group.bench_function("floor/hash_only", |b| b.iter(|| hash_only(black_box(&values))));
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

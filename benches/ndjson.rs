@@ -229,12 +229,18 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("capi_ndjson");
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.sample_size(10);
-    group.bench_function("scrim/hash", |b| b.iter(|| scrim(&hashing, black_box(&body))));
-    group.bench_function("serde_tree/hash", |b| b.iter(|| serde_tree(black_box(&body))));
+    group.bench_function("scrim/hash", |b| {
+        b.iter(|| scrim(&hashing, black_box(&body)))
+    });
+    group.bench_function("serde_tree/hash", |b| {
+        b.iter(|| serde_tree(black_box(&body)))
+    });
     group.bench_function("scrim/passthrough", |b| {
         b.iter(|| scrim(&nothing, black_box(&body)))
     });
-    group.bench_function("floor/hash_only", |b| b.iter(|| hash_only(black_box(&values))));
+    group.bench_function("floor/hash_only", |b| {
+        b.iter(|| hash_only(black_box(&values)))
+    });
     group.finish();
 }
 

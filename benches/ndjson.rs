@@ -199,8 +199,15 @@ fn hash_only(values: &[String]) -> usize {
     let mut total = 0;
     for value in values {
         normalized.clear();
-        for c in value.trim().chars() {
-            normalized.extend(c.to_lowercase());
+        let trimmed = value.trim();
+        // ASCII, nearly every value, lowercases byte by byte.
+        if trimmed.is_ascii() {
+            normalized.push_str(trimmed);
+            normalized.make_ascii_lowercase();
+        } else {
+            for c in trimmed.chars() {
+                normalized.extend(c.to_lowercase());
+            }
         }
         hex.clear();
         hex_digest(&normalized, &mut hex);

@@ -181,33 +181,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     }
 }
 
-/// Headers of one connection, never passed on (RFC 9110 7.6.1), and the
-/// proxy's own.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "upgrade",
-];
-
+/// The connection's headers (`crate::proxy`'s list), and a
+/// `Proxy-Authenticate` meant for scrim, not the app.
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    let named: Vec<http::HeaderName> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| name.trim().parse().ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
+    crate::proxy::strip_hop_by_hop(headers);
+    headers.remove(http::header::PROXY_AUTHENTICATE);
 }
 
 /// Why a plain request could not be passed.

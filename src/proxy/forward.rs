@@ -539,6 +539,12 @@ fn response_headers(route: &Route, headers: &mut HeaderMap) {
     if headers.contains_key(header::TRANSFER_ENCODING) {
         headers.remove(header::CONTENT_LENGTH);
     }
+    strip_hop_by_hop(headers);
+}
+
+/// Removes the headers that describe one connection: those its
+/// `Connection` lists, and the hop-by-hop ones (`Host` stays).
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in connection_listed(headers) {
         headers.remove(name);
     }

@@ -55,6 +55,7 @@ pub mod fuzzing {
     pub use super::decode::{STEP as DECODE_STEP, decode_in_pieces};
     pub use super::framing::{Followed, follow as follow_framing};
 }
+pub(crate) use forward::strip_hop_by_hop;
 pub(crate) use server::{
     Answer, InterceptServer, Upgrades, forward_proxy_builder, serve_answering,
 };

@@ -376,10 +376,14 @@ pub(crate) async fn serve_answering<I, A>(
         let answer = answer.clone();
         let in_flight = tracked.begin();
         let refused = verdicts.is_refused(requests.fetch_add(1, Ordering::Relaxed));
-        let (verdicts, connect) = (verdicts.clone(), request.method() == http::Method::CONNECT);
+        // Only a connection that may become a tunnel tells the watch so.
+        let tunnel = (upgrades == Upgrades::Allowed && request.method() == http::Method::CONNECT)
+            .then(|| verdicts.clone());
         async move {
             let response = answer.answer(request, refused).await;
-            if connect && response.status().is_success() {
+            if let Some(verdicts) = tunnel
+                && response.status().is_success()
+            {
                 verdicts.tunnelled();
             }
             Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))

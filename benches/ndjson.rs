@@ -22,9 +22,12 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
-use scrim::rewrite::{BodyKind, BodyRewriter, Sink};
+use scrim::rewrite::{BodyKind, BodyRewriter};
 use scrim::transform::{Action, Encoding, Normalizer};
 use sha2::{Digest, Sha256};
+
+mod support;
+use support::{CountSink, chunks};
 
 const FIELDS: [&str; 11] = [
     "em",
@@ -108,23 +111,11 @@ fn rules(selectors: impl Iterator<Item = String>) -> Rules {
     .unwrap()
 }
 
-/// Counts output bytes, as a socket or a file would take them.
-struct CountSink(usize);
-
-impl Sink for CountSink {
-    fn write(&mut self, bytes: Bytes) {
-        self.0 += bytes.len();
-    }
-}
-
 fn scrim(rules: &Rules, body: &Bytes) -> usize {
     let kind = BodyKind::for_route("application/x-ndjson", rules).unwrap();
     let mut rewriter = BodyRewriter::new(kind, rules, CountSink(0), false);
-    let mut at = 0;
-    while at < body.len() {
-        let end = (at + 64 * 1024).min(body.len());
-        rewriter.write(body.slice(at..end)).unwrap();
-        at = end;
+    for chunk in chunks(body, 64 * 1024) {
+        rewriter.write(chunk).unwrap();
     }
     rewriter.finish().unwrap().0.0
 }

@@ -19,11 +19,13 @@ use std::hint::black_box;
 #[path = "../tests/common/bodies.rs"]
 mod bodies;
 use bodies::tiny_objects;
+mod support;
+use support::{CountSink, chunks};
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
-use scrim::rewrite::{BodyKind, BodyRewriter, Framing, JsonRewriter, Sink, tree};
+use scrim::rewrite::{BodyKind, BodyRewriter, Framing, JsonRewriter, tree};
 use scrim::transform::{Action, Encoding, Normalizer, PhoneOptions};
 use sha2::{Digest, Sha256};
 
@@ -144,22 +146,10 @@ fn field_rules(prefix: &str, normalized: bool, action: impl Fn(Normalizer) -> Ac
     }))
 }
 
-/// Counts output bytes, as a socket would take them, without copying.
-struct CountSink(usize);
-
-impl Sink for CountSink {
-    fn write(&mut self, bytes: Bytes) {
-        self.0 += bytes.len();
-    }
-}
-
 fn stream(rules: &Rules, body: &Bytes) -> usize {
     let mut rewriter = JsonRewriter::new(rules, Framing::Single, CountSink(0));
-    let mut at = 0;
-    while at < body.len() {
-        let end = (at + 64 * 1024).min(body.len());
-        rewriter.write(body.slice(at..end)).unwrap();
-        at = end;
+    for chunk in chunks(body, 64 * 1024) {
+        rewriter.write(chunk).unwrap();
     }
     rewriter.finish().unwrap().0.0
 }
@@ -268,10 +258,7 @@ fn body_rewriter(rules: &Rules, pieces: Vec<Bytes>) -> usize {
 }
 
 fn pieces(body: &Bytes, size: usize) -> Vec<Bytes> {
-    (0..body.len())
-        .step_by(size)
-        .map(|at| body.slice(at..(at + size).min(body.len())))
-        .collect()
+    chunks(body, size).collect()
 }
 
 /// The cost of many rules and of many chunks (issue 10): 200 descendant

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use crate::metrics::ForwardRefusal;
 use crate::policy::ForwardProxySettings;
-use crate::proxy::canonical_host;
+use crate::policy::canonical_host;
 
 /// The host and port a `CONNECT` or a plain-HTTP proxy request names, the
 /// host as [`canonical_host`] writes it (an IPv6 address in brackets), so

@@ -48,10 +48,10 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
 use crate::metrics::{ForwardHandling, ForwardProxyMetrics, ForwardRefusal};
-use crate::policy::{ForwardProxySettings, Others, Policy};
+use crate::policy::{ForwardProxySettings, Others, Policy, canonical_host};
 use crate::proxy::{
     Answer, ConnectionSlots, Entry, InterceptServer, Proxy, ResponseBody, ServerHandle, Upgrades,
-    canonical_host, forward_proxy_builder, full_body, serve_answering,
+    forward_proxy_builder, full_body, serve_answering,
 };
 
 use access::Target;

@@ -41,7 +41,7 @@ const MAX_HELLO: usize = 64 * 1024;
 
 /// A tunnel's first bytes: the client's TLS ClientHello, as it came (to be
 /// sent on), and the host name it asks for (SNI), as
-/// [`canonical_host`](crate::proxy::canonical_host) writes it. `None` when
+/// [`canonical_host`](crate::policy::canonical_host) writes it. `None` when
 /// the bytes are not a ClientHello, or it does not come whole by
 /// `deadline`.
 pub(crate) async fn client_hello<I: AsyncRead + Unpin>(
@@ -74,7 +74,7 @@ pub(crate) async fn client_hello<I: AsyncRead + Unpin>(
                 let name = accepted
                     .client_hello()
                     .server_name()
-                    .map(crate::proxy::canonical_host);
+                    .map(crate::policy::canonical_host);
                 return Some((seen, name));
             }
             Ok(None) => {}

@@ -52,14 +52,14 @@ fn write_forward_proxy(
     policy: &Policy,
     forward: &crate::policy::ForwardProxySettings,
 ) -> io::Result<()> {
-    // What `proxy::route` intercepts: each route's `match.host` and its
-    // upstream's host.
     let mut claimed: Vec<String> = policy
         .routes
         .iter()
         .flat_map(|route| {
-            let upstream = route.upstream_uri.host().map(str::to_ascii_lowercase);
-            route.host.clone().into_iter().chain(upstream)
+            route
+                .claimed_host()
+                .into_iter()
+                .chain(route.upstream_host())
         })
         .collect();
     claimed.sort();

@@ -372,6 +372,24 @@ fn rotating_keys(rules: &Rules) -> impl Iterator<Item = (&str, &Arc<RotatingKey>
         })
 }
 
+/// A host as the forward proxy's claims and targets compare it: lowercase,
+/// without a trailing dot (`graph.facebook.com.` is `graph.facebook.com`),
+/// an IP address in one text whichever way it was written (`[::1]` for
+/// `[0:0::1]`, `127.0.0.1` for `[::ffff:127.0.0.1]`), so that no spelling
+/// of a claimed host slips past its claim.
+pub fn canonical_host(host: &str) -> String {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(&host);
+    match bare.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(std::net::IpAddr::V4(v4)) => v4.to_string(),
+        Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+        Err(_) => host,
+    }
+}
+
 /// One route: where it forwards and what it rewrites.
 #[derive(Debug)]
 pub struct Route {
@@ -403,6 +421,20 @@ pub struct Route {
     /// Opt-out signals and what they decide; `None` when the route has
     /// neither a preset nor a `consent:` block.
     pub consent: Option<consent::Consent>,
+}
+
+impl Route {
+    /// The host the forward proxy intercepts for this route by its
+    /// `match.host`, as [`canonical_host`] writes it.
+    pub fn claimed_host(&self) -> Option<String> {
+        self.host.as_deref().map(canonical_host)
+    }
+
+    /// The host of its upstream, which the forward proxy intercepts for
+    /// it too, as [`canonical_host`] writes it.
+    pub fn upstream_host(&self) -> Option<String> {
+        self.upstream_uri.host().map(canonical_host)
+    }
 }
 
 /// The rewriting rules of a route, as the rewriters use them.

@@ -47,7 +47,7 @@ use hyper::body::{Body as _, Incoming};
 
 pub use budget::BufferBudget;
 pub use error::ProxyError;
-pub use route::{Entry, canonical_host};
+pub use route::Entry;
 /// Entry points for the fuzz targets (`fuzz/`), behind the `fuzzing`
 /// feature.
 #[cfg(feature = "fuzzing")]
@@ -226,7 +226,7 @@ impl Proxy {
         error.into_response()
     }
 
-    /// Whether a route claims `host` (as [`canonical_host`] writes it): the
+    /// Whether a route claims `host` (as [`canonical_host`](crate::policy::canonical_host) writes it): the
     /// forward proxy intercepts connections to it.
     pub fn claims(&self, host: &str) -> bool {
         self.runtime.load().index.claims(host)

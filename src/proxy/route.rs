@@ -14,24 +14,6 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
-/// A host as the forward proxy's claims and targets compare it: lowercase,
-/// without a trailing dot (`graph.facebook.com.` is `graph.facebook.com`),
-/// an IP address in one text whichever way it was written (`[::1]` for
-/// `[0:0::1]`, `127.0.0.1` for `[::ffff:127.0.0.1]`), so that no spelling
-/// of a claimed host slips past its claim.
-pub fn canonical_host(host: &str) -> String {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|inner| inner.strip_suffix(']'))
-        .unwrap_or(&host);
-    match bare.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()) {
-        Ok(std::net::IpAddr::V4(v4)) => v4.to_string(),
-        Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
-        Err(_) => host,
-    }
-}
-
 /// The request's host, lowercase and without a port.
 pub(crate) fn request_host(uri: &http::Uri, headers: &http::HeaderMap) -> Option<String> {
     let raw = match uri.authority() {
@@ -151,18 +133,18 @@ impl RouteIndex {
                 Some(host) => hosts.by_host.entry(host.clone()).or_default(),
             };
             prefixes.insert(route.path_prefix.as_deref(), at);
-            if let Some(host) = &route.host {
+            if let Some(host) = route.claimed_host() {
                 index
                     .claimed_by_match
-                    .entry(canonical_host(host))
+                    .entry(host)
                     .or_default()
                     .insert(route.path_prefix.as_deref(), at);
             }
-            if let Some(host) = route.upstream_uri.host() {
+            if let Some(host) = route.upstream_host() {
                 let base = route.upstream_uri.path().trim_end_matches('/');
                 index
                     .claimed_by_upstream
-                    .entry(canonical_host(host))
+                    .entry(host)
                     .or_default()
                     .insert(Some(base), at);
             }
@@ -170,7 +152,7 @@ impl RouteIndex {
         index
     }
 
-    /// Whether some route claims `host` (as [`canonical_host`] writes it):
+    /// Whether some route claims `host` (as [`canonical_host`](crate::policy::canonical_host) writes it):
     /// the forward proxy intercepts what goes there.
     pub(crate) fn claims(&self, host: &str) -> bool {
         self.claimed_by_match.contains_key(host) || self.claimed_by_upstream.contains_key(host)

@@ -16,11 +16,18 @@
 //!
 //! `cargo bench --bench ndjson` (EVENTS=200000 for the full 160 MB file;
 //! the default, 20,000 events, keeps a criterion run short).
+//!
+//! To profile one row with nothing else in the process (no generation of
+//! the other rows' inputs, no criterion): `PROFILE=scrim/hash` (or any row's
+//! name) runs it `ROUNDS` times (default 10) and exits, e.g.
+//! `EVENTS=2000 PROFILE=scrim/hash valgrind --tool=callgrind
+//! target/release/deps/ndjson-HASH --bench`; divide by EVENTS × ROUNDS for
+//! the instructions of one event.
 
 use std::hint::black_box;
 
 use bytes::Bytes;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use scrim::policy::{Limits, OnInvalid, Rules, Unlisted};
 use scrim::rewrite::{BodyKind, BodyRewriter};
 use scrim::transform::{Action, Encoding, Normalizer};
@@ -242,5 +249,42 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Runs the row named by `PROFILE` `ROUNDS` times, for a profiler.
+fn profile(row: &str) {
+    let number = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default)
+    };
+    let body = Bytes::from(ndjson(number("EVENTS", 20_000)));
+    let rounds = number("ROUNDS", 10);
+    let hashing = rules(FIELDS.iter().map(|field| format!("$.user_data.{field}")));
+    let nothing = rules(std::iter::once("$.user_data.nothing".to_owned()));
+    let values = match row {
+        "floor/hash_only" => selected_values(&body),
+        _ => Vec::new(),
+    };
+    let run: Box<dyn Fn() -> usize> = match row {
+        "scrim/hash" => Box::new(|| scrim(&hashing, &body)),
+        "serde_tree/hash" => Box::new(|| serde_tree(&body)),
+        "scrim/passthrough" => Box::new(|| scrim(&nothing, &body)),
+        "floor/hash_only" => Box::new(|| hash_only(&values)),
+        other => panic!("PROFILE={other}: no such row"),
+    };
+    for _ in 0..rounds {
+        black_box(run());
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    match std::env::var("PROFILE") {
+        Ok(row) => profile(&row),
+        Err(_) => {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        }
+    }
+}

@@ -67,6 +67,19 @@ impl<S: Sink> Writer<S> {
         }
     }
 
+    /// Writes `text`, which holds nothing a JSON string escapes (a digest),
+    /// as a JSON string.
+    pub(crate) fn json_string_unescaped(&mut self, text: &[u8]) {
+        debug_assert_eq!(super::escape::find_string_special(text), text.len());
+        self.buf.reserve(text.len() + 2);
+        self.buf.put_u8(b'"');
+        self.buf.put_slice(text);
+        self.buf.put_u8(b'"');
+        if self.buf.len() >= FLUSH_AT {
+            self.flush();
+        }
+    }
+
     /// Writes the pieces, one text, as a JSON string: escaped into the
     /// output as they are, without joining them first.
     pub(crate) fn json_string_pieces(&mut self, pieces: &[Bytes]) {

@@ -17,7 +17,7 @@ mod user_agent;
 pub use action::{Action, ActionKind, Applied, Encoding, HmacKey, Members, Outcome};
 pub use encrypt::EncryptKey;
 pub use guard::Guard;
-pub use normalize::{Normalizer, PhoneFormat, PhoneOptions};
+pub use normalize::{Normal, Normalizer, PhoneFormat, PhoneOptions};
 pub use pseudonym::{PseudonymKey, Shape};
 pub use rotation::{KeySource, RotatingKey};
 pub use tokenize::{TokenFormat, TokenFormatKind, Tokenize};

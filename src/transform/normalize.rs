@@ -83,22 +83,79 @@ impl Normalizer {
 
     /// Brings `value` to its canonical form, or says why it cannot be.
     pub fn apply<'a>(&self, value: &'a str) -> Result<Cow<'a, str>, Invalid> {
-        match self {
-            Normalizer::None => Ok(Cow::Borrowed(value)),
-            Normalizer::ExternalId => Ok(Cow::Borrowed(value.trim())),
-            Normalizer::Email => email(value),
-            Normalizer::EmailGoogle => email(value).map(|e| Cow::Owned(google_email(&e))),
-            Normalizer::Phone(options) => phone(value, options).map(Cow::Owned),
-            Normalizer::Name => Ok(Cow::Owned(name(value))),
-            Normalizer::City => Ok(Cow::Owned(letters_only(value))),
-            Normalizer::State => Ok(Cow::Owned(state(value))),
-            Normalizer::Zip => Ok(Cow::Owned(zip(value))),
-            Normalizer::Country => country(value).map(Cow::Owned),
-            Normalizer::Gender => gender(value).map(Cow::Borrowed),
-            Normalizer::Date => date(value).map(Cow::Owned),
-            Normalizer::Lowercase => Ok(Cow::Owned(lowercase(value.trim()))),
-        }
+        let mut scratch = String::new();
+        Ok(match self.normalize_into(value, &mut scratch)? {
+            Normal::Within(normal) => Cow::Borrowed(normal),
+            Normal::Written => Cow::Owned(scratch),
+        })
     }
+
+    /// [`Normalizer::apply`] for a caller that normalizes many values: the
+    /// canonical form is either a part of `value` itself or written to
+    /// `scratch` (cleared first), so a reused `scratch` makes normalizing
+    /// allocation-free.
+    pub fn normalize_into<'a>(
+        &self,
+        value: &'a str,
+        scratch: &mut String,
+    ) -> Result<Normal<'a>, Invalid> {
+        scratch.clear();
+        match self {
+            Normalizer::None => return Ok(Normal::Within(value)),
+            Normalizer::ExternalId => return Ok(Normal::Within(value.trim())),
+            Normalizer::Lowercase => {
+                if !value.is_ascii() {
+                    each_lowercase(value.trim(), Fold::Lowercase, |c| scratch.push(c));
+                } else {
+                    let trimmed = trim_ascii_whitespace(value);
+                    if !trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+                        return Ok(Normal::Within(trimmed));
+                    }
+                    scratch.push_str(trimmed);
+                    scratch.make_ascii_lowercase();
+                }
+            }
+            Normalizer::Email => email(value, scratch)?,
+            Normalizer::EmailGoogle => {
+                email(value, scratch)?;
+                if let Some(google) = google_email(scratch) {
+                    *scratch = google;
+                }
+            }
+            Normalizer::Phone(options) => scratch.push_str(&phone(value, options)?),
+            Normalizer::Name => name(value, scratch),
+            Normalizer::City => letters_only(value, scratch),
+            Normalizer::State => state(value, scratch),
+            Normalizer::Zip => zip(value, scratch),
+            Normalizer::Country => scratch.push_str(&country(value)?),
+            Normalizer::Gender => return gender(value).map(Normal::Within),
+            Normalizer::Date => scratch.push_str(&date(value)?),
+        }
+        Ok(Normal::Written)
+    }
+}
+
+/// [`str::trim`] of an ASCII text, without decoding characters. Not
+/// [`str::trim_ascii`]: that keeps the vertical tab (U+000B), which is
+/// Unicode white space and which `trim` removes.
+fn trim_ascii_whitespace(ascii: &str) -> &str {
+    let blank = |b: &u8| matches!(b, b' ' | b'\t'..=b'\r');
+    let bytes = ascii.as_bytes();
+    let start = bytes.iter().position(|b| !blank(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |at| at + 1);
+    &ascii[start..end]
+}
+
+/// Where [`Normalizer::normalize_into`] left the canonical form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Normal<'a> {
+    /// The value was already canonical once trimmed: this part of it.
+    Within(&'a str),
+    /// In the scratch buffer.
+    Written,
 }
 
 impl fmt::Display for Normalizer {
@@ -116,8 +173,7 @@ impl fmt::Display for Normalizer {
     }
 }
 
-fn email(value: &str) -> Result<Cow<'_, str>, Invalid> {
-    let mut normalized = String::with_capacity(value.len());
+fn email(value: &str, normalized: &mut String) -> Result<(), Invalid> {
     each_lowercase(value, Fold::Lowercase, |c| {
         if !c.is_whitespace() {
             normalized.push(c);
@@ -127,7 +183,7 @@ fn email(value: &str) -> Result<Cow<'_, str>, Invalid> {
         Some((local, domain))
             if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
         {
-            Ok(Cow::Owned(normalized))
+            Ok(())
         }
         _ => Err(Invalid::NotAnEmail),
     }
@@ -135,24 +191,18 @@ fn email(value: &str) -> Result<Cow<'_, str>, Invalid> {
 
 /// Google's rule on top of [`email`]: Gmail ignores dots and `+suffix`es in
 /// the local part, so Google hashes `john.smith+ads@gmail.com` as
-/// `johnsmith@gmail.com`.
-fn google_email(normalized: &str) -> String {
+/// `johnsmith@gmail.com`. `None` for other domains: the address stays.
+fn google_email(normalized: &str) -> Option<String> {
     match normalized.rsplit_once('@') {
         Some((local, domain @ ("gmail.com" | "googlemail.com"))) => {
             let local = local.split('+').next().unwrap_or_default();
             let mut out = local.replace('.', "");
             out.push('@');
             out.push_str(domain);
-            out
+            Some(out)
         }
-        _ => normalized.to_owned(),
+        _ => None,
     }
-}
-
-fn lowercase(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    each_lowercase(value, Fold::Lowercase, |c| out.push(c));
-    out
 }
 
 /// `(650) 555-1212` → `6505551212`: the visual separators removed, when
@@ -232,8 +282,7 @@ fn phone_by_libphonenumber(trimmed: &str, options: &PhoneOptions) -> Result<Stri
 
 /// Lowercase, NFC, punctuation and symbols removed, runs of whitespace
 /// collapsed to one space. Accented letters are kept as they are.
-fn name(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
+fn name(value: &str, out: &mut String) {
     let mut pending_space = false;
     each_lowercase(value, Fold::NfcLowercase, |c| {
         if c.is_whitespace() {
@@ -246,42 +295,36 @@ fn name(value: &str) -> String {
             out.push(c);
         }
     });
-    out
 }
 
 /// Lowercase letters only: no spaces, punctuation or digits (Meta's `ct`).
-fn letters_only(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
+fn letters_only(value: &str, out: &mut String) {
     each_lowercase(value, Fold::NfcLowercase, |c| {
         if c.is_alphabetic() {
             out.push(c);
         }
     });
-    out
 }
 
-fn state(value: &str) -> String {
-    let mut compact = String::with_capacity(value.len());
+fn state(value: &str, compact: &mut String) {
     each_lowercase(value, Fold::NfcLowercase, |c| {
         if c.is_alphanumeric() {
             compact.push(c);
         }
     });
-    match US_STATES.iter().find(|(name, _)| *name == compact) {
-        Some((_, code)) => (*code).to_owned(),
-        None => compact,
+    if let Some((_, code)) = US_STATES.iter().find(|(name, _)| *name == compact.as_str()) {
+        compact.clear();
+        compact.push_str(code);
     }
 }
 
-fn zip(value: &str) -> String {
+fn zip(value: &str, out: &mut String) {
     let before_dash = value.split('-').next().unwrap_or_default();
-    let mut out = String::with_capacity(before_dash.len());
     each_lowercase(before_dash, Fold::Lowercase, |c| {
         if !c.is_whitespace() {
             out.push(c);
         }
     });
-    out
 }
 
 #[derive(Clone, Copy)]
@@ -458,6 +501,33 @@ mod tests {
             norm(Normalizer::Lowercase, "ÉLODIE"),
             Ok("élodie".to_owned())
         );
+    }
+
+    /// The ASCII path trims and lowercases exactly as `trim` and
+    /// `char::to_lowercase` do, white space of every kind included.
+    #[test]
+    fn lowercase_fast_path_agrees_with_unicode_trim_and_lowercase() {
+        let blanks = [
+            " ", "\t", "\n", "\u{b}", "\u{c}", "\r", "\u{85}", "\u{a0}", "",
+        ];
+        let words = ["Jane.Doe@Example.COM", "o'brien", "ΣΑΣ", "x", "", "Zoë"];
+        for before in blanks {
+            for after in blanks {
+                for word in words {
+                    let value = format!("{before}{word}{after}");
+                    let expected: String =
+                        value.trim().chars().flat_map(char::to_lowercase).collect();
+                    let mut scratch = String::from("left over");
+                    let normal = Normalizer::Lowercase.normalize_into(&value, &mut scratch);
+                    let got = match normal {
+                        Ok(Normal::Within(text)) => text.to_owned(),
+                        Ok(Normal::Written) => scratch.clone(),
+                        Err(why) => panic!("{value:?}: {why}"),
+                    };
+                    assert_eq!(got, expected, "{value:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -309,25 +309,32 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     }
 
     fn spill_capture(&mut self, chunk: &Bytes, from: usize, to: usize) -> Result<(), Error> {
-        let limit = self.capture_limit();
-        if self.capture.len() + (to - from) > limit {
-            if self.scalar == ScalarUse::Scan && !self.str_is_key {
-                return Err(self.too_long_to_scan(to, limit));
-            }
-            let what = if self.scalar == ScalarUse::Embedded {
-                "embedded document"
-            } else {
-                "value"
-            };
-            return Err(self.error(
-                to,
-                Kind::TooLarge,
-                format!("{what} larger than {limit} bytes"),
-            ));
-        }
+        self.check_capture_size(self.capture.len() + (to - from), to)?;
         self.capture.extend_from_slice(&chunk[from..to]);
         self.capture_spilled = true;
         Ok(())
+    }
+
+    /// Refuses a captured token of `len` bytes, which reached `at`, over
+    /// its limit.
+    fn check_capture_size(&self, len: usize, at: usize) -> Result<(), Error> {
+        let limit = self.capture_limit();
+        if len <= limit {
+            return Ok(());
+        }
+        if self.scalar == ScalarUse::Scan && !self.str_is_key {
+            return Err(self.too_long_to_scan(at, limit));
+        }
+        let what = if self.scalar == ScalarUse::Embedded {
+            "embedded document"
+        } else {
+            "value"
+        };
+        Err(self.error(
+            at,
+            Kind::TooLarge,
+            format!("{what} larger than {limit} bytes"),
+        ))
     }
 
     fn capture_limit(&self) -> usize {
@@ -342,6 +349,21 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         self.capture.clear();
         self.capture_spilled = false;
         self.capture_from = Some(at);
+    }
+
+    /// Ends the captured token at `end` in the current chunk: where it
+    /// starts in the chunk, when it lies whole within it (read there, with
+    /// no copy), or `None` when it began in an earlier chunk and is
+    /// completed in `self.capture`.
+    fn end_token(&mut self, chunk: &Bytes, end: usize) -> Result<Option<usize>, Error> {
+        if self.capture_spilled {
+            self.finish_token(chunk, end)?;
+            return Ok(None);
+        }
+        let from = self.capture_from.take().unwrap_or(end);
+        self.capture.clear();
+        self.check_capture_size(end - from, end)?;
+        Ok(Some(from))
     }
 
     /// Completes the captured token, which ends at `end` in the current

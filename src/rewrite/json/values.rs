@@ -211,6 +211,15 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         self.writer.json_string(with.as_bytes());
     }
 
+    /// [`replace_value`](Self::replace_value) with a digest, which needs no
+    /// escape.
+    fn replace_with_digest(&mut self, chunk: &Bytes, at: usize, digest: &str) {
+        self.steer
+            .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
+        self.commit_held();
+        self.writer.json_string_unescaped(digest.as_bytes());
+    }
+
     /// Writes out what `verdict` says of a value: a scalar that ended at
     /// `at`, whose text is `original`, or a container that starts at `at`
     /// (`None`). Returns whether output is suppressed from `at` on (for a
@@ -226,7 +235,13 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         let suppressed = match verdict {
             Ok(Verdict::Replace(change)) => {
                 let text = std::mem::take(&mut self.replacement);
-                self.replace_value(chunk, at, &text);
+                if change == ChangeKind::Rewritten
+                    && self.rules.rules[rule].action.writes_digests_only()
+                {
+                    self.replace_with_digest(chunk, at, &text);
+                } else {
+                    self.replace_value(chunk, at, &text);
+                }
                 self.replacement = text;
                 self.report.record(Some(rule), change, here!(self));
                 true
@@ -286,16 +301,20 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 .set_mode(chunk, end, Mode::Pass, &mut self.writer),
             ScalarUse::Scan => self.scanned_string_end(chunk, end)?,
             ScalarUse::Select(_) | ScalarUse::Embedded => {
-                self.finish_token(chunk, end)?;
+                let within = self.end_token(chunk, end)?;
                 self.steer
                     .set_mode(chunk, end, Mode::Pass, &mut self.writer);
                 // Moved out for the call and back after, to keep its allocation.
-                let raw = std::mem::take(&mut self.capture);
-                let result = match self.scalar {
-                    ScalarUse::Select(rule) => self.rewrite_scalar(chunk, end, rule, &raw),
-                    _ => self.embedded_string(&raw),
+                let captured = std::mem::take(&mut self.capture);
+                let raw = match within {
+                    Some(from) => &chunk[from..end],
+                    None => &captured[..],
                 };
-                self.capture = raw;
+                let result = match self.scalar {
+                    ScalarUse::Select(rule) => self.rewrite_scalar(chunk, end, rule, raw),
+                    _ => self.embedded_string(raw),
+                };
+                self.capture = captured;
                 result?;
             }
         }

@@ -24,7 +24,7 @@ meta_config "$work/scrim.yaml" "$scrim_port" "$admin_port" "$upstream_port"
 meta_event "$work/body.json" "$work/post.lua"
 
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out.%p" \
-  "$scrim" run --config "$work/scrim.yaml" 2>/dev/null & pids+=($!)
+  "$scrim" run --config "$work/scrim.yaml" 2>"${SCRIM_STDERR:-/dev/null}" & pids+=($!)
 for _ in $(seq 1 50); do curl -sf -o /dev/null "http://127.0.0.1:$admin_port/healthz" && break; sleep 0.2; done
 wrk -t1 -c8 -d2s -s "$work/post.lua" "http://127.0.0.1:$scrim_port/v21.0/1/events" >/dev/null   # warm up
 callgrind_control -i on >/dev/null 2>&1

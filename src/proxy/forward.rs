@@ -579,7 +579,7 @@ impl std::error::Error for AbortedBody {}
 /// Reads, decodes, limits and rewrites one request body.
 struct Pipeline<'r> {
     /// `None` when the route has no body rules: the body passes as it is.
-    rewriter: Option<Passes<'r>>,
+    rewriter: Option<Box<Passes<'r>>>,
     passthrough: Vec<Bytes>,
     decoder: Decoder,
     limits: Limits,

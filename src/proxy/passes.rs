@@ -57,20 +57,23 @@ pub(crate) struct Passes<'r> {
 }
 
 impl<'r> Passes<'r> {
+    /// Boxed: a pass is 2 KiB (a rewriter, and a copy of it when the
+    /// rules ask the vault), which every request's future would otherwise
+    /// hold inline, and copy each time the future moves.
     pub(crate) fn new(
         mut rewriter: BodyRewriter<'r, Vec<Bytes>>,
         vault: Option<&'r Vault>,
-    ) -> Self {
+    ) -> Box<Self> {
         let checkpoint = rewriter.lookups_mut().has_vault().then(|| Checkpoint {
             rewriter: rewriter.clone(),
             since: Vec::new(),
         });
-        Passes {
+        Box::new(Passes {
             rewriter,
             checkpoint,
             vault,
             unrevealed: 0,
-        }
+        })
     }
 
     pub(crate) fn write(&mut self, piece: Bytes) -> Result<(), rewrite::Error> {
@@ -121,7 +124,7 @@ impl<'r> Passes<'r> {
     /// Ends the body, once the vault has answered what its end asked: the
     /// rest of the output, the report, and how many texts `reveal` had no
     /// value for.
-    pub(crate) async fn finish(self) -> Result<(Vec<Bytes>, Report, u64), ProxyError> {
+    pub(crate) async fn finish(self: Box<Self>) -> Result<(Vec<Bytes>, Report, u64), ProxyError> {
         let (mut output, mut report, mut lookups) = self
             .rewriter
             .finish_with_lookups()

@@ -2,7 +2,8 @@
 # Load bench: the same upstream reached directly, through nginx proxy_pass
 # (which rewrites nothing), and through scrim (which hashes 6 fields of a
 # 1 KiB event), in one run. Peak requests per second with wrk, then latency
-# at half of scrim's peak (wrk paced with a Lua delay). Medians of 3 rounds.
+# at half of scrim's peak (wrk paced with a Lua delay). Medians of 3 rounds
+# (ROUNDS=5 for more).
 # Without ROUTES or BASELINE, also a GA4 row: a gtag.js hit (GET with 30
 # parameters, through `preset: ga4_web`) in the same rounds, against the
 # Meta event's; and the token vault's rows: the same Meta event with its 6
@@ -15,6 +16,7 @@
 # speaks no proxy protocol), in the same rounds.
 #
 #   benches/load.sh [SECONDS_PER_RUN]      (default 10)
+#   ROUNDS=5 benches/load.sh               (medians of 5 rounds, not 3)
 #   ROUTES=5000 benches/load.sh            (scrim with that many routes, the
 #                                           benched one among them)
 #   BASELINE=/path/to/scrim benches/load.sh
@@ -28,7 +30,7 @@ if [ -n "${BASELINE:-}" ]; then BASELINE=$(realpath "$BASELINE"); fi
 cd "$(dirname "$0")/.."
 duration=${1:-10}
 connections=32
-rounds=3
+rounds=${ROUNDS:-3}
 
 . benches/common.sh
 need wrk wrk

@@ -453,6 +453,18 @@ mod tests {
         Ok(())
     }
 
+    /// Every request's future holds a send inline: a new connection's
+    /// handshake (6.5 KiB) must stay behind its box, or each request copies
+    /// it whenever its future moves.
+    #[tokio::test]
+    async fn a_send_holds_no_handshake_inline() {
+        let uri = Uri::from_static("http://127.0.0.1:9");
+        let upstream = Upstream::new(Connector::new(Duration::from_secs(1), &[]), &uri);
+        let send = upstream.send(get());
+        let size = std::mem::size_of_val(&send);
+        assert!(size < 2048, "a send's future is {size} bytes");
+    }
+
     #[tokio::test]
     async fn a_connection_whose_response_was_read_is_reused() -> Result<(), BoxError> {
         let (uri, seen) = upstream().await?;

@@ -119,7 +119,8 @@ impl Normalizer {
             Normalizer::EmailGoogle => {
                 email(value, scratch)?;
                 if let Some(google) = google_email(scratch) {
-                    *scratch = google;
+                    scratch.clear();
+                    scratch.push_str(&google);
                 }
             }
             Normalizer::Phone(options) => scratch.push_str(&phone(value, options)?),

@@ -395,11 +395,12 @@ impl Action {
                 // `out` is the normalizer's scratch until the digest is
                 // taken: no allocation per value.
                 let digest = match normalizer.normalize_into(text, out) {
-                    Ok(Normal::Within(normal)) => {
+                    Ok(place) => {
+                        let normal = match place {
+                            Normal::Within(normal) => normal,
+                            Normal::Written => out.as_str(),
+                        };
                         (!normal.is_empty()).then(|| Sha256::digest(normal))
-                    }
-                    Ok(Normal::Written) => {
-                        (!out.is_empty()).then(|| Sha256::digest(out.as_bytes()))
                     }
                     Err(why) => {
                         out.clear();

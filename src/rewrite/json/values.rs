@@ -131,7 +131,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                         }
                     }
                     Action::Redact { with } if container => {
-                        self.replace_value(chunk, at, with);
+                        self.replace_value(chunk, at, with, false);
                         self.report
                             .record(Some(rule), ChangeKind::Rewritten, here!(self));
                         ends_suppress = true;
@@ -203,21 +203,17 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         self.report.record(rule, what, here!(self));
     }
 
-    /// The value is replaced by a string; the original is suppressed.
-    pub(super) fn replace_value(&mut self, chunk: &Bytes, at: usize, with: &str) {
+    /// The value is replaced by a string; the original is suppressed. A
+    /// `digest` needs no escape and is written without looking for one.
+    pub(super) fn replace_value(&mut self, chunk: &Bytes, at: usize, with: &str, digest: bool) {
         self.steer
             .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
         self.commit_held();
-        self.writer.json_string(with.as_bytes());
-    }
-
-    /// [`replace_value`](Self::replace_value) with a digest, which needs no
-    /// escape.
-    fn replace_with_digest(&mut self, chunk: &Bytes, at: usize, digest: &str) {
-        self.steer
-            .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
-        self.commit_held();
-        self.writer.json_string_unescaped(digest.as_bytes());
+        if digest {
+            self.writer.json_string_unescaped(with.as_bytes());
+        } else {
+            self.writer.json_string(with.as_bytes());
+        }
     }
 
     /// Writes out what `verdict` says of a value: a scalar that ended at
@@ -235,13 +231,9 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         let suppressed = match verdict {
             Ok(Verdict::Replace(change)) => {
                 let text = std::mem::take(&mut self.replacement);
-                if change == ChangeKind::Rewritten
-                    && self.rules.rules[rule].action.writes_digests_only()
-                {
-                    self.replace_with_digest(chunk, at, &text);
-                } else {
-                    self.replace_value(chunk, at, &text);
-                }
+                let digest = change == ChangeKind::Rewritten
+                    && self.rules.rules[rule].action.writes_digests_only();
+                self.replace_value(chunk, at, &text, digest);
                 self.replacement = text;
                 self.report.record(Some(rule), change, here!(self));
                 true

@@ -252,7 +252,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             && num.complete()
             && self.frames.is_empty()
         {
-            self.scalar_end(&empty, 0)?;
+            self.scalar_end(&empty, "", 0)?;
         }
         let complete = match self.lex {
             Lex::End => true,
@@ -275,12 +275,19 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     /// carried to the next chunk unscanned, so that the scanner sees the same
     /// bytes, and meets the same errors, however the body is chunked.
     fn write_chunk(&mut self, data: &Bytes) -> Result<(), Error> {
-        let (valid, invalid) = match std::str::from_utf8(data) {
-            Ok(_) => (data.len(), false),
-            Err(err) => (err.valid_up_to(), err.error_len().is_some()),
+        let (text, invalid) = match std::str::from_utf8(data) {
+            Ok(text) => (text, false),
+            // Read again up to where it is valid (a chunk that ends inside a
+            // character, or an invalid body), so that the scanner holds the
+            // chunk as text and hands values on without checking them again.
+            Err(err) => (
+                std::str::from_utf8(&data[..err.valid_up_to()]).unwrap_or_default(),
+                err.error_len().is_some(),
+            ),
         };
+        let valid = text.len();
         self.steer.from = 0;
-        self.scan(data, valid)?;
+        self.scan(data, text)?;
         if invalid {
             return Err(self.error(valid, Kind::Syntax, "invalid UTF-8"));
         }
@@ -379,8 +386,9 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         Ok(())
     }
 
-    fn scan(&mut self, chunk: &Bytes, limit: usize) -> Result<(), Error> {
-        let bytes = &chunk[..limit];
+    /// Scans `text`, the valid UTF-8 start of `chunk`.
+    fn scan(&mut self, chunk: &Bytes, text: &str) -> Result<(), Error> {
+        let bytes = text.as_bytes();
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
@@ -404,7 +412,11 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                         return Ok(());
                     }
                     match bytes[j] {
-                        b'"' => self.string_end(chunk, j)?,
+                        b'"' => {
+                            self.string_end(chunk, text, j)?;
+                            i = self.after_string(chunk, bytes, j + 1)?;
+                            continue;
+                        }
                         b'\\' => {
                             self.str_escaped = true;
                             self.lex = Lex::Escape;
@@ -486,28 +498,48 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                         }
                     };
                 }
-                Lex::Number(num) => match num.next(b) {
-                    Some(next) => self.lex = Lex::Number(next),
-                    None if num.complete() => {
-                        // The delimiter belongs to the next state: no advance.
-                        self.scalar_end(chunk, i)?;
-                        continue;
+                Lex::Number(mut num) => {
+                    // The whole run of the number's bytes in this chunk, not
+                    // one pass of the loop each.
+                    let mut j = i;
+                    while let Some(next) = bytes.get(j).and_then(|&b| num.next(b)) {
+                        num = next;
+                        j += 1;
                     }
-                    None => return Err(self.error(i, Kind::Syntax, "invalid number")),
-                },
+                    self.lex = Lex::Number(num);
+                    if j == bytes.len() {
+                        return Ok(());
+                    }
+                    if !num.complete() {
+                        return Err(self.error(j, Kind::Syntax, "invalid number"));
+                    }
+                    // The delimiter belongs to the next state: not taken.
+                    self.scalar_end(chunk, text, j)?;
+                    i = j;
+                    continue;
+                }
                 Lex::Literal { word, at } => {
-                    if b != word[usize::from(at)] {
-                        return Err(self.error(
-                            i,
-                            Kind::Syntax,
-                            "invalid literal (expected true, false or null)",
-                        ));
+                    let mut at = usize::from(at);
+                    let mut j = i;
+                    while at < word.len() && j < bytes.len() {
+                        if bytes[j] != word[at] {
+                            return Err(self.error(
+                                j,
+                                Kind::Syntax,
+                                "invalid literal (expected true, false or null)",
+                            ));
+                        }
+                        at += 1;
+                        j += 1;
                     }
-                    if usize::from(at) + 1 == word.len() {
-                        self.scalar_end(chunk, i + 1)?;
+                    if at == word.len() {
+                        self.scalar_end(chunk, text, j)?;
                     } else {
-                        self.lex = Lex::Literal { word, at: at + 1 };
+                        // Shorter than five bytes.
+                        self.lex = Lex::Literal { word, at: at as u8 };
                     }
+                    i = j;
+                    continue;
                 }
                 _ if WHITESPACE[usize::from(b)] => {
                     if b == b'\n' && self.framing == Framing::Lines {
@@ -590,6 +622,50 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             i += 1;
         }
         Ok(())
+    }
+
+    /// Takes what usually follows a string in compact JSON, from `i`: the
+    /// `:` after a member name and the value's first byte, or the `,` after
+    /// a value and the next member's quote. The scanner's loop would take
+    /// each in a pass of its own, through a jump on the lexer's state, the
+    /// costliest instruction of a pass (perf). Returns where it stopped.
+    #[inline]
+    fn after_string(&mut self, chunk: &Bytes, bytes: &[u8], mut i: usize) -> Result<usize, Error> {
+        let next = |i: usize| {
+            bytes
+                .get(i)
+                .copied()
+                .filter(|&b| !WHITESPACE[usize::from(b)])
+        };
+        match (self.lex, next(i)) {
+            (Lex::Colon, Some(b':')) => {
+                self.lex = Lex::MemberValue;
+                i += 1;
+                if let Some(b) = next(i) {
+                    self.begin_value(chunk, i, b)?;
+                    i += 1;
+                }
+            }
+            (Lex::Comma, Some(b',')) => {
+                let object = self.frames.last().is_some_and(|f| f.object);
+                self.comma(chunk, i, object);
+                i += 1;
+                match next(i) {
+                    Some(b'"') if object => {
+                        self.key_start(chunk, i);
+                        i += 1;
+                    }
+                    Some(b) if !object => {
+                        self.element_slot();
+                        self.begin_value(chunk, i, b)?;
+                        i += 1;
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(i)
     }
 
     fn error(

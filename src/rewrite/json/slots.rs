@@ -114,14 +114,19 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         self.lex = Lex::Str;
     }
 
-    pub(super) fn string_end(&mut self, chunk: &Bytes, quote: usize) -> Result<(), Error> {
+    pub(super) fn string_end(
+        &mut self,
+        chunk: &Bytes,
+        text: &str,
+        quote: usize,
+    ) -> Result<(), Error> {
         // A blank string ends undecided: nothing more to decide.
         self.embedded_undecided = false;
         if self.str_is_key {
             self.str_is_key = false;
             self.key_end(chunk, quote)
         } else {
-            self.scalar_end(chunk, quote + 1)
+            self.scalar_end(chunk, text, quote + 1)
         }
     }
 

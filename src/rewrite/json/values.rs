@@ -271,8 +271,13 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         Ok(suppressed && original.is_none())
     }
 
-    /// A scalar ended just before `end`.
-    pub(super) fn scalar_end(&mut self, chunk: &Bytes, end: usize) -> Result<(), Error> {
+    /// A scalar ended just before `end`; `text` is the chunk's valid start.
+    pub(super) fn scalar_end(
+        &mut self,
+        chunk: &Bytes,
+        text: &str,
+        end: usize,
+    ) -> Result<(), Error> {
         let mark = self.report.accounted();
         // A scalar inside a dropped or redacted container passes as
         // `Pass` under `Suppress`: it does not leave, and was counted with
@@ -298,12 +303,12 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     .set_mode(chunk, end, Mode::Pass, &mut self.writer);
                 // Moved out for the call and back after, to keep its allocation.
                 let captured = std::mem::take(&mut self.capture);
-                let raw = match within {
-                    Some(from) => &chunk[from..end],
-                    None => &captured[..],
+                let (raw, raw_text) = match within {
+                    Some(from) => (&chunk[from..end], text.get(from..end)),
+                    None => (&captured[..], None),
                 };
                 let result = match self.scalar {
-                    ScalarUse::Select(rule) => self.rewrite_scalar(chunk, end, rule, raw),
+                    ScalarUse::Select(rule) => self.rewrite_scalar(chunk, end, rule, raw, raw_text),
                     _ => self.embedded_string(raw),
                 };
                 self.capture = captured;
@@ -318,35 +323,39 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         Ok(())
     }
 
+    /// A selected scalar, `raw` as in the body, ended at `end`. `raw_text`
+    /// is the same bytes read as UTF-8 already, when they lay in one chunk:
+    /// not checked a second time (that was a twentieth of a hashed event).
     pub(super) fn rewrite_scalar(
         &mut self,
         chunk: &Bytes,
         end: usize,
         rule: RuleId,
         raw: &[u8],
+        raw_text: Option<&str>,
     ) -> Result<(), Error> {
-        let mut text = Vec::new();
+        let mut unescaped = Vec::new();
         let scalar = match raw.first() {
             Some(b'"') => {
                 let content = &raw[1..raw.len() - 1];
+                // The quotes are one byte each: the content's bounds are
+                // characters' bounds.
+                let checked = raw_text.and_then(|text| text.get(1..text.len() - 1));
                 let content = if self.str_escaped {
-                    if unescape_into(content, &mut text).is_none() {
+                    if unescape_into(content, &mut unescaped).is_none() {
                         return Err(self.error(end, Kind::Syntax, "invalid escape in a string"));
                     }
-                    &text[..]
+                    as_text(&unescaped, None)
                 } else {
-                    content
+                    as_text(content, checked)
                 };
-                Scalar::Str(
-                    std::str::from_utf8(content)
-                        .map_err(|_| self.error(end, Kind::Syntax, "invalid UTF-8"))?,
-                )
+                Scalar::Str(content.map_err(|_| self.error(end, Kind::Syntax, "invalid UTF-8"))?)
             }
             Some(b't') => Scalar::Bool(true),
             Some(b'f') => Scalar::Bool(false),
             Some(b'n') => Scalar::Null,
             _ => Scalar::Number(
-                std::str::from_utf8(raw)
+                as_text(raw, raw_text)
                     .map_err(|_| self.error(end, Kind::Syntax, "invalid number"))?,
             ),
         };
@@ -453,5 +462,13 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             }
         }
         Ok(())
+    }
+}
+
+/// `bytes` as text: `checked` when they were read as UTF-8 already.
+fn as_text<'a>(bytes: &'a [u8], checked: Option<&'a str>) -> Result<&'a str, std::str::Utf8Error> {
+    match checked {
+        Some(text) => Ok(text),
+        None => std::str::from_utf8(bytes),
     }
 }

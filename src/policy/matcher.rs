@@ -344,6 +344,24 @@ mod tests {
     }
 
     #[test]
+    fn many_names_alike_are_all_found() {
+        // Alike in length and first eight bytes: told apart by the rest.
+        let names: Vec<Vec<u8>> = (0..300)
+            .map(|i| format!("external_id_{i:03}").into_bytes())
+            .collect();
+        let mut table = Names::default();
+        for (to, name) in names.iter().enumerate() {
+            table.insert(name.clone(), to as u32);
+            assert_eq!(table.find(name), Some(to as u32));
+        }
+        for (to, name) in names.iter().enumerate() {
+            assert_eq!(table.find(name), Some(to as u32));
+        }
+        assert_eq!(table.find(b"external_id_300"), None);
+        assert_eq!(table.find(b"external_id_"), None);
+    }
+
+    #[test]
     fn steps_children_indexes_and_wildcards() {
         let m = matcher(&["$.data[*].user_data.em", "$.data[1].x"]);
         let em = [

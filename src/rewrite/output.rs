@@ -163,6 +163,24 @@ impl Steering {
         self.held_comma = comma;
     }
 
+    /// Ends a hold, its member kept: bytes pass again, the held separator
+    /// and name first (without the separator when `drop_comma`). What was
+    /// held in this chunk is not copied anywhere: it is pending, and leaves
+    /// with the value after it, in one piece.
+    pub(crate) fn release_held<S: Sink>(&mut self, drop_comma: bool, out: &mut Writer<S>) {
+        debug_assert_eq!(self.mode, Mode::Hold);
+        let skip = usize::from(drop_comma && self.held_comma);
+        if self.held.is_empty() {
+            // The hold began in this chunk, at its separator, and nothing
+            // of it has moved since.
+            self.from += skip;
+        } else if self.held.len() > skip {
+            out.copy(&self.held[skip..]);
+        }
+        self.mode = Mode::Pass;
+        self.discard_held();
+    }
+
     pub(crate) fn discard_held(&mut self) {
         self.held.clear();
         self.held_comma = false;

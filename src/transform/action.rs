@@ -388,7 +388,10 @@ impl Action {
                 normalizer,
                 encoding,
             } => {
-                let digest = matches!(value, Scalar::Str(s) if is_sha256_hex(s.trim()));
+                // Trimmed only when long enough to be a digest: `trim` reads
+                // characters, a cost on every value.
+                let digest =
+                    matches!(value, Scalar::Str(s) if s.len() >= 64 && is_sha256_hex(s.trim()));
                 if text.is_empty() || digest {
                     return Ok(Applied::Unchanged);
                 }

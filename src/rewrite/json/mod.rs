@@ -535,7 +535,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     if at == word.len() {
                         self.scalar_end(chunk, text, j)?;
                     } else {
-                        // Shorter than five bytes.
+                        // Cut by the chunk's end (`at` < 5).
                         self.lex = Lex::Literal { word, at: at as u8 };
                     }
                     i = j;

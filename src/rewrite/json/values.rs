@@ -63,7 +63,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         let mut adds = None;
         match slot {
             Slot::Pass => {
-                self.keep_value(chunk, at);
+                self.keep_value();
                 if b == b'"' && self.rules.scan.is_some() {
                     capture = true;
                     self.scalar = ScalarUse::Scan;
@@ -80,7 +80,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 self.scalar = ScalarUse::Suppressed;
             }
             Slot::Track if container => {
-                self.keep_value(chunk, at);
+                self.keep_value();
                 frame_mode = FrameMode::Tracked;
             }
             Slot::Track if b == b'"' => {
@@ -94,7 +94,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 self.drop_value(chunk, at, None, ChangeKind::Unlisted);
                 self.scalar = ScalarUse::Suppressed;
             }
-            Slot::Track => self.keep_value(chunk, at),
+            Slot::Track => self.keep_value(),
             Slot::Select(rule) | Slot::Each(rule) => {
                 // Borrowed for 'r, not from `self`, so `self` stays free.
                 let rules: &'r Rules = self.rules;
@@ -105,19 +105,19 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                         ends_suppress = container;
                         self.scalar = ScalarUse::Suppressed;
                     }
-                    Action::Keep => self.keep_value(chunk, at),
+                    Action::Keep => self.keep_value(),
                     // Its object stays, looked into by the other selectors
                     // (and its members of the added names removed), and
                     // gets the members when it closes.
                     Action::AddMembers(_) if b == b'{' && matches!(slot, Slot::Select(_)) => {
-                        self.keep_value(chunk, at);
+                        self.keep_value();
                         frame_mode = FrameMode::Tracked;
                         adds = Some(rule);
                     }
                     // A guard reads strings: an array is checked element by
                     // element.
                     Action::Only { .. } if b == b'[' => {
-                        self.keep_value(chunk, at);
+                        self.keep_value();
                         frame_mode = FrameMode::Each(rule);
                     }
                     // None acts on this container itself; the route's
@@ -125,7 +125,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     Action::AddMembers(_) | Action::Only { .. } | Action::Read { .. }
                         if container =>
                     {
-                        self.keep_value(chunk, at);
+                        self.keep_value();
                         if matches!(slot, Slot::Select(_)) && !self.child_states.is_empty() {
                             frame_mode = FrameMode::Tracked;
                         }
@@ -137,7 +137,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                         ends_suppress = true;
                     }
                     _ if b == b'[' && matches!(slot, Slot::Select(_)) && action.is_per_scalar() => {
-                        self.keep_value(chunk, at);
+                        self.keep_value();
                         frame_mode = FrameMode::Each(rule);
                     }
                     _ if container => {
@@ -170,11 +170,15 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     }
 
     /// The value stays: whatever was held for it goes out.
-    pub(super) fn keep_value(&mut self, chunk: &Bytes, at: usize) {
-        if self.steer.mode == Mode::Hold {
-            self.steer.set_mode(chunk, at, Mode::Pass, &mut self.writer);
+    pub(super) fn keep_value(&mut self) {
+        if self.steer.mode != Mode::Hold {
+            return self.commit_held();
         }
-        self.commit_held();
+        let drop_comma = self.frames.last().is_some_and(|f| !f.emitted_any);
+        self.steer.release_held(drop_comma, &mut self.writer);
+        if let Some(frame) = self.frames.last_mut() {
+            frame.emitted_any = true;
+        }
     }
 
     pub(super) fn commit_held(&mut self) {
@@ -243,14 +247,14 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                 true
             }
             Ok(Verdict::Keep) => {
-                self.keep_value(chunk, at);
+                self.keep_value();
                 if let Some(original) = original {
                     self.writer.copy(original);
                 }
                 false
             }
             Ok(Verdict::Unchanged) => {
-                self.keep_value(chunk, at);
+                self.keep_value();
                 match original {
                     Some(original) if original.first() == Some(&b'"') => {
                         self.write_kept_string(original)?

@@ -5,12 +5,12 @@
 //! selected, which lets the rewriter pass the subtree through without looking
 //! at it again.
 //!
-//! Cost. A node keeps each kind of edge apart (names and indexes sorted for a
-//! binary search, at most one `[*]` and one `..*`, the `..name` edges sorted
-//! too), so stepping one state over a label costs O(log E) for E edges and
-//! yields at most five states. A `..` edge does not live on as a state of its
-//! own: a node with descendant edges is carried down as one "deep" state,
-//! however many rules start there. States are deduplicated per step, so a
+//! Cost. A node keeps each kind of edge apart (names and `..name` edges in
+//! hash tables, indexes sorted for a binary search, at most one `[*]` and one
+//! `..*`), so stepping one state over a label costs O(log E) at most for E
+//! edges and yields at most five states. A `..` edge does not live on as a
+//! state of its own: a node with descendant edges is carried down as one
+//! "deep" state, however many rules start there. States are deduplicated per step, so a
 //! value never has more than one per trie node (usually one or two in all).
 //! One token thus costs O(S log S) for S live states, S ≤ the trie’s
 //! nodes, whatever the number of rules: 200 rules `$..kN` keep one state
@@ -88,14 +88,20 @@ impl Node {
     }
 }
 
-/// Name edges sorted by (length, name), for a binary search that compares
-/// integers: a name's length and its first eight bytes read big-endian, in
-/// the order of the bytes. Names that agree on both (only names longer than
-/// eight bytes can, unless equal) are compared whole. A `memcmp` call per
-/// probe cost a tenth of a hashed NDJSON event (perf, `benches/ndjson.rs`).
+/// Name edges, found through a hash table of their indexes. A name's
+/// length and its first and last eight bytes, read as integers without a
+/// loop, make its key: for names of up to 16 bytes the key is the name, so
+/// a probe compares integers only. A binary search with a `memcmp` per
+/// probe cost a tenth of a hashed NDJSON event, and its branches, taken one
+/// way or the other by each name, mispredicted two times a key (perf and
+/// callgrind's branch simulation, `benches/ndjson.rs`).
 #[derive(Debug, Clone, Default)]
 struct Names {
     edges: Vec<NameEdge>,
+    /// Open addressing: an index in `edges` plus one, 0 where empty. A
+    /// power of two long, at most a quarter full, so that most keys, there
+    /// or not, take one probe.
+    table: Vec<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,22 +111,46 @@ struct NameEdge {
     to: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct NameKey {
     len: usize,
-    prefix: u64,
+    /// The first eight bytes (fewer, zero-extended, in a shorter name).
+    head: u64,
+    /// The last eight bytes of a name longer than eight, else 0.
+    tail: u64,
 }
 
 impl NameKey {
     fn of(name: &[u8]) -> NameKey {
-        let mut prefix = 0u64;
-        for (i, byte) in name.iter().take(8).enumerate() {
-            prefix |= u64::from(*byte) << (56 - 8 * i);
-        }
-        NameKey {
-            len: name.len(),
-            prefix,
-        }
+        let len = name.len();
+        let word = |at: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&name[at..at + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        let half = |at: usize| {
+            let mut bytes = [0u8; 4];
+            bytes.copy_from_slice(&name[at..at + 4]);
+            u64::from(u32::from_le_bytes(bytes))
+        };
+        // Overlapping reads of fixed sizes, which give each byte its place.
+        let head = match len {
+            8.. => word(0),
+            4..8 => half(0) | half(len - 4) << (8 * (len - 4)),
+            1..4 => {
+                let byte = |at: usize| u64::from(name[at]) << (8 * at);
+                byte(0) | byte(len / 2) | byte(len - 1)
+            }
+            0 => 0,
+        };
+        let tail = if len > 8 { word(len - 8) } else { 0 };
+        NameKey { len, head, tail }
+    }
+
+    fn hash(self) -> u64 {
+        const SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mixed = (self.head ^ self.len as u64).wrapping_mul(SEED);
+        (mixed.rotate_left(26) ^ self.tail).wrapping_mul(SEED)
     }
 }
 
@@ -129,31 +159,53 @@ impl Names {
         self.edges.is_empty()
     }
 
-    fn order(edge: &NameEdge, key: NameKey, name: &[u8]) -> std::cmp::Ordering {
-        edge.key.cmp(&key).then_with(|| {
-            if key.len <= 8 {
-                std::cmp::Ordering::Equal
-            } else {
-                edge.name[8..].cmp(&name[8..])
-            }
-        })
+    /// Where `key` goes in a table `mask + 1` long: its hash's top bits.
+    fn start(key: NameKey, mask: usize) -> usize {
+        (key.hash() >> 32) as usize & mask
     }
 
     fn find(&self, name: &[u8]) -> Option<u32> {
+        if self.edges.is_empty() {
+            return None;
+        }
         let key = NameKey::of(name);
-        self.edges
-            .binary_search_by(|edge| Names::order(edge, key, name))
-            .ok()
-            .map(|index| self.edges[index].to)
+        let mask = self.table.len() - 1;
+        let mut at = Names::start(key, mask);
+        loop {
+            let edge = self
+                .edges
+                .get((*self.table.get(at)?).checked_sub(1)? as usize)?;
+            // Names of up to 16 bytes are equal when their keys are.
+            if edge.key == key && (key.len <= 16 || edge.name[8..] == name[8..]) {
+                return Some(edge.to);
+            }
+            at = (at + 1) & mask;
+        }
     }
 
+    /// Adds a name not in the set yet.
     fn insert(&mut self, name: Vec<u8>, to: u32) {
         let key = NameKey::of(&name);
-        let at = self
-            .edges
-            .partition_point(|edge| Names::order(edge, key, &name).is_lt());
         let name = name.into_boxed_slice();
-        self.edges.insert(at, NameEdge { key, name, to });
+        self.edges.push(NameEdge { key, name, to });
+        let size = (self.edges.len() * 4).next_power_of_two();
+        if self.table.len() < size {
+            self.table = vec![0; size];
+            for index in 0..self.edges.len() {
+                self.place(index);
+            }
+        } else {
+            self.place(self.edges.len() - 1);
+        }
+    }
+
+    fn place(&mut self, index: usize) {
+        let mask = self.table.len() - 1;
+        let mut at = Names::start(self.edges[index].key, mask);
+        while self.table[at] != 0 {
+            at = (at + 1) & mask;
+        }
+        self.table[at] = index as u32 + 1;
     }
 }
 
@@ -345,9 +397,11 @@ mod tests {
 
     #[test]
     fn many_names_alike_are_all_found() {
-        // Alike in length and first eight bytes: told apart by the rest.
+        // Alike in length and first eight bytes; then alike in their last
+        // eight too, told apart by the middle only.
         let names: Vec<Vec<u8>> = (0..300)
             .map(|i| format!("external_id_{i:03}").into_bytes())
+            .chain((0..300).map(|i| format!("external_{i:03}_identifier_").into_bytes()))
             .collect();
         let mut table = Names::default();
         for (to, name) in names.iter().enumerate() {
@@ -359,6 +413,7 @@ mod tests {
         }
         assert_eq!(table.find(b"external_id_300"), None);
         assert_eq!(table.find(b"external_id_"), None);
+        assert_eq!(table.find(b"external_300_identifier_"), None);
     }
 
     #[test]

@@ -55,9 +55,7 @@ impl<S: Sink> Writer<S> {
             let kept = self.buf.len() + len;
             self.buf.extend_from_slice(block);
             self.buf.truncate(kept);
-            if self.buf.len() >= FLUSH_AT {
-                self.flush();
-            }
+            self.flush_when_full();
         } else if len < COPY_BELOW {
             self.copy(&chunk[from..to]);
         } else {
@@ -69,9 +67,7 @@ impl<S: Sink> Writer<S> {
     /// Writes bytes made by the rewriter (or a short original).
     pub(crate) fn copy(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
-        if self.buf.len() >= FLUSH_AT {
-            self.flush();
-        }
+        self.flush_when_full();
     }
 
     /// Writes `text` as a JSON string, quoted and escaped.
@@ -80,9 +76,7 @@ impl<S: Sink> Writer<S> {
         self.buf.put_u8(b'"');
         escape_into(text, &mut self.buf);
         self.buf.put_u8(b'"');
-        if self.buf.len() >= FLUSH_AT {
-            self.flush();
-        }
+        self.flush_when_full();
     }
 
     /// Writes `text`, which holds nothing a JSON string escapes (a digest),
@@ -93,9 +87,7 @@ impl<S: Sink> Writer<S> {
         self.buf.put_u8(b'"');
         self.buf.put_slice(text);
         self.buf.put_u8(b'"');
-        if self.buf.len() >= FLUSH_AT {
-            self.flush();
-        }
+        self.flush_when_full();
     }
 
     /// Writes the pieces, one text, as a JSON string: escaped into the
@@ -108,6 +100,10 @@ impl<S: Sink> Writer<S> {
             escape_into(piece, &mut self.buf);
         }
         self.buf.put_u8(b'"');
+        self.flush_when_full();
+    }
+
+    fn flush_when_full(&mut self) {
         if self.buf.len() >= FLUSH_AT {
             self.flush();
         }

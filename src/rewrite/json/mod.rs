@@ -576,10 +576,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     };
                 }
                 Lex::FirstElementOrEnd if b == b']' => self.close(chunk, i)?,
-                Lex::FirstElementOrEnd | Lex::Element => {
-                    self.element_slot();
-                    self.begin_value(chunk, i, b)?;
-                }
+                Lex::FirstElementOrEnd | Lex::Element => self.begin_element(chunk, i, b)?,
                 Lex::FirstKeyOrEnd if b == b'}' => self.close(chunk, i)?,
                 Lex::FirstKeyOrEnd | Lex::Key => {
                     if b != b'"' {
@@ -626,7 +623,8 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
 
     /// Takes what usually follows a string in compact JSON, from `i`: the
     /// `:` after a member name and the value's first byte, or the `,` after
-    /// a value and the next member's quote. The scanner's loop would take
+    /// a value and the next member's quote (the next element's first byte,
+    /// in an array). The scanner's loop would take
     /// each in a pass of its own, through a jump on the lexer's state, the
     /// costliest instruction of a pass (perf). Returns where it stopped.
     #[inline]
@@ -656,8 +654,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                         i += 1;
                     }
                     Some(b) if !object => {
-                        self.element_slot();
-                        self.begin_value(chunk, i, b)?;
+                        self.begin_element(chunk, i, b)?;
                         i += 1;
                     }
                     _ => {}

@@ -100,6 +100,12 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         };
     }
 
+    /// An array's element starts at `at` with byte `b`.
+    pub(super) fn begin_element(&mut self, chunk: &Bytes, at: usize, b: u8) -> Result<(), Error> {
+        self.element_slot();
+        self.begin_value(chunk, at, b)
+    }
+
     pub(super) fn key_start(&mut self, chunk: &Bytes, at: usize) {
         if let Some(frame) = self.frames.last()
             && frame.mode != FrameMode::Untracked

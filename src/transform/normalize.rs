@@ -105,7 +105,7 @@ impl Normalizer {
             Normalizer::ExternalId => return Ok(Normal::Within(value.trim())),
             Normalizer::Lowercase => {
                 if !value.is_ascii() {
-                    each_lowercase(value.trim(), Fold::Lowercase, |c| scratch.push(c));
+                    push_lowercase(value.trim(), scratch);
                 } else {
                     let trimmed = trim_ascii_whitespace(value);
                     if !trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -344,10 +344,42 @@ fn each_lowercase(value: &str, fold: Fold, mut f: impl FnMut(char)) {
             .bytes()
             .for_each(|b| f(char::from(b.to_ascii_lowercase())));
     } else {
+        // The ASCII letters of a mixed text (most of an accented name)
+        // skip the tables too.
+        let fold_char = |c: char| {
+            if c.is_ascii() {
+                f(c.to_ascii_lowercase());
+            } else {
+                c.to_lowercase().for_each(&mut f);
+            }
+        };
         match fold {
-            Fold::Lowercase => value.chars().flat_map(char::to_lowercase).for_each(f),
-            Fold::NfcLowercase => value.nfc().flat_map(char::to_lowercase).for_each(f),
+            Fold::Lowercase => value.chars().for_each(fold_char),
+            Fold::NfcLowercase => value.nfc().for_each(fold_char),
         }
+    }
+}
+
+/// Appends `text` lowercased as [`each_lowercase`] does, copying each run
+/// of ASCII whole: a character at a time through the tables cost more than
+/// the SHA-256 of an accented name.
+fn push_lowercase(text: &str, out: &mut String) {
+    let mut rest = text;
+    loop {
+        let ascii = rest
+            .bytes()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(ascii);
+        let start = out.len();
+        out.push_str(run);
+        out[start..].make_ascii_lowercase();
+        let mut chars = tail.chars();
+        match chars.next() {
+            Some(c) => out.extend(c.to_lowercase()),
+            None => return,
+        }
+        rest = chars.as_str();
     }
 }
 
@@ -601,6 +633,23 @@ mod tests {
                 phone(&input, &options),
                 phone_by_libphonenumber(&input, &options)
             );
+        }
+
+        #[test]
+        fn lowercase_by_runs_folds_like_unicode(value in "([A-Za-z0-9 @.]{0,6}[ÀÉÖÜẞİΣΑЖǅ\u{10400}é]{0,3}){0,5}") {
+            let mut runs = String::from("kept:");
+            push_lowercase(&value, &mut runs);
+            let unicode: String = value.chars().flat_map(char::to_lowercase).collect();
+            proptest::prop_assert_eq!(&runs, &format!("kept:{unicode}"));
+            for fold in [Fold::Lowercase, Fold::NfcLowercase] {
+                let mut each = String::new();
+                each_lowercase(&value, fold, |c| each.push(c));
+                let reference: String = match fold {
+                    Fold::Lowercase => value.chars().flat_map(char::to_lowercase).collect(),
+                    Fold::NfcLowercase => value.nfc().flat_map(char::to_lowercase).collect(),
+                };
+                proptest::prop_assert_eq!(each, reference);
+            }
         }
 
         #[test]

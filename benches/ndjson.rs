@@ -203,8 +203,14 @@ fn hash_only(values: &[String]) -> usize {
             normalized.push_str(trimmed);
             normalized.make_ascii_lowercase();
         } else {
+            // Accented text: its ASCII letters without Unicode's tables,
+            // as scrim's normalizer does.
             for c in trimmed.chars() {
-                normalized.extend(c.to_lowercase());
+                if c.is_ascii() {
+                    normalized.push(c.to_ascii_lowercase());
+                } else {
+                    normalized.extend(c.to_lowercase());
+                }
             }
         }
         hex.clear();

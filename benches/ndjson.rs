@@ -23,8 +23,15 @@
 //! `EVENTS=2000 PROFILE=scrim/hash valgrind --tool=callgrind
 //! target/release/deps/ndjson-HASH --bench`; divide by EVENTS × ROUNDS for
 //! the instructions of one event.
+//!
+//! On a shared machine whose speed swings within a criterion run (its rows
+//! are timed a minute apart), `TURNS=9` times the four rows in turns
+//! instead: one run of each a turn, the row that goes first rotating, and
+//! prints each row's median and the ratios of the issue, each the median
+//! of the turns' own ratios (rows timed seconds apart).
 
 use std::hint::black_box;
+use std::time::Instant;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group};
@@ -221,76 +228,124 @@ fn hash_only(values: &[String]) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
-    let events: usize = std::env::var("EVENTS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(20_000);
-    let body = Bytes::from(ndjson(events));
-    let values = selected_values(&body);
+    let inputs = Inputs::new(true);
     eprintln!(
-        "CAPI NDJSON: {events} events, {} bytes, {} values hashed",
-        body.len(),
-        values.len()
+        "CAPI NDJSON: {} bytes, {} values hashed",
+        inputs.body.len(),
+        inputs.values.len()
     );
-    let hashing = rules(FIELDS.iter().map(|field| format!("$.user_data.{field}")));
-    let nothing = rules(std::iter::once("$.user_data.nothing".to_owned()));
-    // The three programs agree on what they write.
-    assert_eq!(scrim(&hashing, &body), serde_tree(&body));
+    // The two programs agree on what they write.
+    assert_eq!(inputs.run("scrim/hash"), inputs.run("serde_tree/hash"));
 
     let mut group = c.benchmark_group("capi_ndjson");
-    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.throughput(Throughput::Bytes(inputs.body.len() as u64));
     group.sample_size(10);
-    group.bench_function("scrim/hash", |b| {
-        b.iter(|| scrim(&hashing, black_box(&body)))
-    });
-    group.bench_function("serde_tree/hash", |b| {
-        b.iter(|| serde_tree(black_box(&body)))
-    });
-    group.bench_function("scrim/passthrough", |b| {
-        b.iter(|| scrim(&nothing, black_box(&body)))
-    });
-    group.bench_function("floor/hash_only", |b| {
-        b.iter(|| hash_only(black_box(&values)))
-    });
+    for row in ROWS {
+        group.bench_function(row, |b| b.iter(|| inputs.run(black_box(row))));
+    }
     group.finish();
+}
+
+const ROWS: [&str; 4] = [
+    "scrim/hash",
+    "serde_tree/hash",
+    "scrim/passthrough",
+    "floor/hash_only",
+];
+
+fn number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The rows' inputs, made once.
+struct Inputs {
+    body: Bytes,
+    /// Empty unless the hashing-only row is run.
+    values: Vec<String>,
+    hashing: Rules,
+    nothing: Rules,
+}
+
+impl Inputs {
+    fn new(with_values: bool) -> Self {
+        let body = Bytes::from(ndjson(number("EVENTS", 20_000)));
+        let values = if with_values {
+            selected_values(&body)
+        } else {
+            Vec::new()
+        };
+        Inputs {
+            body,
+            values,
+            hashing: rules(FIELDS.iter().map(|field| format!("$.user_data.{field}"))),
+            nothing: rules(std::iter::once("$.user_data.nothing".to_owned())),
+        }
+    }
+
+    fn run(&self, row: &str) -> usize {
+        match row {
+            "scrim/hash" => scrim(&self.hashing, &self.body),
+            "serde_tree/hash" => serde_tree(&self.body),
+            "scrim/passthrough" => scrim(&self.nothing, &self.body),
+            "floor/hash_only" => hash_only(&self.values),
+            other => panic!("{other}: no such row (rows: {ROWS:?})"),
+        }
+    }
 }
 
 /// Runs the row named by `PROFILE` `ROUNDS` times, for a profiler.
 fn profile(row: &str) {
-    let number = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(default)
-    };
-    let body = Bytes::from(ndjson(number("EVENTS", 20_000)));
-    let rounds = number("ROUNDS", 10);
-    let hashing = rules(FIELDS.iter().map(|field| format!("$.user_data.{field}")));
-    let nothing = rules(std::iter::once("$.user_data.nothing".to_owned()));
-    let values = match row {
-        "floor/hash_only" => selected_values(&body),
-        _ => Vec::new(),
-    };
-    let run: Box<dyn Fn() -> usize> = match row {
-        "scrim/hash" => Box::new(|| scrim(&hashing, &body)),
-        "serde_tree/hash" => Box::new(|| serde_tree(&body)),
-        "scrim/passthrough" => Box::new(|| scrim(&nothing, &body)),
-        "floor/hash_only" => Box::new(|| hash_only(&values)),
-        other => panic!("PROFILE={other}: no such row"),
-    };
-    for _ in 0..rounds {
-        black_box(run());
+    let inputs = Inputs::new(row == "floor/hash_only");
+    for _ in 0..number("ROUNDS", 10) {
+        black_box(inputs.run(black_box(row)));
     }
+}
+
+/// Times the rows in `turns` turns (see the module's documentation).
+fn side_by_side(turns: usize) {
+    let inputs = Inputs::new(true);
+    let mut times = [const { Vec::new() }; ROWS.len()];
+    for turn in 0..turns {
+        for k in 0..ROWS.len() {
+            let row = (turn + k) % ROWS.len();
+            let start = Instant::now();
+            black_box(inputs.run(black_box(ROWS[row])));
+            times[row].push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let median = |mut xs: Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        xs[xs.len() / 2]
+    };
+    for (row, ms) in ROWS.iter().zip(&times) {
+        println!(
+            "{row}: median {:.1} ms over {turns} turns",
+            median(ms.clone())
+        );
+    }
+    let [scrim, tree, pass, hash] = &times;
+    let per_turn = |f: &dyn Fn(usize) -> f64| median((0..turns).map(f).collect());
+    println!(
+        "tree / scrim = {:.2}; scrim / (passthrough + hash_only) = {:.2} (medians of the turns' ratios)",
+        per_turn(&|t| tree[t] / scrim[t]),
+        per_turn(&|t| scrim[t] / (pass[t] + hash[t])),
+    );
 }
 
 criterion_group!(benches, bench);
 
 fn main() {
-    match std::env::var("PROFILE") {
-        Ok(row) => profile(&row),
-        Err(_) => {
+    if let Ok(row) = std::env::var("PROFILE") {
+        return profile(&row);
+    }
+    match number("TURNS", 0) {
+        0 => {
             benches();
             Criterion::default().configure_from_args().final_summary();
         }
+        turns => side_by_side(turns),
     }
 }

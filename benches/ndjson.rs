@@ -25,7 +25,7 @@
 //! the instructions of one event.
 //!
 //! On a shared machine whose speed swings within a criterion run (its rows
-//! are timed a minute apart), `TURNS=9` times the four rows in turns
+//! are timed a minute apart), `TURNS=11` times the four rows in turns
 //! instead: one run of each a turn, the row that goes first rotating, and
 //! prints each row's median and the ratios of the issue, each the median
 //! of the turns' own ratios (rows timed seconds apart).
@@ -326,12 +326,12 @@ fn side_by_side(turns: usize) {
             median(ms.clone())
         );
     }
-    let [scrim, tree, pass, hash] = &times;
+    let [rewrite, tree, pass, hash_alone] = &times;
     let per_turn = |f: &dyn Fn(usize) -> f64| median((0..turns).map(f).collect());
     println!(
         "tree / scrim = {:.2}; scrim / (passthrough + hash_only) = {:.2} (medians of the turns' ratios)",
-        per_turn(&|t| tree[t] / scrim[t]),
-        per_turn(&|t| scrim[t] / (pass[t] + hash[t])),
+        per_turn(&|t| tree[t] / rewrite[t]),
+        per_turn(&|t| rewrite[t] / (pass[t] + hash_alone[t])),
     );
 }
 

@@ -21,6 +21,37 @@ fn hashes_selected_values_and_keeps_every_other_byte() {
 }
 
 #[test]
+fn digests_are_written_in_each_encoding() {
+    let hash = |encoding| Action::Hash {
+        normalizer: scrim::transform::Normalizer::None,
+        encoding,
+    };
+    let rules = rules(&[
+        ("$.hex", hash(scrim::transform::Encoding::Hex)),
+        ("$.b64", hash(scrim::transform::Encoding::Base64)),
+        ("$.url[*]", hash(scrim::transform::Encoding::Base64Url)),
+    ]);
+    let input = r#"{"hex":"abc","b64":"abc","url":["abc","abc"],"z":"abc"}"#;
+    // SHA-256 of "abc", as `apply` spells it in each encoding.
+    let expected = concat!(
+        r#"{"hex":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad","#,
+        r#""b64":"ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=","#,
+        r#""url":["ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0","ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"],"#,
+        r#""z":"abc"}"#
+    );
+    assert_eq!(rewrite(&rules, input).unwrap(), expected);
+    // In chunks of every size, the same.
+    for chunk in 1..input.len() {
+        let (out, _) = rewrite_chunked(&rules, Framing::Single, input.as_bytes(), chunk).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            expected,
+            "chunks of {chunk}"
+        );
+    }
+}
+
+#[test]
 fn keys_are_matched_after_unescaping() {
     let rules = rules(&[("$.em", hash())]);
     let out = rewrite(&rules, r#"{"\u0065m":"a"}"#).unwrap();

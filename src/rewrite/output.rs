@@ -9,6 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::escape::escape_into;
 use super::sink::Sink;
+use crate::transform::Digest;
 
 /// Spans of the input shorter than this are copied into the output buffer
 /// rather than sliced: a slice costs two atomic operations on its chunk and
@@ -79,13 +80,14 @@ impl<S: Sink> Writer<S> {
         self.flush_when_full();
     }
 
-    /// Writes `text`, which holds nothing a JSON string escapes (a digest),
-    /// as a JSON string.
-    pub(crate) fn json_string_unescaped(&mut self, text: &[u8]) {
-        debug_assert_eq!(super::escape::find_string_special(text), text.len());
-        self.buf.reserve(text.len() + 2);
+    /// Writes a digest as a JSON string: its digits hold nothing a string
+    /// escapes, and go straight into the buffer.
+    pub(crate) fn json_digest(&mut self, digest: &Digest) {
+        let mut text = [0u8; Digest::MAX_LEN];
+        let len = digest.encode(&mut text);
+        self.buf.reserve(len + 2);
         self.buf.put_u8(b'"');
-        self.buf.put_slice(text);
+        self.buf.put_slice(&text[..len]);
         self.buf.put_u8(b'"');
         self.flush_when_full();
     }

@@ -8,7 +8,7 @@ use super::lookups::{Lookups, Revealed};
 use super::report::ChangeKind;
 use crate::detect::{self, Finding, Scanned};
 use crate::policy::{OnInvalid, REDACTED, RuleId, Rules};
-use crate::transform::{Action, ActionKind, Applied, Invalid, Scalar};
+use crate::transform::{Action, ActionKind, Applied, Digest, Invalid, Scalar};
 
 /// The verdict on one value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +28,27 @@ pub(crate) enum Verdict {
     /// The value goes, with its member or field name: dropped by its rule
     /// (`Dropped`) or as invalid (`InvalidDropped`).
     Remove(ChangeKind),
+}
+
+/// What [`judge_digests`] decides: a verdict, or the digest the value
+/// becomes (a rewrite), still as bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Judged {
+    Verdict(Verdict),
+    Digest(Digest),
+}
+
+impl Judged {
+    /// The verdict, a digest written into `out` in its encoding.
+    fn spelled(self, out: &mut String) -> Verdict {
+        match self {
+            Judged::Verdict(verdict) => verdict,
+            Judged::Digest(digest) => {
+                digest.push_text(out);
+                Verdict::Replace(ChangeKind::Rewritten)
+            }
+        }
+    }
 }
 
 /// A value refused under `on_invalid: reject`: the reason, for an error at
@@ -56,27 +77,44 @@ pub(crate) fn judge(
     found: &mut Vec<Finding>,
     lookups: &mut Lookups,
 ) -> Result<Verdict, Rejected> {
+    judge_digests(rules, rule, value, out, found, lookups).map(|judged| judged.spelled(out))
+}
+
+/// [`judge`], with a digest left as bytes, for a rewriter that writes its
+/// encoding straight into its output.
+pub(crate) fn judge_digests(
+    rules: &Rules,
+    rule: RuleId,
+    value: Result<Scalar<'_>, Invalid>,
+    out: &mut String,
+    found: &mut Vec<Finding>,
+    lookups: &mut Lookups,
+) -> Result<Judged, Rejected> {
     found.clear();
     if let Some(action) = rules.rules[rule].action.vault_action() {
-        return judge_vault(rules, rule, action, value, out, lookups);
+        return judge_vault(rules, rule, action, value, out, lookups).map(Judged::Verdict);
     }
-    let verdict = judge_action(rules, rule, value, out)?;
+    let verdict = match judge_action(rules, rule, value, out)? {
+        // A digest keeps nothing of the value as it was written.
+        Judged::Digest(digest) => return Ok(Judged::Digest(digest)),
+        Judged::Verdict(verdict) => verdict,
+    };
     let (Some(scan), Ok(Scalar::Str(original))) = (&rules.scan, value) else {
-        return Ok(verdict);
+        return Ok(Judged::Verdict(verdict));
     };
     let action = &rules.rules[rule].action;
     // A guarded rule whose condition did not hold (a title that is not a
     // URL) left text that is not what the action keeps.
     let applied = action.guard().is_none_or(|guard| guard.holds(original));
     if !action.keeps_text_as_written() || !applied {
-        return Ok(verdict);
+        return Ok(Judged::Verdict(verdict));
     }
     let kept = match verdict {
         Verdict::Replace(_) => std::mem::take(out),
         Verdict::Unchanged => original.to_owned(),
-        Verdict::Keep | Verdict::Remove(_) => return Ok(verdict),
+        Verdict::Keep | Verdict::Remove(_) => return Ok(Judged::Verdict(verdict)),
     };
-    match scan.url(&kept, found, out) {
+    let verdict = match scan.url(&kept, found, out) {
         // Read already: the caller's detectors need not read it again.
         Scanned::Clean if verdict == Verdict::Unchanged => Ok(Verdict::Keep),
         Scanned::Clean => {
@@ -89,7 +127,8 @@ pub(crate) fn judge(
             Ok(Verdict::Remove(ChangeKind::Dropped))
         }
         Scanned::Reject(detector) => Err(Rejected(detect::rejection(detector))),
-    }
+    };
+    verdict.map(Judged::Verdict)
 }
 
 fn judge_action(
@@ -97,22 +136,22 @@ fn judge_action(
     rule: RuleId,
     value: Result<Scalar<'_>, Invalid>,
     out: &mut String,
-) -> Result<Verdict, Rejected> {
+) -> Result<Judged, Rejected> {
     out.clear();
     let action = &rules.rules[rule].action;
-    match action {
-        Action::Drop => return Ok(Verdict::Remove(ChangeKind::Dropped)),
-        Action::Keep => return Ok(Verdict::Keep),
-        _ => {}
-    }
-    let applied = value.and_then(|value| action.apply_into(value, out));
-    match applied {
-        Ok(Applied::Replaced) => Ok(Verdict::Replace(ChangeKind::Rewritten)),
-        Ok(Applied::Unchanged) if action.kind() == ActionKind::Keep => Ok(Verdict::Keep),
-        Ok(Applied::Unchanged) => Ok(Verdict::Unchanged),
-        Ok(Applied::Removed) => Ok(Verdict::Remove(ChangeKind::Dropped)),
-        Err(why) => invalid(rules, rule, why, out),
-    }
+    let verdict = match action {
+        Action::Drop => Verdict::Remove(ChangeKind::Dropped),
+        Action::Keep => Verdict::Keep,
+        _ => match value.and_then(|value| action.apply_into(value, out)) {
+            Ok(Applied::Digest(digest)) => return Ok(Judged::Digest(digest)),
+            Ok(Applied::Replaced) => Verdict::Replace(ChangeKind::Rewritten),
+            Ok(Applied::Unchanged) if action.kind() == ActionKind::Keep => Verdict::Keep,
+            Ok(Applied::Unchanged) => Verdict::Unchanged,
+            Ok(Applied::Removed) => Verdict::Remove(ChangeKind::Dropped),
+            Err(why) => invalid(rules, rule, why, out)?,
+        },
+    };
+    Ok(Judged::Verdict(verdict))
 }
 
 /// A `tokenize` or `reveal` rule (`action`, under the rule's guard if it
@@ -173,7 +212,7 @@ fn judge_vault(
                 }
             }
         }
-        _ => judge_action(rules, rule, Ok(value), out),
+        _ => Ok(judge_action(rules, rule, Ok(value), out)?.spelled(out)),
     }
 }
 

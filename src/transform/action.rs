@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use super::encrypt::EncryptKey;
 use super::rotation::{KeySource, RotatingKey};
@@ -208,28 +208,44 @@ impl Encoding {
             Encoding::Base64Url => "base64url",
         }
     }
+}
 
-    fn encode_into(self, bytes: &[u8], out: &mut String) {
-        match self {
+/// A value's SHA-256, to be written in its rule's encoding. Handed to the
+/// rewriter as bytes, not text: the JSON rewriter writes its digits straight
+/// into its output, with no string in between to fill, check and copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Digest {
+    bytes: [u8; 32],
+    encoding: Encoding,
+}
+
+impl Digest {
+    /// The longest encoding of a digest: 64 hex digits.
+    pub const MAX_LEN: usize = 64;
+
+    /// Writes the digest's encoding into the start of `out`; returns its
+    /// length.
+    pub fn encode(&self, out: &mut [u8; Self::MAX_LEN]) -> usize {
+        let engine = match self.encoding {
             Encoding::Hex => {
-                // Two digits a byte from one table, through a buffer on the
-                // stack: a `push` per digit took four times the
-                // instructions.
-                let mut text = [0u8; 64];
-                for chunk in bytes.chunks(32) {
-                    let text = &mut text[..chunk.len() * 2];
-                    for (b, pair) in chunk.iter().zip(text.as_chunks_mut::<2>().0) {
-                        *pair = HEX_PAIRS[usize::from(*b)];
-                    }
-                    // Hex digits are ASCII: never the empty default.
-                    out.push_str(std::str::from_utf8(text).unwrap_or_default());
+                for (pair, b) in out.as_chunks_mut::<2>().0.iter_mut().zip(&self.bytes) {
+                    *pair = HEX_PAIRS[usize::from(*b)];
                 }
+                return Self::MAX_LEN;
             }
-            Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode_string(bytes, out),
-            Encoding::Base64Url => {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, out)
-            }
-        }
+            Encoding::Base64 => &base64::engine::general_purpose::STANDARD,
+            Encoding::Base64Url => &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        };
+        // 44 bytes hold 32 in base64: the slice is never too short.
+        engine.encode_slice(self.bytes, out).unwrap_or_default()
+    }
+
+    /// Appends the digest's encoding to `out`.
+    pub fn push_text(&self, out: &mut String) {
+        let mut text = [0u8; Self::MAX_LEN];
+        let len = self.encode(&mut text);
+        // Hex digits and base64 are ASCII: never the empty default.
+        out.push_str(std::str::from_utf8(&text[..len]).unwrap_or_default());
     }
 }
 
@@ -303,13 +319,6 @@ impl Action {
         }
     }
 
-    /// True for the actions whose every replacement is a digest in hex or
-    /// base64: ASCII that a JSON string holds without an escape, so a
-    /// rewriter writes it out without looking for one.
-    pub fn writes_digests_only(&self) -> bool {
-        matches!(self.unguarded(), Action::Hash { .. })
-    }
-
     /// The action under its guard, if it has one.
     pub fn unguarded(&self) -> &Action {
         let mut action = self;
@@ -340,13 +349,19 @@ impl Action {
         let mut out = String::new();
         Ok(match self.apply_into(value, &mut out)? {
             Applied::Replaced => Outcome::Replace(out),
+            Applied::Digest(digest) => {
+                digest.push_text(&mut out);
+                Outcome::Replace(out)
+            }
             Applied::Unchanged => Outcome::Unchanged,
             Applied::Removed => Outcome::Remove,
         })
     }
 
     /// [`Action::apply`], writing the replacement into `out` (cleared first),
-    /// so that a rewriter reuses one buffer for every value it rewrites.
+    /// so that a rewriter reuses one buffer for every value it rewrites; a
+    /// digest is handed back as bytes ([`Applied::Digest`]), for the
+    /// rewriter to write in its encoding.
     pub fn apply_into(&self, value: Scalar<'_>, out: &mut String) -> Result<Applied, Invalid> {
         out.clear();
         let text: &str = match value {
@@ -412,7 +427,10 @@ impl Action {
                 };
                 out.clear();
                 if let Some(digest) = digest {
-                    encoding.encode_into(&digest, out);
+                    return Ok(Applied::Digest(Digest {
+                        bytes: digest.into(),
+                        encoding: *encoding,
+                    }));
                 }
             }
             Action::Hmac {
@@ -486,6 +504,9 @@ impl Action {
 pub enum Applied {
     /// The value becomes the text written to `out`.
     Replaced,
+    /// The value becomes this digest, in its encoding (`out` is left
+    /// empty).
+    Digest(Digest),
     /// The value is already safe as it is: null, empty, or already a digest.
     Unchanged,
     /// The value goes, with its member name (a guarded `drop`).
@@ -683,11 +704,37 @@ mod tests {
 
     #[test]
     fn hash_encodings() {
-        let b64 = Action::Hash {
-            normalizer: Normalizer::None,
-            encoding: Encoding::Base64Url,
-        };
-        assert_eq!(replaced(&b64, Scalar::Str("a")).len(), 43);
+        // SHA-256 of "abc" (FIPS 180-2's first example) in each encoding.
+        for (encoding, expected) in [
+            (
+                Encoding::Hex,
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            ),
+            (
+                Encoding::Base64,
+                "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=",
+            ),
+            (
+                Encoding::Base64Url,
+                "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0",
+            ),
+        ] {
+            let action = Action::Hash {
+                normalizer: Normalizer::None,
+                encoding,
+            };
+            assert_eq!(replaced(&action, Scalar::Str("abc")), expected);
+            // Handed back as bytes to a rewriter, `out` left empty.
+            let mut out = String::from("scratch");
+            let Ok(Applied::Digest(digest)) = action.apply_into(Scalar::Str("abc"), &mut out)
+            else {
+                panic!("{encoding:?}: expected a digest");
+            };
+            assert_eq!(out, "");
+            let mut text = [0u8; Digest::MAX_LEN];
+            let len = digest.encode(&mut text);
+            assert_eq!(&text[..len], expected.as_bytes());
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod tokenize;
 mod url;
 mod user_agent;
 
-pub use action::{Action, ActionKind, Applied, Encoding, HmacKey, Members, Outcome};
+pub use action::{Action, ActionKind, Applied, Digest, Encoding, HmacKey, Members, Outcome};
 pub use encrypt::EncryptKey;
 pub use guard::Guard;
 pub use normalize::{Normal, Normalizer, PhoneFormat, PhoneOptions};

@@ -29,7 +29,7 @@ use super::output::{Mode, Steering, Writer};
 use super::path::{hash_bytes, hash_key, push_key};
 use super::report::{ChangeKind, Report};
 use super::sink::Sink;
-use super::verdict::{self, Rejected, Verdict};
+use super::verdict::{self, Judged, Rejected, Verdict};
 use crate::detect::Finding;
 use crate::policy::{Label, RuleId, Rules, State, Unlisted};
 use crate::transform::{Action, Invalid, Scalar};

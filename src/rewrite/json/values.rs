@@ -131,7 +131,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                         }
                     }
                     Action::Redact { with } if container => {
-                        self.replace_value(chunk, at, with, false);
+                        self.replace_value(chunk, at, with);
                         self.report
                             .record(Some(rule), ChangeKind::Rewritten, here!(self));
                         ends_suppress = true;
@@ -147,6 +147,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                             Invalid::NotAScalar,
                             &mut self.replacement,
                         );
+                        let verdict = verdict.map(Judged::Verdict);
                         ends_suppress = self.carry_out(chunk, at, rule, verdict, None)?;
                     }
                     _ => {
@@ -207,17 +208,12 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         self.report.record(rule, what, here!(self));
     }
 
-    /// The value is replaced by a string; the original is suppressed. A
-    /// `digest` needs no escape and is written without looking for one.
-    pub(super) fn replace_value(&mut self, chunk: &Bytes, at: usize, with: &str, digest: bool) {
+    /// The value is replaced by a string; the original is suppressed.
+    pub(super) fn replace_value(&mut self, chunk: &Bytes, at: usize, with: &str) {
         self.steer
             .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
         self.commit_held();
-        if digest {
-            self.writer.json_string_unescaped(with.as_bytes());
-        } else {
-            self.writer.json_string(with.as_bytes());
-        }
+        self.writer.json_string(with.as_bytes());
     }
 
     /// Writes out what `verdict` says of a value: a scalar that ended at
@@ -229,31 +225,40 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         chunk: &Bytes,
         at: usize,
         rule: RuleId,
-        verdict: Result<Verdict, Rejected>,
+        verdict: Result<Judged, Rejected>,
         original: Option<&[u8]>,
     ) -> Result<bool, Error> {
-        let suppressed = match verdict {
-            Ok(Verdict::Replace(change)) => {
+        let verdict = match verdict {
+            Ok(Judged::Verdict(verdict)) => verdict,
+            Ok(Judged::Digest(digest)) => {
+                self.steer
+                    .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
+                self.commit_held();
+                self.writer.json_digest(&digest);
+                self.report
+                    .record(Some(rule), ChangeKind::Rewritten, here!(self));
+                return Ok(self.end_replaced(chunk, at, original));
+            }
+            Err(Rejected(reason)) => {
+                return Err(self.error_at_offset(self.token_offset, Kind::Rejected, reason));
+            }
+        };
+        match verdict {
+            Verdict::Replace(change) => {
                 let text = std::mem::take(&mut self.replacement);
-                let digest = change == ChangeKind::Rewritten
-                    && self.rules.rules[rule].action.writes_digests_only();
-                self.replace_value(chunk, at, &text, digest);
+                self.replace_value(chunk, at, &text);
                 self.replacement = text;
                 self.report.record(Some(rule), change, here!(self));
-                true
             }
-            Ok(Verdict::Remove(change)) => {
-                self.drop_value(chunk, at, Some(rule), change);
-                true
-            }
-            Ok(Verdict::Keep) => {
+            Verdict::Remove(change) => self.drop_value(chunk, at, Some(rule), change),
+            Verdict::Keep => {
                 self.keep_value();
                 if let Some(original) = original {
                     self.writer.copy(original);
                 }
-                false
+                return Ok(false);
             }
-            Ok(Verdict::Unchanged) => {
+            Verdict::Unchanged => {
                 self.keep_value();
                 match original {
                     Some(original) if original.first() == Some(&b'"') => {
@@ -262,17 +267,20 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     Some(original) => self.writer.copy(original),
                     None => {}
                 }
-                false
+                return Ok(false);
             }
-            Err(Rejected(reason)) => {
-                return Err(self.error_at_offset(self.token_offset, Kind::Rejected, reason));
-            }
-        };
-        // A scalar has ended: what follows it passes.
-        if original.is_some() && suppressed {
+        }
+        Ok(self.end_replaced(chunk, at, original))
+    }
+
+    /// A value whose output was suppressed from `at` (replaced or removed):
+    /// a scalar has ended, and what follows it passes. Returns whether
+    /// output stays suppressed (a container, until it closes).
+    fn end_replaced(&mut self, chunk: &Bytes, at: usize, original: Option<&[u8]>) -> bool {
+        if original.is_some() {
             self.steer.set_mode(chunk, at, Mode::Pass, &mut self.writer);
         }
-        Ok(suppressed && original.is_none())
+        original.is_none()
     }
 
     /// A scalar ended just before `end`; `text` is the chunk's valid start.
@@ -365,7 +373,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         };
         self.report.read(self.rules, rule, scalar);
         let mut found = Vec::new();
-        let verdict = verdict::judge(
+        let verdict = verdict::judge_digests(
             self.rules,
             rule,
             Ok(scalar),

@@ -8,7 +8,7 @@ use super::lookups::{Lookups, Revealed};
 use super::report::ChangeKind;
 use crate::detect::{self, Finding, Scanned};
 use crate::policy::{OnInvalid, REDACTED, RuleId, Rules};
-use crate::transform::{Action, ActionKind, Applied, Digest, Invalid, Scalar};
+use crate::transform::{Action, ActionKind, Applied, Digest, Encoding, Invalid, Scalar};
 
 /// The verdict on one value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,21 +30,21 @@ pub(crate) enum Verdict {
     Remove(ChangeKind),
 }
 
-/// What [`judge_digests`] decides: a verdict, or the digest the value
-/// becomes (a rewrite), still as bytes.
+/// What [`judge_digests`] decides: a verdict, or that the value becomes
+/// the SHA-256 of the text it left in `out` (a rewrite), in this encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Judged {
     Verdict(Verdict),
-    Digest(Digest),
+    Hashed(Encoding),
 }
 
 impl Judged {
-    /// The verdict, a digest written into `out` in its encoding.
+    /// The verdict, the text to hash in `out` replaced by its digest.
     fn spelled(self, out: &mut String) -> Verdict {
         match self {
             Judged::Verdict(verdict) => verdict,
-            Judged::Digest(digest) => {
-                digest.push_text(out);
+            Judged::Hashed(encoding) => {
+                Digest::hash_in_place(out, encoding);
                 Verdict::Replace(ChangeKind::Rewritten)
             }
         }
@@ -80,8 +80,8 @@ pub(crate) fn judge(
     judge_digests(rules, rule, value, out, found, lookups).map(|judged| judged.spelled(out))
 }
 
-/// [`judge`], with a digest left as bytes, for a rewriter that writes its
-/// encoding straight into its output.
+/// [`judge`], with a value to hash left in `out` ([`Judged::Hashed`]), for
+/// a rewriter that writes the digest's encoding straight into its output.
 pub(crate) fn judge_digests(
     rules: &Rules,
     rule: RuleId,
@@ -96,7 +96,7 @@ pub(crate) fn judge_digests(
     }
     let verdict = match judge_action(rules, rule, value, out)? {
         // A digest keeps nothing of the value as it was written.
-        Judged::Digest(digest) => return Ok(Judged::Digest(digest)),
+        Judged::Hashed(encoding) => return Ok(Judged::Hashed(encoding)),
         Judged::Verdict(verdict) => verdict,
     };
     let (Some(scan), Ok(Scalar::Str(original))) = (&rules.scan, value) else {
@@ -143,7 +143,7 @@ fn judge_action(
         Action::Drop => Verdict::Remove(ChangeKind::Dropped),
         Action::Keep => Verdict::Keep,
         _ => match value.and_then(|value| action.apply_into(value, out)) {
-            Ok(Applied::Digest(digest)) => return Ok(Judged::Digest(digest)),
+            Ok(Applied::Hashed(encoding)) => return Ok(Judged::Hashed(encoding)),
             Ok(Applied::Replaced) => Verdict::Replace(ChangeKind::Rewritten),
             Ok(Applied::Unchanged) if action.kind() == ActionKind::Keep => Verdict::Keep,
             Ok(Applied::Unchanged) => Verdict::Unchanged,

@@ -210,9 +210,9 @@ impl Encoding {
     }
 }
 
-/// A value's SHA-256, to be written in its rule's encoding. Handed to the
-/// rewriter as bytes, not text: the JSON rewriter writes its digits straight
-/// into its output, with no string in between to fill, check and copy.
+/// A value's SHA-256, to be written in its rule's encoding. A JSON rewriter
+/// writes its digits straight into its output, with no string in between
+/// to fill, check as UTF-8 and copy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Digest {
     bytes: [u8; 32],
@@ -222,6 +222,14 @@ pub struct Digest {
 impl Digest {
     /// The longest encoding of a digest: 64 hex digits.
     pub const MAX_LEN: usize = 64;
+
+    /// The SHA-256 of `text`, to be written in `encoding`.
+    pub fn of(text: &str, encoding: Encoding) -> Digest {
+        Digest {
+            bytes: Sha256::digest(text).into(),
+            encoding,
+        }
+    }
 
     /// Writes the digest's encoding into the start of `out`; returns its
     /// length.
@@ -238,6 +246,14 @@ impl Digest {
         };
         // 44 bytes hold 32 in base64: the slice is never too short.
         engine.encode_slice(self.bytes, out).unwrap_or_default()
+    }
+
+    /// Replaces `out`, the text to hash ([`Applied::Hashed`]), with its
+    /// digest's encoding.
+    pub fn hash_in_place(out: &mut String, encoding: Encoding) {
+        let digest = Digest::of(out, encoding);
+        out.clear();
+        digest.push_text(out);
     }
 
     /// Appends the digest's encoding to `out`.
@@ -349,8 +365,8 @@ impl Action {
         let mut out = String::new();
         Ok(match self.apply_into(value, &mut out)? {
             Applied::Replaced => Outcome::Replace(out),
-            Applied::Digest(digest) => {
-                digest.push_text(&mut out);
+            Applied::Hashed(encoding) => {
+                Digest::hash_in_place(&mut out, encoding);
                 Outcome::Replace(out)
             }
             Applied::Unchanged => Outcome::Unchanged,
@@ -360,8 +376,8 @@ impl Action {
 
     /// [`Action::apply`], writing the replacement into `out` (cleared first),
     /// so that a rewriter reuses one buffer for every value it rewrites; a
-    /// digest is handed back as bytes ([`Applied::Digest`]), for the
-    /// rewriter to write in its encoding.
+    /// value to hash is left there in its normal form ([`Applied::Hashed`]),
+    /// for the rewriter to write the digest in its encoding.
     pub fn apply_into(&self, value: Scalar<'_>, out: &mut String) -> Result<Applied, Invalid> {
         out.clear();
         let text: &str = match value {
@@ -410,28 +426,22 @@ impl Action {
                 if text.is_empty() || digest {
                     return Ok(Applied::Unchanged);
                 }
-                // `out` is the normalizer's scratch until the digest is
-                // taken: no allocation per value.
-                let digest = match normalizer.normalize_into(text, out) {
-                    Ok(place) => {
-                        let normal = match place {
-                            Normal::Within(normal) => normal,
-                            Normal::Written => out.as_str(),
-                        };
-                        (!normal.is_empty()).then(|| Sha256::digest(normal))
-                    }
+                // The normal form is left in `out` (no allocation per value)
+                // for the rewriter to hash: a JSON rewriter writes the
+                // digest's digits straight into its output.
+                match normalizer.normalize_into(text, out) {
+                    Ok(Normal::Within(normal)) => out.push_str(normal),
+                    Ok(Normal::Written) => {}
                     Err(why) => {
                         out.clear();
                         return Err(why);
                     }
-                };
-                out.clear();
-                if let Some(digest) = digest {
-                    return Ok(Applied::Digest(Digest {
-                        bytes: digest.into(),
-                        encoding: *encoding,
-                    }));
                 }
+                if out.is_empty() {
+                    // Nothing left to hash: the value becomes empty.
+                    return Ok(Applied::Replaced);
+                }
+                return Ok(Applied::Hashed(*encoding));
             }
             Action::Hmac {
                 key,
@@ -504,9 +514,10 @@ impl Action {
 pub enum Applied {
     /// The value becomes the text written to `out`.
     Replaced,
-    /// The value becomes this digest, in its encoding (`out` is left
-    /// empty).
-    Digest(Digest),
+    /// The value becomes the SHA-256 of the text left in `out` (its normal
+    /// form), written in this encoding: for the rewriter to hash, so that
+    /// the digest need not be carried out through the verdict's layers.
+    Hashed(Encoding),
     /// The value is already safe as it is: null, empty, or already a digest.
     Unchanged,
     /// The value goes, with its member name (a guarded `drop`).
@@ -724,15 +735,13 @@ mod tests {
                 encoding,
             };
             assert_eq!(replaced(&action, Scalar::Str("abc")), expected);
-            // Handed back as bytes to a rewriter, `out` left empty.
+            // Left to a rewriter to hash: the normal form, in `out`.
             let mut out = String::from("scratch");
-            let Ok(Applied::Digest(digest)) = action.apply_into(Scalar::Str("abc"), &mut out)
-            else {
-                panic!("{encoding:?}: expected a digest");
-            };
-            assert_eq!(out, "");
+            let applied = action.apply_into(Scalar::Str("abc"), &mut out);
+            assert_eq!(applied, Ok(Applied::Hashed(encoding)));
+            assert_eq!(out, "abc");
             let mut text = [0u8; Digest::MAX_LEN];
-            let len = digest.encode(&mut text);
+            let len = Digest::of(&out, encoding).encode(&mut text);
             assert_eq!(&text[..len], expected.as_bytes());
         }
     }

@@ -32,7 +32,7 @@ use super::sink::Sink;
 use super::verdict::{self, Judged, Rejected, Verdict};
 use crate::detect::Finding;
 use crate::policy::{Label, RuleId, Rules, State, Unlisted};
-use crate::transform::{Action, Invalid, Scalar};
+use crate::transform::{Action, Digest, Invalid, Scalar};
 
 /// Whether the input is one JSON document or newline-delimited documents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

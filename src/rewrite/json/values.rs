@@ -230,11 +230,12 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     ) -> Result<bool, Error> {
         let verdict = match verdict {
             Ok(Judged::Verdict(verdict)) => verdict,
-            Ok(Judged::Digest(digest)) => {
+            Ok(Judged::Hashed(encoding)) => {
                 self.steer
                     .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
                 self.commit_held();
-                self.writer.json_digest(&digest);
+                self.writer
+                    .json_digest(&Digest::of(&self.replacement, encoding));
                 self.report
                     .record(Some(rule), ChangeKind::Rewritten, here!(self));
                 return Ok(self.end_replaced(chunk, at, original));

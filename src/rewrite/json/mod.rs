@@ -414,7 +414,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     match bytes[j] {
                         b'"' => {
                             self.string_end(chunk, text, j)?;
-                            i = self.after_string(chunk, bytes, j + 1)?;
+                            i = self.after_token(chunk, bytes, j + 1)?;
                             continue;
                         }
                         b'\\' => {
@@ -515,7 +515,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     }
                     // The delimiter belongs to the next state: not taken.
                     self.scalar_end(chunk, text, j)?;
-                    i = j;
+                    i = self.after_token(chunk, bytes, j)?;
                     continue;
                 }
                 Lex::Literal { word, at } => {
@@ -534,11 +534,12 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     }
                     if at == word.len() {
                         self.scalar_end(chunk, text, j)?;
+                        i = self.after_token(chunk, bytes, j)?;
                     } else {
                         // Cut by the chunk's end (`at` < 5).
                         self.lex = Lex::Literal { word, at: at as u8 };
+                        i = j;
                     }
-                    i = j;
                     continue;
                 }
                 _ if WHITESPACE[usize::from(b)] => {
@@ -575,9 +576,17 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                         Lex::Bom(at + 1)
                     };
                 }
-                Lex::FirstElementOrEnd if b == b']' => self.close(chunk, i)?,
+                Lex::FirstElementOrEnd if b == b']' => {
+                    self.close(chunk, i)?;
+                    i = self.after_token(chunk, bytes, i + 1)?;
+                    continue;
+                }
                 Lex::FirstElementOrEnd | Lex::Element => self.begin_element(chunk, i, b)?,
-                Lex::FirstKeyOrEnd if b == b'}' => self.close(chunk, i)?,
+                Lex::FirstKeyOrEnd if b == b'}' => {
+                    self.close(chunk, i)?;
+                    i = self.after_token(chunk, bytes, i + 1)?;
+                    continue;
+                }
                 Lex::FirstKeyOrEnd | Lex::Key => {
                     if b != b'"' {
                         return Err(self.error(
@@ -603,7 +612,11 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
                     let object = self.frames.last().is_some_and(|f| f.object);
                     match (b, object) {
                         (b',', _) => self.comma(chunk, i, object),
-                        (b'}', true) | (b']', false) => self.close(chunk, i)?,
+                        (b'}', true) | (b']', false) => {
+                            self.close(chunk, i)?;
+                            i = self.after_token(chunk, bytes, i + 1)?;
+                            continue;
+                        }
                         (_, true) => {
                             return Err(self.error(i, Kind::Syntax, "expected ',' or '}'"));
                         }
@@ -621,14 +634,15 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         Ok(())
     }
 
-    /// Takes what usually follows a string in compact JSON, from `i`: the
+    /// Takes what usually follows a token in compact JSON, from `i`: the
     /// `:` after a member name and the value's first byte, or the `,` after
-    /// a value and the next member's quote (the next element's first byte,
-    /// in an array). The scanner's loop would take
-    /// each in a pass of its own, through a jump on the lexer's state, the
-    /// costliest instruction of a pass (perf). Returns where it stopped.
-    #[inline]
-    fn after_string(&mut self, chunk: &Bytes, bytes: &[u8], mut i: usize) -> Result<usize, Error> {
+    /// a value (a string, number, literal or closed container) and the next
+    /// member's quote (the next element's first byte, in an array). The
+    /// scanner's loop would take each in a pass of its own, through a jump
+    /// on the lexer's state, the costliest instruction of a pass (perf).
+    /// Returns where it stopped.
+    #[inline(always)]
+    fn after_token(&mut self, chunk: &Bytes, bytes: &[u8], mut i: usize) -> Result<usize, Error> {
         let next = |i: usize| {
             bytes
                 .get(i)

@@ -52,6 +52,93 @@ fn digests_are_written_in_each_encoding() {
 }
 
 #[test]
+fn hashing_leaves_digests_and_empty_normal_forms_and_reads_escapes() {
+    use scrim::transform::{Encoding, Normalizer};
+    let hash = |normalizer| Action::Hash {
+        normalizer,
+        encoding: Encoding::Hex,
+    };
+    let rules = rules(&[
+        ("$.city", hash(Normalizer::City)),
+        ("$.id", hash(Normalizer::None)),
+        ("$.done", hash(Normalizer::None)),
+    ]);
+    let digest = sha256_hex("abc");
+    let input = format!(r#"{{"city":"123","id":"a\u0062c","done":"{digest}"}}"#);
+    // A city of no letters has an empty normal form and becomes empty; an
+    // escaped value is hashed as the text it spells; a digest stays.
+    let expected = format!(r#"{{"city":"","id":"{digest}","done":"{digest}"}}"#);
+    for chunk in 0..input.len() {
+        let (out, _) = rewrite_chunked(&rules, Framing::Single, input.as_bytes(), chunk).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            expected,
+            "chunks of {chunk}"
+        );
+    }
+}
+
+#[test]
+fn the_member_after_a_number_literal_or_container_is_still_selected() {
+    let rules = rules(&[("$.b", hash()), ("$[2]", hash())]);
+    let x = sha256_hex("x");
+    for (input, expected) in [
+        (
+            r#"{"a":1,"b":"x"}"#.to_owned(),
+            format!(r#"{{"a":1,"b":"{x}"}}"#),
+        ),
+        (
+            r#"{"a":-1.5e3,"b":"x"}"#.to_owned(),
+            format!(r#"{{"a":-1.5e3,"b":"{x}"}}"#),
+        ),
+        (
+            r#"{"a":true,"b":"x"}"#.to_owned(),
+            format!(r#"{{"a":true,"b":"{x}"}}"#),
+        ),
+        (
+            r#"{"a":{},"b":"x"}"#.to_owned(),
+            format!(r#"{{"a":{{}},"b":"{x}"}}"#),
+        ),
+        (
+            r#"{"a":[1,{}],"b":"x"}"#.to_owned(),
+            format!(r#"{{"a":[1,{{}}],"b":"{x}"}}"#),
+        ),
+        (r#"[true,[],"x"]"#.to_owned(), format!(r#"[true,[],"{x}"]"#)),
+        (
+            r#"[null,{"b":2},"x"]"#.to_owned(),
+            format!(r#"[null,{{"b":2}},"{x}"]"#),
+        ),
+        (r#"[0,0,"x"]"#.to_owned(), format!(r#"[0,0,"{x}"]"#)),
+    ] {
+        for chunk in 0..input.len() {
+            let (out, _) =
+                rewrite_chunked(&rules, Framing::Single, input.as_bytes(), chunk).unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                expected,
+                "{input} in chunks of {chunk}"
+            );
+        }
+    }
+    // Lines whose documents end in a number, a literal or a container.
+    let input = "1\ntrue\n[]\n{\"a\":{}}\n{\"b\":\"x\"}\n";
+    let expected = format!("1\ntrue\n[]\n{{\"a\":{{}}}}\n{{\"b\":\"{x}\"}}\n");
+    for chunk in 0..input.len() {
+        let (out, _) = rewrite_chunked(&rules, Framing::Lines, input.as_bytes(), chunk).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            expected,
+            "chunks of {chunk}"
+        );
+    }
+    // What follows a document's end is still refused where it is.
+    for input in ["1 2", "{} x", "[]]", "true,"] {
+        let err = rewrite(&rules, input).unwrap_err();
+        assert_eq!(err.offset(), input.len() as u64 - 1, "{input}: {err}");
+    }
+}
+
+#[test]
 fn keys_are_matched_after_unescaping() {
     let rules = rules(&[("$.em", hash())]);
     let out = rewrite(&rules, r#"{"\u0065m":"a"}"#).unwrap();

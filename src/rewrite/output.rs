@@ -108,11 +108,11 @@ impl<S: Sink> Writer<S> {
     fn flush_when_full(&mut self) {
         if self.buf.len() >= FLUSH_AT {
             self.flush();
-            // Room for the whole of the next FLUSH_AT bytes: what the buffer
-            // had left ran out just short of it, and growing it then copied
-            // nearly FLUSH_AT bytes a flush (callgrind). Once the sink has
-            // let go of what it was handed, this takes the allocation back,
-            // with nothing to copy.
+            // Room for the next FLUSH_AT bytes and the write that crosses
+            // that mark: what the buffer had left ran out just short of it,
+            // and growing it then copied nearly FLUSH_AT bytes a flush
+            // (callgrind). Once the sink has let go of what it was handed,
+            // this takes the allocation back, with nothing to copy.
             self.buf.reserve(2 * FLUSH_AT);
         }
     }

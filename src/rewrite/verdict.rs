@@ -8,7 +8,7 @@ use super::lookups::{Lookups, Revealed};
 use super::report::ChangeKind;
 use crate::detect::{self, Finding, Scanned};
 use crate::policy::{OnInvalid, REDACTED, RuleId, Rules};
-use crate::transform::{Action, ActionKind, Applied, Digest, Encoding, Invalid, Scalar};
+use crate::transform::{Action, ActionKind, Applied, Encoding, Invalid, Scalar};
 
 /// The verdict on one value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,11 +30,14 @@ pub(crate) enum Verdict {
     Remove(ChangeKind),
 }
 
-/// What [`judge_digests`] decides: a verdict, or that the value becomes
-/// the SHA-256 of the text it left in `out` (a rewrite), in this encoding.
+/// What [`judge_deferring_hash`] decides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Judged {
+    /// The verdict, its replacement (if any) in `out`.
     Verdict(Verdict),
+    /// A rewrite: the value becomes the SHA-256, in this encoding, of the
+    /// normal form left in `out`, which is personal and never written as
+    /// it is ([`Applied::Hashed`]).
     Hashed(Encoding),
 }
 
@@ -44,7 +47,7 @@ impl Judged {
         match self {
             Judged::Verdict(verdict) => verdict,
             Judged::Hashed(encoding) => {
-                Digest::hash_in_place(out, encoding);
+                encoding.hash_in_place(out);
                 Verdict::Replace(ChangeKind::Rewritten)
             }
         }
@@ -77,12 +80,12 @@ pub(crate) fn judge(
     found: &mut Vec<Finding>,
     lookups: &mut Lookups,
 ) -> Result<Verdict, Rejected> {
-    judge_digests(rules, rule, value, out, found, lookups).map(|judged| judged.spelled(out))
+    judge_deferring_hash(rules, rule, value, out, found, lookups).map(|judged| judged.spelled(out))
 }
 
 /// [`judge`], with a value to hash left in `out` ([`Judged::Hashed`]), for
 /// a rewriter that writes the digest's encoding straight into its output.
-pub(crate) fn judge_digests(
+pub(crate) fn judge_deferring_hash(
     rules: &Rules,
     rule: RuleId,
     value: Result<Scalar<'_>, Invalid>,

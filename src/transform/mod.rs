@@ -14,7 +14,8 @@ pub mod tokenize;
 mod url;
 mod user_agent;
 
-pub use action::{Action, ActionKind, Applied, Digest, Encoding, HmacKey, Members, Outcome};
+pub use action::{Action, ActionKind, Encoding, HmacKey, Members, Outcome};
+pub(crate) use action::{Applied, Digest};
 pub use encrypt::EncryptKey;
 pub use guard::Guard;
 pub use normalize::{Normal, Normalizer, PhoneFormat, PhoneOptions};

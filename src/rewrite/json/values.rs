@@ -210,10 +210,16 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
 
     /// The value is replaced by a string; the original is suppressed.
     pub(super) fn replace_value(&mut self, chunk: &Bytes, at: usize, with: &str) {
+        self.begin_replacement(chunk, at);
+        self.writer.json_string(with.as_bytes());
+    }
+
+    /// The value, from `at`, leaves the output; what was held for it (its
+    /// separator and member name) goes out, for its replacement to follow.
+    fn begin_replacement(&mut self, chunk: &Bytes, at: usize) {
         self.steer
             .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
         self.commit_held();
-        self.writer.json_string(with.as_bytes());
     }
 
     /// Writes out what `verdict` says of a value: a scalar that ended at
@@ -231,11 +237,12 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         let verdict = match verdict {
             Ok(Judged::Verdict(verdict)) => verdict,
             Ok(Judged::Hashed(encoding)) => {
-                self.steer
-                    .set_mode(chunk, at, Mode::Suppress, &mut self.writer);
-                self.commit_held();
+                self.begin_replacement(chunk, at);
                 self.writer
                     .json_digest(&Digest::of(&self.replacement, encoding));
+                // The normal form is personal: not left for anything to
+                // take for a replacement.
+                self.replacement.clear();
                 self.report
                     .record(Some(rule), ChangeKind::Rewritten, here!(self));
                 return Ok(self.end_replaced(chunk, at, original));
@@ -374,7 +381,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         };
         self.report.read(self.rules, rule, scalar);
         let mut found = Vec::new();
-        let verdict = verdict::judge_digests(
+        let verdict = verdict::judge_deferring_hash(
             self.rules,
             rule,
             Ok(scalar),

@@ -527,7 +527,7 @@ pub(crate) enum Applied {
     /// where it writes the digest, so that the digest is not carried out
     /// through the verdict's enums (a 33-byte value moved at odd offsets,
     /// whose loads the CPU could not forward from the stores before them:
-    /// a tenth of a hashed value's time under perf).
+    /// a tenth of the NDJSON bench's hashed row under perf).
     Hashed(Encoding),
     /// The value is already safe as it is: null, empty, or already a digest.
     Unchanged,

@@ -20,6 +20,24 @@ fn hashes_selected_values_and_keeps_every_other_byte() {
     assert_eq!(out, expected);
 }
 
+/// Rewrites `input` whole (chunk size 0) and in chunks of every size, and
+/// checks that each gives `expected`.
+fn assert_in_every_chunking(
+    rules: &scrim::policy::Rules,
+    framing: Framing,
+    input: &str,
+    expected: &str,
+) {
+    for chunk in 0..input.len() {
+        let (out, _) = rewrite_chunked(rules, framing, input.as_bytes(), chunk).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            expected,
+            "{input:?} in chunks of {chunk}"
+        );
+    }
+}
+
 #[test]
 fn digests_are_written_in_each_encoding() {
     let hash = |encoding| Action::Hash {
@@ -39,16 +57,7 @@ fn digests_are_written_in_each_encoding() {
         r#""url":["ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0","ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"],"#,
         r#""z":"abc"}"#
     );
-    assert_eq!(rewrite(&rules, input).unwrap(), expected);
-    // In chunks of every size, the same.
-    for chunk in 1..input.len() {
-        let (out, _) = rewrite_chunked(&rules, Framing::Single, input.as_bytes(), chunk).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            expected,
-            "chunks of {chunk}"
-        );
-    }
+    assert_in_every_chunking(&rules, Framing::Single, input, expected);
 }
 
 #[test]
@@ -68,14 +77,7 @@ fn hashing_leaves_digests_and_empty_normal_forms_and_reads_escapes() {
     // A city of no letters has an empty normal form and becomes empty; an
     // escaped value is hashed as the text it spells; a digest stays.
     let expected = format!(r#"{{"city":"","id":"{digest}","done":"{digest}"}}"#);
-    for chunk in 0..input.len() {
-        let (out, _) = rewrite_chunked(&rules, Framing::Single, input.as_bytes(), chunk).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            expected,
-            "chunks of {chunk}"
-        );
-    }
+    assert_in_every_chunking(&rules, Framing::Single, &input, &expected);
 }
 
 #[test]
@@ -110,27 +112,12 @@ fn the_member_after_a_number_literal_or_container_is_still_selected() {
         ),
         (r#"[0,0,"x"]"#.to_owned(), format!(r#"[0,0,"{x}"]"#)),
     ] {
-        for chunk in 0..input.len() {
-            let (out, _) =
-                rewrite_chunked(&rules, Framing::Single, input.as_bytes(), chunk).unwrap();
-            assert_eq!(
-                String::from_utf8(out).unwrap(),
-                expected,
-                "{input} in chunks of {chunk}"
-            );
-        }
+        assert_in_every_chunking(&rules, Framing::Single, &input, &expected);
     }
     // Lines whose documents end in a number, a literal or a container.
     let input = "1\ntrue\n[]\n{\"a\":{}}\n{\"b\":\"x\"}\n";
     let expected = format!("1\ntrue\n[]\n{{\"a\":{{}}}}\n{{\"b\":\"{x}\"}}\n");
-    for chunk in 0..input.len() {
-        let (out, _) = rewrite_chunked(&rules, Framing::Lines, input.as_bytes(), chunk).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            expected,
-            "chunks of {chunk}"
-        );
-    }
+    assert_in_every_chunking(&rules, Framing::Lines, input, &expected);
     // What follows a document's end is still refused where it is.
     for input in ["1 2", "{} x", "[]]", "true,"] {
         let err = rewrite(&rules, input).unwrap_err();

@@ -62,6 +62,7 @@ pub struct JsonRewriter<'r, S: Sink> {
     /// The current key of every frame, stacked, for error paths.
     path_keys: Vec<u8>,
     steer: Steering,
+    pending_hold: Option<PendingHold>,
     /// What the value about to start is for.
     slot: Slot,
     /// What the scalar being scanned is for.
@@ -119,7 +120,7 @@ mod values;
 
 pub(crate) use embedded::{Embedded, rewrite_embedded};
 use lex::{Lex, Num, WHITESPACE};
-use slots::{Frame, FrameMode, ScalarUse, Slot, current_path, place};
+use slots::{Frame, FrameMode, PendingHold, ScalarUse, Slot, current_path, place};
 
 impl<'r, S: Sink> JsonRewriter<'r, S> {
     pub fn new(rules: &'r Rules, framing: Framing, sink: S) -> Self {
@@ -137,6 +138,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             child_states: Vec::with_capacity(16),
             path_keys: Vec::with_capacity(64),
             steer: Steering::default(),
+            pending_hold: None,
             slot: Slot::Pass,
             scalar: ScalarUse::Pass,
             str_is_key: false,
@@ -291,6 +293,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         if invalid {
             return Err(self.error(valid, Kind::Syntax, "invalid UTF-8"));
         }
+        self.take_up_pending_hold(data);
         if self.capture_from.is_some() && self.rules.scan.is_some() {
             self.suspend_scanned_token(data);
         }

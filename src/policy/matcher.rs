@@ -102,6 +102,10 @@ struct Names {
     /// power of two long, at most a quarter full, so that most keys, there
     /// or not, take one probe.
     table: Vec<u32>,
+    /// A bit for each length of the names (bit 63 for all of 63 bytes or
+    /// more): most member names in a body are of a length no selector's
+    /// name has, and are told apart with one test, before any hashing.
+    lengths: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -164,8 +168,12 @@ impl Names {
         (key.hash() >> 32) as usize & mask
     }
 
+    fn length_bit(len: usize) -> u64 {
+        1 << len.min(63)
+    }
+
     fn find(&self, name: &[u8]) -> Option<u32> {
-        if self.edges.is_empty() {
+        if self.lengths & Names::length_bit(name.len()) == 0 {
             return None;
         }
         let key = NameKey::of(name);
@@ -186,6 +194,7 @@ impl Names {
     /// Adds a name not in the set yet.
     fn insert(&mut self, name: Vec<u8>, to: u32) {
         let key = NameKey::of(&name);
+        self.lengths |= Names::length_bit(name.len());
         let name = name.into_boxed_slice();
         self.edges.push(NameEdge { key, name, to });
         let size = (self.edges.len() * 4).next_power_of_two();
@@ -392,6 +401,28 @@ mod tests {
         }
         for absent in [&b"external_iy"[..], b"externals", b"e", b"em ", b"\0"] {
             assert_eq!(table.find(absent), None, "{absent:?}");
+        }
+    }
+
+    #[test]
+    fn names_of_every_length_are_found_and_others_not() {
+        // Every length up to 70: those of 63 bytes and more share a bit of
+        // the lengths' mask, and are told apart by their keys.
+        assert_eq!(Names::default().find(b""), None);
+        assert_eq!(Names::default().find(b"em"), None);
+        let name = |len: usize| (0..len).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>();
+        let mut table = Names::default();
+        for len in (0..=70).step_by(3) {
+            table.insert(name(len), len as u32);
+        }
+        for len in 0..=72 {
+            let expected = (len % 3 == 0 && len <= 70).then_some(len as u32);
+            assert_eq!(table.find(&name(len)), expected, "{len} bytes");
+            let mut other = name(len);
+            if let Some(last) = other.last_mut() {
+                *last = b'!';
+                assert_eq!(table.find(&other), None, "{len} bytes, last changed");
+            }
         }
     }
 

@@ -240,6 +240,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     /// `comma`): it is held until its fate is known, or, when nothing
     /// else is pending or held and no detector reads member names, that
     /// hold is put off until its name is read.
+    #[inline]
     fn hold_member(&mut self, chunk: &Bytes, at: usize, comma: bool) {
         if self.steer.mode == Mode::Pass && self.rules.scan.is_none() {
             self.pending_hold = Some(PendingHold { at, comma });

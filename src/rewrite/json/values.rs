@@ -298,6 +298,11 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         text: &str,
         end: usize,
     ) -> Result<(), Error> {
+        if self.scalar == ScalarUse::Pass && !self.report.counts_fields() {
+            // Nothing to decide or count: most scalars of a body.
+            self.after_value();
+            return Ok(());
+        }
         let mark = self.report.accounted();
         // A scalar inside a dropped or redacted container passes as
         // `Pass` under `Suppress`: it does not leave, and was counted with

@@ -113,15 +113,16 @@ pub(crate) fn find_string_special(bytes: &[u8]) -> usize {
     bytes.len()
 }
 
-/// A bit for each byte of the 16 that is `"`, `\\` or a control character,
-/// the first byte's in the lowest bit.
+/// A mask of the 16 bytes whose lowest set bit is the first `"`, `\\` or
+/// control character (bit `i` for byte `i`), 0 when there is none.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn specials_in(block: &[u8]) -> u32 {
     // SAFETY: SSE2 is enabled for the whole build (the `cfg` above), so
-    // every CPU this code runs on has it. The intrinsics are safe; only
-    // the call into a function that enables a target feature is not, as
-    // the compiler cannot see the `cfg`.
+    // every CPU this code runs on has it. Calling a `#[target_feature]`
+    // function is safe only from one that enables the same feature itself
+    // (the build's features do not count), and this one cannot: it is
+    // inlined into the scanner's loop.
     unsafe { specials_sse2(block) }
 }
 

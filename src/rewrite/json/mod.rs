@@ -307,6 +307,10 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         self.offset += valid as u64;
         // What this chunk produced is the sink's before the next one arrives.
         self.writer.flush();
+        // What is held across chunks (a separator, a member name and the
+        // blanks after it, while a member's fate is open) is bounded. A
+        // member no rule is about is not held when its name ends in the
+        // chunk where its comma is.
         let held_limit = self.rules.limits.max_value_bytes as usize;
         if self.steer.held.len() > held_limit {
             return Err(self.error_at_offset(

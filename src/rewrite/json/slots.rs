@@ -8,7 +8,8 @@ use super::*;
 pub(super) enum FrameMode {
     /// Nothing below can be selected: pass (or suppress) without looking.
     Untracked,
-    /// Selectors are alive here; members are held until decided.
+    /// Selectors are alive here; a member is held until decided (from
+    /// when its name is read, for one in the same chunk as its comma).
     Tracked,
     /// An array whose elements a per-scalar rule rewrites one by one.
     Each(RuleId),
@@ -237,9 +238,9 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     }
 
     /// A member of a tracked object starts at `at` (its comma, when
-    /// `comma`): it is held until its fate is known, or, when nothing
-    /// else is pending or held and no detector reads member names, that
-    /// hold is put off until its name is read.
+    /// `comma`): it is held until its fate is known. When the output
+    /// passes (nothing suppressed or held) and no detector reads member
+    /// names, that hold is put off until its name is read.
     #[inline]
     fn hold_member(&mut self, chunk: &Bytes, at: usize, comma: bool) {
         if self.steer.mode == Mode::Pass && self.rules.scan.is_none() {
@@ -268,6 +269,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         if self.slot != Slot::Pass {
             self.steer.hold(chunk, at, comma, &mut self.writer);
         } else if comma && !emitted_any {
+            // As `Steering::release_held` skips a held comma.
             self.steer.flush(chunk, at, &mut self.writer);
             self.steer.from = at + 1;
         }

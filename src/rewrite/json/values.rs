@@ -44,8 +44,9 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         let slot = std::mem::replace(&mut self.slot, Slot::Pass);
         self.scalar = ScalarUse::Pass;
         if slot == Slot::Pass && self.steer.mode != Mode::Hold {
-            // Nothing held, nothing to decide (an untracked subtree, or the
-            // first element of a tracked array).
+            // Nothing held, nothing to decide (an untracked subtree, the
+            // first element of a tracked array, or a member of a tracked
+            // object that no rule is about, whose hold was never begun).
             if let Some(frame) = self.frames.last_mut() {
                 frame.emitted_any = true;
             }

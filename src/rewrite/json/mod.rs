@@ -62,6 +62,7 @@ pub struct JsonRewriter<'r, S: Sink> {
     /// The current key of every frame, stacked, for error paths.
     path_keys: Vec<u8>,
     steer: Steering,
+    /// Where the current member's hold begins, while it is put off.
     pending_hold: Option<PendingHold>,
     /// What the value about to start is for.
     slot: Slot,

@@ -42,8 +42,8 @@ pub(super) struct Frame {
 /// or at the first member's quote), put off until its name is read, when
 /// that is in the same chunk. A member that no rule can be about then
 /// streams with the bytes around it: nothing is held, released or handed
-/// to the writer for it (that was a tenth of the pass-through's time:
-/// perf, `benches/ndjson.rs`).
+/// to the writer for it (7% of the pass-through's instructions: callgrind,
+/// `benches/ndjson.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct PendingHold {
     at: usize,

@@ -3,10 +3,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use base64::Engine as _;
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 
+use super::digest::Digest;
 use super::encrypt::EncryptKey;
 use super::rotation::{KeySource, RotatingKey};
 use super::tokenize::Tokenize;
@@ -217,66 +216,6 @@ impl Encoding {
         digest.push_text(text);
     }
 }
-
-/// A value's SHA-256, to be written in its rule's encoding. A JSON rewriter
-/// writes its digits straight into its output, with no string in between
-/// to fill, check as UTF-8 and copy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Digest {
-    bytes: [u8; 32],
-    encoding: Encoding,
-}
-
-impl Digest {
-    /// The longest encoding of a digest: 64 hex digits (base64 takes 44).
-    pub(crate) const MAX_LEN: usize = 64;
-
-    /// The SHA-256 of `text`, to be written in `encoding`.
-    pub(crate) fn of(text: &str, encoding: Encoding) -> Digest {
-        Digest {
-            bytes: Sha256::digest(text).into(),
-            encoding,
-        }
-    }
-
-    /// Writes the digest's encoding into the start of `out`; returns its
-    /// length.
-    pub(crate) fn encode(&self, out: &mut [u8; Self::MAX_LEN]) -> usize {
-        let engine = match self.encoding {
-            Encoding::Hex => {
-                for (pair, b) in out.as_chunks_mut::<2>().0.iter_mut().zip(&self.bytes) {
-                    *pair = HEX_PAIRS[usize::from(*b)];
-                }
-                return Self::MAX_LEN;
-            }
-            Encoding::Base64 => &base64::engine::general_purpose::STANDARD,
-            Encoding::Base64Url => &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        };
-        const _: () = assert!(base64::encoded_len(32, true).unwrap() <= Digest::MAX_LEN);
-        // Never too short (asserted above): the error cannot happen.
-        engine.encode_slice(self.bytes, out).unwrap_or_default()
-    }
-
-    /// Appends the digest's encoding to `out`.
-    fn push_text(&self, out: &mut String) {
-        let mut text = [0u8; Self::MAX_LEN];
-        let len = self.encode(&mut text);
-        // Hex digits and base64 are ASCII: never the empty default.
-        out.push_str(std::str::from_utf8(&text[..len]).unwrap_or_default());
-    }
-}
-
-/// The two lowercase hex digits of every byte.
-const HEX_PAIRS: [[u8; 2]; 256] = {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut pairs = [[0u8; 2]; 256];
-    let mut b = 0;
-    while b < 256 {
-        pairs[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
-        b += 1;
-    }
-    pairs
-};
 
 /// What an action made of a scalar.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //! encode whatever comes back in their own syntax.
 
 mod action;
+mod digest;
 mod encrypt;
 mod guard;
 pub mod normalize;
@@ -14,8 +15,9 @@ pub mod tokenize;
 mod url;
 mod user_agent;
 
+pub(crate) use action::Applied;
 pub use action::{Action, ActionKind, Encoding, HmacKey, Members, Outcome};
-pub(crate) use action::{Applied, Digest};
+pub(crate) use digest::Digest;
 pub use encrypt::EncryptKey;
 pub use guard::Guard;
 pub use normalize::{Normal, Normalizer, PhoneFormat, PhoneOptions};

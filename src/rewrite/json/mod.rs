@@ -278,13 +278,16 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
     /// carried to the next chunk unscanned, so that the scanner sees the same
     /// bytes, and meets the same errors, however the body is chunked.
     fn write_chunk(&mut self, data: &Bytes) -> Result<(), Error> {
-        let (text, invalid) = match std::str::from_utf8(data) {
+        // `simdutf8` checks 32 or 64 bytes a step, accented names included,
+        // where `std` goes a character at a time from the first byte past
+        // ASCII: the check was 5% of the pass-through's time (perf).
+        let (text, invalid) = match simdutf8::compat::from_utf8(data) {
             Ok(text) => (text, false),
             // Read again up to where it is valid (a chunk that ends inside a
             // character, or an invalid body), so that the scanner holds the
             // chunk as text and hands values on without checking them again.
             Err(err) => (
-                std::str::from_utf8(&data[..err.valid_up_to()]).unwrap_or_default(),
+                simdutf8::compat::from_utf8(&data[..err.valid_up_to()]).unwrap_or_default(),
                 err.error_len().is_some(),
             ),
         };

@@ -187,6 +187,34 @@ fn objects_where_a_scalar_is_needed_follow_on_invalid() {
     assert!(!err.to_string().contains("secret"));
 }
 
+/// An error's path names the member it is in, whether that member's name
+/// lies in the chunk where the error is met or in an earlier one, and
+/// whether containers opened below it since.
+#[test]
+fn error_paths_are_the_same_however_chunked() {
+    let long = "n".repeat(100);
+    let reject = rules_with(&[("$..em", hash())], Unlisted::Keep, OnInvalid::Reject);
+    let cases = [
+        (
+            r#"{"user":{"id":1,"em":{"x":1}},"k":2}"#.to_owned(),
+            "$.user.em",
+        ),
+        (r#"{"a":{"bb":1,"name":-x}}"#.to_owned(), "$.a.name"),
+        (r#"{"a\u0062":[{"c":1},{"d":tru}]}"#.to_owned(), "$.ab[1].d"),
+        (
+            format!(r#"{{"{long}":{{"x":1,"em":{{"y":2}}}}}}"#),
+            "$[?].em",
+        ),
+    ];
+    for (input, path) in cases {
+        for size in 0..input.len() {
+            let err =
+                rewrite_chunked(&reject, Framing::Single, input.as_bytes(), size).unwrap_err();
+            assert_eq!(err.path(), path, "{input} in chunks of {size}: {err}");
+        }
+    }
+}
+
 #[test]
 fn every_chunking_gives_the_same_output() {
     let rules = rules(&[

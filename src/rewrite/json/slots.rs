@@ -424,6 +424,7 @@ fn path_from(frames: &[Frame], keys: &[u8], root: &str, template: bool) -> Strin
 
 /// The slot of a child of a tracked container, its states left in
 /// `child_states`.
+#[inline]
 pub(super) fn child_slot(
     rules: &Rules,
     states: &[State],

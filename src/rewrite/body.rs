@@ -107,6 +107,9 @@ pub struct BodyRewriter<'r, S: Sink> {
     joined: BytesMut,
 }
 
+/// One for a body's whole life, and JSON for nearly every body: the JSON
+/// rewriter stays inline rather than behind a pointer read on every chunk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Inner<'r, S: Sink> {
     Json(JsonRewriter<'r, S>),

@@ -23,10 +23,10 @@ use bytes::Bytes;
 
 use super::error::{Error, Failure, Kind};
 use super::escape::{find_string_special, unescape_into};
-use super::fields::{Fields, Hashed, template_hash, templated};
+use super::fields::{Fields, template_hash, templated};
 use super::lookups::Lookups;
 use super::output::{Mode, Steering, Writer};
-use super::path::{hash_bytes, hash_key, push_key};
+use super::path::{hash_bytes, hash_key};
 use super::report::{ChangeKind, Report};
 use super::sink::Sink;
 use super::verdict::{self, Judged, Rejected, Verdict};
@@ -59,8 +59,8 @@ pub struct JsonRewriter<'r, S: Sink> {
     arena: Vec<State>,
     /// States for the children of the value about to start.
     child_states: Vec<State>,
-    /// The current key of every frame, stacked, for error paths.
-    path_keys: Vec<u8>,
+    /// The current key of every frame, for paths.
+    path_keys: PathKeys,
     steer: Steering,
     /// Where the current member's hold begins, while it is put off.
     pending_hold: Option<PendingHold>,
@@ -114,14 +114,16 @@ macro_rules! here {
 }
 
 mod embedded;
+mod keys;
 mod lex;
 mod scan;
 mod slots;
 mod values;
 
 pub(crate) use embedded::{Embedded, rewrite_embedded};
+use keys::{PathKeys, current_path, place};
 use lex::{Lex, Num, WHITESPACE};
-use slots::{Frame, FrameMode, PendingHold, ScalarUse, Slot, current_path, place};
+use slots::{Frame, FrameMode, PendingHold, ScalarUse, Slot};
 
 impl<'r, S: Sink> JsonRewriter<'r, S> {
     pub fn new(rules: &'r Rules, framing: Framing, sink: S) -> Self {
@@ -137,7 +139,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             frames: Vec::with_capacity(8),
             arena: Vec::with_capacity(32),
             child_states: Vec::with_capacity(16),
-            path_keys: Vec::with_capacity(64),
+            path_keys: PathKeys::with_capacity(64),
             steer: Steering::default(),
             pending_hold: None,
             slot: Slot::Pass,
@@ -293,7 +295,9 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         };
         let valid = text.len();
         self.steer.from = 0;
+        self.path_keys.begin_chunk(data);
         self.scan(data, text)?;
+        self.path_keys.end_chunk();
         if invalid {
             return Err(self.error(valid, Kind::Syntax, "invalid UTF-8"));
         }

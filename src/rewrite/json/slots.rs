@@ -162,7 +162,8 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             return Err(self.error(end, Kind::TooLarge, reason));
         }
         // Borrowed from the chunk when the name lies within it: no copy.
-        let raw: &[u8] = if self.capture.is_empty() {
+        let in_chunk = self.capture.is_empty();
+        let raw: &[u8] = if in_chunk {
             &chunk[from..end]
         } else {
             &self.capture
@@ -181,9 +182,12 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             return Ok(());
         };
         frame.in_child = true;
-        self.path_keys.truncate(frame.key_start);
+        if in_chunk && !self.str_escaped {
+            self.path_keys.set_in_chunk(frame.key_start, from..end);
+        } else {
+            self.path_keys.set(frame.key_start, label);
+        }
         let shown = &label[..label.len().min(crate::rewrite::path::MAX_KEY_SHOWN + 1)];
-        self.path_keys.extend_from_slice(shown);
         if self.report.counts_fields() {
             frame.child_template = hash_key(frame.template, shown);
         }
@@ -287,6 +291,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             let reason = format!("nesting deeper than {}", self.rules.limits.max_depth);
             return Err(self.error(at, Kind::TooDeep, reason));
         }
+        let key_start = self.path_keys.next_start();
         let states_start = self.arena.len();
         if mode == FrameMode::Tracked {
             self.arena.extend_from_slice(&self.child_states);
@@ -307,7 +312,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             count: 0,
             in_child: false,
             emitted_any: false,
-            key_start: self.path_keys.len(),
+            key_start,
             ends_suppress,
             adds: None,
         });
@@ -362,64 +367,6 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
             None => self.lex = Lex::End,
         }
     }
-}
-
-/// Where the current value is, for the report: its path, built when
-/// needed, and the hash of its template, kept as the rewriter goes. A free
-/// function for the reason [`current_path`] is.
-pub(super) fn place<'a>(
-    frames: &'a [Frame],
-    keys: &'a [u8],
-    embedded: &'a Option<Embedded>,
-    root: u64,
-) -> Hashed<impl FnOnce() -> String + 'a, impl FnOnce() -> String + 'a> {
-    let hash = frames.last().map_or(root, |frame| frame.child_template);
-    Hashed(
-        hash,
-        move || current_path(frames, keys, embedded),
-        move || current_template(frames, keys, embedded),
-    )
-}
-
-/// The template of the current position's path (`$.data[*].user_data.em`),
-/// built as [`Hashed`] places are hashed.
-pub(super) fn current_template(
-    frames: &[Frame],
-    keys: &[u8],
-    embedded: &Option<Embedded>,
-) -> String {
-    let root = embedded.as_ref().map(|e| templated(&e.path));
-    path_from(frames, keys, root.as_deref().unwrap_or("$"), true)
-}
-
-/// The path of the current position (`$.data[3].user_data.em`). A free
-/// function over the fields it needs, so that callers may hold other borrows
-/// of the rewriter (the report, in `Report::record`'s closure).
-pub(super) fn current_path(frames: &[Frame], keys: &[u8], embedded: &Option<Embedded>) -> String {
-    let root = embedded.as_ref().map_or("$", |e| e.path.as_str());
-    path_from(frames, keys, root, false)
-}
-
-/// `root` and the frames' keys and indices below it; each index `[*]` in
-/// a template.
-fn path_from(frames: &[Frame], keys: &[u8], root: &str, template: bool) -> String {
-    let mut path = String::with_capacity(64);
-    path.push_str(root);
-    for (i, frame) in frames.iter().enumerate() {
-        if !frame.in_child {
-            continue;
-        }
-        if frame.object {
-            let end = frames.get(i + 1).map_or(keys.len(), |next| next.key_start);
-            push_key(&mut path, &keys[frame.key_start..end]);
-        } else if template {
-            path.push_str("[*]");
-        } else {
-            use std::fmt::Write;
-            let _ = write!(path, "[{}]", frame.count);
-        }
-    }
-    path
 }
 
 /// The slot of a child of a tracked container, its states left in

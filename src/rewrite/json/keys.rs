@@ -51,15 +51,14 @@ impl PathKeys {
     pub(super) fn set(&mut self, start: usize, label: &[u8]) {
         self.truncate(start);
         self.stored
-            .extend_from_slice(&label[..label.len().min(MAX_KEY_SHOWN + 1)]);
+            .extend_from_slice(&label[..shown_len(label.len())]);
     }
 
     /// [`set`](Self::set), for a key that lies as it is at `range` of the
     /// chunk being scanned: left there.
     pub(super) fn set_in_chunk(&mut self, start: usize, range: Range<usize>) {
         self.truncate(start);
-        let end = range.end.min(range.start + MAX_KEY_SHOWN + 1);
-        self.in_chunk = Some(range.start..end);
+        self.in_chunk = Some(range.start..range.start + shown_len(range.len()));
     }
 
     /// The keys of the frames from the one whose keys start at `start` go.
@@ -90,6 +89,12 @@ impl PathKeys {
             (None, None) => &self.stored[start..],
         }
     }
+}
+
+/// How much of a member name of `len` bytes a path keeps: what it shows,
+/// and one byte more, by which a name too long to show is told.
+pub(super) fn shown_len(len: usize) -> usize {
+    len.min(MAX_KEY_SHOWN + 1)
 }
 
 /// Where the current value is, for the report: its path, built when

@@ -187,7 +187,7 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         } else {
             self.path_keys.set(frame.key_start, label);
         }
-        let shown = &label[..label.len().min(crate::rewrite::path::MAX_KEY_SHOWN + 1)];
+        let shown = &label[..keys::shown_len(label.len())];
         if self.report.counts_fields() {
             frame.child_template = hash_key(frame.template, shown);
         }

@@ -83,12 +83,18 @@ impl<S: Sink> Writer<S> {
     /// Writes a digest as a JSON string: its digits hold nothing a string
     /// escapes, and go straight into the buffer.
     pub(crate) fn json_digest(&mut self, digest: &Digest) {
-        let mut text = [0u8; Digest::MAX_LEN];
-        let len = digest.encode(&mut text);
-        self.buf.reserve(len + 2);
-        self.buf.put_u8(b'"');
-        self.buf.put_slice(&text[..len]);
-        self.buf.put_u8(b'"');
+        let mut digits = [0u8; Digest::MAX_LEN];
+        let len = digest.encode(&mut digits);
+        // Quoted in a block of the longest encoding's size, copied whole
+        // and cut back (as `slice` does): copying `len` bytes, a length
+        // known only here, went through `memcpy`, 2.5% of a hashed event's
+        // time (perf, `benches/ndjson.rs`).
+        let mut quoted = [b'"'; Digest::MAX_LEN + 2];
+        quoted[1..=Digest::MAX_LEN].copy_from_slice(&digits);
+        quoted[len + 1] = b'"';
+        let kept = self.buf.len() + len + 2;
+        self.buf.extend_from_slice(&quoted);
+        self.buf.truncate(kept);
         self.flush_when_full();
     }
 

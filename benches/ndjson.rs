@@ -232,13 +232,15 @@ fn hash_only(values: &[String]) -> usize {
             normalized.push_str(trimmed);
             normalized.make_ascii_lowercase();
         } else {
-            // Accented text: its ASCII letters without Unicode's tables,
-            // as scrim's normalizer does.
+            // Accented text: its ASCII and Latin-1 letters without
+            // Unicode's tables, as scrim's normalizer does.
             for c in trimmed.chars() {
-                if c.is_ascii() {
-                    normalized.push(c.to_ascii_lowercase());
-                } else {
-                    normalized.extend(c.to_lowercase());
+                match c {
+                    'A'..='Z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{DE}' => {
+                        normalized.push(char::from(c as u8 + 0x20));
+                    }
+                    '\0'..='\u{FF}' => normalized.push(c),
+                    _ => normalized.extend(c.to_lowercase()),
                 }
             }
         }

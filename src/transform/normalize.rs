@@ -344,8 +344,8 @@ fn each_lowercase(value: &str, fold: Fold, mut f: impl FnMut(char)) {
             .bytes()
             .for_each(|b| f(char::from(b.to_ascii_lowercase())));
     } else {
-        // The ASCII letters of a mixed text (most of an accented name)
-        // skip the tables too.
+        // The ASCII and Latin-1 letters of a mixed text (most of an
+        // accented name) skip the tables too (`lowercase_char`).
         let fold_char = |c: char| lowercase_char(c, &mut f);
         match fold {
             Fold::Lowercase => value.chars().for_each(fold_char),

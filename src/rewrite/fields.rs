@@ -3,6 +3,7 @@
 //! counts only, never a value, and a bounded number of paths: a body of
 //! endless distinct member names costs no more than one of a few.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
@@ -324,23 +325,25 @@ fn count_in(
     template: impl FnOnce() -> String,
     outcome: Outcome,
 ) {
-    if let Some((_, counts)) = paths.get_mut(&hash) {
-        counts[outcome as usize] += 1;
-    } else if paths.len() < MAX_PATHS {
-        let template = if known.is_some_and(|known| known.contains(&hash)) {
-            String::new()
-        } else {
-            template()
-        };
-        debug_assert!(
-            template.is_empty() || template_hash(&template) == hash,
-            "{template}: the hash kept piece by piece is not its text's"
-        );
-        let mut counts = Counts::default();
-        counts[outcome as usize] = 1;
-        paths.insert(hash, (template, counts));
-    } else {
-        *overflow += 1;
+    let room = paths.len() < MAX_PATHS;
+    // One probe whether the path is new or not.
+    match paths.entry(hash) {
+        Entry::Occupied(mut seen) => seen.get_mut().1[outcome as usize] += 1,
+        Entry::Vacant(new) if room => {
+            let template = if known.is_some_and(|known| known.contains(&hash)) {
+                String::new()
+            } else {
+                template()
+            };
+            debug_assert!(
+                template.is_empty() || template_hash(&template) == hash,
+                "{template}: the hash kept piece by piece is not its text's"
+            );
+            let mut counts = Counts::default();
+            counts[outcome as usize] = 1;
+            new.insert((template, counts));
+        }
+        Entry::Vacant(_) => *overflow += 1,
     }
 }
 

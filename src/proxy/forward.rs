@@ -213,15 +213,16 @@ pub(crate) async fn forward(
     } else {
         upstream_headers(route, rules, &parts.headers, decoded, report, &mut lookups)?
     };
-    let mut upstream = Request::builder().method(parts.method.clone()).uri(uri);
-    if let Some(h) = upstream.headers_mut() {
-        std::mem::swap(h, &mut headers);
-    }
+    // Built in place: each step of `Request::builder` moves its parts.
+    let mut upstream = Request::new(());
+    *upstream.method_mut() = parts.method.clone();
+    *upstream.uri_mut() = uri;
+    std::mem::swap(upstream.headers_mut(), &mut headers);
 
     let rewriter = kind.map(|kind| {
-        let rewriter = BodyRewriter::new(kind, rules, Vec::new(), false)
-            .fields_like(report)
-            .lookups(lookups);
+        let mut rewriter = BodyRewriter::new(kind, rules, Vec::new(), false);
+        rewriter.count_fields_like(report);
+        *rewriter.lookups_mut() = lookups;
         Passes::new(rewriter, vault)
     });
     let mut pipeline = Pipeline {
@@ -254,11 +255,11 @@ pub(crate) async fn forward(
             metrics.bytes_out.inc_by(length as u64);
             // A request that came without a body (a GET) goes without one.
             if length > 0 || declared.is_some() {
-                upstream = upstream.header(header::CONTENT_LENGTH, length);
+                upstream
+                    .headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
             }
-            let request = upstream
-                .body(buffered_body(pieces, length))
-                .map_err(|_| ProxyError::bad_request("the request cannot be forwarded"))?;
+            let request = upstream.map(|()| buffered_body(pieces, length));
             let started = Instant::now();
             (
                 answer(timing.response_timeout, client.send(request)).await,
@@ -268,9 +269,7 @@ pub(crate) async fn forward(
         None => {
             let (sender, channel) =
                 http_body_util::channel::Channel::<Bytes, BoxError>::new(STREAM_FRAMES);
-            let request = upstream
-                .body(channel.boxed())
-                .map_err(|_| ProxyError::bad_request("the request cannot be forwarded"))?;
+            let request = upstream.map(|()| channel.boxed());
             let first = pipeline.drain().await?;
             // Past here the rewrite overlaps the upstream's time: what
             // scrim adds to a streamed body counts only until now.

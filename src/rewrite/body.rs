@@ -149,14 +149,14 @@ impl<'r, S: Sink> BodyRewriter<'r, S> {
     }
 
     /// Counts every value by path and outcome when `outer` (the request's
-    /// report) does, with what it knows of templates.
-    pub(crate) fn fields_like(self, outer: &super::Report) -> Self {
-        let inner = match self.inner {
-            Inner::Json(r) => Inner::Json(r.fields_like(outer)),
-            Inner::Form(r) => Inner::Form(r.fields_like(outer)),
-            Inner::Lines(r) => Inner::Lines(r.fields_like(outer)),
-        };
-        BodyRewriter { inner, ..self }
+    /// report) does, with what it knows of templates. In place: a rewriter
+    /// is 1 KiB, and each step of a builder moved it out and back.
+    pub(crate) fn count_fields_like(&mut self, outer: &super::Report) {
+        match &mut self.inner {
+            Inner::Json(r) => r.count_fields_like(outer),
+            Inner::Form(r) => r.count_fields_like(outer),
+            Inner::Lines(r) => r.count_fields_like(outer),
+        }
     }
 
     /// Also counts every value by path and outcome, for the egress

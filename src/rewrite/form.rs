@@ -114,9 +114,8 @@ impl<'r, S: Sink> FormRewriter<'r, S> {
 
     /// Counts every field by path and outcome when `outer` (the request's
     /// report) does, with what it knows of templates.
-    pub(crate) fn fields_like(mut self, outer: &Report) -> Self {
+    pub(crate) fn count_fields_like(&mut self, outer: &Report) {
         self.report.fields = outer.nested_fields();
-        self
     }
 
     /// Also counts every field by path and outcome, for the egress

@@ -52,9 +52,8 @@ impl<'r, S: Sink> QueryLinesRewriter<'r, S> {
 
     /// Counts every parameter by path and outcome when `outer` (the
     /// request's report) does.
-    pub(crate) fn fields_like(mut self, outer: &Report) -> Self {
+    pub(crate) fn count_fields_like(&mut self, outer: &Report) {
         self.report.fields = outer.nested_fields();
-        self
     }
 
     /// Also counts every parameter by path and outcome, for the egress

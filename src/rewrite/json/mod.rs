@@ -180,9 +180,8 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
 
     /// Counts every value by path and outcome when `outer` (the request's
     /// report) does, with what it knows of templates.
-    pub(crate) fn fields_like(mut self, outer: &Report) -> Self {
+    pub(crate) fn count_fields_like(&mut self, outer: &Report) {
         self.report.fields = outer.nested_fields();
-        self
     }
 
     /// Answers `tokenize` and `reveal` rules from `lookups`.

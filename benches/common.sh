@@ -111,6 +111,18 @@ open(path, "w").write(head + keys + "routes:\n" + route("hmac") + route("tokeniz
 PY
 }
 
+# plain_route FILE UPSTREAM_PORT: adds a route with no rules at /plain/:
+# the same event through scrim's HTTP path alone, nothing rewritten.
+plain_route() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+path, upstream = sys.argv[1], sys.argv[2]
+head, routes = open(path).read().split("routes:\n", 1)
+plain = f"  - name: plain\n    match: {{path_prefix: /plain/}}\n    strip_prefix: true\n    upstream: http://127.0.0.1:{upstream}\n"
+open(path, "w").write(head + "routes:\n" + plain + routes)
+PY
+}
+
 # ga4_hit LUA: a wrk script that sends a gtag.js page_view hit as a
 # browser does: GET /g/collect with 30 parameters, and a browser's headers.
 ga4_hit() {

@@ -9,7 +9,8 @@
 # Meta event's; and the token vault's rows: the same Meta event with its 6
 # fields through `hmac` on one route and `tokenize` (embedded store, values
 # in the cache after the first request) on another, in the same rounds.
-# (benches/vault_load.sh adds a new token per request.)
+# (benches/vault_load.sh adds a new token per request.) And the same event
+# through a route with no rules: scrim's HTTP path alone, against nginx's.
 # And the forward proxy's row: the same Meta event through CONNECT and TLS
 # (an app with HTTPS_PROXY), on kept-alive connections, against the reverse
 # proxy's path measured by the same client (examples/connect_load.rs; wrk
@@ -72,6 +73,7 @@ else
   if [ -z "${BASELINE:-}" ]; then
     ga4_route "$work/scrim.yaml" "$upstream_port"; ga4=1
     vault_routes "$work/scrim.yaml" "$upstream_port" "$work/vault.redb"; vault=1
+    plain_route "$work/scrim.yaml" "$upstream_port"; plain=1
     # The meta route claims its upstream's host: a CONNECT to it is
     # intercepted and rewritten by that route.
     forward_port=$(free_port)
@@ -114,7 +116,7 @@ if [ -n "${ga4:-}" ]; then
 fi
 vault_rps() { wrk -t2 -c$connections -d${duration}s -s "$work/post.lua" "http://127.0.0.1:$scrim_port/$1/v21.0/1/events" | awk '/Requests\/sec/ {print $2}'; }
 if [ -n "${vault:-}" ]; then
-  for route in hmac tokenize; do
+  for route in hmac tokenize ${plain:+plain}; do
     curl -sf -o /dev/null -X POST -H 'content-type: application/json' --data-binary @"$work/body.json" "http://127.0.0.1:$scrim_port/$route/v21.0/1/events" \
       || { echo "the $route route does not answer"; exit 1; }
   done
@@ -141,6 +143,7 @@ for round in $(seq 1 $rounds); do
   for name in $order; do
     results[$name]+="$(rps $(port_of $name)) "
   done
+  if [ -n "${plain:-}" ]; then results[plain]+="$(vault_rps plain) "; fi
   if [ -n "${ga4:-}" ]; then
     results[ga4_nginx]+="$(ga4_rps $nginx_port) "
     results[ga4_scrim]+="$(ga4_rps $scrim_port) "
@@ -161,6 +164,11 @@ nginx_rps=$(median "${results[nginx]}")
 scrim_rps=$(median "${results[scrim]}")
 echo "peak requests/s (median of $rounds, $connections connections): direct $direct, nginx $nginx_rps, scrim $scrim_rps"
 python3 -c "print('scrim / nginx = %.2f' % ($scrim_rps / $nginx_rps))"
+if [ -n "${plain:-}" ]; then
+  plain_rps=$(median "${results[plain]}")
+  echo "the same event through a route with no rules (scrim's HTTP path alone), same rounds: $plain_rps requests/s; rounds: ${results[plain]}"
+  python3 -c "print('scrim without rules / nginx = %.2f; scrim / scrim without rules = %.3f' % ($plain_rps / $nginx_rps, $scrim_rps / $plain_rps))"
+fi
 if [ -n "${ga4:-}" ]; then
   ga4_nginx=$(median "${results[ga4_nginx]}"); ga4_scrim=$(median "${results[ga4_scrim]}")
   echo "GA4 hit (GET, 30 parameters, preset ga4_web), same rounds: nginx $ga4_nginx, scrim $ga4_scrim requests/s; rounds: scrim ${results[ga4_scrim]}"

@@ -12,6 +12,35 @@ need() { command -v "$1" >/dev/null || { echo "installing $2"; apt-get install -
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# start_nginx PORT UPSTREAM_PORT: nginx `proxy_pass` on PORT to the upstream,
+# with kept-alive upstream connections and no access log (it rewrites
+# nothing: the baseline the proxy benches compare scrim with). Its master's
+# pid in `nginx_pid`.
+start_nginx() {
+  cat > "$work/nginx.conf" <<NGINX
+worker_processes auto;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/body;
+  proxy_temp_path $work/proxy;
+  upstream platform { server 127.0.0.1:$2; keepalive 64; }
+  server {
+    listen 127.0.0.1:$1;
+    location / {
+      proxy_pass http://platform;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+NGINX
+  nginx -c "$work/nginx.conf" & nginx_pid=$!; pids+=($nginx_pid)
+}
+
 # meta_config FILE SCRIM_PORT ADMIN_PORT UPSTREAM_PORT: a route hashing 6
 # user_data fields of Meta events, to the in-repo upstream.
 meta_config() {

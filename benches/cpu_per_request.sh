@@ -8,17 +8,18 @@
 # request costs them all; this says whose it is.
 #
 #   benches/cpu_per_request.sh [SECONDS_PER_RUN]    (default 5)
-#   ROUNDS=6 benches/cpu_per_request.sh             (medians of 6, not 4)
-#   BASELINE=/path/to/scrim benches/cpu_per_request.sh
+#   ROUNDS=9 benches/cpu_per_request.sh             (medians of 9, not 6)
+#   BASELINE=/path/to/scrim ROUNDS=8 benches/cpu_per_request.sh
 #                                   (another build, on the Meta event, in
-#                                    the same rounds)
+#                                    the same rounds; 4 rows, so 8 rounds
+#                                    give each the first turn twice)
 #
 # Needs: wrk and nginx (installed with apt-get when missing), python3.
 set -euo pipefail
 if [ -n "${BASELINE:-}" ]; then BASELINE=$(realpath "$BASELINE"); fi
 cd "$(dirname "$0")/.."
 duration=${1:-5}
-rounds=${ROUNDS:-4}
+rounds=${ROUNDS:-6}
 
 . benches/common.sh
 need wrk wrk
@@ -28,36 +29,15 @@ upstream_port=$(free_port)
 target/release/examples/bench_upstream "127.0.0.1:$upstream_port" 2>/dev/null & upstream_pid=$!; pids+=($upstream_pid)
 
 nginx_port=$(free_port)
-cat > "$work/nginx.conf" <<NGINX
-worker_processes auto;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/body;
-  proxy_temp_path $work/proxy;
-  upstream platform { server 127.0.0.1:$upstream_port; keepalive 64; }
-  server {
-    listen 127.0.0.1:$nginx_port;
-    location / {
-      proxy_pass http://platform;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-NGINX
-nginx -c "$work/nginx.conf" & nginx_pid=$!; pids+=($nginx_pid)
+start_nginx "$nginx_port" "$upstream_port"
 
 export SCRIM_BENCH_KEY=a-bench-key-of-at-least-32-bytes!
-declare -A port pid
+declare -A port pid_of
 start_scrim() { # NAME BINARY [plain]
   port[$1]=$(free_port)
   meta_config "$work/$1.yaml" "${port[$1]}" "$(free_port)" "$upstream_port"
   if [ "${3:-}" = plain ]; then sed -i '/rules:/,$d' "$work/$1.yaml"; fi
-  "$2" run --config "$work/$1.yaml" 2>/dev/null & pid[$1]=$!; pids+=(${pid[$1]})
+  "$2" run --config "$work/$1.yaml" 2>/dev/null & pid_of[$1]=$!; pids+=(${pid_of[$1]})
 }
 start_scrim scrim target/release/scrim
 start_scrim no_rules target/release/scrim plain
@@ -71,7 +51,7 @@ for name in $names; do
   curl -sf -o /dev/null -X POST -H 'content-type: application/json' --data-binary @"$work/body.json" \
     "http://127.0.0.1:${port[$name]}/v21.0/1/events" || { echo "$name does not answer"; exit 1; }
 done
-pid[nginx]=$(pgrep -P "$nginx_pid" | tr '\n' ' ')
+pid_of[nginx]=$(pgrep -P "$nginx_pid" | tr '\n' ' ')
 
 # Clock ticks, user and system, of every process given (fields 14 and 15
 # of its stat, counted after the command name, which may hold spaces).
@@ -86,19 +66,23 @@ ticks() {
 hz=$(getconf CLK_TCK)
 declare -A results
 for round in $(seq 1 "$rounds"); do
-  # The row that goes first rotates: none always runs on a machine another
-  # has just warmed.
+  # The row that goes first rotates (with as many rounds as rows, or a
+  # multiple, each goes first as often): a drift of the machine's speed
+  # within the run falls on every row alike.
   order=$(echo $names | tr ' ' '\n' | awk -v r="$round" -v n="$(echo $names | wc -w)" '{a[NR]=$0} END {for (i = 0; i < n; i++) print a[(i + r - 1) % n + 1]}')
   for name in $order; do
-    read -r proxy_user0 proxy_system0 < <(ticks ${pid[$name]})
+    read -r proxy_user0 proxy_system0 < <(ticks ${pid_of[$name]})
     read -r up_user0 up_system0 < <(ticks "$upstream_pid")
     out=$(wrk -t2 -c32 -d"${duration}s" -s "$work/post.lua" "http://127.0.0.1:${port[$name]}/v21.0/1/events")
-    read -r proxy_user1 proxy_system1 < <(ticks ${pid[$name]})
+    read -r proxy_user1 proxy_system1 < <(ticks ${pid_of[$name]})
     read -r up_user1 up_system1 < <(ticks "$upstream_pid")
     requests=$(echo "$out" | awk '/requests in/ {print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    per() { python3 -c "print('%.2f' % (($2 - $1) / $hz / $requests * 1e6))"; }
-    results[$name]+="$rps,$(per "$proxy_user0" "$proxy_user1"),$(per "$proxy_system0" "$proxy_system1"),$(per "$up_user0" "$up_user1"),$(per "$up_system0" "$up_system1") "
+    row=$(python3 -c "
+r = $requests / 1e6 * $hz
+print('$rps,%.2f,%.2f,%.2f,%.2f' % (($proxy_user1 - $proxy_user0) / r, ($proxy_system1 - $proxy_system0) / r,
+                                    ($up_user1 - $up_user0) / r, ($up_system1 - $up_system0) / r))")
+    results[$name]+="$row "
   done
 done
 

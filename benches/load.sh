@@ -42,28 +42,7 @@ baseline_port=$(free_port); baseline_admin_port=$(free_port)
 
 target/release/examples/bench_upstream "127.0.0.1:$upstream_port" 2>/dev/null & pids+=($!)
 
-cat > "$work/nginx.conf" <<NGINX
-worker_processes auto;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/body;
-  proxy_temp_path $work/proxy;
-  upstream platform { server 127.0.0.1:$upstream_port; keepalive 64; }
-  server {
-    listen 127.0.0.1:$nginx_port;
-    location / {
-      proxy_pass http://platform;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-NGINX
-nginx -c "$work/nginx.conf" & pids+=($!)
+start_nginx "$nginx_port" "$upstream_port"
 
 if [ "${ROUTES:-1}" -gt 1 ]; then
   routes_config "$work/scrim.yaml" "$scrim_port" "$admin_port" "$ROUTES"

@@ -49,8 +49,8 @@ struct Checkpoint<'r> {
 /// ask the vault.
 pub(crate) struct Passes<'r> {
     rewriter: BodyRewriter<'r, Vec<Bytes>>,
-    /// Kept when the rules ask the vault; boxed, so that a pass without
-    /// is half the size (it is moved, whole, as the request goes on).
+    /// Kept when the rules ask the vault; boxed, so that a pass without it
+    /// is half the size to build and copy into its own box.
     checkpoint: Option<Box<Checkpoint<'r>>>,
     vault: Option<&'r Vault>,
     /// Texts `reveal` had no value for, in output already taken.

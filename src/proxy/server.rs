@@ -569,7 +569,8 @@ impl<F: Future<Output = Response<ResponseBody>>> Future for Answering<F> {
         let this = self.project();
         let response = std::task::ready!(this.answer.poll(cx));
         let Some((tunnel, in_flight)) = this.after.take() else {
-            unreachable!("an answer is polled until it is ready, and no further")
+            // The answer, an `async fn`, would have panicked first.
+            unreachable!("an answer polled again after it was ready")
         };
         if let Some(verdicts) = tunnel
             && response.status().is_success()

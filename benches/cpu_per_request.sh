@@ -32,24 +32,25 @@ nginx_port=$(free_port)
 start_nginx "$nginx_port" "$upstream_port"
 
 export SCRIM_BENCH_KEY=a-bench-key-of-at-least-32-bytes!
-declare -A port pid_of
-start_scrim() { # NAME BINARY [plain]
-  port[$1]=$(free_port)
+declare -A port pid_of path
+start_scrim() { # NAME BINARY [plain: with plain_route's route too]
+  port[$1]=$(free_port); path[$1]=/v21.0/1/events
   meta_config "$work/$1.yaml" "${port[$1]}" "$(free_port)" "$upstream_port"
-  if [ "${3:-}" = plain ]; then sed -i '/rules:/,$d' "$work/$1.yaml"; fi
+  if [ "${3:-}" = plain ]; then plain_route "$work/$1.yaml" "$upstream_port"; fi
   "$2" run --config "$work/$1.yaml" 2>/dev/null & pid_of[$1]=$!; pids+=(${pid_of[$1]})
 }
-start_scrim scrim target/release/scrim
-start_scrim no_rules target/release/scrim plain
+start_scrim scrim target/release/scrim plain
+# The route with no rules is the same process's, timed in a run of its own.
+port[no_rules]=${port[scrim]}; pid_of[no_rules]=${pid_of[scrim]}; path[no_rules]=/plain/v21.0/1/events
 names="nginx scrim no_rules"
 if [ -n "${BASELINE:-}" ]; then start_scrim baseline "$BASELINE"; names="$names baseline"; fi
-port[nginx]=$nginx_port
+port[nginx]=$nginx_port; path[nginx]=/v21.0/1/events
 
 meta_event "$work/body.json" "$work/post.lua"
 sleep 1
 for name in $names; do
   curl -sf -o /dev/null -X POST -H 'content-type: application/json' --data-binary @"$work/body.json" \
-    "http://127.0.0.1:${port[$name]}/v21.0/1/events" || { echo "$name does not answer"; exit 1; }
+    "http://127.0.0.1:${port[$name]}${path[$name]}" || { echo "$name does not answer"; exit 1; }
 done
 pid_of[nginx]=$(pgrep -P "$nginx_pid" | tr '\n' ' ')
 
@@ -73,7 +74,7 @@ for round in $(seq 1 "$rounds"); do
   for name in $order; do
     read -r proxy_user0 proxy_system0 < <(ticks ${pid_of[$name]})
     read -r up_user0 up_system0 < <(ticks "$upstream_pid")
-    out=$(wrk -t2 -c32 -d"${duration}s" -s "$work/post.lua" "http://127.0.0.1:${port[$name]}/v21.0/1/events")
+    out=$(wrk -t2 -c32 -d"${duration}s" -s "$work/post.lua" "http://127.0.0.1:${port[$name]}${path[$name]}")
     read -r proxy_user1 proxy_system1 < <(ticks ${pid_of[$name]})
     read -r up_user1 up_system1 < <(ticks "$upstream_pid")
     requests=$(echo "$out" | awk '/requests in/ {print $1}')

@@ -354,17 +354,12 @@ impl<'r, S: Sink> JsonRewriter<'r, S> {
         Ok(())
     }
 
-    /// A scalar with a use, or one counted, ended just before `end`.
+    /// A scalar with a use ended just before `end` (one that passes is
+    /// [`counted_scalar_end`](Self::counted_scalar_end)'s).
     fn decided_scalar_end(&mut self, chunk: &Bytes, text: &str, end: usize) -> Result<(), Error> {
+        debug_assert!(self.scalar != ScalarUse::Pass);
         let mark = self.report.accounted();
-        // A scalar inside a dropped or redacted container passes as
-        // `Pass` under `Suppress`: it does not leave, and was counted with
-        // its container.
-        let leaves = match self.scalar {
-            ScalarUse::Pass => self.steer.mode != Mode::Suppress,
-            ScalarUse::Suppressed => false,
-            ScalarUse::Scan | ScalarUse::Select(_) | ScalarUse::Embedded => true,
-        };
+        let leaves = self.scalar != ScalarUse::Suppressed;
         let rule = match self.scalar {
             ScalarUse::Select(rule) => Some(rule),
             _ => None,
